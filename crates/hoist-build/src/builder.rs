@@ -1,0 +1,202 @@
+//! Running a build: the fetched tree is the start of an overlay upper dir over the runtime, the
+//! build command runs with bash in a sandbox on that overlay, and whatever the upper dir holds
+//! afterwards is the deployment's app layer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hoist_sandbox::{BindMount, LaunchSpec, Privileges, ProcessSpec, Sandboxes};
+use tokio_util::sync::CancellationToken;
+
+use crate::layer::{AppLayer, store_layer};
+use crate::runtimes::RuntimeImage;
+use crate::{BuildError, LogSink, OutputStream, merge_lines};
+
+/// Builds get the reference platform's "Hobby" build worker: 2 vCPUs and 4 GB.
+const BUILD_MEMORY_MB: u64 = 4096;
+const BUILD_MILLICORES: u32 = 2000;
+
+#[derive(Debug)]
+pub struct Builder {
+    sandboxes: Arc<Sandboxes>,
+    work_dir: PathBuf,
+    layers_dir: PathBuf,
+    cache_dir: PathBuf,
+}
+
+pub struct BuildRequest {
+    /// Used for the sandbox and work directory names; unique per build.
+    pub id: String,
+    pub runtime: RuntimeImage,
+    /// The fetched tree, as returned by [`Builder::source_dir`].
+    pub root_dir: String,
+    pub build_command: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    pub layer: AppLayer,
+}
+
+impl Builder {
+    pub fn new(sandboxes: Arc<Sandboxes>, data_dir: &Path) -> Builder {
+        Builder {
+            sandboxes,
+            work_dir: data_dir.join("builds"),
+            layers_dir: data_dir.join("layers"),
+            cache_dir: data_dir.join("build-cache"),
+        }
+    }
+
+    fn upper(&self, id: &str) -> PathBuf {
+        self.work_dir.join(id).join("upper")
+    }
+
+    /// Where the source must be fetched to for build `id`: `/app` of the image.
+    pub fn source_dir(&self, id: &str) -> PathBuf {
+        self.upper(id).join("app")
+    }
+
+    /// Removes build work directories left by an interrupted run.
+    pub fn remove_stale(&self) {
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+
+    pub fn discard(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.work_dir.join(id));
+    }
+
+    pub async fn build(&self, req: BuildRequest, log: &LogSink) -> Result<BuildOutput, BuildError> {
+        let result = self.run(&req, log).await;
+        self.discard(&req.id);
+        result
+    }
+
+    async fn run(&self, req: &BuildRequest, log: &LogSink) -> Result<BuildOutput, BuildError> {
+        let upper = self.upper(&req.id);
+        let app_dir = upper.join("app").join(&req.root_dir);
+        if !app_dir.is_dir() {
+            return Err(BuildError::RootMissing(req.root_dir.clone()));
+        }
+        if let Some(command) = req.build_command.as_deref() {
+            self.run_command(req, command, &upper, log).await?;
+            prune(&upper);
+        } else {
+            log(OutputStream::System, "no build command: the image is the source tree".into());
+        }
+        log(OutputStream::System, "storing the app layer".into());
+        let layers_dir = self.layers_dir.clone();
+        let layer = tokio::task::spawn_blocking(move || store_layer(&upper, &layers_dir))
+            .await
+            .map_err(|e| BuildError::io("storing the app layer")(std::io::Error::other(e)))??;
+        log(OutputStream::System, format!("app layer {}", layer.digest));
+        Ok(BuildOutput { layer })
+    }
+
+    async fn run_command(
+        &self,
+        req: &BuildRequest,
+        command: &str,
+        upper: &Path,
+        log: &LogSink,
+    ) -> Result<(), BuildError> {
+        let rt = req.runtime.runtime.as_str();
+        let caches = self.cache_dir.join(rt);
+        // Package caches speed up the next build but are not part of the image.
+        let cache_mounts = [
+            ("pip", "/root/.cache/pip"),
+            ("npm", "/root/.npm"),
+            ("go-mod", "/root/go/pkg/mod"),
+            ("go-build", "/root/.cache/go-build"),
+            ("cargo-registry", "/root/.cargo/registry"),
+            ("cargo-git", "/root/.cargo/git"),
+        ];
+        let mut binds = Vec::new();
+        for (name, dest) in cache_mounts {
+            let src = caches.join(name);
+            std::fs::create_dir_all(&src)
+                .map_err(BuildError::io(format!("creating {}", src.display())))?;
+            binds.push(BindMount {
+                source: src,
+                destination: dest.into(),
+                readonly: false,
+            });
+        }
+        let mut env = vec![
+            "PATH=/root/.cargo/bin:/root/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "HOME=/root".into(),
+            "LANG=C.UTF-8".into(),
+            "CI=true".into(),
+            "DEBIAN_FRONTEND=noninteractive".into(),
+            "PIP_ROOT_USER_ACTION=ignore".into(),
+            "PIP_DISABLE_PIP_VERSION_CHECK=1".into(),
+            "npm_config_update_notifier=false".into(),
+            "npm_config_fund=false".into(),
+        ];
+        env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let work = self.work_dir.join(&req.id).join("work");
+        let spec = LaunchSpec {
+            hostname: "build".into(),
+            layers: vec![req.runtime.rootfs.clone()],
+            upper: Some((upper.to_path_buf(), work)),
+            process: ProcessSpec {
+                // -e: a multi-line build stops at the first failing line, as a CI job would.
+                args: vec!["bash".into(), "-e".into(), "-c".into(), command.to_string()],
+                env,
+                cwd: Path::new("/app").join(&req.root_dir).display().to_string(),
+            },
+            memory_mb: BUILD_MEMORY_MB,
+            cpu_millicores: BUILD_MILLICORES,
+            pids_limit: 8192,
+            tmp_size_mb: 2048,
+            privileges: Privileges::Build,
+            binds,
+        };
+        log(OutputStream::System, format!("running build command on runtime {rt} {}", req.runtime.version));
+        let launched = self.sandboxes.launch(&req.id, spec).await?;
+        let mut sandbox = launched.sandbox;
+        let mut lines = merge_lines(launched.stdout, launched.stderr);
+        let pump = async {
+            while let Some((stream, line)) = lines.recv().await {
+                log(stream, line);
+            }
+        };
+        let outcome = tokio::select! {
+            exit = async { pump.await; sandbox.wait().await } => Ok(exit),
+            _ = tokio::time::sleep(req.timeout) => Err(BuildError::TimedOut(req.timeout)),
+            _ = req.cancel.cancelled() => Err(BuildError::Cancelled),
+        };
+        match outcome {
+            Ok(exit) => {
+                sandbox.destroy().await;
+                if exit.status.success() {
+                    Ok(())
+                } else {
+                    Err(BuildError::CommandFailed(exit.to_string()))
+                }
+            }
+            Err(e) => {
+                sandbox.destroy().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// apt's downloaded lists and packages are build leftovers, not part of the image.
+fn prune(upper: &Path) {
+    for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
+        let path = upper.join(dir);
+        if let Ok(entries) = std::fs::read_dir(&path) {
+            for entry in entries.flatten() {
+                if entry.path().is_file() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Fetching a source with the real git: a shallow clone of one branch, pinned to the commit
+//! that was at its tip, without the `.git` directory (the image needs the tree, not history).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::BuildError;
+
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub commit: String,
+    pub branch: String,
+}
+
+fn is_remote(source: &str) -> bool {
+    source.contains("://") || (source.contains('@') && source.contains(':'))
+}
+
+/// Clones `branch` (or the remote's HEAD) of `source` into `dest`, which must not exist.
+pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fetched, BuildError> {
+    let url = if is_remote(source) {
+        source.to_string()
+    } else {
+        let path = Path::new(source);
+        if !path.exists() {
+            return Err(BuildError::SourceMissing(source.to_string()));
+        }
+        let inside = git(&["-C", source, "rev-parse", "--git-dir"], None).await;
+        if inside.is_err() {
+            return Err(BuildError::NotARepository(source.to_string()));
+        }
+        // file:// makes git honour --depth for local repositories too.
+        let abs = std::fs::canonicalize(path)
+            .map_err(BuildError::io(format!("resolving {source}")))?;
+        format!("file://{}", abs.display())
+    };
+    let mut args = vec![
+        "clone",
+        "--quiet",
+        "--depth",
+        "1",
+        "--no-tags",
+        "--single-branch",
+    ];
+    if let Some(b) = branch {
+        args.extend(["--branch", b]);
+    }
+    let dest_s = dest.display().to_string();
+    args.extend(["--", url.as_str(), dest_s.as_str()]);
+    if let Err(message) = git(&args, None).await {
+        let lower = message.to_lowercase();
+        if let Some(b) = branch {
+            if lower.contains("not found in upstream") || lower.contains("remote branch") {
+                return Err(BuildError::BranchMissing {
+                    branch: b.to_string(),
+                    source_url: source.to_string(),
+                });
+            }
+        }
+        if lower.contains("does not appear to be a git repository")
+            || lower.contains("not a git repository")
+        {
+            return Err(BuildError::NotARepository(source.to_string()));
+        }
+        return Err(BuildError::Fetch {
+            source_url: source.to_string(),
+            message,
+        });
+    }
+    let commit = git(&["rev-parse", "HEAD"], Some(dest))
+        .await
+        .map_err(|message| BuildError::Fetch {
+            source_url: source.to_string(),
+            message: format!("the repository has no commits on that branch ({message})"),
+        })?;
+    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(dest))
+        .await
+        .unwrap_or_else(|_| branch.unwrap_or("HEAD").to_string());
+    std::fs::remove_dir_all(dest.join(".git"))
+        .map_err(BuildError::io("removing .git from the fetched tree"))?;
+    Ok(Fetched { commit, branch })
+}
+
+async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .args(args)
+        // Never wait for a password prompt: a private repo is an error, not a hang.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/true")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("running git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}

@@ -1,0 +1,365 @@
+//! The deployment pipeline: validate the request, fetch the source at a pinned commit, resolve
+//! the spec (leapcell.yaml < hoist.toml < flags), build, start the first instance, and switch
+//! the service to it only once it answers. Any failure leaves the previous deployment serving.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hoist_build::{BuildRequest, LogSink, OutputStream, fetch};
+use hoist_core::{
+    DeploymentId, DeploymentState, EnvVars, MemoryMb, Port, RootDir, Runtime, ServiceName,
+    ServiceSpec, SpecError, SpecLayer, validate_branch,
+};
+use hoist_store::{DeploymentRecord, LogStream, NewLogLine, now_ms};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::instance::InstancePlan;
+use crate::platform::LiveDeployment;
+use crate::{ControlError, Platform};
+
+/// A deploy as the client asks for it; every field but `source` is optional and, when given,
+/// wins over `hoist.toml` and `leapcell.yaml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub source: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub build: Option<String>,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// `KEY=VALUE` assignments.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+struct Validated {
+    name: ServiceName,
+    source: String,
+    branch: Option<String>,
+    root: RootDir,
+    flags: SpecLayer,
+}
+
+fn is_remote(source: &str) -> bool {
+    source.contains("://") || (source.contains('@') && source.contains(':'))
+}
+
+impl DeployRequest {
+    fn validate(&self) -> Result<Validated, SpecError> {
+        let source = self.source.trim().to_string();
+        if source.is_empty() {
+            return Err(SpecError::Missing {
+                field: "source",
+                hint: "give a git URL or the path of a local git repository".into(),
+            });
+        }
+        if !is_remote(&source) && !Path::new(&source).is_absolute() {
+            return Err(SpecError::invalid(
+                "source",
+                source,
+                "a local path must be absolute (the CLI resolves it for you)",
+            ));
+        }
+        let name = match &self.name {
+            Some(n) => ServiceName::from_str(n)?,
+            None => ServiceName::derive_from_source(&source)?,
+        };
+        if let Some(b) = &self.branch {
+            validate_branch(b)?;
+        }
+        let mut root = RootDir::new(self.root.as_deref().unwrap_or(""))?;
+        let mut source = source;
+        if !is_remote(&source) {
+            if let Some((top, prefix)) = repo_toplevel(Path::new(&source)) {
+                // A directory inside a repository deploys that directory: the repository is
+                // the source and the directory becomes (the start of) the root directory.
+                let joined = Path::new(&prefix).join(root.as_str());
+                root = RootDir::new(&joined.display().to_string())?;
+                source = top;
+            }
+        }
+        let mut env = EnvVars::new();
+        for assignment in &self.env {
+            let (k, v) = EnvVars::parse_assignment(assignment)?;
+            env.insert(k, v)?;
+        }
+        let flags = SpecLayer {
+            runtime: self.runtime.as_deref().map(Runtime::from_str).transpose()?,
+            build_command: self.build.clone().filter(|b| !b.trim().is_empty()),
+            start_command: self.start.clone().filter(|s| !s.trim().is_empty()),
+            port: self.port.map(Port::from_i64).transpose()?,
+            memory: self.memory.as_deref().map(MemoryMb::parse).transpose()?,
+            env,
+        };
+        Ok(Validated {
+            name,
+            source,
+            branch: self.branch.clone(),
+            root,
+            flags,
+        })
+    }
+}
+
+impl Platform {
+    /// Validates the request, records the deployment and runs its pipeline in the background.
+    pub async fn deploy(self: &Arc<Self>, req: DeployRequest) -> Result<DeploymentRecord, ControlError> {
+        let v = req.validate()?;
+        let id = DeploymentId::generate();
+        let request = serde_json::to_value(&req).unwrap_or_default();
+        self.store.ensure_service(&v.name)?;
+        self.store
+            .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
+        let cancel = CancellationToken::new();
+        {
+            let mut services = self.state();
+            let state = services.entry(v.name.clone()).or_default();
+            // The later deploy wins: the earlier one is cancelled wherever it is.
+            if let Some((_, previous)) = state.pending.replace((id.clone(), cancel.clone())) {
+                previous.cancel();
+            }
+        }
+        self.publish_routes();
+        let record = self
+            .store
+            .get_deployment(&id)?
+            .ok_or_else(|| ControlError::DeploymentNotFound(id.to_string()))?;
+        let me = self.clone();
+        tokio::spawn(async move { me.run_pipeline(id, v, cancel).await });
+        Ok(record)
+    }
+
+    fn build_sink(&self, service: &ServiceName, id: &DeploymentId) -> LogSink {
+        let logs = self.logs.clone();
+        let service = service.to_string();
+        let deployment = id.to_string();
+        Arc::new(move |stream: OutputStream, line: String| {
+            let line = match stream {
+                OutputStream::System => format!("==> {line}"),
+                _ => line,
+            };
+            logs.try_write(NewLogLine {
+                service: service.clone(),
+                deployment: Some(deployment.clone()),
+                instance: None,
+                stream: LogStream::Build,
+                ts: now_ms(),
+                line,
+            });
+        })
+    }
+
+    fn step(&self, id: &DeploymentId, name: &ServiceName, state: DeploymentState) -> Result<(), String> {
+        self.store
+            .set_deployment_state(id, state, None)
+            .map_err(|e| e.to_string())?;
+        self.announce(id, name, state, None);
+        Ok(())
+    }
+
+    async fn run_pipeline(self: Arc<Self>, id: DeploymentId, v: Validated, cancel: CancellationToken) {
+        let sink = self.build_sink(&v.name, &id);
+        let outcome = tokio::select! {
+            r = self.pipeline(&id, &v, &sink, &cancel) => r,
+            _ = cancel.cancelled() => Err("cancelled: a newer deployment of this service was started".to_string()),
+        };
+        let (state, reason) = match outcome {
+            Ok(()) => (DeploymentState::Live, None),
+            Err(reason) if cancel.is_cancelled() => (DeploymentState::Cancelled, Some(reason)),
+            Err(reason) => (DeploymentState::Failed, Some(reason)),
+        };
+        if state != DeploymentState::Live {
+            let text = reason.clone().unwrap_or_default();
+            sink(OutputStream::System, format!("deployment {id} {}: {text}", state.as_str()));
+            if let Err(e) = self.store.set_deployment_state(&id, state, Some(&text)) {
+                tracing::error!(deployment = %id, error = %e, "recording deployment outcome");
+            }
+            self.announce(&id, &v.name, state, reason);
+        }
+        self.builder.discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
+        let mut services = self.state();
+        if let Some(s) = services.get_mut(&v.name) {
+            if s.pending.as_ref().is_some_and(|(p, _)| p == &id) {
+                s.pending = None;
+            }
+        }
+    }
+
+    async fn pipeline(
+        self: &Arc<Self>,
+        id: &DeploymentId,
+        v: &Validated,
+        sink: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let _permit = self
+            .build_slots
+            .acquire()
+            .await
+            .map_err(|_| "the server is shutting down".to_string())?;
+
+        self.step(id, &v.name, DeploymentState::Fetching)?;
+        let build_id = format!("b-{}", id.as_str().trim_start_matches("d-"));
+        let src = self.builder.source_dir(&build_id);
+        if let Some(parent) = src.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("preparing the build directory: {e}"))?;
+        }
+        sink(
+            OutputStream::System,
+            format!(
+                "fetching {} ({})",
+                v.source,
+                v.branch.as_deref().unwrap_or("default branch")
+            ),
+        );
+        let fetched = fetch(&v.source, v.branch.as_deref(), &src)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .set_deployment_source(id, &fetched.commit, &fetched.branch)
+            .map_err(|e| e.to_string())?;
+        sink(
+            OutputStream::System,
+            format!("commit {} on branch {}", fetched.commit, fetched.branch),
+        );
+
+        let app_root = v.root.join_onto(&src);
+        if !app_root.is_dir() {
+            return Err(format!(
+                "root directory '{}' does not exist in the repository",
+                v.root
+            ));
+        }
+        let spec = resolve_spec(&app_root, v, &fetched.branch).map_err(|e| e.to_string())?;
+        self.store.set_deployment_spec(id, &spec).map_err(|e| e.to_string())?;
+        self.store.set_service_spec(&v.name, &spec).map_err(|e| e.to_string())?;
+
+        self.step(id, &v.name, DeploymentState::Building)?;
+        let runtime = self
+            .runtimes
+            .ensure(spec.runtime, sink)
+            .await
+            .map_err(|e| e.to_string())?;
+        let output = self
+            .builder
+            .build(
+                BuildRequest {
+                    id: build_id,
+                    runtime: runtime.clone(),
+                    root_dir: v.root.as_str().to_string(),
+                    build_command: spec.build_command.clone(),
+                    env: spec.env.iter().map(|(k, val)| (k.to_string(), val.to_string())).collect(),
+                    timeout: self.config.build_timeout,
+                    cancel: cancel.clone(),
+                },
+                sink,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .set_deployment_image(id, &output.layer.digest, &runtime.version)
+            .map_err(|e| e.to_string())?;
+        drop(_permit);
+
+        self.step(id, &v.name, DeploymentState::Starting)?;
+        let plan = Arc::new(InstancePlan {
+            service: v.name.clone(),
+            deployment: id.clone(),
+            layers: vec![output.layer.path.clone(), runtime.rootfs.clone()],
+            spec,
+        });
+        let handle = self.launch(plan).await.map_err(|f| f.reason)?;
+        if cancel.is_cancelled() {
+            drop(handle.stop());
+            return Err("cancelled: a newer deployment of this service was started".into());
+        }
+
+        // The switch: record first (durable), then swap the route, then drain the old.
+        if let Err(e) = self.store.set_live(&v.name, id) {
+            drop(handle.stop());
+            return Err(e.to_string());
+        }
+        let old = {
+            let mut services = self.state();
+            let state = services.entry(v.name.clone()).or_default();
+            state.live.replace(LiveDeployment {
+                id: id.clone(),
+                instances: vec![handle],
+            })
+        };
+        self.publish_routes();
+        if let Some(old) = old {
+            for i in old.instances {
+                drop(i.stop());
+            }
+        }
+        sink(
+            OutputStream::System,
+            format!("deployment {id} is live at {}", self.url(&v.name)),
+        );
+        self.announce(id, &v.name, DeploymentState::Live, None);
+        Ok(())
+    }
+}
+
+/// For a path inside a git work tree: the top level and the path's place in it.
+fn repo_toplevel(path: &Path) -> Option<(String, String)> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(["rev-parse", "--show-toplevel", "--show-prefix"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let top = lines.next()?.to_string();
+    let prefix = lines.next().unwrap_or("").trim_end_matches('/').to_string();
+    (!prefix.is_empty()).then_some((top, prefix))
+}
+
+fn resolve_spec(app_root: &Path, v: &Validated, branch: &str) -> Result<ServiceSpec, SpecError> {
+    let read = |file: &str| std::fs::read_to_string(app_root.join(file)).ok();
+    let mut layer = SpecLayer::default();
+    if let Some(text) = read("leapcell.yaml").or_else(|| read("leapcell.yml")) {
+        layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);
+    }
+    if let Some(text) = read("hoist.toml") {
+        layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
+    }
+    let layer = layer.merge(v.flags.clone());
+    let files: Vec<String> = std::fs::read_dir(app_root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    ServiceSpec::resolve(
+        v.name.clone(),
+        v.source.clone(),
+        Some(branch.to_string()),
+        v.root.clone(),
+        layer,
+        Runtime::detect(&names),
+    )
+}

@@ -1,0 +1,14 @@
+//! The control loop: turns deploy requests into running instances and keeps them running.
+//! It owns the deployment pipeline (fetch, build, start, switch), supervises instances
+//! (replacing crashed ones), and publishes the gateway's routing table.
+
+mod deploy;
+mod error;
+mod instance;
+mod logs;
+mod platform;
+
+pub use deploy::DeployRequest;
+pub use error::ControlError;
+pub use logs::{Event, LogHub};
+pub use platform::{InstanceView, Platform, PlatformConfig, ServiceView};

@@ -1,0 +1,118 @@
+//! The log hub: every line (build output, app output, Hoist's own notes) goes through one
+//! writer task that stores it in batches and then tells live followers, so a follower never
+//! sees a line that is not yet durable and the app's pipe is never blocked on SQLite.
+
+use std::sync::Arc;
+
+use hoist_store::{LogLine, NewLogLine, Store};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+/// What followers of logs and deployments receive.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Log(LogLine),
+    Deployment {
+        id: String,
+        service: String,
+        state: String,
+        reason: Option<String>,
+        url: Option<String>,
+    },
+}
+
+/// Lines and events share one queue so followers see them in the order they happened: a
+/// deployment's "failed" event never overtakes the build line that explains it.
+enum Item {
+    Line(NewLogLine),
+    Event(Event),
+}
+
+#[derive(Clone)]
+pub struct LogHub {
+    tx: mpsc::Sender<Item>,
+    events: broadcast::Sender<Event>,
+}
+
+const BATCH: usize = 512;
+
+impl LogHub {
+    pub fn start(store: Arc<Store>) -> LogHub {
+        let (tx, mut rx) = mpsc::channel::<Item>(16 * 1024);
+        let (events, _) = broadcast::channel(16 * 1024);
+        let out = events.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                let mut lines = Vec::with_capacity(batch.len());
+                for item in batch.drain(..) {
+                    match item {
+                        Item::Line(l) => lines.push(l),
+                        Item::Event(e) => {
+                            flush(&store, &out, std::mem::take(&mut lines)).await;
+                            let _ = out.send(e);
+                        }
+                    }
+                }
+                flush(&store, &out, lines).await;
+            }
+        });
+        LogHub { tx, events }
+    }
+
+    pub async fn write(&self, line: NewLogLine) {
+        let _ = self.tx.send(Item::Line(line)).await;
+    }
+
+    /// For synchronous callers (build output callbacks): drops the line if the writer is a
+    /// full queue behind rather than stalling the caller.
+    pub fn try_write(&self, line: NewLogLine) {
+        let _ = self.tx.try_send(Item::Line(line));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Queued behind the lines written before it.
+    pub fn announce(&self, event: Event) {
+        if let Err(mpsc::error::TrySendError::Full(Item::Event(e))) =
+            self.tx.try_send(Item::Event(event))
+        {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Item::Event(e)).await;
+            });
+        }
+    }
+}
+
+async fn flush(store: &Arc<Store>, out: &broadcast::Sender<Event>, lines: Vec<NewLogLine>) {
+    if lines.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let ids = store.append_logs(&lines);
+        (lines, ids)
+    })
+    .await;
+    match stored {
+        Ok((lines, Ok(ids))) => {
+            for (l, id) in lines.into_iter().zip(ids) {
+                let _ = out.send(Event::Log(LogLine {
+                    id,
+                    service: l.service,
+                    deployment: l.deployment,
+                    instance: l.instance,
+                    stream: l.stream,
+                    ts: l.ts,
+                    line: l.line,
+                }));
+            }
+        }
+        Ok((_, Err(e))) => tracing::error!(error = %e, "storing log lines"),
+        Err(e) => tracing::error!(error = %e, "log writer task"),
+    }
+}

@@ -1,0 +1,53 @@
+//! Domain types shared by every Hoist crate.
+//!
+//! Everything a user can type (names, sizes, ports, env vars, config files) is parsed into a
+//! validated newtype here, so the rest of the system never has to re-check raw strings and every
+//! rejection carries the field name and the rule that was broken.
+
+/// Serializes a type as its `as_str()` form and deserializes it through `FromStr`, so the wire
+/// format and the CLI format are one and the same and deserialization can never bypass
+/// validation.
+macro_rules! serde_via_str {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+mod duration;
+mod env;
+mod error;
+mod ids;
+mod layer;
+mod limits;
+mod memory;
+mod name;
+mod port;
+mod root_dir;
+mod runtime;
+mod spec;
+mod state;
+
+pub use duration::parse_duration;
+pub use env::{ENV_TOTAL_LIMIT, EnvVars};
+pub use error::{SpecError, StateError};
+pub use ids::{DeploymentId, InstanceId};
+pub use layer::SpecLayer;
+pub use limits::RequestLimits;
+pub use memory::MemoryMb;
+pub use name::ServiceName;
+pub use port::Port;
+pub use root_dir::RootDir;
+pub use runtime::Runtime;
+pub use spec::{ServiceSpec, validate_branch};
+pub use state::{DeploymentState, InstanceState};

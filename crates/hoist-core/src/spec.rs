@@ -1,0 +1,352 @@
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{EnvVars, MemoryMb, Port, RootDir, Runtime, ServiceName, SpecError, SpecLayer};
+
+/// Everything needed to build and run one service, fully resolved and validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: ServiceName,
+    /// Git URL or local path the code comes from.
+    pub source: String,
+    /// Branch to deploy; `None` means the repository's default branch.
+    #[serde(default, deserialize_with = "deserialize_branch")]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub root_dir: RootDir,
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub build_command: Option<String>,
+    pub start_command: String,
+    #[serde(default)]
+    pub port: Port,
+    #[serde(default)]
+    pub memory: MemoryMb,
+    #[serde(default)]
+    pub env: EnvVars,
+}
+
+impl ServiceSpec {
+    /// Turns the merged settings into a complete spec, filling defaults and reporting the first
+    /// setting that is still missing, with a hint on where to set it.
+    pub fn resolve(
+        name: ServiceName,
+        source: String,
+        branch: Option<String>,
+        root_dir: RootDir,
+        layer: SpecLayer,
+        detected_runtime: Option<Runtime>,
+    ) -> Result<ServiceSpec, SpecError> {
+        if source.trim().is_empty() {
+            return Err(SpecError::Missing {
+                field: "source",
+                hint: "give a git URL or a local directory to deploy".into(),
+            });
+        }
+        // An empty branch is what a blank form field or `--branch ""` produces: use the default.
+        let branch = branch.filter(|b| !b.is_empty());
+        if let Some(branch) = &branch {
+            validate_branch(branch)?;
+        }
+        // Merging with an empty layer normalizes blank commands to None.
+        let layer = SpecLayer::default().merge(layer);
+        let runtime = layer.runtime.or(detected_runtime).ok_or_else(|| SpecError::Missing {
+            field: "runtime",
+            hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml"
+                .into(),
+        })?;
+        let start_command = layer.start_command.ok_or_else(|| SpecError::Missing {
+            field: "start command",
+            hint: "set --start, `startCommand` in leapcell.yaml or `start` in hoist.toml".into(),
+        })?;
+        layer.env.check_size()?;
+        Ok(ServiceSpec {
+            name,
+            source,
+            branch,
+            root_dir,
+            runtime,
+            build_command: layer.build_command,
+            start_command,
+            port: layer.port.unwrap_or_default(),
+            memory: layer.memory.unwrap_or_default(),
+            env: layer.env,
+        })
+    }
+}
+
+fn deserialize_branch<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let branch = Option::<String>::deserialize(deserializer)?;
+    if let Some(branch) = &branch {
+        validate_branch(branch).map_err(serde::de::Error::custom)?;
+    }
+    Ok(branch)
+}
+
+/// Sanity-checks a git branch name.
+///
+/// A subset of `git check-ref-format`: enough to refuse anything that could be mistaken for a git
+/// option or revision expression when passed to `git fetch`/`git clone`.
+pub fn validate_branch(branch: &str) -> Result<(), SpecError> {
+    let rule = if branch.is_empty() {
+        Some("must not be empty")
+    } else if branch.starts_with('-') {
+        Some("must not start with '-'")
+    } else if branch.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else if branch.chars().any(char::is_whitespace) {
+        Some("must not contain spaces")
+    } else if branch.contains("..") {
+        Some("must not contain '..'")
+    } else if branch.contains(['~', '^', ':', '?', '*', '[', '\\']) {
+        Some("must not contain any of ~ ^ : ? * [ \\")
+    } else if branch.contains("@{") || branch == "@" {
+        Some("must not contain '@{' or be '@'")
+    } else if branch.starts_with('/') || branch.ends_with('/') || branch.contains("//") {
+        Some("must not start or end with '/' or contain '//'")
+    } else if branch.ends_with('.') || branch.ends_with(".lock") || branch.contains("/.") {
+        Some("must not end with '.' or '.lock' or have a component starting with '.'")
+    } else if branch.starts_with('.') {
+        Some("must not start with '.'")
+    } else {
+        None
+    };
+    match rule {
+        Some(rule) => Err(SpecError::invalid("branch", branch, rule)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> ServiceName {
+        "web".parse().unwrap()
+    }
+
+    fn resolve(layer: SpecLayer, detected: Option<Runtime>) -> Result<ServiceSpec, SpecError> {
+        ServiceSpec::resolve(
+            name(),
+            "https://github.com/me/web.git".into(),
+            Some("main".into()),
+            RootDir::new("app").unwrap(),
+            layer,
+            detected,
+        )
+    }
+
+    fn start(cmd: &str) -> SpecLayer {
+        SpecLayer {
+            start_command: Some(cmd.into()),
+            ..SpecLayer::default()
+        }
+    }
+
+    #[test]
+    fn resolve_fills_defaults() {
+        let spec = resolve(start("python app.py"), Some(Runtime::Python)).unwrap();
+        assert_eq!(spec.name, name());
+        assert_eq!(spec.source, "https://github.com/me/web.git");
+        assert_eq!(spec.branch.as_deref(), Some("main"));
+        assert_eq!(spec.root_dir.as_str(), "app");
+        assert_eq!(spec.runtime, Runtime::Python);
+        assert_eq!(spec.build_command, None);
+        assert_eq!(spec.start_command, "python app.py");
+        assert_eq!(spec.port, Port::default());
+        assert_eq!(spec.memory, MemoryMb::default());
+        assert!(spec.env.is_empty());
+    }
+
+    #[test]
+    fn layer_runtime_beats_detected() {
+        let layer = SpecLayer {
+            runtime: Some(Runtime::Debian),
+            build_command: Some("make".into()),
+            port: Some(Port::new(3000).unwrap()),
+            memory: Some(MemoryMb::new(2048).unwrap()),
+            ..start("./server")
+        };
+        let spec = resolve(layer, Some(Runtime::Go)).unwrap();
+        assert_eq!(spec.runtime, Runtime::Debian);
+        assert_eq!(spec.build_command.as_deref(), Some("make"));
+        assert_eq!(spec.port.get(), 3000);
+        assert_eq!(spec.memory.get(), 2048);
+    }
+
+    #[test]
+    fn missing_runtime() {
+        let err = resolve(start("x"), None).unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::Missing {
+                field: "runtime",
+                hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml".into()
+            }
+        );
+        assert!(err.to_string().starts_with("missing runtime: "));
+    }
+
+    #[test]
+    fn missing_start_command() {
+        for layer in [SpecLayer::default(), start(""), start("   ")] {
+            let err = resolve(layer, Some(Runtime::Node)).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("missing start command: "), "{msg}");
+            assert!(msg.contains("--start"), "{msg}");
+            assert!(msg.contains("startCommand"), "{msg}");
+            assert!(msg.contains("`start`"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn blank_build_command_is_none() {
+        let layer = SpecLayer {
+            build_command: Some(" ".into()),
+            ..start("x")
+        };
+        assert_eq!(
+            resolve(layer, Some(Runtime::Go)).unwrap().build_command,
+            None
+        );
+    }
+
+    #[test]
+    fn resolve_checks_branch_source_and_env() {
+        let err = ServiceSpec::resolve(
+            name(),
+            "src".into(),
+            Some("-x".into()),
+            RootDir::root(),
+            start("x"),
+            Some(Runtime::Go),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("branch"));
+
+        let spec = ServiceSpec::resolve(
+            name(),
+            "src".into(),
+            Some(String::new()),
+            RootDir::root(),
+            start("x"),
+            Some(Runtime::Go),
+        )
+        .unwrap();
+        assert_eq!(spec.branch, None);
+
+        let err = ServiceSpec::resolve(
+            name(),
+            " ".into(),
+            None,
+            RootDir::root(),
+            start("x"),
+            Some(Runtime::Go),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("source"));
+
+        let mut a = EnvVars::new();
+        a.insert("A", "x".repeat(2000)).unwrap();
+        let mut b = EnvVars::new();
+        b.insert("B", "x".repeat(2000)).unwrap();
+        let layer = SpecLayer {
+            env: a,
+            ..start("x")
+        }
+        .merge(SpecLayer {
+            env: b,
+            ..SpecLayer::default()
+        });
+        let err = resolve(layer, Some(Runtime::Go)).unwrap_err();
+        assert!(err.to_string().contains("3072"), "{err}");
+    }
+
+    #[test]
+    fn serde_roundtrip() {
+        let mut env = EnvVars::new();
+        env.insert("K", "v").unwrap();
+        let layer = SpecLayer {
+            env,
+            build_command: Some("make".into()),
+            ..start("./app")
+        };
+        let spec = resolve(layer, Some(Runtime::Rust)).unwrap();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn deserialize_defaults_and_validation() {
+        let spec: ServiceSpec = serde_json::from_str(
+            r#"{"name":"web","source":"/x","runtime":"go","start_command":"./app"}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.branch, None);
+        assert!(spec.root_dir.is_root());
+        assert_eq!(spec.port, Port::default());
+        assert_eq!(spec.memory, MemoryMb::default());
+        for bad in [
+            r#"{"name":"Web","source":"/x","runtime":"go","start_command":"a"}"#,
+            r#"{"name":"web","source":"/x","runtime":"go","start_command":"a","branch":"a..b"}"#,
+            r#"{"name":"web","source":"/x","runtime":"go","start_command":"a","root_dir":"../x"}"#,
+            r#"{"name":"web","source":"/x","runtime":"go","start_command":"a","port":0}"#,
+            r#"{"name":"web","source":"/x","runtime":"go","start_command":"a","memory":1}"#,
+        ] {
+            assert!(serde_json::from_str::<ServiceSpec>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn valid_branches() {
+        for branch in [
+            "main",
+            "feature/x",
+            "release-1.2",
+            "v1.0",
+            "user@host",
+            "a_b",
+        ] {
+            validate_branch(branch).unwrap();
+        }
+    }
+
+    #[test]
+    fn invalid_branches_name_field() {
+        let cases = [
+            ("", "empty"),
+            ("-main", "'-'"),
+            ("--upload-pack=x", "'-'"),
+            ("a b", "spaces"),
+            ("a\tb", "control"),
+            ("a\u{7f}", "control"),
+            ("a..b", "'..'"),
+            ("a~1", "~"),
+            ("a^", "~"),
+            ("a:b", "~"),
+            ("a?", "~"),
+            ("a*", "~"),
+            ("a[", "~"),
+            ("a\\b", "~"),
+            ("a@{1}", "@{"),
+            ("/a", "'/'"),
+            ("a/", "'/'"),
+            ("a//b", "'//'"),
+            ("a.", "'.lock'"),
+            ("a.lock", "'.lock'"),
+            ("a/.b", "component"),
+            (".a", "start with '.'"),
+        ];
+        for (branch, rule) in cases {
+            let err = validate_branch(branch).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("invalid branch '"), "{branch:?}: {msg}");
+            assert!(msg.contains(rule), "{branch:?}: {msg}");
+        }
+    }
+}

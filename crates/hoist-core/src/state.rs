@@ -1,0 +1,275 @@
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{SpecError, StateError};
+
+/// Where a deployment is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeploymentState {
+    Queued,
+    Fetching,
+    Building,
+    Starting,
+    /// Serving traffic. Not terminal: a newer deployment going live supersedes it.
+    Live,
+    Superseded,
+    Failed,
+    Cancelled,
+}
+
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 8] = [
+        DeploymentState::Queued,
+        DeploymentState::Fetching,
+        DeploymentState::Building,
+        DeploymentState::Starting,
+        DeploymentState::Live,
+        DeploymentState::Superseded,
+        DeploymentState::Failed,
+        DeploymentState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Queued => "queued",
+            DeploymentState::Fetching => "fetching",
+            DeploymentState::Building => "building",
+            DeploymentState::Starting => "starting",
+            DeploymentState::Live => "live",
+            DeploymentState::Superseded => "superseded",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Cancelled => "cancelled",
+        }
+    }
+
+    /// No further transitions are possible.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Superseded | DeploymentState::Failed | DeploymentState::Cancelled
+        )
+    }
+
+    /// Still on the way to going live (and so can still fail or be cancelled).
+    pub fn is_in_progress(self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Queued
+                | DeploymentState::Fetching
+                | DeploymentState::Building
+                | DeploymentState::Starting
+        )
+    }
+
+    /// Whether the lifecycle allows `self -> next`.
+    ///
+    /// A live deployment cannot fail: once it has served traffic, a crash is an instance
+    /// problem handled by restarts, and the deployment's record of having gone live must stay.
+    pub fn can_transition_to(self, next: DeploymentState) -> bool {
+        use DeploymentState::*;
+        match (self, next) {
+            (Queued, Fetching)
+            | (Fetching, Building)
+            | (Building, Starting)
+            | (Starting, Live)
+            | (Live, Superseded) => true,
+            (from, Failed | Cancelled) => from.is_in_progress(),
+            _ => false,
+        }
+    }
+
+    pub fn transition(self, next: DeploymentState) -> Result<DeploymentState, StateError> {
+        if self.can_transition_to(next) {
+            Ok(next)
+        } else {
+            Err(StateError {
+                from: self,
+                to: next,
+            })
+        }
+    }
+}
+
+impl fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeploymentState {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeploymentState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                SpecError::invalid(
+                    "deployment state",
+                    s,
+                    "must be one of queued, fetching, building, starting, live, superseded, failed, cancelled",
+                )
+            })
+    }
+}
+
+serde_via_str!(DeploymentState);
+
+/// Lifecycle of one running container of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InstanceState {
+    Starting,
+    Ready,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl InstanceState {
+    pub const ALL: [InstanceState; 5] = [
+        InstanceState::Starting,
+        InstanceState::Ready,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Ready => "ready",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InstanceState {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        InstanceState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                SpecError::invalid(
+                    "instance state",
+                    s,
+                    "must be one of starting, ready, stopping, stopped, failed",
+                )
+            })
+    }
+}
+
+serde_via_str!(InstanceState);
+
+#[cfg(test)]
+mod tests {
+    use super::DeploymentState::*;
+    use super::*;
+
+    #[test]
+    fn deployment_str_roundtrip() {
+        for state in DeploymentState::ALL {
+            assert_eq!(state.as_str().parse::<DeploymentState>().unwrap(), state);
+            assert_eq!(state.to_string(), state.as_str());
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(
+                serde_json::from_str::<DeploymentState>(&json).unwrap(),
+                state
+            );
+        }
+        let err = "Live".parse::<DeploymentState>().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid deployment state 'Live'")
+        );
+        assert!(serde_json::from_str::<DeploymentState>("\"done\"").is_err());
+    }
+
+    #[test]
+    fn terminal_states() {
+        let terminal: Vec<_> = DeploymentState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(terminal, vec![Superseded, Failed, Cancelled]);
+        assert!(!Live.is_terminal());
+    }
+
+    #[test]
+    fn allowed_transitions() {
+        let allowed = [
+            (Queued, Fetching),
+            (Fetching, Building),
+            (Building, Starting),
+            (Starting, Live),
+            (Live, Superseded),
+            (Queued, Failed),
+            (Fetching, Failed),
+            (Building, Failed),
+            (Starting, Failed),
+            (Queued, Cancelled),
+            (Fetching, Cancelled),
+            (Building, Cancelled),
+            (Starting, Cancelled),
+        ];
+        for from in DeploymentState::ALL {
+            for to in DeploymentState::ALL {
+                let expected = allowed.contains(&(from, to));
+                assert_eq!(from.can_transition_to(to), expected, "{from} -> {to}");
+                assert_eq!(from.transition(to).is_ok(), expected);
+            }
+        }
+        // Terminal states go nowhere.
+        for from in DeploymentState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(
+                DeploymentState::ALL
+                    .into_iter()
+                    .all(|to| !from.can_transition_to(to))
+            );
+        }
+    }
+
+    #[test]
+    fn transition_error() {
+        assert_eq!(Queued.transition(Fetching), Ok(Fetching));
+        let err = Live.transition(Failed).unwrap_err();
+        assert_eq!(
+            err,
+            StateError {
+                from: Live,
+                to: Failed
+            }
+        );
+        assert_eq!(err.to_string(), "deployment cannot go from live to failed");
+        assert_eq!(
+            Queued.transition(Live).unwrap_err().to_string(),
+            "deployment cannot go from queued to live"
+        );
+    }
+
+    #[test]
+    fn instance_str_roundtrip() {
+        for state in InstanceState::ALL {
+            assert_eq!(state.as_str().parse::<InstanceState>().unwrap(), state);
+            assert_eq!(state.to_string(), state.as_str());
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(serde_json::from_str::<InstanceState>(&json).unwrap(), state);
+        }
+        let err = "running".parse::<InstanceState>().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid instance state 'running'")
+        );
+    }
+}

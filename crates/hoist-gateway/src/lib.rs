@@ -1,0 +1,10 @@
+//! The gateway: a hyper reverse proxy that routes `NAME.DOMAIN` to a ready instance of the
+//! service's live deployment. It reads a routing table the control loop publishes and never
+//! touches the database on the request path.
+
+mod connector;
+mod proxy;
+mod table;
+
+pub use proxy::{Gateway, GatewayConfig};
+pub use table::{Route, RoutingTable, Upstream};

@@ -1,0 +1,369 @@
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::connector::NetnsConnector;
+use crate::table::{InFlight, RoutingTable};
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Requests for `NAME.<domain>` go to service NAME.
+    pub domain: String,
+    pub max_body_bytes: u64,
+}
+
+pub struct Gateway {
+    config: GatewayConfig,
+    table: Arc<ArcSwap<RoutingTable>>,
+    client: Client<NetnsConnector, Incoming>,
+}
+
+/// Connection-scoped headers (RFC 9110 §7.6.1) that a proxy must not forward.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Arc<Gateway> {
+        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::new()));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(NetnsConnector {
+                table: table.clone(),
+            });
+        Arc::new(Gateway {
+            config,
+            table,
+            client,
+        })
+    }
+
+    /// Replaces the routing table atomically: a request sees the old table or the new one.
+    pub fn publish(&self, table: RoutingTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.load_full()
+    }
+
+    /// The service a Host header names, if it is under our domain.
+    pub fn service_for_host<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let host = strip_port(host);
+        let name = host.strip_suffix(self.config.domain.as_str())?.strip_suffix('.')?;
+        (!name.is_empty() && !name.contains('.')).then_some(name)
+    }
+
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gateway accept");
+                        continue;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let gw = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .max_buf_size(hoist_core::RequestLimits::MAX_HEADERS_TOTAL + 16 * 1024);
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await
+                {
+                    tracing::debug!(error = %e, %peer, "gateway connection");
+                }
+            });
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let host_lc = host.to_ascii_lowercase();
+        let table = self.table.load();
+        let Some((name, route)) = self
+            .service_for_host(&host_lc)
+            .and_then(|n| table.route(n).map(|r| (n, r)))
+        else {
+            return Ok(page(
+                StatusCode::NOT_FOUND,
+                "No such app",
+                &format!("Nothing is deployed at {}.", escape(&host)),
+            ));
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.config.max_body_bytes) {
+            return Ok(page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large",
+                &format!("The limit is {} MB.", self.config.max_body_bytes / (1024 * 1024)),
+            ));
+        }
+        let Some(upstream) = route.pick().cloned() else {
+            return Ok(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                &format!("{} has no ready instance right now.", escape(name)),
+            ));
+        };
+        let guard = upstream.begin();
+
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri: Uri = match format!("http://{}:{}{}", upstream.instance, upstream.port, path).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return Ok(page(StatusCode::BAD_REQUEST, "Bad request", "Unusable request target."));
+            }
+        };
+        let upgrade = is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let headers = req.headers_mut();
+        if !upgrade {
+            strip_hop_by_hop(headers);
+        }
+        if !headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        forwarded(headers, peer, &host);
+        *req.uri_mut() = uri;
+        // Instances speak HTTP/1.1 whatever the client spoke to us.
+        *req.version_mut() = Version::HTTP_11;
+
+        match self.client.request(req).await {
+            Ok(mut resp) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_upgrade) = client_upgrade {
+                        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            if let (Ok(client), Ok(server)) =
+                                tokio::join!(client_upgrade, upstream_upgrade)
+                            {
+                                let mut client = TokioIo::new(client);
+                                let mut server = TokioIo::new(server);
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
+                        return Ok(resp.map(|_| empty()));
+                    }
+                }
+                strip_hop_by_hop(resp.headers_mut());
+                Ok(resp.map(|body| {
+                    GuardedBody {
+                        inner: body,
+                        _guard: guard,
+                    }
+                    .boxed()
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
+                Ok(page(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad gateway",
+                    &format!("{} did not answer.", escape(name)),
+                ))
+            }
+        }
+    }
+}
+
+/// Keeps the request counted as in flight until its response body is done.
+struct GuardedBody {
+    inner: Incoming,
+    _guard: InFlight,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host;
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
+    let ip = peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert("x-forwarded-host", v);
+    }
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn page(status: StatusCode, title: &str, detail: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "<!doctype html><html><head><title>{title}</title></head><body><h1>{} {title}</h1><p>{detail}</p><hr><p>hoist</p></body></html>\n",
+        status.as_u16()
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gw() -> Arc<Gateway> {
+        Gateway::new(GatewayConfig {
+            domain: "localhost".into(),
+            max_body_bytes: 1024,
+        })
+    }
+
+    #[test]
+    fn host_maps_to_service_under_the_domain_only() {
+        let g = gw();
+        assert_eq!(g.service_for_host("shop.localhost:8080"), Some("shop"));
+        assert_eq!(g.service_for_host("shop.localhost"), Some("shop"));
+        assert_eq!(g.service_for_host("localhost:8080"), None);
+        assert_eq!(g.service_for_host("a.b.localhost"), None);
+        assert_eq!(g.service_for_host("shop.example.com"), None);
+        assert_eq!(g.service_for_host("shoplocalhost"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-private").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_peer() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        forwarded(&mut h, "127.0.0.1:5000".parse().unwrap(), "a.localhost");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.localhost");
+    }
+}

@@ -1,0 +1,142 @@
+//! Reading an instance's cgroup. crun creates the same relative path in every v1 hierarchy
+//! (and the unified one on v2 hosts), so one relative path finds all of them.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupStats {
+    pub memory_bytes: u64,
+    pub cpu_usage_ns: u64,
+    pub oom_kills: u64,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl CgroupStats {
+    /// `rel` is the cgroupsPath given to crun, e.g. `/hoist/i-0123456789`.
+    pub fn read(rel: &str) -> CgroupStats {
+        let rel = rel.trim_start_matches('/');
+        let v1 = |ctrl: &str, file: &str| -> PathBuf {
+            Path::new("/sys/fs/cgroup").join(ctrl).join(rel).join(file)
+        };
+        let v2 = |file: &str| Path::new("/sys/fs/cgroup").join(rel).join(file);
+        if Path::new("/sys/fs/cgroup/memory").join(rel).exists() {
+            CgroupStats {
+                memory_bytes: read_u64(&v1("memory", "memory.usage_in_bytes")).unwrap_or(0),
+                cpu_usage_ns: read_u64(&v1("cpuacct", "cpuacct.usage")).unwrap_or(0),
+                oom_kills: keyed(&v1("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
+            }
+        } else {
+            CgroupStats {
+                memory_bytes: read_u64(&v2("memory.current")).unwrap_or(0),
+                cpu_usage_ns: keyed(&v2("cpu.stat"), "usage_usec").unwrap_or(0) * 1000,
+                oom_kills: keyed(&v2("memory.events"), "oom_kill").unwrap_or(0),
+            }
+        }
+    }
+}
+
+/// The parent cgroup Hoist owns for one sandbox; crun puts the container in a child of it.
+///
+/// On cgroup v1 the memory limit is set here rather than in config.json: crun removes its own
+/// cgroup when the container exits, and v1 does not propagate OOM-kill counts upwards, so a
+/// limit on the child would leave no trace of *why* the process died. With the limit on the
+/// parent, the OOM is accounted in a cgroup that outlives the container.
+#[derive(Debug)]
+pub struct OwnedCgroup {
+    rel: String,
+    v1: bool,
+}
+
+impl OwnedCgroup {
+    pub fn create(rel: &str, memory_bytes: u64) -> std::io::Result<OwnedCgroup> {
+        let rel = rel.trim_matches('/').to_string();
+        let v1_root = Path::new("/sys/fs/cgroup/memory");
+        if v1_root.exists() {
+            let dir = v1_root.join(&rel);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("memory.limit_in_bytes"), memory_bytes.to_string())?;
+            Ok(OwnedCgroup { rel, v1: true })
+        } else {
+            std::fs::create_dir_all(Path::new("/sys/fs/cgroup").join(&rel))?;
+            Ok(OwnedCgroup { rel, v1: false })
+        }
+    }
+
+    /// Whether the limit must also go into the OCI config (cgroup v2 hosts).
+    pub fn limit_in_spec(&self) -> bool {
+        !self.v1
+    }
+
+    /// The cgroupsPath to give crun.
+    pub fn child_path(&self) -> String {
+        format!("/{}/ctr", self.rel)
+    }
+
+    pub fn oom_kills(&self) -> u64 {
+        if self.v1 {
+            keyed(
+                &Path::new("/sys/fs/cgroup/memory")
+                    .join(&self.rel)
+                    .join("memory.oom_control"),
+                "oom_kill",
+            )
+            .unwrap_or(0)
+        } else {
+            keyed(
+                &Path::new("/sys/fs/cgroup")
+                    .join(&self.rel)
+                    .join("memory.events"),
+                "oom_kill",
+            )
+            .unwrap_or(0)
+        }
+    }
+
+    pub fn stats(&self) -> CgroupStats {
+        let mut s = CgroupStats::read(&self.child_path());
+        s.oom_kills = self.oom_kills();
+        s
+    }
+
+    /// Removes the parent (and any child crun left behind) from every hierarchy.
+    pub fn remove(&self) {
+        for base in cgroup_bases() {
+            let dir = base.join(&self.rel);
+            let _ = std::fs::remove_dir(dir.join("ctr"));
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+fn cgroup_bases() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut bases = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        bases.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    bases
+}
+
+/// Removes every cgroup under `prefix` (e.g. `hoist`) left by an earlier run.
+pub fn remove_stale(prefix: &str) {
+    for base in cgroup_bases() {
+        let dir = base.join(prefix);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir(entry.path().join("ctr"));
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The crun driver. Containers run in the foreground under a `crun run` child: its exit status
+//! is the app's, and its stdout/stderr pipes are the app's, so no console socket or subreaper
+//! is needed.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use crate::SandboxError;
+
+#[derive(Debug, Clone)]
+pub struct Crun {
+    binary: PathBuf,
+    state_root: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct RunningContainer {
+    pub id: String,
+    pub child: Child,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
+        // crun reports a container killed by signal N as exit code 128+N.
+        match (status.code(), status.signal()) {
+            (Some(c), _) if c > 128 && c < 160 => ExitStatus {
+                code: None,
+                signal: Some(c - 128),
+            },
+            (code, signal) => ExitStatus { code, signal },
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s}"),
+            (None, None) => write!(f, "unknown exit"),
+        }
+    }
+}
+
+impl Crun {
+    /// `state_root` is crun's `--root`: keeping Hoist's containers apart from anybody else's
+    /// lets a restarted server list and remove exactly what it left behind.
+    pub fn new(state_root: impl Into<PathBuf>) -> Crun {
+        Crun {
+            binary: PathBuf::from("crun"),
+            state_root: state_root.into(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.state_root);
+        c
+    }
+
+    pub fn spawn(&self, id: &str, bundle: &Path) -> Result<RunningContainer, SandboxError> {
+        let child = self
+            .cmd()
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C at the server's terminal must not reach apps.
+            .process_group(0)
+            .spawn()
+            .map_err(SandboxError::io("starting crun"))?;
+        Ok(RunningContainer {
+            id: id.to_string(),
+            child,
+        })
+    }
+
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), SandboxError> {
+        self.simple(&["kill", "--all", id, signal]).await
+    }
+
+    /// Removes the container's state; `force` kills it first if it still runs.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), SandboxError> {
+        if force {
+            self.simple(&["delete", "--force", id]).await
+        } else {
+            self.simple(&["delete", id]).await
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<String>, SandboxError> {
+        let out = self
+            .cmd()
+            .args(["list", "--quiet"])
+            .output()
+            .await
+            .map_err(SandboxError::io("running crun list"))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    async fn simple(&self, args: &[&str]) -> Result<(), SandboxError> {
+        let out = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(SandboxError::io(format!("running crun {}", args.join(" "))))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(SandboxError::Command {
+                command: format!("crun {}", args.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Sandboxes: OCI runtime bundles, the crun driver, network namespaces, overlay root
+//! filesystems and cgroup accounting. Everything a container needs from the host lives here,
+//! so the rest of Hoist talks about "an instance" and never about mounts or netlink.
+
+mod bundle;
+mod cgroup;
+mod crun;
+mod error;
+mod host;
+mod netns;
+mod overlay;
+mod probe;
+mod seccomp;
+
+pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
+pub use cgroup::{CgroupStats, OwnedCgroup, remove_stale as remove_stale_cgroups};
+pub use crun::{Crun, ExitStatus, RunningContainer};
+pub use error::SandboxError;
+pub use host::{HostNet, prepare_host};
+pub use netns::{NetNs, NetNsPool, SUBNET};
+pub use overlay::{Overlay, unmount};
+pub use probe::probe_http;
+mod sandbox;
+pub use sandbox::{LaunchSpec, LaunchTimings, Launched, Sandbox, SandboxExit, Sandboxes};

@@ -1,0 +1,96 @@
+//! Root filesystems are overlay mounts: the runtime is the bottom layer, a deployment's app
+//! layer sits on it, and only a build gets an upper (writable) dir. Layers are never copied,
+//! which is what keeps an instance start in milliseconds and disk use flat.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use crate::SandboxError;
+
+#[derive(Debug)]
+pub struct Overlay {
+    target: PathBuf,
+    mounted: bool,
+}
+
+impl Overlay {
+    /// Mounts `lowers` (topmost first) at `target`. Without `upper` the mount is read-only
+    /// by construction: overlayfs has nowhere to write.
+    pub fn mount(
+        lowers: &[&Path],
+        upper: Option<(&Path, &Path)>,
+        target: &Path,
+    ) -> Result<Overlay, SandboxError> {
+        std::fs::create_dir_all(target).map_err(SandboxError::io(format!(
+            "creating mount point {}",
+            target.display()
+        )))?;
+        let lower = lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut data = format!("lowerdir={lower}");
+        if let Some((upper, work)) = upper {
+            for dir in [upper, work] {
+                std::fs::create_dir_all(dir)
+                    .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
+            }
+            data.push_str(&format!(
+                ",upperdir={},workdir={}",
+                upper.display(),
+                work.display()
+            ));
+        }
+        // Only single-lower overlays are plain; stacked lowers are what we always use.
+        let flags = if upper.is_none() {
+            MsFlags::MS_RDONLY | MsFlags::MS_NODEV
+        } else {
+            MsFlags::MS_NODEV
+        };
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|source| SandboxError::Mount {
+            target: target.to_path_buf(),
+            source,
+        })?;
+        Ok(Overlay {
+            target: target.to_path_buf(),
+            mounted: true,
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn unmount(mut self) -> Result<(), SandboxError> {
+        self.mounted = false;
+        unmount(&self.target)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = unmount(&self.target);
+        }
+    }
+}
+
+/// Detaches a mount; a mount that is already gone is not an error, so cleanup is idempotent.
+pub fn unmount(target: &Path) -> Result<(), SandboxError> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(source) => Err(SandboxError::Mount {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
+}

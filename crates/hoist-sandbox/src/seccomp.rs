@@ -1,0 +1,33 @@
+//! The seccomp filter for instances and builds. crun ships no built-in default profile, so this
+//! is Docker's posture written as a deny list: everything an ordinary server process uses is
+//! allowed; syscalls that administer the kernel, other processes or namespaces fail with EPERM.
+
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder,
+};
+
+use crate::SandboxError;
+
+const DENIED: &[&str] = &[
+    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+    "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
+    "get_kernel_syms", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load",
+    "kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount",
+    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
+    "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module",
+    "quotactl", "reboot", "request_key", "setns", "settimeofday", "swapoff", "swapon",
+    "syslog", "umount", "umount2", "unshare", "uselib", "userfaultfd", "vhangup",
+];
+
+pub(crate) fn profile() -> Result<LinuxSeccomp, SandboxError> {
+    let denied = LinuxSyscallBuilder::default()
+        .names(DENIED.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(nix::libc::EPERM as u32)
+        .build()?;
+    Ok(LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32])
+        .syscalls(vec![denied])
+        .build()?)
+}

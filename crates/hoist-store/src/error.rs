@@ -1,0 +1,11 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("database schema version {found} is newer than this binary knows ({known})")]
+    TooNew { found: i64, known: i64 },
+}

@@ -1,0 +1,89 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`. A migration is
+//! never edited once released; changes are new entries.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: services, deployments, steps, instances, logs, API tokens.
+    r#"
+    CREATE TABLE services (
+        name            TEXT PRIMARY KEY,
+        spec            TEXT NOT NULL,
+        live_deployment TEXT,
+        log_bytes       INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE deployments (
+        id              TEXT PRIMARY KEY,
+        service         TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        state           TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        branch          TEXT,
+        commit_sha      TEXT,
+        request         TEXT NOT NULL,
+        spec            TEXT,
+        image           TEXT,
+        runtime_version TEXT,
+        failure_reason  TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        finished_at     INTEGER
+    );
+    CREATE INDEX deployments_service ON deployments(service, created_at);
+    CREATE TABLE deployment_steps (
+        deployment  TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        step        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        PRIMARY KEY (deployment, step)
+    );
+    CREATE TABLE instances (
+        id          TEXT PRIMARY KEY,
+        service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        deployment  TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        ready_at    INTEGER,
+        stopped_at  INTEGER,
+        exit_reason TEXT
+    );
+    CREATE INDEX instances_service ON instances(service, created_at);
+    CREATE TABLE logs (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        service    TEXT NOT NULL,
+        deployment TEXT,
+        instance   TEXT,
+        stream     TEXT NOT NULL,
+        ts         INTEGER NOT NULL,
+        line       TEXT NOT NULL
+    );
+    CREATE INDEX logs_service ON logs(service, id);
+    CREATE INDEX logs_deployment ON logs(deployment, id);
+    CREATE TABLE api_tokens (
+        hash       TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL
+    );
+    "#,
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

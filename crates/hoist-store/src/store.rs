@@ -1,0 +1,689 @@
+use std::path::Path;
+use std::sync::Mutex;
+
+use hoist_core::{
+    DeploymentId, DeploymentState, InstanceId, InstanceState, ServiceName, ServiceSpec,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::logs::{LogFilter, LogLine, LogStream, NewLogLine};
+use crate::records::{DeploymentRecord, InstanceRecord, ServiceRecord, StepRecord};
+use crate::token::{generate_token, hash_token};
+use crate::{StoreError, migrations, now_ms};
+
+/// Per-service log cap until retention settings exist; oldest lines go first.
+const LOG_BYTES_CAP: i64 = 50 * 1024 * 1024;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn parse<T: std::str::FromStr>(s: String, what: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| corrupt(format!("{what} '{s}': {e}")))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        // WAL: readers never block the writer; NORMAL sync is durable across process crashes
+        // (kill -9), which is the failure the server must survive.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- API tokens -------------------------------------------------------------------
+
+    /// Creates the admin token if none exists yet and returns it in plain text (the only time
+    /// it is ever available); `None` when a token already exists.
+    pub fn ensure_admin_token(&self) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let count: i64 = conn.query_row("SELECT count(*) FROM api_tokens", [], |r| r.get(0))?;
+        if count > 0 {
+            return Ok(None);
+        }
+        let token = generate_token();
+        conn.execute(
+            "INSERT INTO api_tokens (hash, created_at) VALUES (?1, ?2)",
+            params![hash_token(&token), now_ms()],
+        )?;
+        Ok(Some(token))
+    }
+
+    pub fn replace_admin_token(&self) -> Result<String, StoreError> {
+        let token = generate_token();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM api_tokens", [])?;
+        tx.execute(
+            "INSERT INTO api_tokens (hash, created_at) VALUES (?1, ?2)",
+            params![hash_token(&token), now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    pub fn verify_token(&self, token: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM api_tokens WHERE hash = ?1",
+                params![hash_token(token)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    // ---- services ---------------------------------------------------------------------
+
+    /// Creates the service if it does not exist yet; an existing one is left as it is.
+    pub fn ensure_service(&self, name: &ServiceName) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.conn().execute(
+            "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, '{}', ?2, ?2)
+             ON CONFLICT(name) DO NOTHING",
+            params![name.as_str(), now],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_service_spec(
+        &self,
+        name: &ServiceName,
+        spec: &ServiceSpec,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(spec).map_err(corrupt)?;
+        self.conn().execute(
+            "UPDATE services SET spec = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name.as_str(), json, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn service_row(row: &Row<'_>) -> rusqlite::Result<(String, String, Option<String>, i64, i64)> {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    }
+
+    fn service_from(
+        (name, spec, live, created_at, updated_at): (String, String, Option<String>, i64, i64),
+    ) -> Result<ServiceRecord, StoreError> {
+        Ok(ServiceRecord {
+            name: parse(name, "service name")?,
+            spec: serde_json::from_str(&spec).map_err(corrupt)?,
+            live_deployment: live.map(|l| parse(l, "deployment id")).transpose()?,
+            created_at,
+            updated_at,
+        })
+    }
+
+    pub fn get_service(&self, name: &ServiceName) -> Result<Option<ServiceRecord>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT name, spec, live_deployment, created_at, updated_at FROM services WHERE name = ?1",
+                params![name.as_str()],
+                Self::service_row,
+            )
+            .optional()?;
+        row.map(Self::service_from).transpose()
+    }
+
+    pub fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, spec, live_deployment, created_at, updated_at FROM services ORDER BY name",
+        )?;
+        let rows = stmt
+            .query_map([], Self::service_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(Self::service_from).collect()
+    }
+
+    /// Deletes the service with its deployments, instances and logs.
+    pub fn delete_service(&self, name: &ServiceName) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM logs WHERE service = ?1",
+            params![name.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM deployment_steps WHERE deployment IN (SELECT id FROM deployments WHERE service = ?1)",
+            params![name.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM instances WHERE service = ?1",
+            params![name.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM deployments WHERE service = ?1",
+            params![name.as_str()],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM services WHERE name = ?1",
+            params![name.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Makes `deployment` the live one; the previously live deployment becomes superseded.
+    /// One transaction, so there is never a moment with two live deployments on record.
+    pub fn set_live(
+        &self,
+        name: &ServiceName,
+        deployment: &DeploymentId,
+    ) -> Result<Option<DeploymentId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let previous: Option<String> = tx
+            .query_row(
+                "SELECT live_deployment FROM services WHERE name = ?1",
+                params![name.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let now = now_ms();
+        if let Some(prev) = &previous {
+            if prev != deployment.as_str() {
+                tx.execute(
+                    "UPDATE deployments SET state = 'superseded', updated_at = ?2 WHERE id = ?1 AND state = 'live'",
+                    params![prev, now],
+                )?;
+            }
+        }
+        tx.execute(
+            "UPDATE deployments SET state = 'live', updated_at = ?2, finished_at = ?2 WHERE id = ?1",
+            params![deployment.as_str(), now],
+        )?;
+        // Going live ends the last pipeline step (starting), as set_deployment_state(Live) would.
+        tx.execute(
+            "UPDATE deployment_steps SET state = 'done', finished_at = ?2 WHERE deployment = ?1 AND finished_at IS NULL",
+            params![deployment.as_str(), now],
+        )?;
+        tx.execute(
+            "UPDATE services SET live_deployment = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name.as_str(), deployment.as_str(), now],
+        )?;
+        tx.commit()?;
+        previous
+            .filter(|p| p != deployment.as_str())
+            .map(|p| parse(p, "deployment id"))
+            .transpose()
+    }
+
+    // ---- deployments ------------------------------------------------------------------
+
+    pub fn insert_deployment(
+        &self,
+        id: &DeploymentId,
+        service: &ServiceName,
+        source: &str,
+        branch: Option<&str>,
+        request: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.conn().execute(
+            "INSERT INTO deployments (id, service, state, source, branch, request, created_at, updated_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
+            params![id.as_str(), service.as_str(), source, branch, request.to_string(), now],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a deployment to `state`, recording the step timing; terminal states also record
+    /// the finish time and (for failures) the reason.
+    pub fn set_deployment_state(
+        &self,
+        id: &DeploymentId,
+        state: DeploymentState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // The running step ends with the deployment's failure; otherwise it is done. (Marking
+        // by finish time afterwards would also hit steps that ended in the same millisecond.)
+        let step_outcome = match state {
+            DeploymentState::Failed | DeploymentState::Cancelled => state.as_str(),
+            _ => "done",
+        };
+        tx.execute(
+            "UPDATE deployment_steps SET state = ?3, finished_at = ?2 WHERE deployment = ?1 AND finished_at IS NULL",
+            params![id.as_str(), now, step_outcome],
+        )?;
+        if state.is_terminal() || state == DeploymentState::Live {
+            tx.execute(
+                "UPDATE deployments SET state = ?2, failure_reason = coalesce(?3, failure_reason), updated_at = ?4, finished_at = ?4 WHERE id = ?1",
+                params![id.as_str(), state.as_str(), reason, now],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE deployments SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.as_str(), state.as_str(), now],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO deployment_steps (deployment, step, state, started_at) VALUES (?1, ?2, 'running', ?3)",
+                params![id.as_str(), state.as_str(), now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_deployment_source(
+        &self,
+        id: &DeploymentId,
+        commit: &str,
+        branch: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE deployments SET commit_sha = ?2, branch = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id.as_str(), commit, branch, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_deployment_spec(
+        &self,
+        id: &DeploymentId,
+        spec: &ServiceSpec,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(spec).map_err(corrupt)?;
+        self.conn().execute(
+            "UPDATE deployments SET spec = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id.as_str(), json, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_deployment_image(
+        &self,
+        id: &DeploymentId,
+        image: &str,
+        runtime_version: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE deployments SET image = ?2, runtime_version = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id.as_str(), image, runtime_version, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at";
+
+    fn deployment_from(conn: &Connection, row: &Row<'_>) -> Result<DeploymentRecord, StoreError> {
+        let id: String = row.get(0)?;
+        let spec: Option<String> = row.get(7)?;
+        let request: String = row.get(6)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT step, state, started_at, finished_at FROM deployment_steps WHERE deployment = ?1 ORDER BY started_at, rowid",
+        )?;
+        let steps = stmt
+            .query_map(params![id], |r| {
+                Ok(StepRecord {
+                    step: r.get(0)?,
+                    state: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DeploymentRecord {
+            id: parse(id, "deployment id")?,
+            service: parse(row.get(1)?, "service name")?,
+            state: parse(row.get(2)?, "deployment state")?,
+            source: row.get(3)?,
+            branch: row.get(4)?,
+            commit_sha: row.get(5)?,
+            request: serde_json::from_str(&request).map_err(corrupt)?,
+            spec: spec
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(corrupt)?,
+            image: row.get(8)?,
+            runtime_version: row.get(9)?,
+            failure_reason: row.get(10)?,
+            created_at: row.get(11)?,
+            updated_at: row.get(12)?,
+            finished_at: row.get(13)?,
+            steps,
+        })
+    }
+
+    pub fn get_deployment(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Option<DeploymentRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM deployments WHERE id = ?1",
+            Self::DEPLOYMENT_COLUMNS
+        ))?;
+        let mut rows = stmt.query(params![id.as_str()])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Self::deployment_from(&conn, row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Newest first.
+    pub fn list_deployments(
+        &self,
+        service: &ServiceName,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        self.query_deployments(
+            &format!(
+                "SELECT {} FROM deployments WHERE service = ?1 ORDER BY created_at DESC, rowid DESC",
+                Self::DEPLOYMENT_COLUMNS
+            ),
+            params![service.as_str()],
+        )
+    }
+
+    /// Deployments that were between queued and starting: what a restart interrupted.
+    pub fn in_progress_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        self.query_deployments(
+            &format!(
+                "SELECT {} FROM deployments WHERE state IN ('queued','fetching','building','starting') ORDER BY created_at",
+                Self::DEPLOYMENT_COLUMNS
+            ),
+            [],
+        )
+    }
+
+    fn query_deployments(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query(p)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::deployment_from(&conn, row)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether any deployment (of any service) still uses the image `digest`.
+    pub fn image_in_use(&self, digest: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM deployments WHERE image = ?1",
+            params![digest],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    // ---- instances --------------------------------------------------------------------
+
+    pub fn insert_instance(
+        &self,
+        id: &InstanceId,
+        service: &ServiceName,
+        deployment: &DeploymentId,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO instances (id, service, deployment, state, created_at) VALUES (?1, ?2, ?3, 'starting', ?4)",
+            params![id.as_str(), service.as_str(), deployment.as_str(), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_instance_state(
+        &self,
+        id: &InstanceId,
+        state: InstanceState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let conn = self.conn();
+        // Each statement gets exactly its own parameters: SQLite refuses surplus ones.
+        match state {
+            InstanceState::Ready => conn.execute(
+                "UPDATE instances SET state = ?2, ready_at = ?3 WHERE id = ?1",
+                params![id.as_str(), state.as_str(), now],
+            )?,
+            InstanceState::Stopped | InstanceState::Failed => conn.execute(
+                "UPDATE instances SET state = ?2, stopped_at = ?3, exit_reason = coalesce(?4, exit_reason) WHERE id = ?1",
+                params![id.as_str(), state.as_str(), now, reason],
+            )?,
+            _ => conn.execute(
+                "UPDATE instances SET state = ?2 WHERE id = ?1",
+                params![id.as_str(), state.as_str()],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Marks every instance not yet stopped as stopped: on server start, none of them is ours.
+    pub fn stop_all_instances(&self, reason: &str) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE instances SET state = 'stopped', stopped_at = ?1, exit_reason = ?2 WHERE state NOT IN ('stopped','failed')",
+            params![now_ms(), reason],
+        )?)
+    }
+
+    /// Newest first, at most `limit`.
+    pub fn list_instances(
+        &self,
+        service: &ServiceName,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, service, deployment, state, created_at, ready_at, stopped_at, exit_reason
+             FROM instances WHERE service = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![service.as_str(), limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    service,
+                    deployment,
+                    state,
+                    created_at,
+                    ready_at,
+                    stopped_at,
+                    exit_reason,
+                )| {
+                    Ok(InstanceRecord {
+                        id: parse(id, "instance id")?,
+                        service: parse(service, "service name")?,
+                        deployment: parse(deployment, "deployment id")?,
+                        state: parse(state, "instance state")?,
+                        created_at,
+                        ready_at,
+                        stopped_at,
+                        exit_reason,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    // ---- logs -------------------------------------------------------------------------
+
+    /// Appends lines in one transaction and enforces the per-service size cap.
+    pub fn append_logs(&self, lines: &[NewLogLine]) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(lines.len());
+        let mut grown: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO logs (service, deployment, instance, stream, ts, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in lines {
+                insert.execute(params![
+                    l.service,
+                    l.deployment,
+                    l.instance,
+                    l.stream.as_str(),
+                    l.ts,
+                    l.line
+                ])?;
+                ids.push(tx.last_insert_rowid());
+                *grown.entry(l.service.as_str()).or_default() += l.line.len() as i64 + 64;
+            }
+        }
+        for (service, bytes) in grown {
+            tx.execute(
+                "UPDATE services SET log_bytes = log_bytes + ?2 WHERE name = ?1",
+                params![service, bytes],
+            )?;
+            let total: Option<i64> = tx
+                .query_row(
+                    "SELECT log_bytes FROM services WHERE name = ?1",
+                    params![service],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if total.unwrap_or(0) > LOG_BYTES_CAP {
+                // Drop the oldest fifth in one go so trimming is rare, not per line.
+                let freed: i64 = tx.query_row(
+                    "SELECT coalesce(sum(length(line) + 64), 0) FROM logs WHERE service = ?1 AND id IN
+                     (SELECT id FROM logs WHERE service = ?1 ORDER BY id LIMIT (SELECT count(*) / 5 FROM logs WHERE service = ?1))",
+                    params![service],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "DELETE FROM logs WHERE service = ?1 AND id IN
+                     (SELECT id FROM logs WHERE service = ?1 ORDER BY id LIMIT (SELECT count(*) / 5 FROM logs WHERE service = ?1))",
+                    params![service],
+                )?;
+                tx.execute(
+                    "UPDATE services SET log_bytes = max(0, log_bytes - ?2) WHERE name = ?1",
+                    params![service, freed],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    pub fn query_logs(
+        &self,
+        service: &str,
+        filter: &LogFilter,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, service, deployment, instance, stream, ts, line FROM logs WHERE service = ?1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![service.to_string().into()];
+        if let Some(d) = &filter.deployment {
+            args.push(d.clone().into());
+            sql.push_str(&format!(" AND deployment = ?{}", args.len()));
+        }
+        if filter.build_only {
+            sql.push_str(" AND stream = 'build'");
+        }
+        if let Some(after) = filter.after_id {
+            args.push(after.into());
+            sql.push_str(&format!(" AND id > ?{}", args.len()));
+        }
+        if let Some(tail) = filter.tail {
+            args.push((tail as i64).into());
+            sql = format!(
+                "SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?{}) ORDER BY id",
+                args.len()
+            );
+        } else {
+            sql.push_str(" ORDER BY id");
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, service, deployment, instance, stream, ts, line)| {
+                Ok(LogLine {
+                    id,
+                    service,
+                    deployment,
+                    instance,
+                    stream: LogStream::parse(&stream)
+                        .ok_or_else(|| corrupt(format!("log stream '{stream}'")))?,
+                    ts,
+                    line,
+                })
+            })
+            .collect()
+    }
+
+    /// The last `n` lines of one instance or deployment, for failure reasons.
+    pub fn last_lines(
+        &self,
+        deployment: &DeploymentId,
+        n: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT line FROM (SELECT id, line FROM logs WHERE deployment = ?1 AND stream IN ('stdout','stderr','build')
+             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![deployment.as_str(), n as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1103 @@
+//! Unit tests for [`Store`]. Every test opens its own database in a temp directory of its own,
+//! which is removed again when the test ends (also when it fails).
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hoist_core::{
+    DeploymentId, DeploymentState, InstanceId, InstanceState, RootDir, Runtime, ServiceName,
+    ServiceSpec, SpecError, SpecLayer,
+};
+use rusqlite::Connection;
+
+use super::Store;
+use crate::records::DeploymentRecord;
+use crate::token::hash_token;
+use crate::{LogFilter, LogLine, LogStream, NewLogLine, StoreError, now_ms};
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+/// A directory for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> std::io::Result<TempDir> {
+        let path =
+            std::env::temp_dir().join(format!("hoist-store-test-{}-{test}", std::process::id()));
+        // A leftover of an earlier run whose pid was recycled must not leak into this one.
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("hoist.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn service(name: &str) -> Result<ServiceName, SpecError> {
+    name.parse()
+}
+
+fn spec(name: &ServiceName, start: &str) -> Result<ServiceSpec, SpecError> {
+    ServiceSpec::resolve(
+        name.clone(),
+        "https://example.com/app.git".into(),
+        Some("main".into()),
+        RootDir::root(),
+        SpecLayer {
+            start_command: Some(start.into()),
+            ..SpecLayer::default()
+        },
+        Some(Runtime::Python),
+    )
+}
+
+fn new_deployment(store: &Store, name: &ServiceName) -> Result<DeploymentId, StoreError> {
+    let id = DeploymentId::generate();
+    store.insert_deployment(
+        &id,
+        name,
+        "https://example.com/app.git",
+        Some("main"),
+        &serde_json::json!({ "name": name.as_str() }),
+    )?;
+    Ok(id)
+}
+
+/// Runs a deployment through the pipeline steps up to `starting`.
+fn advance_to_starting(store: &Store, id: &DeploymentId) -> Result<(), StoreError> {
+    for state in [
+        DeploymentState::Fetching,
+        DeploymentState::Building,
+        DeploymentState::Starting,
+    ] {
+        store.set_deployment_state(id, state, None)?;
+    }
+    Ok(())
+}
+
+fn deployment(store: &Store, id: &DeploymentId) -> Result<DeploymentRecord, Box<dyn Error>> {
+    Ok(store
+        .get_deployment(id)?
+        .ok_or_else(|| format!("deployment {id} not found"))?)
+}
+
+fn log_line(
+    service: &str,
+    deployment: Option<&DeploymentId>,
+    instance: Option<&InstanceId>,
+    stream: LogStream,
+    line: &str,
+) -> NewLogLine {
+    NewLogLine {
+        service: service.to_string(),
+        deployment: deployment.map(|d| d.to_string()),
+        instance: instance.map(|i| i.to_string()),
+        stream,
+        ts: now_ms(),
+        line: line.to_string(),
+    }
+}
+
+fn texts(lines: &[LogLine]) -> Vec<&str> {
+    lines.iter().map(|l| l.line.as_str()).collect()
+}
+
+fn count(store: &Store, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<i64> {
+    store.conn().query_row(sql, p, |r| r.get(0))
+}
+
+fn log_bytes(store: &Store, name: &str) -> rusqlite::Result<i64> {
+    count(
+        store,
+        "SELECT log_bytes FROM services WHERE name = ?1",
+        [name],
+    )
+}
+
+fn user_version(store: &Store) -> rusqlite::Result<i64> {
+    count(store, "PRAGMA user_version", [])
+}
+
+/// The database file followed by its write-ahead log (when there is one).
+fn db_bytes(db: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(db)?;
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::read(PathBuf::from(wal)) {
+        Ok(more) => bytes.extend(more),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(bytes)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---- schema ---------------------------------------------------------------------------
+
+#[test]
+fn open_applies_migrations() -> TestResult {
+    let dir = TempDir::new("open_applies_migrations")?;
+    let store = Store::open(&dir.db())?;
+    assert!(user_version(&store)? >= 1);
+    for table in [
+        "services",
+        "deployments",
+        "deployment_steps",
+        "instances",
+        "logs",
+        "api_tokens",
+    ] {
+        let n = count(
+            &store,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+        )?;
+        assert_eq!(n, 1, "table {table}");
+    }
+    let mode: String = store
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    assert_eq!(mode, "wal");
+    assert_eq!(count(&store, "PRAGMA foreign_keys", [])?, 1);
+    Ok(())
+}
+
+#[test]
+fn reopen_keeps_data() -> TestResult {
+    let dir = TempDir::new("reopen_keeps_data")?;
+    let web = service("web")?;
+    let web_spec = spec(&web, "python app.py")?;
+    let instance = InstanceId::generate();
+
+    let store = Store::open(&dir.db())?;
+    let version = user_version(&store)?;
+    let token = store
+        .ensure_admin_token()?
+        .ok_or("no admin token created")?;
+    store.ensure_service(&web)?;
+    store.set_service_spec(&web, &web_spec)?;
+    let d = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &d)?;
+    store.set_deployment_spec(&d, &web_spec)?;
+    store.set_deployment_image(&d, "sha256:abc", "3.12.1")?;
+    store.set_live(&web, &d)?;
+    store.insert_instance(&instance, &web, &d)?;
+    store.set_instance_state(&instance, InstanceState::Ready, None)?;
+    let ids = store.append_logs(&[log_line(
+        "web",
+        Some(&d),
+        Some(&instance),
+        LogStream::Stdout,
+        "hello",
+    )])?;
+    let before = deployment(&store, &d)?;
+    drop(store);
+
+    // Reopening must not re-run the migrations (they would fail on existing tables) and must
+    // find everything as it was left.
+    let store = Store::open(&dir.db())?;
+    assert_eq!(user_version(&store)?, version);
+    assert!(store.verify_token(&token)?);
+    assert_eq!(store.ensure_admin_token()?, None);
+
+    let svc = store.get_service(&web)?.ok_or("service lost")?;
+    assert_eq!(svc.live_deployment.as_ref(), Some(&d));
+    assert_eq!(serde_json::from_value::<ServiceSpec>(svc.spec)?, web_spec);
+
+    let after = deployment(&store, &d)?;
+    assert_eq!(after.state, DeploymentState::Live);
+    assert_eq!(after.spec.as_ref(), Some(&web_spec));
+    assert_eq!(after.image.as_deref(), Some("sha256:abc"));
+    assert_eq!(after.finished_at, before.finished_at);
+    assert_eq!(after.steps.len(), 3);
+    assert_eq!(after.steps.len(), before.steps.len());
+
+    let instances = store.list_instances(&web, 10)?;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].id, instance);
+    assert_eq!(instances[0].state, InstanceState::Ready);
+
+    let logs = store.query_logs("web", &LogFilter::default())?;
+    assert_eq!(texts(&logs), ["hello"]);
+    assert_eq!(logs[0].id, ids[0]);
+    // Log ids keep growing across restarts, so `after_id` followers never miss lines.
+    let more = store.append_logs(&[log_line("web", None, None, LogStream::System, "again")])?;
+    assert!(more[0] > ids[0]);
+    Ok(())
+}
+
+#[test]
+fn newer_schema_is_refused() -> TestResult {
+    let dir = TempDir::new("newer_schema_is_refused")?;
+    let store = Store::open(&dir.db())?;
+    let known = user_version(&store)?;
+    drop(store);
+
+    let conn = Connection::open(dir.db())?;
+    conn.pragma_update(None, "user_version", known + 1)?;
+    drop(conn);
+
+    match Store::open(&dir.db()) {
+        Err(StoreError::TooNew { found, known: k }) => {
+            assert_eq!(found, known + 1);
+            assert_eq!(k, known);
+        }
+        Err(e) => return Err(format!("expected TooNew, got {e}").into()),
+        Ok(_) => return Err("a newer schema was accepted".into()),
+    }
+    Ok(())
+}
+
+// ---- tokens ---------------------------------------------------------------------------
+
+#[test]
+fn admin_token_is_created_once() -> TestResult {
+    let dir = TempDir::new("admin_token_is_created_once")?;
+    let store = Store::open(&dir.db())?;
+    let token = store
+        .ensure_admin_token()?
+        .ok_or("no admin token created")?;
+    assert!(token.starts_with("hoist_"), "{token}");
+    assert_eq!(token.len(), "hoist_".len() + 64);
+    assert_eq!(store.ensure_admin_token()?, None);
+    assert_eq!(count(&store, "SELECT count(*) FROM api_tokens", [])?, 1);
+
+    assert!(store.verify_token(&token)?);
+    assert!(!store.verify_token("hoist_not-the-token")?);
+    assert!(!store.verify_token("")?);
+    assert!(!store.verify_token(&format!("{token}x"))?);
+    assert!(!store.verify_token(&token[..token.len() - 1])?);
+    assert!(!store.verify_token(&token.to_uppercase())?);
+    Ok(())
+}
+
+#[test]
+fn replace_admin_token_invalidates_old() -> TestResult {
+    let dir = TempDir::new("replace_admin_token_invalidates_old")?;
+    let store = Store::open(&dir.db())?;
+    let old = store
+        .ensure_admin_token()?
+        .ok_or("no admin token created")?;
+    let new = store.replace_admin_token()?;
+    assert_ne!(new, old);
+    assert!(store.verify_token(&new)?);
+    assert!(!store.verify_token(&old)?);
+    assert_eq!(count(&store, "SELECT count(*) FROM api_tokens", [])?, 1);
+    // A token exists, so startup must not mint another one.
+    assert_eq!(store.ensure_admin_token()?, None);
+
+    let newer = store.replace_admin_token()?;
+    assert!(store.verify_token(&newer)?);
+    assert!(!store.verify_token(&new)?);
+    drop(store);
+
+    let store = Store::open(&dir.db())?;
+    assert!(store.verify_token(&newer)?);
+    assert!(!store.verify_token(&new)?);
+    assert!(!store.verify_token(&old)?);
+    Ok(())
+}
+
+#[test]
+fn plain_token_is_not_stored() -> TestResult {
+    let dir = TempDir::new("plain_token_is_not_stored")?;
+    let store = Store::open(&dir.db())?;
+    let first = store
+        .ensure_admin_token()?
+        .ok_or("no admin token created")?;
+    let second = store.replace_admin_token()?;
+
+    let check = |bytes: &[u8]| {
+        for token in [&first, &second] {
+            assert!(!contains(bytes, token.as_bytes()), "plain token on disk");
+            let secret = token.trim_start_matches("hoist_");
+            assert!(!contains(bytes, secret.as_bytes()), "token secret on disk");
+        }
+        // The hash is found, so the search does look where the tokens are kept.
+        assert!(contains(bytes, hash_token(&second).as_bytes()));
+    };
+    // While open, recent writes live in the WAL; on close they are checkpointed into the db.
+    check(&db_bytes(&dir.db())?);
+    drop(store);
+    check(&db_bytes(&dir.db())?);
+    Ok(())
+}
+
+// ---- services -------------------------------------------------------------------------
+
+#[test]
+fn ensure_service_is_idempotent() -> TestResult {
+    let dir = TempDir::new("ensure_service_is_idempotent")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    assert!(store.get_service(&web)?.is_none());
+
+    store.ensure_service(&web)?;
+    let first = store.get_service(&web)?.ok_or("service not created")?;
+    assert_eq!(first.name, web);
+    assert_eq!(first.spec, serde_json::json!({}));
+    assert_eq!(first.live_deployment, None);
+    assert_eq!(first.created_at, first.updated_at);
+
+    let web_spec = spec(&web, "python app.py")?;
+    store.set_service_spec(&web, &web_spec)?;
+    let d = new_deployment(&store, &web)?;
+    store.set_live(&web, &d)?;
+
+    // A second ensure leaves the existing service alone.
+    store.ensure_service(&web)?;
+    let again = store.get_service(&web)?.ok_or("service lost")?;
+    assert_eq!(again.created_at, first.created_at);
+    assert_eq!(again.live_deployment.as_ref(), Some(&d));
+    assert_eq!(serde_json::from_value::<ServiceSpec>(again.spec)?, web_spec);
+    assert!(again.updated_at >= first.updated_at);
+
+    store.ensure_service(&service("zeta")?)?;
+    store.ensure_service(&service("api")?)?;
+    store.ensure_service(&web)?;
+    let names: Vec<String> = store
+        .list_services()?
+        .into_iter()
+        .map(|s| s.name.into_string())
+        .collect();
+    assert_eq!(names, ["api", "web", "zeta"]);
+    Ok(())
+}
+
+// ---- deployments ----------------------------------------------------------------------
+
+#[test]
+fn deployment_fields_roundtrip() -> TestResult {
+    let dir = TempDir::new("deployment_fields_roundtrip")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+
+    let d1 = DeploymentId::generate();
+    let request = serde_json::json!({ "source": "./app", "memory": 512 });
+    store.insert_deployment(&d1, &web, "./app", None, &request)?;
+    let rec = deployment(&store, &d1)?;
+    assert_eq!(rec.id, d1);
+    assert_eq!(rec.service, web);
+    assert_eq!(rec.state, DeploymentState::Queued);
+    assert_eq!(rec.source, "./app");
+    assert_eq!(rec.branch, None);
+    assert_eq!(rec.commit_sha, None);
+    assert_eq!(rec.request, request);
+    assert!(rec.spec.is_none());
+    assert!(rec.image.is_none());
+    assert!(rec.runtime_version.is_none());
+    assert!(rec.failure_reason.is_none());
+    assert!(rec.finished_at.is_none());
+    assert!(rec.steps.is_empty());
+
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    store.set_deployment_source(&d1, commit, "main")?;
+    let web_spec = spec(&web, "gunicorn app:app")?;
+    store.set_deployment_spec(&d1, &web_spec)?;
+    assert!(!store.image_in_use("sha256:one")?);
+    store.set_deployment_image(&d1, "sha256:one", "3.12.1")?;
+    let rec = deployment(&store, &d1)?;
+    assert_eq!(rec.commit_sha.as_deref(), Some(commit));
+    assert_eq!(rec.branch.as_deref(), Some("main"));
+    assert_eq!(rec.spec.as_ref(), Some(&web_spec));
+    assert_eq!(rec.image.as_deref(), Some("sha256:one"));
+    assert_eq!(rec.runtime_version.as_deref(), Some("3.12.1"));
+    assert!(rec.updated_at >= rec.created_at);
+    assert!(store.image_in_use("sha256:one")?);
+    assert!(!store.image_in_use("sha256:two")?);
+
+    // Newest first, only the asked-for service.
+    let d2 = new_deployment(&store, &web)?;
+    let d3 = new_deployment(&store, &web)?;
+    let a1 = new_deployment(&store, &api)?;
+    let listed: Vec<DeploymentId> = store
+        .list_deployments(&web)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, [d3, d2, d1.clone()]);
+    let listed: Vec<DeploymentId> = store
+        .list_deployments(&api)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, [a1]);
+
+    assert!(store.get_deployment(&DeploymentId::generate())?.is_none());
+    // Deployment ids are unique, and a deployment needs an existing service.
+    assert!(
+        store
+            .insert_deployment(&d1, &web, "./app", None, &request)
+            .is_err()
+    );
+    let ghost = service("ghost")?;
+    assert!(
+        store
+            .insert_deployment(&DeploymentId::generate(), &ghost, "./app", None, &request)
+            .is_err()
+    );
+    assert!(store.list_deployments(&ghost)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn set_live_supersedes_previous() -> TestResult {
+    let dir = TempDir::new("set_live_supersedes_previous")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+
+    let a1 = new_deployment(&store, &api)?;
+    advance_to_starting(&store, &a1)?;
+    assert_eq!(store.set_live(&api, &a1)?, None);
+
+    let d1 = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &d1)?;
+    assert_eq!(store.set_live(&web, &d1)?, None);
+    let rec = deployment(&store, &d1)?;
+    assert_eq!(rec.state, DeploymentState::Live);
+    assert!(rec.finished_at.is_some());
+    // Going live ends the last step: nothing is left running.
+    assert!(
+        rec.steps
+            .iter()
+            .all(|s| s.state == "done" && s.finished_at.is_some()),
+        "{:?}",
+        rec.steps
+    );
+    let svc = store.get_service(&web)?.ok_or("service lost")?;
+    assert_eq!(svc.live_deployment.as_ref(), Some(&d1));
+
+    let d2 = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &d2)?;
+    assert_eq!(store.set_live(&web, &d2)?, Some(d1.clone()));
+    assert_eq!(deployment(&store, &d1)?.state, DeploymentState::Superseded);
+    assert_eq!(deployment(&store, &d2)?.state, DeploymentState::Live);
+    let svc = store.get_service(&web)?.ok_or("service lost")?;
+    assert_eq!(svc.live_deployment.as_ref(), Some(&d2));
+    let live: Vec<DeploymentId> = store
+        .list_deployments(&web)?
+        .into_iter()
+        .filter(|d| d.state == DeploymentState::Live)
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(live, std::slice::from_ref(&d2));
+
+    // Making the live deployment live again changes nothing and reports no previous one.
+    assert_eq!(store.set_live(&web, &d2)?, None);
+    assert_eq!(deployment(&store, &d2)?.state, DeploymentState::Live);
+    assert_eq!(deployment(&store, &d1)?.state, DeploymentState::Superseded);
+
+    // Other services are untouched.
+    assert_eq!(deployment(&store, &a1)?.state, DeploymentState::Live);
+    let svc = store.get_service(&api)?.ok_or("service lost")?;
+    assert_eq!(svc.live_deployment.as_ref(), Some(&a1));
+    Ok(())
+}
+
+#[test]
+fn deployment_steps_record_timings_and_failure() -> TestResult {
+    let dir = TempDir::new("deployment_steps_record_timings_and_failure")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    let d = new_deployment(&store, &web)?;
+
+    let before = now_ms();
+    store.set_deployment_state(&d, DeploymentState::Fetching, None)?;
+    store.set_deployment_state(&d, DeploymentState::Building, None)?;
+    let rec = deployment(&store, &d)?;
+    assert_eq!(rec.state, DeploymentState::Building);
+    assert!(rec.finished_at.is_none());
+    let steps: Vec<(&str, &str)> = rec
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(steps, [("fetching", "done"), ("building", "running")]);
+    let (fetching, building) = (&rec.steps[0], &rec.steps[1]);
+    assert!(fetching.started_at >= before);
+    // One step ends exactly when the next begins.
+    assert_eq!(fetching.finished_at, Some(building.started_at));
+    assert!(building.started_at >= fetching.started_at);
+    assert_eq!(building.finished_at, None);
+
+    store.set_deployment_state(&d, DeploymentState::Failed, Some("build: exit status 2"))?;
+    let after = now_ms();
+    let rec = deployment(&store, &d)?;
+    assert_eq!(rec.state, DeploymentState::Failed);
+    assert_eq!(rec.failure_reason.as_deref(), Some("build: exit status 2"));
+    let finished = rec.finished_at.ok_or("no finish time")?;
+    assert!(finished >= rec.steps[1].started_at && finished <= after);
+    let steps: Vec<(&str, &str)> = rec
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.state.as_str()))
+        .collect();
+    // Only the step that was running fails; the one finished before stays done, even when
+    // both ended within the same millisecond.
+    assert_eq!(steps, [("fetching", "done"), ("building", "failed")]);
+    assert_eq!(rec.steps[0].finished_at, fetching.finished_at);
+    assert_eq!(rec.steps[1].started_at, building.started_at);
+    assert_eq!(rec.steps[1].finished_at, Some(finished));
+
+    // Cancelled deployments mark their running step cancelled.
+    let c = new_deployment(&store, &web)?;
+    store.set_deployment_state(&c, DeploymentState::Fetching, None)?;
+    store.set_deployment_state(&c, DeploymentState::Cancelled, Some("a newer deployment"))?;
+    let rec = deployment(&store, &c)?;
+    assert_eq!(rec.state, DeploymentState::Cancelled);
+    assert_eq!(rec.failure_reason.as_deref(), Some("a newer deployment"));
+    assert_eq!(rec.steps.len(), 1);
+    assert_eq!(rec.steps[0].state, "cancelled");
+    assert_eq!(rec.steps[0].finished_at, rec.finished_at);
+
+    // Going live through the state machine closes the last step as done, without a reason.
+    let l = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &l)?;
+    store.set_deployment_state(&l, DeploymentState::Live, None)?;
+    let rec = deployment(&store, &l)?;
+    assert_eq!(rec.state, DeploymentState::Live);
+    assert_eq!(rec.failure_reason, None);
+    let names: Vec<&str> = rec.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(names, ["fetching", "building", "starting"]);
+    assert!(rec.steps.iter().all(|s| s.state == "done"));
+    assert_eq!(rec.steps[2].finished_at, rec.finished_at);
+    for pair in rec.steps.windows(2) {
+        assert_eq!(pair[0].finished_at, Some(pair[1].started_at));
+    }
+    Ok(())
+}
+
+#[test]
+fn in_progress_deployments_survive_restart() -> TestResult {
+    let dir = TempDir::new("in_progress_deployments_survive_restart")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+    // Distinct creation times, so the order by creation time is well defined.
+    let tick = || std::thread::sleep(Duration::from_millis(3));
+
+    let queued = new_deployment(&store, &web)?;
+    tick();
+    let fetching = new_deployment(&store, &api)?;
+    store.set_deployment_state(&fetching, DeploymentState::Fetching, None)?;
+    tick();
+    let superseded = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &superseded)?;
+    store.set_live(&web, &superseded)?;
+    tick();
+    let building = new_deployment(&store, &web)?;
+    store.set_deployment_state(&building, DeploymentState::Fetching, None)?;
+    store.set_deployment_state(&building, DeploymentState::Building, None)?;
+    tick();
+    let failed = new_deployment(&store, &web)?;
+    store.set_deployment_state(&failed, DeploymentState::Fetching, None)?;
+    store.set_deployment_state(&failed, DeploymentState::Failed, Some("no such branch"))?;
+    tick();
+    let cancelled = new_deployment(&store, &web)?;
+    store.set_deployment_state(&cancelled, DeploymentState::Cancelled, Some("newer"))?;
+    tick();
+    let starting = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &starting)?;
+    tick();
+    let live = new_deployment(&store, &web)?;
+    advance_to_starting(&store, &live)?;
+    assert_eq!(store.set_live(&web, &live)?, Some(superseded.clone()));
+
+    let expected = [queued, fetching, building, starting];
+    let ids = |store: &Store| -> Result<Vec<DeploymentId>, StoreError> {
+        Ok(store
+            .in_progress_deployments()?
+            .into_iter()
+            .map(|d| d.id)
+            .collect())
+    };
+    assert_eq!(ids(&store)?, expected);
+    drop(store);
+
+    // After a restart the interrupted deployments are still known, and failing them (what the
+    // server does on start) leaves none in progress.
+    let store = Store::open(&dir.db())?;
+    assert_eq!(ids(&store)?, expected);
+    for d in store.in_progress_deployments()? {
+        assert!(d.state.is_in_progress());
+        store.set_deployment_state(
+            &d.id,
+            DeploymentState::Failed,
+            Some("interrupted by server restart"),
+        )?;
+    }
+    assert!(store.in_progress_deployments()?.is_empty());
+    for id in &expected {
+        let rec = deployment(&store, id)?;
+        assert_eq!(rec.state, DeploymentState::Failed);
+        assert_eq!(
+            rec.failure_reason.as_deref(),
+            Some("interrupted by server restart")
+        );
+        assert!(rec.finished_at.is_some());
+        assert!(rec.steps.iter().all(|s| s.finished_at.is_some()));
+    }
+    assert_eq!(
+        deployment(&store, &failed)?.failure_reason.as_deref(),
+        Some("no such branch")
+    );
+    assert_eq!(deployment(&store, &live)?.state, DeploymentState::Live);
+    assert_eq!(
+        deployment(&store, &superseded)?.state,
+        DeploymentState::Superseded
+    );
+    assert_eq!(
+        deployment(&store, &cancelled)?.state,
+        DeploymentState::Cancelled
+    );
+    Ok(())
+}
+
+// ---- instances ------------------------------------------------------------------------
+
+#[test]
+fn instances_lifecycle() -> TestResult {
+    let dir = TempDir::new("instances_lifecycle")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+    let d = new_deployment(&store, &web)?;
+    let a = new_deployment(&store, &api)?;
+
+    let (i1, i2, i3, i4) = (
+        InstanceId::generate(),
+        InstanceId::generate(),
+        InstanceId::generate(),
+        InstanceId::generate(),
+    );
+    store.insert_instance(&i1, &web, &d)?;
+    store.insert_instance(&i2, &web, &d)?;
+    store.insert_instance(&i3, &web, &d)?;
+    store.insert_instance(&i4, &api, &a)?;
+
+    let listed = store.list_instances(&web, 10)?;
+    let ids: Vec<&InstanceId> = listed.iter().map(|i| &i.id).collect();
+    assert_eq!(ids, [&i3, &i2, &i1], "newest first");
+    for i in &listed {
+        assert_eq!(i.service, web);
+        assert_eq!(i.deployment, d);
+        assert_eq!(i.state, InstanceState::Starting);
+        assert_eq!(
+            (i.ready_at, i.stopped_at, i.exit_reason.as_deref()),
+            (None, None, None)
+        );
+    }
+    let ids: Vec<InstanceId> = store
+        .list_instances(&web, 2)?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [i3.clone(), i2.clone()]);
+    assert!(store.list_instances(&web, 0)?.is_empty());
+    assert_eq!(store.list_instances(&api, 10)?.len(), 1);
+
+    let get = |id: &InstanceId| -> Result<crate::InstanceRecord, Box<dyn Error>> {
+        Ok(store
+            .list_instances(&web, 10)?
+            .into_iter()
+            .find(|i| &i.id == id)
+            .ok_or("instance not listed")?)
+    };
+
+    store.set_instance_state(&i1, InstanceState::Ready, None)?;
+    let rec = get(&i1)?;
+    assert_eq!(rec.state, InstanceState::Ready);
+    let ready_at = rec.ready_at.ok_or("no ready time")?;
+    assert!(ready_at >= rec.created_at);
+    assert_eq!(rec.stopped_at, None);
+
+    store.set_instance_state(&i1, InstanceState::Stopping, None)?;
+    let rec = get(&i1)?;
+    assert_eq!(rec.state, InstanceState::Stopping);
+    assert_eq!(rec.ready_at, Some(ready_at));
+    assert_eq!(rec.stopped_at, None);
+
+    store.set_instance_state(&i1, InstanceState::Stopped, Some("replaced"))?;
+    let rec = get(&i1)?;
+    assert_eq!(rec.state, InstanceState::Stopped);
+    assert!(rec.stopped_at.is_some_and(|t| t >= ready_at));
+    assert_eq!(rec.exit_reason.as_deref(), Some("replaced"));
+    assert_eq!(rec.ready_at, Some(ready_at));
+
+    store.set_instance_state(&i2, InstanceState::Failed, Some("exited with status 1"))?;
+    let rec = get(&i2)?;
+    assert_eq!(rec.state, InstanceState::Failed);
+    assert!(rec.stopped_at.is_some());
+    assert_eq!(rec.exit_reason.as_deref(), Some("exited with status 1"));
+    assert_eq!(rec.ready_at, None);
+
+    // On server start every instance not already stopped is stopped (i3 and api's i4).
+    store.set_instance_state(&i3, InstanceState::Ready, None)?;
+    assert_eq!(store.stop_all_instances("server restarted")?, 2);
+    let rec = get(&i3)?;
+    assert_eq!(rec.state, InstanceState::Stopped);
+    assert!(rec.stopped_at.is_some());
+    assert_eq!(rec.exit_reason.as_deref(), Some("server restarted"));
+    let rec = &store.list_instances(&api, 10)?[0];
+    assert_eq!(rec.state, InstanceState::Stopped);
+    assert_eq!(rec.exit_reason.as_deref(), Some("server restarted"));
+    // Instances that had already ended keep their own outcome.
+    assert_eq!(get(&i1)?.exit_reason.as_deref(), Some("replaced"));
+    assert_eq!(get(&i2)?.state, InstanceState::Failed);
+    assert_eq!(
+        get(&i2)?.exit_reason.as_deref(),
+        Some("exited with status 1")
+    );
+    assert_eq!(store.stop_all_instances("server restarted")?, 0);
+
+    // Instance ids are unique, and an instance needs an existing service.
+    assert!(store.insert_instance(&i1, &web, &d).is_err());
+    assert!(
+        store
+            .insert_instance(&InstanceId::generate(), &service("ghost")?, &d)
+            .is_err()
+    );
+    Ok(())
+}
+
+// ---- logs -----------------------------------------------------------------------------
+
+#[test]
+fn append_and_query_logs() -> TestResult {
+    let dir = TempDir::new("append_and_query_logs")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&service("api")?)?;
+    let d1 = new_deployment(&store, &web)?;
+    let d2 = new_deployment(&store, &web)?;
+    let (i1, i2) = (InstanceId::generate(), InstanceId::generate());
+
+    let lines = [
+        log_line("web", Some(&d1), None, LogStream::Build, "build 1"),
+        log_line("api", None, None, LogStream::Stdout, "other service"),
+        log_line("web", Some(&d1), None, LogStream::Build, "build 2"),
+        log_line("web", Some(&d1), Some(&i1), LogStream::System, "started"),
+        log_line("web", Some(&d1), Some(&i1), LogStream::Stdout, "hello"),
+        log_line("web", Some(&d2), None, LogStream::Build, "build 3"),
+        log_line("web", Some(&d2), Some(&i2), LogStream::Stderr, "oops"),
+        log_line("web", Some(&d2), Some(&i2), LogStream::Stdout, "world"),
+    ];
+    let ids = store.append_logs(&lines)?;
+    assert_eq!(ids.len(), lines.len());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(store.append_logs(&[])?.is_empty());
+
+    let query = |filter: LogFilter| store.query_logs("web", &filter);
+    let all = query(LogFilter::default())?;
+    assert_eq!(
+        texts(&all),
+        [
+            "build 1", "build 2", "started", "hello", "build 3", "oops", "world"
+        ]
+    );
+    let web_ids: Vec<i64> = all.iter().map(|l| l.id).collect();
+    assert_eq!(
+        web_ids,
+        [ids[0], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7]]
+    );
+    let hello = &all[3];
+    assert_eq!(hello.service, "web");
+    assert_eq!(hello.deployment.as_deref(), Some(d1.as_str()));
+    assert_eq!(hello.instance.as_deref(), Some(i1.as_str()));
+    assert_eq!(hello.stream, LogStream::Stdout);
+    assert_eq!(hello.ts, lines[4].ts);
+
+    let d1_filter = || LogFilter {
+        deployment: Some(d1.to_string()),
+        ..LogFilter::default()
+    };
+    assert_eq!(
+        texts(&query(d1_filter())?),
+        ["build 1", "build 2", "started", "hello"]
+    );
+    let build = || LogFilter {
+        build_only: true,
+        ..LogFilter::default()
+    };
+    assert_eq!(texts(&query(build())?), ["build 1", "build 2", "build 3"]);
+    assert_eq!(
+        texts(&query(LogFilter {
+            deployment: Some(d2.to_string()),
+            ..build()
+        })?),
+        ["build 3"]
+    );
+    let after = |id: i64| LogFilter {
+        after_id: Some(id),
+        ..LogFilter::default()
+    };
+    assert_eq!(
+        texts(&query(after(ids[3]))?),
+        ["hello", "build 3", "oops", "world"]
+    );
+    assert!(query(after(ids[7]))?.is_empty());
+
+    let tail = |n: usize| LogFilter {
+        tail: Some(n),
+        ..LogFilter::default()
+    };
+    // The last lines, still oldest first.
+    assert_eq!(texts(&query(tail(2))?), ["oops", "world"]);
+    assert_eq!(texts(&query(tail(100))?), texts(&all));
+    assert!(query(tail(0))?.is_empty());
+    // tail applies after the other filters.
+    assert_eq!(
+        texts(&query(LogFilter {
+            tail: Some(2),
+            ..d1_filter()
+        })?),
+        ["started", "hello"]
+    );
+    assert_eq!(
+        texts(&query(LogFilter {
+            tail: Some(2),
+            ..build()
+        })?),
+        ["build 2", "build 3"]
+    );
+    assert_eq!(
+        texts(&query(LogFilter {
+            tail: Some(1),
+            ..after(ids[4])
+        })?),
+        ["world"]
+    );
+    assert_eq!(
+        texts(&query(LogFilter {
+            tail: Some(10),
+            ..after(ids[5])
+        })?),
+        ["oops", "world"]
+    );
+
+    assert_eq!(
+        texts(&store.query_logs("api", &LogFilter::default())?),
+        ["other service"]
+    );
+    assert!(store.query_logs("nope", &LogFilter::default())?.is_empty());
+
+    // Following: a later batch is exactly what comes after the last id seen.
+    let more = store.append_logs(&[log_line(
+        "web",
+        Some(&d2),
+        Some(&i2),
+        LogStream::Stdout,
+        "later",
+    )])?;
+    assert!(more[0] > ids[7]);
+    assert_eq!(texts(&query(after(ids[7]))?), ["later"]);
+
+    // last_lines: program and build output of one deployment, without Hoist's system lines.
+    assert_eq!(store.last_lines(&d1, 10)?, ["build 1", "build 2", "hello"]);
+    assert_eq!(store.last_lines(&d2, 2)?, ["world", "later"]);
+    assert!(store.last_lines(&DeploymentId::generate(), 10)?.is_empty());
+
+    // Size accounting per service: each line counts its length plus a fixed overhead.
+    let expected: i64 = lines
+        .iter()
+        .filter(|l| l.service == "web")
+        .map(|l| l.line.len() as i64 + 64)
+        .sum::<i64>()
+        + "later".len() as i64
+        + 64;
+    assert_eq!(log_bytes(&store, "web")?, expected);
+    assert_eq!(log_bytes(&store, "api")?, "other service".len() as i64 + 64);
+    Ok(())
+}
+
+#[test]
+fn log_cap_drops_oldest_lines() -> TestResult {
+    let dir = TempDir::new("log_cap_drops_oldest_lines")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&service("api")?)?;
+    store.append_logs(&[log_line("api", None, None, LogStream::Stdout, "kept")])?;
+
+    const LINE: usize = 1024 * 1024;
+    let cost = LINE as i64 + 64;
+    let batch = |from: usize, to: usize| -> Vec<NewLogLine> {
+        (from..to)
+            .map(|i| {
+                let mut text = format!("{i:03}");
+                text.push_str(&"x".repeat(LINE - text.len()));
+                log_line("web", None, None, LogStream::Stdout, &text)
+            })
+            .collect()
+    };
+    let web_stats = |store: &Store| -> rusqlite::Result<(i64, i64)> {
+        store.conn().query_row(
+            "SELECT count(*), min(id) FROM logs WHERE service = 'web'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    };
+
+    // 40 MiB: under the 50 MiB cap, nothing goes.
+    let first = store.append_logs(&batch(0, 40))?;
+    assert_eq!(web_stats(&store)?, (40, first[0]));
+    assert_eq!(log_bytes(&store, "web")?, 40 * cost);
+
+    // 55 MiB: over the cap, the oldest fifth (11 lines) is dropped.
+    store.append_logs(&batch(40, 55))?;
+    assert_eq!(web_stats(&store)?, (44, first[11]));
+    assert_eq!(log_bytes(&store, "web")?, 44 * cost);
+    let oldest = store.query_logs(
+        "web",
+        &LogFilter {
+            after_id: Some(first[10]),
+            ..LogFilter::default()
+        },
+    )?;
+    assert!(oldest[0].line.starts_with("011"));
+    assert_eq!(
+        texts(&store.query_logs("api", &LogFilter::default())?),
+        ["kept"]
+    );
+    Ok(())
+}
+
+#[test]
+fn store_is_usable_from_many_threads() -> TestResult {
+    let dir = TempDir::new("store_is_usable_from_many_threads")?;
+    let store = Store::open(&dir.db())?;
+    store.ensure_service(&service("web")?)?;
+    let mut ids: Vec<i64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || -> Result<Vec<i64>, StoreError> {
+                    let mut ids = Vec::new();
+                    for n in 0..25 {
+                        let line = format!("thread {t} line {n}");
+                        ids.extend(store.append_logs(&[log_line(
+                            "web",
+                            None,
+                            None,
+                            LogStream::Stdout,
+                            &line,
+                        )])?);
+                    }
+                    Ok(ids)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| "thread panicked")??);
+        }
+        Ok::<_, Box<dyn Error>>(all)
+    })?;
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 100);
+    assert_eq!(store.query_logs("web", &LogFilter::default())?.len(), 100);
+    Ok(())
+}
+
+// ---- deleting -------------------------------------------------------------------------
+
+#[test]
+fn delete_service_removes_everything() -> TestResult {
+    let dir = TempDir::new("delete_service_removes_everything")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    let mut kept = None;
+    let mut gone = None;
+    for name in [&web, &api] {
+        store.ensure_service(name)?;
+        store.set_service_spec(name, &spec(name, "python app.py")?)?;
+        let d = new_deployment(&store, name)?;
+        advance_to_starting(&store, &d)?;
+        store.set_deployment_image(&d, &format!("sha256:{name}"), "3.12.1")?;
+        store.set_live(name, &d)?;
+        let i = InstanceId::generate();
+        store.insert_instance(&i, name, &d)?;
+        store.append_logs(&[
+            log_line(name.as_str(), Some(&d), None, LogStream::Build, "built"),
+            log_line(name.as_str(), Some(&d), Some(&i), LogStream::Stdout, "up"),
+        ])?;
+        if name == &web {
+            gone = Some(d);
+        } else {
+            kept = Some(d);
+        }
+    }
+    let gone = gone.ok_or("no web deployment")?;
+    let kept = kept.ok_or("no api deployment")?;
+
+    assert!(store.delete_service(&web)?);
+    assert!(store.get_service(&web)?.is_none());
+    assert!(store.get_deployment(&gone)?.is_none());
+    assert!(store.list_deployments(&web)?.is_empty());
+    assert!(store.list_instances(&web, 10)?.is_empty());
+    assert!(store.query_logs("web", &LogFilter::default())?.is_empty());
+    assert!(store.last_lines(&gone, 10)?.is_empty());
+    assert!(!store.image_in_use("sha256:web")?);
+    for table in ["deployments", "instances", "logs"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE service = 'web'");
+        assert_eq!(count(&store, &sql, [])?, 0, "{table}");
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM deployment_steps WHERE deployment = ?1",
+            [gone.as_str()],
+        )?,
+        0
+    );
+
+    // The other service keeps everything.
+    let names: Vec<ServiceName> = store.list_services()?.into_iter().map(|s| s.name).collect();
+    assert_eq!(names, std::slice::from_ref(&api));
+    let rec = deployment(&store, &kept)?;
+    assert_eq!(rec.state, DeploymentState::Live);
+    assert_eq!(rec.steps.len(), 3);
+    assert_eq!(store.list_instances(&api, 10)?.len(), 1);
+    assert_eq!(
+        texts(&store.query_logs("api", &LogFilter::default())?),
+        ["built", "up"]
+    );
+    assert!(store.image_in_use("sha256:api")?);
+
+    // Deleting again finds nothing; creating it again starts from scratch.
+    assert!(!store.delete_service(&web)?);
+    store.ensure_service(&web)?;
+    let svc = store.get_service(&web)?.ok_or("service not recreated")?;
+    assert_eq!(svc.live_deployment, None);
+    assert_eq!(svc.spec, serde_json::json!({}));
+    assert_eq!(log_bytes(&store, "web")?, 0);
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The `hoist` binary: `server` wires the platform together; every other subcommand is a
+//! client of the server's REST API.
+
+mod client;
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hoist", version, about = "Self-hosted serverless apps: git repo in, URL out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform (gateway, API, builder, sandboxes) in this process.
+    Server(server::ServerArgs),
+    /// Deploy a git repository (URL or local path); prints the URL once it serves.
+    Deploy(client::DeployArgs),
+    /// List services.
+    Ls,
+    /// Show a service's deployments and instances.
+    Status { name: String },
+    /// Print a service's logs.
+    Logs(client::LogsArgs),
+    /// Delete a service: its instances, route, images and logs.
+    Delete { name: String },
+    /// List runtimes with their versions and sizes.
+    Runtimes,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Deploy(args) => client::deploy(args).await,
+            Command::Ls => client::ls().await,
+            Command::Status { name } => client::status(&name).await,
+            Command::Logs(args) => client::logs(args).await,
+            Command::Delete { name } => client::delete(&name).await,
+            Command::Runtimes => client::runtimes().await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+pub(crate) fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOIST_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/hoist"))
+}

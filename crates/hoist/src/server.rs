@@ -1,0 +1,142 @@
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use hoist_control::{Platform, PlatformConfig};
+use hoist_gateway::{Gateway, GatewayConfig};
+use hoist_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where state, images and logs live.
+    #[arg(long, env = "HOIST_DATA_DIR", default_value = "/var/lib/hoist")]
+    data_dir: PathBuf,
+    /// The gateway: apps are served here as NAME.DOMAIN.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The REST API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    api_listen: SocketAddr,
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Runtime root filesystems; may be shared between data dirs (default: DATA_DIR/runtimes).
+    #[arg(long, env = "HOIST_RUNTIME_CACHE")]
+    runtime_cache: Option<PathBuf>,
+    /// How long an instance may take to answer HTTP after its start command runs.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    start_timeout: std::time::Duration,
+    /// How long a build command may run.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    build_timeout: std::time::Duration,
+    /// Builds that may run at once.
+    #[arg(long, default_value_t = 2)]
+    max_builds: usize,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    hoist_core::parse_duration(s).map_err(|e| e.to_string())
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    hoist_sandbox::prepare_host().context("preparing the host for sandboxes")?;
+
+    let store = Arc::new(
+        Store::open(&args.data_dir.join("hoist.db")).context("opening the state database")?,
+    );
+    let token_file = args.data_dir.join("admin-token");
+    let new_token = match store.ensure_admin_token()? {
+        Some(t) => Some(t),
+        // The database has a token but its only plain copy is gone: issue a new one.
+        None if !token_file.exists() => Some(store.replace_admin_token()?),
+        None => None,
+    };
+    if let Some(token) = new_token {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&token_file)
+            .with_context(|| format!("writing {}", token_file.display()))?;
+        writeln!(f, "{token}")?;
+        tracing::info!(file = %token_file.display(), "admin token written");
+    }
+
+    let gateway_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the gateway to {}", args.listen))?;
+    let api_listener = TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("binding the API to {}", args.api_listen))?;
+
+    let gateway = Gateway::new(GatewayConfig {
+        domain: args.domain.clone(),
+        max_body_bytes: hoist_core::RequestLimits::MAX_REQUEST_BODY as u64,
+    });
+    let platform = Platform::start(
+        PlatformConfig {
+            runtime_cache: args
+                .runtime_cache
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("runtimes")),
+            data_dir: args.data_dir.clone(),
+            domain: args.domain.clone(),
+            gateway_port: args.listen.port(),
+            start_timeout: args.start_timeout,
+            build_timeout: args.build_timeout,
+            max_concurrent_builds: args.max_builds,
+        },
+        store,
+        gateway.clone(),
+    )
+    .await
+    .context("starting the platform")?;
+
+    let shutdown = CancellationToken::new();
+    let gw_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone()));
+    let api = hoist_api::router(platform.clone());
+    let api_shutdown = shutdown.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(api_listener, api)
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+            .await
+    });
+    tracing::info!(gateway = %args.listen, api = %args.api_listen, domain = %args.domain, "hoist is up");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining instances");
+    shutdown.cancel();
+    platform.shutdown().await;
+    let _ = gw_task.await;
+    // Followers of live logs keep their streams open; do not wait on them forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
