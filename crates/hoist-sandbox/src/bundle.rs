@@ -78,6 +78,14 @@ const BUILD_CAPS: &[Capability] = &[
     Capability::Setfcap,
 ];
 
+/// Apps get as many open files as Hoist itself may have, up to 65536: raising the hard limit
+/// above the server's own is not permitted without CAP_SYS_RESOURCE.
+fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard.min(65_536))
+        .unwrap_or(1024)
+}
+
 pub fn spec(s: &SandboxSpec) -> Result<Spec, SandboxError> {
     let caps: HashSet<Capability> = match s.privileges {
         Privileges::None => HashSet::new(),
@@ -100,8 +108,8 @@ pub fn spec(s: &SandboxSpec) -> Result<Spec, SandboxError> {
         .rlimits(vec![
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
-                .hard(65_536u64)
-                .soft(65_536u64)
+                .hard(nofile_limit())
+                .soft(nofile_limit())
                 .build()?,
         ])
         .build()?;
