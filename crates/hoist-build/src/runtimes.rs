@@ -109,6 +109,7 @@ impl Runtimes {
     /// Returns the runtime, building it first if this cache has never had it.
     pub async fn ensure(&self, rt: Runtime, log: &LogSink) -> Result<RuntimeImage, BuildError> {
         if let Some(meta) = self.read_meta(rt) {
+            ensure_mount_points(&self.rootfs(rt))?;
             return Ok(RuntimeImage {
                 runtime: rt,
                 rootfs: self.rootfs(rt),
@@ -202,6 +203,7 @@ impl Runtimes {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(fail(format!("mmdebstrap {status}: {}", tail.join(" | "))));
         }
+        ensure_mount_points(&tmp)?;
         let version = dpkg_version(&tmp, version_pkg).await.unwrap_or_else(|| "unknown".into());
         let size_bytes = dir_size(&tmp);
         let final_path = self.rootfs(rt);
@@ -239,6 +241,28 @@ impl Runtimes {
             version,
         })
     }
+}
+
+/// Instances mount a read-only root, so every file or directory a sandbox bind-mounts over
+/// must already exist in the lowest layer (crun cannot create it).
+fn ensure_mount_points(root: &Path) -> Result<(), BuildError> {
+    for file in ["etc/hosts", "etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt"] {
+        let path = root.join(file);
+        if std::fs::symlink_metadata(&path).is_err() {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(BuildError::io(format!("creating {}", parent.display())))?;
+            }
+            std::fs::write(&path, "")
+                .map_err(BuildError::io(format!("creating {}", path.display())))?;
+        }
+    }
+    for dir in ["tmp", "proc", "sys", "dev", "app"] {
+        let path = root.join(dir);
+        std::fs::create_dir_all(&path)
+            .map_err(BuildError::io(format!("creating {}", path.display())))?;
+    }
+    Ok(())
 }
 
 async fn dpkg_version(root: &Path, pkg: &str) -> Option<String> {

@@ -83,15 +83,16 @@ impl OwnedCgroup {
         format!("/{}/ctr", self.rel)
     }
 
+    /// OOM kills attributable to this sandbox. On v1 the kernel counts an OOM kill on the
+    /// victim's own cgroup (crun's child, gone by the time we look), so the parent's record
+    /// that its limit was hit (`memory.failcnt`) stands in for it; callers combine it with the
+    /// SIGKILL exit.
     pub fn oom_kills(&self) -> u64 {
         if self.v1 {
-            keyed(
-                &Path::new("/sys/fs/cgroup/memory")
-                    .join(&self.rel)
-                    .join("memory.oom_control"),
-                "oom_kill",
-            )
-            .unwrap_or(0)
+            let dir = Path::new("/sys/fs/cgroup/memory").join(&self.rel);
+            keyed(&dir.join("memory.oom_control"), "oom_kill")
+                .unwrap_or(0)
+                .max(read_u64(&dir.join("memory.failcnt")).unwrap_or(0).min(1))
         } else {
             keyed(
                 &Path::new("/sys/fs/cgroup")
@@ -111,8 +112,15 @@ impl OwnedCgroup {
 
     /// Removes the parent (and any child crun left behind) from every hierarchy.
     pub fn remove(&self) {
+        Self::forget(&self.rel);
+    }
+
+    /// Removes the cgroup at `rel` (and its container child) wherever it exists; cgroups that
+    /// still hold processes stay, which is the kernel's rule and the safe one.
+    pub fn forget(rel: &str) {
+        let rel = rel.trim_matches('/');
         for base in cgroup_bases() {
-            let dir = base.join(&self.rel);
+            let dir = base.join(rel);
             let _ = std::fs::remove_dir(dir.join("ctr"));
             let _ = std::fs::remove_dir(&dir);
         }
@@ -128,15 +136,3 @@ fn cgroup_bases() -> Vec<PathBuf> {
     bases
 }
 
-/// Removes every cgroup under `prefix` (e.g. `hoist`) left by an earlier run.
-pub fn remove_stale(prefix: &str) {
-    for base in cgroup_bases() {
-        let dir = base.join(prefix);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_dir(entry.path().join("ctr"));
-                let _ = std::fs::remove_dir(entry.path());
-            }
-        }
-    }
-}

@@ -13,7 +13,7 @@ mod probe;
 mod seccomp;
 
 pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
-pub use cgroup::{CgroupStats, OwnedCgroup, remove_stale as remove_stale_cgroups};
+pub use cgroup::{CgroupStats, OwnedCgroup};
 pub use crun::{Crun, ExitStatus, RunningContainer};
 pub use error::SandboxError;
 pub use host::{HostNet, prepare_host};

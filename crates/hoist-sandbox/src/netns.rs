@@ -8,7 +8,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
@@ -23,61 +23,85 @@ const SLOTS: usize = 16_384;
 pub const NETNS_PREFIX: &str = "hoist-";
 pub const VETH_PREFIX: &str = "hh";
 
-/// Hands out /30 slots. Slots are process-local: on start the server removes every namespace
-/// it finds with our prefix, so nothing from an earlier run can collide.
+/// Hands out /30 slots, host-wide: several servers (the test suite runs many) share one
+/// kernel routing table, so a slot is claimed by creating `/run/hoist/net/<slot>` exclusively.
+/// The file names the namespace; a claim whose namespace no longer exists (its server was
+/// killed) is stale and may be taken over.
 #[derive(Debug, Default)]
 pub struct NetNsPool {
-    used: Mutex<Vec<bool>>,
+    _private: (),
 }
+
+const SLOT_DIR: &str = "/run/hoist/net";
 
 impl NetNsPool {
     pub fn new() -> Arc<NetNsPool> {
-        Arc::new(NetNsPool {
-            used: Mutex::new(vec![false; SLOTS]),
-        })
+        Arc::new(NetNsPool { _private: () })
     }
 
     /// Creates namespace `hoist-<key>` with its veth and routes. `key` must be at most 13
     /// characters so the veth name stays within IFNAMSIZ.
     pub async fn create(self: &Arc<Self>, key: &str) -> Result<NetNs, SandboxError> {
-        let slot = self.take()?;
-        match NetNs::create(self.clone(), slot, key).await {
+        let name = format!("{NETNS_PREFIX}{key}");
+        let slot = take_slot(&name)?;
+        match NetNs::create(slot, key).await {
             Ok(ns) => Ok(ns),
             Err(e) => {
-                self.release(slot);
+                release_slot(slot);
                 Err(e)
             }
         }
     }
 
-    fn take(&self) -> Result<usize, SandboxError> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = used
-            .iter()
-            .position(|u| !u)
-            .ok_or(SandboxError::NoSlot(SLOTS))?;
-        used[slot] = true;
-        Ok(slot)
+    /// Removes the namespace of sandbox `key` if an earlier run left it behind.
+    pub async fn remove_stale(key: &str) {
+        let _ = ip(&["netns", "del", &format!("{NETNS_PREFIX}{key}")]).await;
     }
+}
 
-    fn release(&self, slot: usize) {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(u) = used.get_mut(slot) {
-            *u = false;
-        }
-    }
-
-    /// Removes namespaces and veths left by a previous run of the server.
-    pub async fn remove_stale() {
-        if let Ok(entries) = std::fs::read_dir("/run/netns") {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().to_string();
-                if name.starts_with(NETNS_PREFIX) {
-                    let _ = ip(&["netns", "del", &name]).await;
+fn take_slot(name: &str) -> Result<usize, SandboxError> {
+    std::fs::create_dir_all(SLOT_DIR).map_err(SandboxError::io(format!("creating {SLOT_DIR}")))?;
+    let start = (std::process::id() as usize).wrapping_mul(7919) % SLOTS;
+    for i in 0..SLOTS {
+        let slot = (start + i) % SLOTS;
+        let path = format!("{SLOT_DIR}/{slot}");
+        match std::fs::File::create_new(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                let _ = f.write_all(name.as_bytes());
+                return Ok(slot);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if is_stale(&path) {
+                    let _ = std::fs::remove_file(&path);
+                    if let Ok(mut f) = std::fs::File::create_new(&path) {
+                        use std::io::Write;
+                        let _ = f.write_all(name.as_bytes());
+                        return Ok(slot);
+                    }
                 }
             }
+            Err(e) => return Err(SandboxError::io(format!("claiming {path}"))(e)),
         }
     }
+    Err(SandboxError::NoSlot(SLOTS))
+}
+
+/// A claim is stale when its namespace is gone and it is old enough not to be mid-creation.
+fn is_stale(path: &str) -> bool {
+    let Ok(owner) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let old = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(30));
+    old && !std::path::Path::new("/run/netns").join(owner.trim()).exists()
+}
+
+fn release_slot(slot: usize) {
+    let _ = std::fs::remove_file(format!("{SLOT_DIR}/{slot}"));
 }
 
 #[derive(Debug)]
@@ -85,7 +109,6 @@ pub struct NetNs {
     name: String,
     file: File,
     slot: usize,
-    pool: Arc<NetNsPool>,
 }
 
 fn slot_addrs(slot: usize) -> (Ipv4Addr, Ipv4Addr) {
@@ -94,7 +117,7 @@ fn slot_addrs(slot: usize) -> (Ipv4Addr, Ipv4Addr) {
 }
 
 impl NetNs {
-    async fn create(pool: Arc<NetNsPool>, slot: usize, key: &str) -> Result<NetNs, SandboxError> {
+    async fn create(slot: usize, key: &str) -> Result<NetNs, SandboxError> {
         let name = format!("{NETNS_PREFIX}{key}");
         let veth = format!("{VETH_PREFIX}{key}");
         let (host, guest) = slot_addrs(slot);
@@ -126,7 +149,6 @@ impl NetNs {
             name,
             file,
             slot,
-            pool,
         })
     }
 
@@ -173,7 +195,7 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        self.pool.release(self.slot);
+        release_slot(self.slot);
     }
 }
 

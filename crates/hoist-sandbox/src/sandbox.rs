@@ -103,26 +103,36 @@ impl Sandboxes {
                 let _ = self.crun.delete(&id, true).await;
             }
         }
+        // Every sandbox has its bundle dir before it has anything else, so the bundle dirs
+        // name everything an earlier run of this server can have left behind.
         let bundles = self.root.join("bundles");
         if let Ok(entries) = std::fs::read_dir(&bundles) {
             for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().to_string();
                 let _ = crate::overlay::unmount(&entry.path().join("rootfs"));
+                NetNsPool::remove_stale(sandbox_key(&id)).await;
+                crate::cgroup::OwnedCgroup::forget(&format!("{CGROUP_PARENT}/{id}"));
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        crate::cgroup::remove_stale(CGROUP_PARENT);
-        NetNsPool::remove_stale().await;
     }
 
     pub async fn launch(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
         let mut timings = LaunchTimings::default();
+        let dir = self.root.join("bundles").join(id);
+        std::fs::create_dir_all(&dir)
+            .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
         let t = Instant::now();
-        let key = id.trim_start_matches("i-").trim_start_matches("b-");
-        let netns = Arc::new(self.pool.create(key).await?);
+        let netns = match self.pool.create(sandbox_key(id)).await {
+            Ok(ns) => Arc::new(ns),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         timings.network = t.elapsed();
 
         let t = Instant::now();
-        let dir = self.root.join("bundles").join(id);
         let prepared = self.prepare(id, &dir, &spec, &netns);
         let (cgroup, rootfs) = match prepared {
             Ok(p) => p,
@@ -250,6 +260,11 @@ impl Sandboxes {
     }
 }
 
+/// The part of a sandbox id that names its network namespace and veth.
+fn sandbox_key(id: &str) -> &str {
+    id.trim_start_matches("i-").trim_start_matches("b-")
+}
+
 async fn release_netns(netns: Option<Arc<NetNs>>) {
     if let Some(ns) = netns {
         if let Err(e) = ns.remove().await {
@@ -278,7 +293,7 @@ impl Sandbox {
         };
         SandboxExit {
             status,
-            oom_killed: self.cgroup.oom_kills() > 0,
+            oom_killed: status.signal == Some(9) && self.cgroup.oom_kills() > 0,
         }
     }
 

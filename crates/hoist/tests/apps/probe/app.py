@@ -1,0 +1,63 @@
+"""A test app with no dependencies: it reports what it can see and do from inside its sandbox."""
+
+import json
+import os
+import socket
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+HOLD = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    def reply(self, status, body):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/":
+            self.reply(200, f"probe {os.environ.get('VERSION', 'v1')} {os.environ.get('HOIST_INSTANCE', '')}\n")
+        elif url.path == "/write":
+            try:
+                with open(q["path"], "w") as f:
+                    f.write("x")
+                self.reply(200, "written\n")
+            except OSError as e:
+                self.reply(200, f"error: {e}\n")
+        elif url.path == "/ps":
+            pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+            self.reply(200, json.dumps(pids) + "\n")
+        elif url.path == "/alloc":
+            mb = int(q.get("mb", "1"))
+            block = bytearray(mb * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            HOLD.append(block)
+            self.reply(200, f"allocated {mb} MB\n")
+        elif url.path == "/crash":
+            print("crashing on request", flush=True)
+            os._exit(3)
+        elif url.path == "/env":
+            self.reply(200, json.dumps(dict(os.environ)) + "\n")
+        elif url.path == "/resolve":
+            try:
+                self.reply(200, socket.gethostbyname(q["host"]) + "\n")
+            except OSError as e:
+                self.reply(200, f"error: {e}\n")
+        else:
+            self.reply(404, "not found\n")
+
+    def log_message(self, fmt, *args):
+        print("request", self.path, flush=True)
+
+
+port = int(os.environ.get("PORT", "8080"))
+print(f"probe listening on {port}", file=sys.stderr, flush=True)
+ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()

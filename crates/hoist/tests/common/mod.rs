@@ -1,0 +1,243 @@
+//! The harness for end-to-end tests: each test runs its own `hoist server` (the binary cargo
+//! built) on free loopback ports with its own data dir, sharing one runtime cache so every
+//! runtime is built once per machine, and drives it with the real CLI.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn runtime_cache() -> PathBuf {
+    std::env::var_os("HOIST_RUNTIME_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hoist/runtimes"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hoist-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub data: PathBuf,
+    pub api_port: u16,
+    pub gw_port: u16,
+    extra: Vec<String>,
+}
+
+impl Server {
+    pub fn start(name: &str, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            data: scratch(name),
+            api_port: free_port(),
+            gw_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.gw_port))
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .args(&self.extra)
+            .env("HOIST_RUNTIME_CACHE", runtime_cache())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hoist server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(self.api_port, "127.0.0.1", "/healthz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("hoist server did not come up; see {}", self.data.with_extension("log").display());
+    }
+
+    /// `kill -9`, as a crash or an OOM kill of the server would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn hoist(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(args)
+            .env("HOIST_API", format!("http://127.0.0.1:{}", self.api_port))
+            .env("HOIST_DATA_DIR", &self.data)
+            .env_remove("HOIST_TOKEN")
+            .output()
+            .expect("run hoist")
+    }
+
+    /// Deploys and asserts success; returns the CLI's stdout.
+    pub fn deploy_ok(&self, args: &[&str]) -> String {
+        let out = self.hoist(&[&["deploy"], args].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "deploy {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    /// Deploys expecting failure; returns stderr.
+    pub fn deploy_err(&self, args: &[&str]) -> String {
+        let out = self.hoist(&[&["deploy"], args].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "deploy {args:?} should have failed:\n{stdout}");
+        stderr
+    }
+
+    pub fn get(&self, service: &str, path: &str) -> (u16, String) {
+        http(self.gw_port, &format!("{service}.localhost:{}", self.gw_port), path)
+            .unwrap_or((0, String::new()))
+    }
+
+    /// Polls until `service` answers `path` with 200 and a body containing `needle`.
+    pub fn wait_for(&self, service: &str, path: &str, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut last = (0, String::new());
+        while Instant::now() < deadline {
+            last = self.get(service, path);
+            if last.0 == 200 && last.1.contains(needle) {
+                return last.1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{service}{path} did not answer with {needle:?} within {within:?}; last: {last:?}");
+    }
+
+    pub fn status(&self, name: &str) -> String {
+        let out = self.hoist(&["status", name]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM: the server stops its instances and cleans up their sandboxes.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`; returns status and body.
+pub fn http(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.to_ascii_lowercase().contains("transfer-encoding: chunked") => {
+            dechunk(body)
+        }
+        Some((_, body)) => body.to_string(),
+        None => String::new(),
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Copies `dir` into a fresh git repository (one commit on `main`) and returns its path.
+pub fn git_repo(dir: &Path, name: &str) -> PathBuf {
+    let repo = scratch(&format!("repo-{name}"));
+    copy_dir(dir, &repo);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"]);
+    repo
+}
+
+pub fn git(repo: &Path, args: &[&str]) {
+    let st = Command::new("git").arg("-C").arg(repo).args(args).status().expect("git");
+    assert!(st.success(), "git {args:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn example(name: &str) -> PathBuf {
+    workspace().join("examples").join(name)
+}
+
+pub fn probe_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/probe")
+}
