@@ -20,7 +20,11 @@ pub(crate) async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = token else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (set HOIST_TOKEN or use the server's admin-token file)").into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (set HOIST_TOKEN or use the server's admin-token file)",
+        )
+        .into_response();
     };
     match state.platform.store().verify_token(token) {
         Ok(true) => next.run(req).await,

@@ -79,7 +79,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/events", get(deployment_events))
         .route("/runtimes", get(list_runtimes))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/openapi.json", get(openapi))
@@ -100,12 +103,18 @@ async fn list_services(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     Ok(Json(s.platform.list()?).into_response())
 }
 
-async fn get_service(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+async fn get_service(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let name = service_name(&name)?;
     Ok(Json(s.platform.service_view(&name)?).into_response())
 }
 
-async fn delete_service(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_service(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     let name = service_name(&name)?;
     s.platform.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -120,20 +129,30 @@ async fn create_deployment(
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
-async fn get_deployment(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn get_deployment(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = deployment_id(&id)?;
-    let d = s
-        .platform
-        .store()
-        .get_deployment(&id)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("deployment '{id}' not found")))?;
+    let d = s.platform.store().get_deployment(&id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment '{id}' not found"),
+        )
+    })?;
     Ok(Json(d).into_response())
 }
 
-async fn deployment_events(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn deployment_events(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = deployment_id(&id)?;
     if s.platform.store().get_deployment(&id)?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("deployment '{id}' not found")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment '{id}' not found"),
+        ));
     }
     Ok(stream::deployment_events(s.platform.clone(), id))
 }
@@ -174,7 +193,12 @@ async fn service_logs(
         after_id: None,
         tail: Some(q.tail.unwrap_or(if q.follow { 100 } else { 1000 })),
     };
-    Ok(stream::service_logs(s.platform.clone(), name.to_string(), filter, q.follow))
+    Ok(stream::service_logs(
+        s.platform.clone(),
+        name.to_string(),
+        filter,
+        q.follow,
+    ))
 }
 
 async fn list_runtimes(State(s): State<Arc<AppState>>) -> Json<Vec<hoist_build::RuntimeInfo>> {

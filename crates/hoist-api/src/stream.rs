@@ -67,8 +67,8 @@ pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Re
                     for l in send_backlog(last_id) {
                         let _ = tx.send(line(&Event::Log(l))).await;
                     }
-                    let url = (now.state == DeploymentState::Live)
-                        .then(|| platform.url(&now.service));
+                    let url =
+                        (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
                     let _ = tx
                         .send(line(&Event::Deployment {
                             id: id.to_string(),

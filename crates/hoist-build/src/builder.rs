@@ -86,7 +86,10 @@ impl Builder {
             self.run_command(req, command, &upper, log).await?;
             prune(&upper);
         } else {
-            log(OutputStream::System, "no build command: the image is the source tree".into());
+            log(
+                OutputStream::System,
+                "no build command: the image is the source tree".into(),
+            );
         }
         log(OutputStream::System, "storing the app layer".into());
         let layers_dir = self.layers_dir.clone();
@@ -156,7 +159,13 @@ impl Builder {
             privileges: Privileges::Build,
             binds,
         };
-        log(OutputStream::System, format!("running build command on runtime {rt} {}", req.runtime.version));
+        log(
+            OutputStream::System,
+            format!(
+                "running build command on runtime {rt} {}",
+                req.runtime.version
+            ),
+        );
         let launched = self.sandboxes.launch(&req.id, spec).await?;
         let mut sandbox = launched.sandbox;
         let mut lines = merge_lines(launched.stdout, launched.stderr);

@@ -32,8 +32,8 @@ pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fe
             return Err(BuildError::NotARepository(source.to_string()));
         }
         // file:// makes git honour --depth for local repositories too.
-        let abs = std::fs::canonicalize(path)
-            .map_err(BuildError::io(format!("resolving {source}")))?;
+        let abs =
+            std::fs::canonicalize(path).map_err(BuildError::io(format!("resolving {source}")))?;
         format!("file://{}", abs.display())
     };
     let mut args = vec![

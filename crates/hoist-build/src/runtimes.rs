@@ -53,7 +53,14 @@ fn packages(rt: Runtime) -> (&'static [&'static str], &'static str) {
         Runtime::Node => (&["nodejs", "npm", "ca-certificates"], "nodejs"),
         Runtime::Go => (&["golang-go", "git", "ca-certificates"], "golang-go"),
         Runtime::Rust => (
-            &["rustc-web", "cargo-web", "gcc", "libc6-dev", "git", "ca-certificates"],
+            &[
+                "rustc-web",
+                "cargo-web",
+                "gcc",
+                "libc6-dev",
+                "git",
+                "ca-certificates",
+            ],
             "rustc-web",
         ),
         Runtime::Debian => (&["ca-certificates"], "base-files"),
@@ -144,7 +151,12 @@ impl Runtimes {
         result
     }
 
-    async fn build(&self, rt: Runtime, dir: &Path, log: &LogSink) -> Result<RuntimeImage, BuildError> {
+    async fn build(
+        &self,
+        rt: Runtime,
+        dir: &Path,
+        log: &LogSink,
+    ) -> Result<RuntimeImage, BuildError> {
         let started = Instant::now();
         let (pkgs, version_pkg) = packages(rt);
         let tmp = dir.join("rootfs.tmp");
@@ -187,7 +199,10 @@ impl Runtimes {
             while let Some((_, l)) = lines.recv().await {
                 // mmdebstrap's "I:" lines are the visible progress of this step.
                 if l.starts_with("I:") || l.starts_with("E:") || l.starts_with("W:") {
-                    log(OutputStream::System, format!("runtime {}: {l}", rt.as_str()));
+                    log(
+                        OutputStream::System,
+                        format!("runtime {}: {l}", rt.as_str()),
+                    );
                 }
                 tail.push(l);
                 if tail.len() > 20 {
@@ -204,15 +219,19 @@ impl Runtimes {
             return Err(fail(format!("mmdebstrap {status}: {}", tail.join(" | "))));
         }
         ensure_mount_points(&tmp)?;
-        let version = dpkg_version(&tmp, version_pkg).await.unwrap_or_else(|| "unknown".into());
+        let version = dpkg_version(&tmp, version_pkg)
+            .await
+            .unwrap_or_else(|| "unknown".into());
         let size_bytes = dir_size(&tmp);
         let final_path = self.rootfs(rt);
         if final_path.exists() {
             std::fs::remove_dir_all(&final_path)
                 .map_err(BuildError::io(format!("removing {}", final_path.display())))?;
         }
-        std::fs::rename(&tmp, &final_path)
-            .map_err(BuildError::io(format!("publishing {}", final_path.display())))?;
+        std::fs::rename(&tmp, &final_path).map_err(BuildError::io(format!(
+            "publishing {}",
+            final_path.display()
+        )))?;
         let meta = Meta {
             version: version.clone(),
             size_bytes,
@@ -246,7 +265,11 @@ impl Runtimes {
 /// Instances mount a read-only root, so every file or directory a sandbox bind-mounts over
 /// must already exist in the lowest layer (crun cannot create it).
 fn ensure_mount_points(root: &Path) -> Result<(), BuildError> {
-    for file in ["etc/hosts", "etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt"] {
+    for file in [
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/ssl/certs/ca-certificates.crt",
+    ] {
         let path = root.join(file);
         if std::fs::symlink_metadata(&path).is_err() {
             if let Some(parent) = path.parent() {
@@ -267,7 +290,10 @@ fn ensure_mount_points(root: &Path) -> Result<(), BuildError> {
 
 async fn dpkg_version(root: &Path, pkg: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
         .args(["-W", "-f=${Version}", pkg])
         .output()
         .await

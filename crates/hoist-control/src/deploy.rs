@@ -117,7 +117,10 @@ impl DeployRequest {
 
 impl Platform {
     /// Validates the request, records the deployment and runs its pipeline in the background.
-    pub async fn deploy(self: &Arc<Self>, req: DeployRequest) -> Result<DeploymentRecord, ControlError> {
+    pub async fn deploy(
+        self: &Arc<Self>,
+        req: DeployRequest,
+    ) -> Result<DeploymentRecord, ControlError> {
         let v = req.validate()?;
         let id = DeploymentId::generate();
         let request = serde_json::to_value(&req).unwrap_or_default();
@@ -163,7 +166,12 @@ impl Platform {
         })
     }
 
-    fn step(&self, id: &DeploymentId, name: &ServiceName, state: DeploymentState) -> Result<(), String> {
+    fn step(
+        &self,
+        id: &DeploymentId,
+        name: &ServiceName,
+        state: DeploymentState,
+    ) -> Result<(), String> {
         self.store
             .set_deployment_state(id, state, None)
             .map_err(|e| e.to_string())?;
@@ -171,7 +179,12 @@ impl Platform {
         Ok(())
     }
 
-    async fn run_pipeline(self: Arc<Self>, id: DeploymentId, v: Validated, cancel: CancellationToken) {
+    async fn run_pipeline(
+        self: Arc<Self>,
+        id: DeploymentId,
+        v: Validated,
+        cancel: CancellationToken,
+    ) {
         let sink = self.build_sink(&v.name, &id);
         let outcome = tokio::select! {
             r = self.pipeline(&id, &v, &sink, &cancel) => r,
@@ -184,13 +197,17 @@ impl Platform {
         };
         if state != DeploymentState::Live {
             let text = reason.clone().unwrap_or_default();
-            sink(OutputStream::System, format!("deployment {id} {}: {text}", state.as_str()));
+            sink(
+                OutputStream::System,
+                format!("deployment {id} {}: {text}", state.as_str()),
+            );
             if let Err(e) = self.store.set_deployment_state(&id, state, Some(&text)) {
                 tracing::error!(deployment = %id, error = %e, "recording deployment outcome");
             }
             self.announce(&id, &v.name, state, reason);
         }
-        self.builder.discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
+        self.builder
+            .discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
         let mut services = self.state();
         if let Some(s) = services.get_mut(&v.name) {
             if s.pending.as_ref().is_some_and(|(p, _)| p == &id) {
@@ -216,7 +233,8 @@ impl Platform {
         let build_id = format!("b-{}", id.as_str().trim_start_matches("d-"));
         let src = self.builder.source_dir(&build_id);
         if let Some(parent) = src.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("preparing the build directory: {e}"))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("preparing the build directory: {e}"))?;
         }
         sink(
             OutputStream::System,
@@ -245,8 +263,12 @@ impl Platform {
             ));
         }
         let spec = resolve_spec(&app_root, v, &fetched.branch).map_err(|e| e.to_string())?;
-        self.store.set_deployment_spec(id, &spec).map_err(|e| e.to_string())?;
-        self.store.set_service_spec(&v.name, &spec).map_err(|e| e.to_string())?;
+        self.store
+            .set_deployment_spec(id, &spec)
+            .map_err(|e| e.to_string())?;
+        self.store
+            .set_service_spec(&v.name, &spec)
+            .map_err(|e| e.to_string())?;
 
         self.step(id, &v.name, DeploymentState::Building)?;
         let runtime = self
@@ -262,7 +284,11 @@ impl Platform {
                     runtime: runtime.clone(),
                     root_dir: v.root.as_str().to_string(),
                     build_command: spec.build_command.clone(),
-                    env: spec.env.iter().map(|(k, val)| (k.to_string(), val.to_string())).collect(),
+                    env: spec
+                        .env
+                        .iter()
+                        .map(|(k, val)| (k.to_string(), val.to_string()))
+                        .collect(),
                     timeout: self.config.build_timeout,
                     cancel: cancel.clone(),
                 },

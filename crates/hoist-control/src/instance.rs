@@ -80,7 +80,11 @@ impl Platform {
             process: ProcessSpec {
                 args: vec!["bash".into(), "-c".into(), spec.start_command.clone()],
                 env,
-                cwd: spec.root_dir.join_onto(Path::new("/app")).display().to_string(),
+                cwd: spec
+                    .root_dir
+                    .join_onto(Path::new("/app"))
+                    .display()
+                    .to_string(),
             },
             memory_mb: u64::from(spec.memory.get()),
             cpu_millicores: spec.memory.cpu_millicores(),
@@ -181,18 +185,30 @@ impl Platform {
             let _ = self
                 .store
                 .set_instance_state(&id, InstanceState::Failed, Some(&reason));
-            self.system_line(&plan, Some(&id), format!("instance {id} failed to start: {reason}"));
+            self.system_line(
+                &plan,
+                Some(&id),
+                format!("instance {id} failed to start: {reason}"),
+            );
             return Err(fail(reason));
         }
-        let _ = self.store.set_instance_state(&id, InstanceState::Ready, None);
+        let _ = self
+            .store
+            .set_instance_state(&id, InstanceState::Ready, None);
         self.system_line(
             &plan,
             Some(&id),
-            format!("instance {id} ready in {} ms", started.elapsed().as_millis()),
+            format!(
+                "instance {id} ready in {} ms",
+                started.elapsed().as_millis()
+            ),
         );
         let upstream = Upstream::new(id.to_string(), netns, port);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(self.clone().supervise(plan, id.clone(), sandbox, stop.clone()));
+        let task = tokio::spawn(
+            self.clone()
+                .supervise(plan, id.clone(), sandbox, stop.clone()),
+        );
         Ok(InstanceHandle {
             id,
             upstream,
@@ -252,7 +268,9 @@ impl Platform {
         };
         match exit {
             None => {
-                let _ = self.store.set_instance_state(&id, InstanceState::Stopping, None);
+                let _ = self
+                    .store
+                    .set_instance_state(&id, InstanceState::Stopping, None);
                 let exit = sandbox.stop(STOP_GRACE).await;
                 let _ = self.store.set_instance_state(
                     &id,
@@ -314,7 +332,10 @@ impl Platform {
     }
 
     /// Starts an instance of a deployment that is already live and adds it to the routes.
-    pub(crate) async fn start_instance(self: &Arc<Self>, plan: Arc<InstancePlan>) -> Result<(), String> {
+    pub(crate) async fn start_instance(
+        self: &Arc<Self>,
+        plan: Arc<InstancePlan>,
+    ) -> Result<(), String> {
         let handle = self.launch(plan.clone()).await.map_err(|f| f.reason)?;
         let mut services = self.state();
         match services

@@ -160,7 +160,10 @@ impl Platform {
         if self.config.gateway_port == 80 {
             format!("http://{name}.{}/", self.config.domain)
         } else {
-            format!("http://{name}.{}:{}/", self.config.domain, self.config.gateway_port)
+            format!(
+                "http://{name}.{}:{}/",
+                self.config.domain, self.config.gateway_port
+            )
         }
     }
 
@@ -173,7 +176,12 @@ impl Platform {
             let upstreams: Vec<Arc<Upstream>> = state
                 .live
                 .as_ref()
-                .map(|l| l.instances.iter().filter_map(|i| i.ready_upstream()).collect())
+                .map(|l| {
+                    l.instances
+                        .iter()
+                        .filter_map(|i| i.ready_upstream())
+                        .collect()
+                })
                 .unwrap_or_default();
             table.insert(name.as_str(), upstreams);
         }
@@ -201,7 +209,12 @@ impl Platform {
             .map(|service| {
                 Ok(ServiceView {
                     url: self.url(&service.name),
-                    deployments: self.store.list_deployments(&service.name)?.into_iter().take(1).collect(),
+                    deployments: self
+                        .store
+                        .list_deployments(&service.name)?
+                        .into_iter()
+                        .take(1)
+                        .collect(),
                     instances: Vec::new(),
                     service,
                 })
@@ -266,7 +279,13 @@ impl Platform {
         })
     }
 
-    pub(crate) fn announce(&self, d: &DeploymentId, service: &ServiceName, state: DeploymentState, reason: Option<String>) {
+    pub(crate) fn announce(
+        &self,
+        d: &DeploymentId,
+        service: &ServiceName,
+        state: DeploymentState,
+        reason: Option<String>,
+    ) {
         let url = (state == DeploymentState::Live).then(|| self.url(service));
         self.logs.announce(Event::Deployment {
             id: d.to_string(),
@@ -292,7 +311,12 @@ impl Platform {
         }
     }
 
-    pub(crate) fn instance_gone(&self, service: &ServiceName, deployment: &DeploymentId, instance: &InstanceId) -> bool {
+    pub(crate) fn instance_gone(
+        &self,
+        service: &ServiceName,
+        deployment: &DeploymentId,
+        instance: &InstanceId,
+    ) -> bool {
         let mut services = self.state();
         let mut still_live = false;
         if let Some(live) = services.get_mut(service).and_then(|s| s.live.as_mut()) {
@@ -306,4 +330,3 @@ impl Platform {
         still_live
     }
 }
-

@@ -74,7 +74,9 @@ impl Gateway {
     /// The service a Host header names, if it is under our domain.
     pub fn service_for_host<'a>(&self, host: &'a str) -> Option<&'a str> {
         let host = strip_port(host);
-        let name = host.strip_suffix(self.config.domain.as_str())?.strip_suffix('.')?;
+        let name = host
+            .strip_suffix(self.config.domain.as_str())?
+            .strip_suffix('.')?;
         (!name.is_empty() && !name.contains('.')).then_some(name)
     }
 
@@ -146,7 +148,10 @@ impl Gateway {
             return Ok(page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Request body too large",
-                &format!("The limit is {} MB.", self.config.max_body_bytes / (1024 * 1024)),
+                &format!(
+                    "The limit is {} MB.",
+                    self.config.max_body_bytes / (1024 * 1024)
+                ),
             ));
         }
         let Some(upstream) = route.pick().cloned() else {
@@ -163,12 +168,17 @@ impl Gateway {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri: Uri = match format!("http://{}:{}{}", upstream.instance, upstream.port, path).parse() {
-            Ok(u) => u,
-            Err(_) => {
-                return Ok(page(StatusCode::BAD_REQUEST, "Bad request", "Unusable request target."));
-            }
-        };
+        let uri: Uri =
+            match format!("http://{}:{}{}", upstream.instance, upstream.port, path).parse() {
+                Ok(u) => u,
+                Err(_) => {
+                    return Ok(page(
+                        StatusCode::BAD_REQUEST,
+                        "Bad request",
+                        "Unusable request target.",
+                    ));
+                }
+            };
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let headers = req.headers_mut();
@@ -264,7 +274,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -300,11 +313,16 @@ fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
 }
 
 fn empty() -> ProxyBody {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn page(status: StatusCode, title: &str, detail: &str) -> Response<ProxyBody> {
@@ -312,7 +330,11 @@ fn page(status: StatusCode, title: &str, detail: &str) -> Response<ProxyBody> {
         "<!doctype html><html><head><title>{title}</title></head><body><h1>{} {title}</h1><p>{detail}</p><hr><p>hoist</p></body></html>\n",
         status.as_u16()
     );
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

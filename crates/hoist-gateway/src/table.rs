@@ -86,7 +86,8 @@ impl RoutingTable {
         for u in &upstreams {
             self.instances.insert(u.instance.clone(), u.clone());
         }
-        self.routes.insert(service.to_string(), Route::new(upstreams));
+        self.routes
+            .insert(service.to_string(), Route::new(upstreams));
     }
 
     pub fn route(&self, service: &str) -> Option<&Route> {

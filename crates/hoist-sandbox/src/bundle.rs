@@ -133,7 +133,11 @@ pub fn spec(s: &SandboxSpec) -> Result<Spec, SandboxError> {
             .build()?,
     );
     for b in &s.binds {
-        let mut options = vec!["rbind".to_string(), "nosuid".to_string(), "nodev".to_string()];
+        let mut options = vec![
+            "rbind".to_string(),
+            "nosuid".to_string(),
+            "nodev".to_string(),
+        ];
         if b.readonly {
             options.push("ro".to_string());
         }

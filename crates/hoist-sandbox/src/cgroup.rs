@@ -135,4 +135,3 @@ fn cgroup_bases() -> Vec<PathBuf> {
     }
     bases
 }
-

@@ -29,7 +29,12 @@ pub fn prepare_host() -> Result<HostNet, SandboxError> {
         "POSTROUTING",
         &["-s", SUBNET, "!", "-d", SUBNET, "-j", "MASQUERADE"],
     )?;
-    ensure_rule("filter", "-I", "FORWARD", &["-i", "hh+", "-o", "hh+", "-j", "DROP"])?;
+    ensure_rule(
+        "filter",
+        "-I",
+        "FORWARD",
+        &["-i", "hh+", "-o", "hh+", "-j", "DROP"],
+    )?;
     Ok(HostNet { subnet: SUBNET })
 }
 
@@ -51,7 +56,9 @@ fn mount_hugetlb_v1() -> Result<(), SandboxError> {
         return Ok(());
     }
     std::fs::create_dir_all(target).map_err(SandboxError::io("creating /sys/fs/cgroup/hugetlb"))?;
-    run(Command::new("mount").args(["-t", "cgroup", "-o", "hugetlb", "cgroup"]).arg(target))
+    run(Command::new("mount")
+        .args(["-t", "cgroup", "-o", "hugetlb", "cgroup"])
+        .arg(target))
 }
 
 /// Adds an iptables rule unless an identical one is present (`-C` checks it).
@@ -66,7 +73,9 @@ fn ensure_rule(table: &str, verb: &str, chain: &str, spec: &[&str]) -> Result<()
     if exists {
         return Ok(());
     }
-    run(Command::new("iptables").args(["-t", table, verb, chain]).args(spec))
+    run(Command::new("iptables")
+        .args(["-t", table, verb, chain])
+        .args(spec))
 }
 
 fn which(bin: &str) -> Result<(), SandboxError> {

@@ -97,7 +97,9 @@ fn is_stale(path: &str) -> bool {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age > std::time::Duration::from_secs(30));
-    old && !std::path::Path::new("/run/netns").join(owner.trim()).exists()
+    old && !std::path::Path::new("/run/netns")
+        .join(owner.trim())
+        .exists()
 }
 
 fn release_slot(slot: usize) {
@@ -145,11 +147,7 @@ impl NetNs {
         let file = File::open(format!("/run/netns/{name}")).map_err(SandboxError::io(format!(
             "opening network namespace {name}"
         )))?;
-        Ok(NetNs {
-            name,
-            file,
-            slot,
-        })
+        Ok(NetNs { name, file, slot })
     }
 
     pub fn name(&self) -> &str {

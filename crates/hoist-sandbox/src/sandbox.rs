@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{ChildStderr, ChildStdout};
 
+use crate::SandboxError;
 use crate::bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
 use crate::cgroup::OwnedCgroup;
 use crate::crun::{Crun, ExitStatus};
 use crate::netns::{NetNs, NetNsPool};
 use crate::overlay::Overlay;
-use crate::SandboxError;
 
 const CGROUP_PARENT: &str = "hoist";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -177,7 +177,9 @@ impl Sandboxes {
             }),
             _ => {
                 sandbox.destroy().await;
-                Err(SandboxError::Host("crun started without output pipes".into()))
+                Err(SandboxError::Host(
+                    "crun started without output pipes".into(),
+                ))
             }
         }
     }
@@ -203,15 +205,11 @@ impl Sandboxes {
         )
         .map_err(SandboxError::io("writing /etc/hosts"))?;
         let resolv = dir.join("resolv.conf");
-        std::fs::copy("/etc/resolv.conf", &resolv).map_err(SandboxError::io(
-            "copying the host's /etc/resolv.conf",
-        ))?;
+        std::fs::copy("/etc/resolv.conf", &resolv)
+            .map_err(SandboxError::io("copying the host's /etc/resolv.conf"))?;
 
         let lowers: Vec<&Path> = spec.layers.iter().map(PathBuf::as_path).collect();
-        let upper = spec
-            .upper
-            .as_ref()
-            .map(|(u, w)| (u.as_path(), w.as_path()));
+        let upper = spec.upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
         let rootfs = Overlay::mount(&lowers, upper, &dir.join("rootfs"))?;
 
         let memory_bytes = spec.memory_mb * 1024 * 1024;

@@ -45,21 +45,30 @@ impl Api {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the Hoist API at {} ({e}); is `hoist server` running?", self.base))?;
+        let resp = rb.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the Hoist API at {} ({e}); is `hoist server` running?",
+                self.base
+            )
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body["error"].as_str().map(str::to_string).unwrap_or_else(|| status.to_string());
+        let msg = body["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| status.to_string());
         bail!("{msg}")
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.send(self.req(reqwest::Method::GET, path)).await?.json().await?)
+        Ok(self
+            .send(self.req(reqwest::Method::GET, path))
+            .await?
+            .json()
+            .await?)
     }
 
     /// Calls `each` for every JSON line of an NDJSON response until it returns false or the
@@ -140,7 +149,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         "env": args.env,
     });
     let created: Value = api
-        .send(api.req(reqwest::Method::POST, "/v1/deployments").json(&body))
+        .send(
+            api.req(reqwest::Method::POST, "/v1/deployments")
+                .json(&body),
+        )
         .await?
         .json()
         .await?;
@@ -148,8 +160,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let service = created["service"].as_str().unwrap_or_default().to_string();
     println!("deploying {service} as {id}");
     let mut outcome: Option<Value> = None;
-    api.ndjson(&format!("/v1/deployments/{id}/events"), |ev| {
-        match ev["type"].as_str() {
+    api.ndjson(
+        &format!("/v1/deployments/{id}/events"),
+        |ev| match ev["type"].as_str() {
             Some("log") => {
                 if let Some(line) = ev["line"].as_str() {
                     println!("{line}");
@@ -161,11 +174,13 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                 false
             }
             _ => true,
-        }
-    })
+        },
+    )
     .await?;
     let Some(ev) = outcome else {
-        bail!("lost the connection to the server before deployment {id} finished; see `hoist status {service}`");
+        bail!(
+            "lost the connection to the server before deployment {id} finished; see `hoist status {service}`"
+        );
     };
     match ev["state"].as_str() {
         Some("live") => {
@@ -221,10 +236,18 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     println!("url      {}", text(&s["url"]));
     println!("live     {}", text(&s["live_deployment"]));
     println!();
-    println!("{:<14} {:<10} {:<11} {:<6} {}", "DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON");
+    println!(
+        "{:<14} {:<10} {:<11} {:<6} {}",
+        "DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"
+    );
     for d in s["deployments"].as_array().into_iter().flatten() {
         let commit: String = text(&d["commit_sha"]).chars().take(8).collect();
-        let reason = d["failure_reason"].as_str().unwrap_or("").lines().next().unwrap_or("");
+        let reason = d["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
         println!(
             "{:<14} {:<10} {:<11} {:<6} {}",
             text(&d["id"]),
@@ -235,9 +258,17 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("{:<14} {:<14} {:<9} {:<6} {}", "INSTANCE", "DEPLOYMENT", "STATE", "AGE", "EXIT");
+    println!(
+        "{:<14} {:<14} {:<9} {:<6} {}",
+        "INSTANCE", "DEPLOYMENT", "STATE", "AGE", "EXIT"
+    );
     for i in s["instances"].as_array().into_iter().flatten() {
-        let exit = i["exit_reason"].as_str().unwrap_or("").lines().next().unwrap_or("");
+        let exit = i["exit_reason"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
         println!(
             "{:<14} {:<14} {:<9} {:<6} {}",
             text(&i["id"]),
@@ -288,12 +319,18 @@ fn format_ts(ms: i64) -> String {
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let mut path = format!("/v1/services/{}/logs?follow={}&build={}", args.name, args.follow, args.build);
+    let mut path = format!(
+        "/v1/services/{}/logs?follow={}&build={}",
+        args.name, args.follow, args.build
+    );
     if let Some(t) = args.tail {
         path.push_str(&format!("&tail={t}"));
     }
     api.ndjson(&path, |l| {
-        let who = l["instance"].as_str().or(l["deployment"].as_str()).unwrap_or("-");
+        let who = l["instance"]
+            .as_str()
+            .or(l["deployment"].as_str())
+            .unwrap_or("-");
         println!(
             "{} {:<6} {:<12} {}",
             format_ts(l["ts"].as_i64().unwrap_or(0)),
@@ -317,17 +354,29 @@ pub async fn delete(name: &str) -> anyhow::Result<()> {
 pub async fn runtimes() -> anyhow::Result<()> {
     let api = Api::from_env()?;
     let list = api.get("/v1/runtimes").await?;
-    println!("{:<8} {:<10} {:<28} {:>8}  PACKAGES", "NAME", "INSTALLED", "VERSION", "SIZE");
+    println!(
+        "{:<8} {:<10} {:<28} {:>8}  PACKAGES",
+        "NAME", "INSTALLED", "VERSION", "SIZE"
+    );
     for r in list.as_array().into_iter().flatten() {
         let size = r["size_bytes"]
             .as_u64()
             .map(|b| format!("{} MB", b / 1_000_000))
             .unwrap_or_else(|| "-".into());
-        let pkgs: Vec<&str> = r["packages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let pkgs: Vec<&str> = r["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         println!(
             "{:<8} {:<10} {:<28} {:>8}  {}",
             text(&r["name"]),
-            if r["installed"].as_bool().unwrap_or(false) { "yes" } else { "no (built on first use)" },
+            if r["installed"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no (built on first use)"
+            },
             text(&r["version"]),
             size,
             pkgs.join(", ")
@@ -341,6 +390,9 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(super::format_ts(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::format_ts(1_764_100_800_123), "2025-11-25T20:00:00.123Z");
+        assert_eq!(
+            super::format_ts(1_764_100_800_123),
+            "2025-11-25T20:00:00.123Z"
+        );
     }
 }

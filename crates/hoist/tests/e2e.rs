@@ -13,22 +13,47 @@ const LONG: Duration = Duration::from_secs(60);
 fn flask_example_under_gunicorn_serves_through_the_gateway() {
     let server = Server::start("flask", &[]);
     let repo = git_repo(&example("flask-hello"), "flask");
-    let out = server.deploy_ok(&[repo.to_str().unwrap(), "--name", "shop", "--env", "GREETING=hi there"]);
+    let out = server.deploy_ok(&[
+        repo.to_str().unwrap(),
+        "--name",
+        "shop",
+        "--env",
+        "GREETING=hi there",
+    ]);
     let url = format!("http://shop.localhost:{}/", server.gw_port);
-    assert_eq!(out.lines().last(), Some(url.as_str()), "the URL is the last line:\n{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some(url.as_str()),
+        "the URL is the last line:\n{out}"
+    );
     let (status, body) = server.get("shop", "/");
     assert_eq!(status, 200);
     assert!(body.starts_with("Hello from Flask on Hoist!"), "{body}");
     let (_, info) = server.get("shop", "/info");
-    assert!(info.contains("\"greeting\":\"hi there\""), "env vars reach the app: {info}");
+    assert!(
+        info.contains("\"greeting\":\"hi there\""),
+        "env vars reach the app: {info}"
+    );
     assert!(info.contains("\"forwarded_for\":\"127.0.0.1\""), "{info}");
-    assert!(info.contains(&format!("\"forwarded_host\":\"shop.localhost:{}\"", server.gw_port)), "{info}");
+    assert!(
+        info.contains(&format!(
+            "\"forwarded_host\":\"shop.localhost:{}\"",
+            server.gw_port
+        )),
+        "{info}"
+    );
     let logs = server.hoist(&["logs", "shop"]);
     let logs = String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.contains("Booting worker"), "gunicorn's output is in the logs:\n{logs}");
+    assert!(
+        logs.contains("Booting worker"),
+        "gunicorn's output is in the logs:\n{logs}"
+    );
     let build = server.hoist(&["logs", "shop", "--build"]);
     let build = String::from_utf8_lossy(&build.stdout);
-    assert!(build.contains("Successfully installed"), "pip's output is in the build log:\n{build}");
+    assert!(
+        build.contains("Successfully installed"),
+        "pip's output is in the build log:\n{build}"
+    );
 }
 
 #[test]
@@ -61,14 +86,24 @@ fn two_services_listen_on_the_same_port_and_unknown_hosts_get_404() {
     assert!(server.get("one", "/").1.starts_with("probe one"));
     assert!(server.get("two", "/").1.starts_with("probe two"));
     let env = server.get("two", "/env").1;
-    assert!(env.contains("\"PORT\": \"8080\""), "both listen on 8080: {env}");
+    assert!(
+        env.contains("\"PORT\": \"8080\""),
+        "both listen on 8080: {env}"
+    );
     let (status, body) = server.get("nothing-here", "/");
     assert_eq!(status, 404);
-    assert!(body.contains(&format!("nothing-here.localhost:{}", server.gw_port)), "{body}");
+    assert!(
+        body.contains(&format!("nothing-here.localhost:{}", server.gw_port)),
+        "{body}"
+    );
     let ls = String::from_utf8_lossy(&server.hoist(&["ls"]).stdout).to_string();
     assert!(ls.contains("one") && ls.contains("two"), "{ls}");
     assert!(server.hoist(&["delete", "one"]).status.success());
-    assert_eq!(server.get("one", "/").0, 404, "a deleted service has no route");
+    assert_eq!(
+        server.get("one", "/").0,
+        404,
+        "a deleted service has no route"
+    );
     assert!(server.get("two", "/").1.starts_with("probe two"));
 }
 
@@ -86,20 +121,40 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
     }
     assert_eq!(server.get("boxed", "/write?path=/tmp/x").1, "written\n");
 
-    let pids: Vec<u32> = serde_json::from_str(server.get("boxed", "/ps").1.trim()).expect("pid list");
-    assert!(pids.contains(&1), "the app is PID 1 of its own namespace: {pids:?}");
-    assert!(pids.len() <= 3, "only the instance's processes are visible: {pids:?}");
+    let pids: Vec<u32> =
+        serde_json::from_str(server.get("boxed", "/ps").1.trim()).expect("pid list");
+    assert!(
+        pids.contains(&1),
+        "the app is PID 1 of its own namespace: {pids:?}"
+    );
+    assert!(
+        pids.len() <= 3,
+        "only the instance's processes are visible: {pids:?}"
+    );
 
     let resolved = server.get("boxed", "/resolve?host=host.hoist.internal").1;
-    assert!(resolved.trim().starts_with("10.213."), "host.hoist.internal resolves: {resolved}");
+    assert!(
+        resolved.trim().starts_with("10.213."),
+        "host.hoist.internal resolves: {resolved}"
+    );
 
     let before = server.get("boxed", "/").1;
     let (status, _) = server.get("boxed", "/alloc?mb=400");
-    assert_ne!(status, 200, "allocating past the memory limit must not succeed");
+    assert_ne!(
+        status, 200,
+        "allocating past the memory limit must not succeed"
+    );
     let after = server.wait_for("boxed", "/", "probe", LONG);
     assert_ne!(before, after, "a new instance replaced the killed one");
-    assert!(server.status("boxed").contains("out of memory"), "{}", server.status("boxed"));
-    assert!(server.get("neighbour", "/").1.starts_with("probe"), "the neighbour is untouched");
+    assert!(
+        server.status("boxed").contains("out of memory"),
+        "{}",
+        server.status("boxed")
+    );
+    assert!(
+        server.get("neighbour", "/").1.starts_with("probe"),
+        "the neighbour is untouched"
+    );
 }
 
 #[test]
@@ -112,7 +167,10 @@ fn bad_input_gets_specific_errors_and_the_live_deployment_keeps_serving() {
     assert!(serving().starts_with("probe good"));
 
     let missing = server.deploy_err(&["/nonexistent/app", "--name", "svc"]);
-    assert!(missing.contains("source /nonexistent/app does not exist"), "{missing}");
+    assert!(
+        missing.contains("source /nonexistent/app does not exist"),
+        "{missing}"
+    );
     let plain = common::scratch("not-a-repo");
     std::fs::write(plain.join("app.py"), "print(1)").unwrap();
     let not_repo = server.deploy_err(&[plain.to_str().unwrap(), "--name", "svc"]);
@@ -128,19 +186,31 @@ fn bad_input_gets_specific_errors_and_the_live_deployment_keeps_serving() {
     assert!(serving().starts_with("probe good"));
 
     let build = server.deploy_err(&[path, "--name", "svc", "--build", "echo compiling; exit 3"]);
-    assert!(build.contains("build command failed with exit code 3"), "{build}");
+    assert!(
+        build.contains("build command failed with exit code 3"),
+        "{build}"
+    );
     assert!(serving().starts_with("probe good"));
 
     let exits = server.deploy_err(&[path, "--name", "svc", "--start", "echo giving up; exit 4"]);
-    assert!(exits.contains("exited (exit code 4)") && exits.contains("giving up"), "{exits}");
+    assert!(
+        exits.contains("exited (exit code 4)") && exits.contains("giving up"),
+        "{exits}"
+    );
     assert!(serving().starts_with("probe good"));
 
     let silent = server.deploy_err(&[path, "--name", "svc", "--start", "sleep 600"]);
-    assert!(silent.contains("did not answer HTTP on port 8080 within 3s"), "{silent}");
+    assert!(
+        silent.contains("did not answer HTTP on port 8080 within 3s"),
+        "{silent}"
+    );
     assert!(serving().starts_with("probe good"));
 
     let status = server.status("svc");
-    assert!(status.matches("failed").count() >= 6, "failures are recorded:\n{status}");
+    assert!(
+        status.matches("failed").count() >= 6,
+        "failures are recorded:\n{status}"
+    );
 
     // A crash later on: the instance comes back without a redeploy.
     let before = serving();
@@ -148,27 +218,62 @@ fn bad_input_gets_specific_errors_and_the_live_deployment_keeps_serving() {
     let after = server.wait_for("svc", "/", "probe good", LONG);
     assert_ne!(before, after, "served by a replacement instance");
     let logs = String::from_utf8_lossy(&server.hoist(&["logs", "svc"]).stdout).to_string();
-    assert!(logs.contains("crashing on request") && logs.contains("crashed: exit code 3"), "{logs}");
+    assert!(
+        logs.contains("crashing on request") && logs.contains("crashed: exit code 3"),
+        "{logs}"
+    );
 }
 
 #[test]
 fn a_killed_server_restarts_with_its_state_and_serves_again() {
     let mut server = Server::start("restart", &[]);
     let repo = git_repo(&probe_app(), "restart");
-    server.deploy_ok(&[repo.to_str().unwrap(), "--name", "durable", "--env", "VERSION=kept"]);
+    server.deploy_ok(&[
+        repo.to_str().unwrap(),
+        "--name",
+        "durable",
+        "--env",
+        "VERSION=kept",
+    ]);
     assert!(server.get("durable", "/").1.starts_with("probe kept"));
     server.restart();
     server.wait_for("durable", "/", "probe kept", LONG);
     let status = server.status("durable");
     assert!(status.contains("live"), "{status}");
     let crun_state = server.data.join("run/crun");
-    let containers = std::fs::read_dir(&crun_state).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(containers, 1, "the old container was removed, the new one runs");
+    let containers = std::fs::read_dir(&crun_state)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        containers, 1,
+        "the old container was removed, the new one runs"
+    );
 
     // A new commit deploys over the restored one.
-    std::fs::write(repo.join("hoist.toml"), "runtime = \"python\"\nstart = \"python3 app.py\"\nmemory = 192\n").unwrap();
-    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "two"]);
-    server.deploy_ok(&[repo.to_str().unwrap(), "--name", "durable", "--env", "VERSION=next"]);
+    std::fs::write(
+        repo.join("hoist.toml"),
+        "runtime = \"python\"\nstart = \"python3 app.py\"\nmemory = 192\n",
+    )
+    .unwrap();
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qam",
+            "two",
+        ],
+    );
+    server.deploy_ok(&[
+        repo.to_str().unwrap(),
+        "--name",
+        "durable",
+        "--env",
+        "VERSION=next",
+    ]);
     assert!(server.get("durable", "/").1.starts_with("probe next"));
 }
 
@@ -183,7 +288,9 @@ fn the_api_needs_a_token_and_describes_itself() {
     let doc: serde_json::Value = serde_json::from_str(&doc).expect("OpenAPI JSON");
     assert!(doc["paths"]["/v1/deployments"]["post"].is_object());
     let token_file = server.data.join("admin-token");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
     let out = server.hoist(&["status", "nope"]);
     assert!(!out.status.success());

@@ -79,7 +79,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("hoist server did not come up; see {}", self.data.with_extension("log").display());
+        panic!(
+            "hoist server did not come up; see {}",
+            self.data.with_extension("log").display()
+        );
     }
 
     /// `kill -9`, as a crash or an OOM kill of the server would.
@@ -110,7 +113,10 @@ impl Server {
         let out = self.hoist(&[&["deploy"], args].concat());
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "deploy {args:?} failed:\n{stdout}\n{stderr}");
+        assert!(
+            out.status.success(),
+            "deploy {args:?} failed:\n{stdout}\n{stderr}"
+        );
         stdout
     }
 
@@ -119,13 +125,20 @@ impl Server {
         let out = self.hoist(&[&["deploy"], args].concat());
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success(), "deploy {args:?} should have failed:\n{stdout}");
+        assert!(
+            !out.status.success(),
+            "deploy {args:?} should have failed:\n{stdout}"
+        );
         stderr
     }
 
     pub fn get(&self, service: &str, path: &str) -> (u16, String) {
-        http(self.gw_port, &format!("{service}.localhost:{}", self.gw_port), path)
-            .unwrap_or((0, String::new()))
+        http(
+            self.gw_port,
+            &format!("{service}.localhost:{}", self.gw_port),
+            path,
+        )
+        .unwrap_or((0, String::new()))
     }
 
     /// Polls until `service` answers `path` with 200 and a body containing `needle`.
@@ -171,7 +184,10 @@ impl Drop for Server {
 pub fn http(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -181,7 +197,11 @@ pub fn http(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)>
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.to_ascii_lowercase().contains("transfer-encoding: chunked") => {
+        Some((head, body))
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked") =>
+        {
             dechunk(body)
         }
         Some((_, body)) => body.to_string(),
@@ -193,7 +213,9 @@ pub fn http(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)>
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -209,12 +231,28 @@ pub fn git_repo(dir: &Path, name: &str) -> PathBuf {
     copy_dir(dir, &repo);
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
-    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
     repo
 }
 
 pub fn git(repo: &Path, args: &[&str]) {
-    let st = Command::new("git").arg("-C").arg(repo).args(args).status().expect("git");
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .status()
+        .expect("git");
     assert!(st.success(), "git {args:?}");
 }
 
