@@ -61,34 +61,33 @@ pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Re
             }
         }
         loop {
-            if let Ok(Some(now)) = store.get_deployment(&id) {
-                if is_settled(now.state) {
-                    // Lines stored before the state changed may not have been broadcast to us yet.
-                    for l in send_backlog(last_id) {
-                        let _ = tx.send(line(&Event::Log(l))).await;
-                    }
-                    let url =
-                        (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
-                    let _ = tx
-                        .send(line(&Event::Deployment {
-                            id: id.to_string(),
-                            service: now.service.to_string(),
-                            state: now.state.as_str().to_string(),
-                            reason: now.failure_reason,
-                            url,
-                        }))
-                        .await;
-                    return;
+            if let Ok(Some(now)) = store.get_deployment(&id)
+                && is_settled(now.state)
+            {
+                // Lines stored before the state changed may not have been broadcast to us yet.
+                for l in send_backlog(last_id) {
+                    let _ = tx.send(line(&Event::Log(l))).await;
                 }
+                let url = (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
+                let _ = tx
+                    .send(line(&Event::Deployment {
+                        id: id.to_string(),
+                        service: now.service.to_string(),
+                        state: now.state.as_str().to_string(),
+                        reason: now.failure_reason,
+                        url,
+                    }))
+                    .await;
+                return;
             }
             let ev = tokio::time::timeout(Duration::from_millis(500), sub.recv()).await;
             match ev {
-                Ok(Ok(Event::Log(l))) if l.deployment.as_deref() == Some(id.as_str()) => {
-                    if l.id > last_id {
-                        last_id = l.id;
-                        if tx.send(line(&Event::Log(l))).await.is_err() {
-                            return;
-                        }
+                Ok(Ok(Event::Log(l)))
+                    if l.deployment.as_deref() == Some(id.as_str()) && l.id > last_id =>
+                {
+                    last_id = l.id;
+                    if tx.send(line(&Event::Log(l))).await.is_err() {
+                        return;
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {

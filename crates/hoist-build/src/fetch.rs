@@ -51,13 +51,13 @@ pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fe
     args.extend(["--", url.as_str(), dest_s.as_str()]);
     if let Err(message) = git(&args, None).await {
         let lower = message.to_lowercase();
-        if let Some(b) = branch {
-            if lower.contains("not found in upstream") || lower.contains("remote branch") {
-                return Err(BuildError::BranchMissing {
-                    branch: b.to_string(),
-                    source_url: source.to_string(),
-                });
-            }
+        if let Some(b) = branch
+            && (lower.contains("not found in upstream") || lower.contains("remote branch"))
+        {
+            return Err(BuildError::BranchMissing {
+                branch: b.to_string(),
+                source_url: source.to_string(),
+            });
         }
         if lower.contains("does not appear to be a git repository")
             || lower.contains("not a git repository")

@@ -83,14 +83,14 @@ impl DeployRequest {
         }
         let mut root = RootDir::new(self.root.as_deref().unwrap_or(""))?;
         let mut source = source;
-        if !is_remote(&source) {
-            if let Some((top, prefix)) = repo_toplevel(Path::new(&source)) {
-                // A directory inside a repository deploys that directory: the repository is
-                // the source and the directory becomes (the start of) the root directory.
-                let joined = Path::new(&prefix).join(root.as_str());
-                root = RootDir::new(&joined.display().to_string())?;
-                source = top;
-            }
+        if !is_remote(&source)
+            && let Some((top, prefix)) = repo_toplevel(Path::new(&source))
+        {
+            // A directory inside a repository deploys that directory: the repository is
+            // the source and the directory becomes (the start of) the root directory.
+            let joined = Path::new(&prefix).join(root.as_str());
+            root = RootDir::new(&joined.display().to_string())?;
+            source = top;
         }
         let mut env = EnvVars::new();
         for assignment in &self.env {
@@ -209,10 +209,10 @@ impl Platform {
         self.builder
             .discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
         let mut services = self.state();
-        if let Some(s) = services.get_mut(&v.name) {
-            if s.pending.as_ref().is_some_and(|(p, _)| p == &id) {
-                s.pending = None;
-            }
+        if let Some(s) = services.get_mut(&v.name)
+            && s.pending.as_ref().is_some_and(|(p, _)| p == &id)
+        {
+            s.pending = None;
         }
     }
 

@@ -319,11 +319,11 @@ impl Platform {
     ) -> bool {
         let mut services = self.state();
         let mut still_live = false;
-        if let Some(live) = services.get_mut(service).and_then(|s| s.live.as_mut()) {
-            if &live.id == deployment {
-                still_live = true;
-                live.instances.retain(|i| &i.id != instance);
-            }
+        if let Some(live) = services.get_mut(service).and_then(|s| s.live.as_mut())
+            && &live.id == deployment
+        {
+            still_live = true;
+            live.instances.retain(|i| &i.id != instance);
         }
         drop(services);
         self.publish_routes();

@@ -185,10 +185,10 @@ impl Gateway {
         if !upgrade {
             strip_hop_by_hop(headers);
         }
-        if !headers.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&host) {
-                headers.insert(header::HOST, v);
-            }
+        if !headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(&host)
+        {
+            headers.insert(header::HOST, v);
         }
         forwarded(headers, peer, &host);
         *req.uri_mut() = uri;
@@ -197,22 +197,21 @@ impl Gateway {
 
         match self.client.request(req).await {
             Ok(mut resp) => {
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_upgrade) = client_upgrade {
-                        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(async move {
-                            let _guard = guard;
-                            if let (Ok(client), Ok(server)) =
-                                tokio::join!(client_upgrade, upstream_upgrade)
-                            {
-                                let mut client = TokioIo::new(client);
-                                let mut server = TokioIo::new(server);
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                            }
-                        });
-                        return Ok(resp.map(|_| empty()));
-                    }
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_upgrade) = client_upgrade
+                {
+                    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        if let (Ok(client), Ok(server)) =
+                            tokio::join!(client_upgrade, upstream_upgrade)
+                        {
+                            let mut client = TokioIo::new(client);
+                            let mut server = TokioIo::new(server);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    return Ok(resp.map(|_| empty()));
                 }
                 strip_hop_by_hop(resp.headers_mut());
                 Ok(resp.map(|body| {

@@ -264,10 +264,10 @@ fn sandbox_key(id: &str) -> &str {
 }
 
 async fn release_netns(netns: Option<Arc<NetNs>>) {
-    if let Some(ns) = netns {
-        if let Err(e) = ns.remove().await {
-            tracing::warn!(netns = ns.name(), error = %e, "removing network namespace");
-        }
+    if let Some(ns) = netns
+        && let Err(e) = ns.remove().await
+    {
+        tracing::warn!(netns = ns.name(), error = %e, "removing network namespace");
     }
 }
 
@@ -320,10 +320,10 @@ impl Sandbox {
             let _ = self.child.wait().await;
         }
         let _ = self.crun.delete(&self.id, true).await;
-        if let Some(rootfs) = self.rootfs.take() {
-            if let Err(e) = rootfs.unmount() {
-                tracing::warn!(sandbox = %self.id, error = %e, "unmounting root filesystem");
-            }
+        if let Some(rootfs) = self.rootfs.take()
+            && let Err(e) = rootfs.unmount()
+        {
+            tracing::warn!(sandbox = %self.id, error = %e, "unmounting root filesystem");
         }
         self.cgroup.remove();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -211,13 +211,13 @@ impl Store {
             .optional()?
             .flatten();
         let now = now_ms();
-        if let Some(prev) = &previous {
-            if prev != deployment.as_str() {
-                tx.execute(
+        if let Some(prev) = &previous
+            && prev != deployment.as_str()
+        {
+            tx.execute(
                     "UPDATE deployments SET state = 'superseded', updated_at = ?2 WHERE id = ?1 AND state = 'live'",
                     params![prev, now],
                 )?;
-            }
         }
         tx.execute(
             "UPDATE deployments SET state = 'live', updated_at = ?2, finished_at = ?2 WHERE id = ?1",

@@ -81,10 +81,10 @@ impl Api {
             buf.extend_from_slice(&chunk.context("reading the stream from the API")?);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                    if !each(v) {
-                        return Ok(());
-                    }
+                if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                    && !each(v)
+                {
+                    return Ok(());
                 }
             }
         }
@@ -237,8 +237,8 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     println!("live     {}", text(&s["live_deployment"]));
     println!();
     println!(
-        "{:<14} {:<10} {:<11} {:<6} {}",
-        "DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"
+        "{:<14} {:<10} {:<11} {:<6} REASON",
+        "DEPLOYMENT", "COMMIT", "STATE", "AGE"
     );
     for d in s["deployments"].as_array().into_iter().flatten() {
         let commit: String = text(&d["commit_sha"]).chars().take(8).collect();
@@ -259,8 +259,8 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<14} {:<14} {:<9} {:<6} {}",
-        "INSTANCE", "DEPLOYMENT", "STATE", "AGE", "EXIT"
+        "{:<14} {:<14} {:<9} {:<6} EXIT",
+        "INSTANCE", "DEPLOYMENT", "STATE", "AGE"
     );
     for i in s["instances"].as_array().into_iter().flatten() {
         let exit = i["exit_reason"]
