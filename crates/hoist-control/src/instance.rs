@@ -132,6 +132,8 @@ impl Platform {
                 return Err(fail(reason));
             }
         };
+        let timings = launched.timings;
+        let timings = launched.timings;
         let netns = launched.netns.clone();
         let mut sandbox = launched.sandbox;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
@@ -167,7 +169,14 @@ impl Platform {
                 }
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_millis(50));
+            // Fine-grained while a fast app is likely to come up (each probe is a connect()
+            // on loopback, microseconds), coarse once it is clearly a slow starter.
+            let cap = if started.elapsed() < Duration::from_secs(2) {
+                Duration::from_millis(2)
+            } else {
+                Duration::from_millis(50)
+            };
+            delay = (delay * 2).min(cap);
         };
         if let Err(reason) = ready {
             sandbox.stop(Duration::from_secs(2)).await;
@@ -195,12 +204,20 @@ impl Platform {
         let _ = self
             .store
             .set_instance_state(&id, InstanceState::Ready, None);
+        let total = started.elapsed();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let until_ready =
+            total.saturating_sub(timings.network + timings.bundle + timings.crun_spawn);
         self.system_line(
             &plan,
             Some(&id),
             format!(
-                "instance {id} ready in {} ms",
-                started.elapsed().as_millis()
+                "instance {id} ready in {:.1} ms (network {:.1} ms, bundle {:.1} ms, crun spawn {:.1} ms, boot and readiness {:.1} ms)",
+                ms(total),
+                ms(timings.network),
+                ms(timings.bundle),
+                ms(timings.crun_spawn),
+                ms(until_ready)
             ),
         );
         let upstream = Upstream::new(id.to_string(), netns, port);

@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmarks: a throwaway `hoist server`, the CLI, git repos, medians."""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOIST = os.path.join(ROOT, "target", "release", "hoist")
+API_PORT, GW_PORT = 17070, 18080
+
+
+class Server:
+    def __init__(self, name):
+        self.data = tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
+        self.log = open(self.data + ".log", "w")
+        self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{API_PORT}", HOIST_DATA_DIR=self.data)
+        self.env.setdefault("HOIST_RUNTIME_CACHE", "/var/cache/hoist/runtimes")
+        self.proc = subprocess.Popen(
+            [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{GW_PORT}",
+             "--api-listen", f"127.0.0.1:{API_PORT}"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{API_PORT}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("hoist server did not start; see " + self.log.name)
+
+    def hoist(self, *args):
+        return subprocess.run([HOIST, *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def logs(self, name):
+        out = subprocess.run([HOIST, "logs", name, "--tail", "100000"], env=self.env, check=True,
+                             capture_output=True, text=True).stdout
+        return out.splitlines()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def git_repo(src, files=None):
+    repo = tempfile.mkdtemp(prefix="hoist-bench-repo-")
+    if src:
+        shutil.copytree(src, repo, dirs_exist_ok=True)
+    for name, text in (files or {}).items():
+        with open(os.path.join(repo, name), "w") as f:
+            f.write(text)
+    run = lambda *a: subprocess.run(["git", "-C", repo, *a], check=True, capture_output=True)
+    run("init", "-q", "-b", "main")
+    run("add", "-A")
+    run("-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench")
+    return repo
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def table(rows):
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
