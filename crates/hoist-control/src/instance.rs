@@ -133,7 +133,6 @@ impl Platform {
             }
         };
         let timings = launched.timings;
-        let timings = launched.timings;
         let netns = launched.netns.clone();
         let mut sandbox = launched.sandbox;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
