@@ -20,5 +20,5 @@ passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 echo
-echo "cargo test: $passed passed, $failed failed"
+echo "summary: $passed passed, $failed failed"
 exit "$status"
