@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, example, git, git_repo, http, probe_app};
+use common::{Server, example, git_repo, http, probe_app};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -255,18 +255,7 @@ fn a_killed_server_restarts_with_its_state_and_serves_again() {
         "runtime = \"python\"\nstart = \"python3 app.py\"\nmemory = 192\n",
     )
     .unwrap();
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-qam",
-            "two",
-        ],
-    );
+    common::commit_all(&repo, "two");
     server.deploy_ok(&[
         repo.to_str().unwrap(),
         "--name",

@@ -231,19 +231,22 @@ pub fn git_repo(dir: &Path, name: &str) -> PathBuf {
     copy_dir(dir, &repo);
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
+    commit_all(&repo, "init");
     repo
+}
+
+/// Commits every tracked change (and, after `git add`, new files) as a throwaway author.
+pub fn commit_all(repo: &Path, message: &str) {
+    let args = [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qam",
+        message,
+    ];
+    git(repo, &args);
 }
 
 pub fn git(repo: &Path, args: &[&str]) {
