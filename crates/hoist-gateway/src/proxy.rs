@@ -179,6 +179,7 @@ impl Gateway {
                     ));
                 }
             };
+        let client_version = req.version();
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let headers = req.headers_mut();
@@ -197,6 +198,9 @@ impl Gateway {
 
         match self.client.request(req).await {
             Ok(mut resp) => {
+                // The client hears our HTTP version, not the instance's (a Python server
+                // answering HTTP/1.0 must not downgrade the client's connection).
+                *resp.version_mut() = client_version;
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
                 {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
 use common::{Server, example, git_repo, http, probe_app};
@@ -96,6 +97,46 @@ fn two_services_listen_on_the_same_port_and_unknown_hosts_get_404() {
         body.contains(&format!("nothing-here.localhost:{}", server.gw_port)),
         "{body}"
     );
+    // Request bodies stream through, protocol upgrades pass both ways.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.gw_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let host = format!("one.localhost:{}", server.gw_port);
+    let body = "x".repeat(3 * 1024 * 1024) + "the-end!";
+    write!(s, "POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.contains(&format!("received {} bytes, last the-end!", body.len())),
+        "{resp}"
+    );
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.gw_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /upgrade HTTP/1.1\r\nHost: {host}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    s.write_all(b"ping over the upgraded connection\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "echo: ping over the upgraded connection\n");
+
+    let headers = server.get("two", "/headers").1;
+    assert!(
+        headers.contains("\"x-forwarded-proto\": \"http\""),
+        "{headers}"
+    );
+
     let ls = String::from_utf8_lossy(&server.hoist(&["ls"]).stdout).to_string();
     assert!(ls.contains("one") && ls.contains("two"), "{ls}");
     assert!(server.hoist(&["delete", "one"]).status.success());

@@ -44,6 +44,19 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/crash":
             print("crashing on request", flush=True)
             os._exit(3)
+        elif url.path == "/upgrade" and self.headers.get("Upgrade") == "echo":
+            # A minimal protocol switch (as WebSocket does): after 101, echo lines back.
+            self.send_response(101)
+            self.send_header("Upgrade", "echo")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            for line in self.rfile:
+                self.wfile.write(b"echo: " + line)
+                self.wfile.flush()
+            self.close_connection = True
+        elif url.path == "/headers":
+            self.reply(200, json.dumps(dict(self.headers)) + "\n")
         elif url.path == "/env":
             self.reply(200, json.dumps(dict(os.environ)) + "\n")
         elif url.path == "/resolve":
@@ -53,6 +66,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, f"error: {e}\n")
         else:
             self.reply(404, "not found\n")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self.reply(200, f"received {len(body)} bytes, last {body[-8:].decode(errors='replace')}\n")
 
     def log_message(self, fmt, *args):
         print("request", self.path, flush=True)
