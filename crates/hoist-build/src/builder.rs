@@ -196,13 +196,30 @@ impl Builder {
     }
 }
 
-/// apt's downloaded lists and packages are build leftovers, not part of the image.
+/// apt's downloaded lists and packages are build leftovers, not part of the image. This runs
+/// on the host over a tree the build wrote, so nothing is followed through a symlink: a build
+/// could otherwise point `var/lib/apt/lists` at a host directory and have us empty it.
 fn prune(upper: &Path) {
+    for dir in [
+        "var",
+        "var/lib",
+        "var/lib/apt",
+        "var/cache",
+        "var/cache/apt",
+    ] {
+        let is_real_dir = std::fs::symlink_metadata(upper.join(dir)).is_ok_and(|m| m.is_dir());
+        if !is_real_dir {
+            return;
+        }
+    }
     for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         let path = upper.join(dir);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
         if let Ok(entries) = std::fs::read_dir(&path) {
             for entry in entries.flatten() {
-                if entry.path().is_file() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }

@@ -20,6 +20,8 @@ fn is_remote(source: &str) -> bool {
 
 /// Clones `branch` (or the remote's HEAD) of `source` into `dest`, which must not exist.
 pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fetched, BuildError> {
+    // Errors are shown to users and stored: never with the URL's password or token.
+    let shown = hoist_core::redact_credentials(source);
     let url = if is_remote(source) {
         source.to_string()
     } else {
@@ -56,23 +58,23 @@ pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fe
         {
             return Err(BuildError::BranchMissing {
                 branch: b.to_string(),
-                source_url: source.to_string(),
+                source_url: shown.clone(),
             });
         }
         if lower.contains("does not appear to be a git repository")
             || lower.contains("not a git repository")
         {
-            return Err(BuildError::NotARepository(source.to_string()));
+            return Err(BuildError::NotARepository(shown));
         }
         return Err(BuildError::Fetch {
-            source_url: source.to_string(),
-            message,
+            source_url: shown.clone(),
+            message: message.replace(source, &shown),
         });
     }
     let commit = git(&["rev-parse", "HEAD"], Some(dest))
         .await
         .map_err(|message| BuildError::Fetch {
-            source_url: source.to_string(),
+            source_url: shown.clone(),
             message: format!("the repository has no commits on that branch ({message})"),
         })?;
     let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(dest))
@@ -94,6 +96,9 @@ async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "/bin/true")
         .stdin(Stdio::null())
+        // A cancelled deploy drops this future; git must not go on writing into a build
+        // directory that is about to be removed.
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("running git: {e}"))?;

@@ -42,6 +42,10 @@ where
     rx
 }
 
+/// The longest line kept whole; a longer one is split, so output without newlines (a binary
+/// dumped to stdout) cannot grow the server's memory.
+pub const MAX_LINE: usize = 16 * 1024;
+
 fn spawn_reader<R>(
     reader: R,
     stream: OutputStream,
@@ -51,22 +55,68 @@ fn spawn_reader<R>(
 {
     use tokio::io::AsyncBufReadExt;
     tokio::spawn(async move {
-        let mut reader = tokio::io::BufReader::new(reader);
-        let mut buf = Vec::new();
+        let mut reader = tokio::io::BufReader::with_capacity(MAX_LINE, reader);
+        let mut line: Vec<u8> = Vec::new();
         loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                        buf.pop();
-                    }
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send((stream, line)).await.is_err() {
-                        break;
+            let (consumed, complete) = match reader.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(buf) => {
+                    let room = MAX_LINE - line.len();
+                    match buf.iter().take(room).position(|&b| b == b'\n') {
+                        Some(i) => {
+                            line.extend_from_slice(&buf[..i]);
+                            (i + 1, true)
+                        }
+                        None => {
+                            let n = buf.len().min(room);
+                            line.extend_from_slice(&buf[..n]);
+                            (n, line.len() >= MAX_LINE)
+                        }
                     }
                 }
+            };
+            reader.consume(consumed);
+            if complete && !send_line(&tx, stream, &mut line).await {
+                return;
             }
         }
+        if !line.is_empty() {
+            send_line(&tx, stream, &mut line).await;
+        }
     });
+}
+
+async fn send_line(
+    tx: &tokio::sync::mpsc::Sender<(OutputStream, String)>,
+    stream: OutputStream,
+    line: &mut Vec<u8>,
+) -> bool {
+    while line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let text = String::from_utf8_lossy(line).into_owned();
+    line.clear();
+    tx.send((stream, text)).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_split_at_newlines_and_capped_in_length() {
+        let long = "y".repeat(MAX_LINE * 2 + 10);
+        let input = format!("one\r\ntwo\n{long}");
+        let mut rx = merge_lines(std::io::Cursor::new(input.into_bytes()), tokio::io::empty());
+        let mut got = Vec::new();
+        while let Some((_, l)) = rx.recv().await {
+            got.push(l);
+        }
+        assert_eq!(got[0], "one");
+        assert_eq!(got[1], "two");
+        assert_eq!(got[2].len(), MAX_LINE);
+        assert_eq!(got[3].len(), MAX_LINE);
+        assert_eq!(got[4].len(), 10);
+        assert_eq!(got.len(), 5);
+    }
 }

@@ -19,6 +19,8 @@ use crate::instance::InstancePlan;
 use crate::platform::LiveDeployment;
 use crate::{ControlError, Platform};
 
+const CANCELLED: &str = "cancelled: a newer deployment of this service was started";
+
 /// A deploy as the client asks for it; every field but `source` is optional and, when given,
 /// wins over `hoist.toml` and `leapcell.yaml`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -186,10 +188,9 @@ impl Platform {
         cancel: CancellationToken,
     ) {
         let sink = self.build_sink(&v.name, &id);
-        let outcome = tokio::select! {
-            r = self.pipeline(&id, &v, &sink, &cancel) => r,
-            _ = cancel.cancelled() => Err("cancelled: a newer deployment of this service was started".to_string()),
-        };
+        // Each stage watches the token itself and cleans up what it started (a sandbox, a git
+        // process); dropping the whole pipeline mid-await would leak them.
+        let outcome = self.pipeline(&id, &v, &sink, &cancel).await;
         let (state, reason) = match outcome {
             Ok(()) => (DeploymentState::Live, None),
             Err(reason) if cancel.is_cancelled() => (DeploymentState::Cancelled, Some(reason)),
@@ -223,11 +224,12 @@ impl Platform {
         sink: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), String> {
-        let _permit = self
-            .build_slots
-            .acquire()
-            .await
-            .map_err(|_| "the server is shutting down".to_string())?;
+        let _permit = tokio::select! {
+            permit = self.build_slots.acquire() => {
+                permit.map_err(|_| "the server is shutting down".to_string())?
+            }
+            _ = cancel.cancelled() => return Err(CANCELLED.into()),
+        };
 
         self.step(id, &v.name, DeploymentState::Fetching)?;
         let build_id = format!("b-{}", id.as_str().trim_start_matches("d-"));
@@ -240,13 +242,14 @@ impl Platform {
             OutputStream::System,
             format!(
                 "fetching {} ({})",
-                v.source,
+                hoist_core::redact_credentials(&v.source),
                 v.branch.as_deref().unwrap_or("default branch")
             ),
         );
-        let fetched = fetch(&v.source, v.branch.as_deref(), &src)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = tokio::select! {
+            f = fetch(&v.source, v.branch.as_deref(), &src) => f.map_err(|e| e.to_string())?,
+            _ = cancel.cancelled() => return Err(CANCELLED.into()),
+        };
         self.store
             .set_deployment_source(id, &fetched.commit, &fetched.branch)
             .map_err(|e| e.to_string())?;
@@ -265,9 +268,6 @@ impl Platform {
         let spec = resolve_spec(&app_root, v, &fetched.branch).map_err(|e| e.to_string())?;
         self.store
             .set_deployment_spec(id, &spec)
-            .map_err(|e| e.to_string())?;
-        self.store
-            .set_service_spec(&v.name, &spec)
             .map_err(|e| e.to_string())?;
 
         self.step(id, &v.name, DeploymentState::Building)?;
@@ -308,10 +308,13 @@ impl Platform {
             layers: vec![output.layer.path.clone(), runtime.rootfs.clone()],
             spec,
         });
-        let handle = self.launch(plan).await.map_err(|f| f.reason)?;
+        let handle = self
+            .launch(plan, Some(cancel))
+            .await
+            .map_err(|f| f.reason)?;
         if cancel.is_cancelled() {
             drop(handle.stop());
-            return Err("cancelled: a newer deployment of this service was started".into());
+            return Err(CANCELLED.into());
         }
 
         // The switch: record first (durable), then swap the route, then drain the old.
@@ -330,8 +333,18 @@ impl Platform {
         self.publish_routes();
         if let Some(old) = old {
             for i in old.instances {
-                drop(i.stop());
+                drop(i.drain_and_stop());
             }
+        }
+        // The service's recorded spec is the live one's: a deploy that fails never shows.
+        if let Some(spec) = self
+            .store
+            .get_deployment(id)
+            .ok()
+            .flatten()
+            .and_then(|d| d.spec)
+        {
+            let _ = self.store.set_service_spec(&v.name, &spec);
         }
         sink(
             OutputStream::System,
@@ -362,7 +375,15 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
 }
 
 fn resolve_spec(app_root: &Path, v: &Validated, branch: &str) -> Result<ServiceSpec, SpecError> {
-    let read = |file: &str| std::fs::read_to_string(app_root.join(file)).ok();
+    // Only regular files: a repository must not make the server read a host file through a
+    // symlink (and quote it back in an error message).
+    let read = |file: &str| {
+        let path = app_root.join(file);
+        std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file())
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+    };
     let mut layer = SpecLayer::default();
     if let Some(text) = read("leapcell.yaml").or_else(|| read("leapcell.yml")) {
         layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);

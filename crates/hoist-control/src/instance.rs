@@ -45,9 +45,23 @@ impl InstanceHandle {
         self.stop.cancel();
         self.task
     }
+
+    /// For an instance already taken out of the routes: lets the requests it is serving finish
+    /// (up to `DRAIN_LIMIT`), then stops it.
+    pub(crate) fn drain_and_stop(self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let deadline = Instant::now() + DRAIN_LIMIT;
+            while self.upstream.in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = self.stop().await;
+        })
+    }
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a replaced instance may go on serving requests it already had.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const TAIL_LINES: usize = 15;
 
@@ -110,7 +124,10 @@ impl Platform {
     pub(crate) async fn launch(
         self: &Arc<Self>,
         plan: Arc<InstancePlan>,
+        cancel: Option<&CancellationToken>,
     ) -> Result<InstanceHandle, StartFailure> {
+        let never = CancellationToken::new();
+        let cancel = cancel.unwrap_or(&never);
         let id = InstanceId::generate();
         let fail = |reason: String| StartFailure { reason };
         self.store
@@ -154,7 +171,8 @@ impl Platform {
                 exit = sandbox.wait() => {
                     break Err(format!("the start command exited ({exit}) before answering HTTP on port {port}"));
                 }
-                ok = probe => if ok { break Ok(()); }
+                ok = probe => if ok { break Ok(()); },
+                _ = cancel.cancelled() => break Err("cancelled: a newer deployment of this service was started".into()),
             }
             if Instant::now() >= deadline {
                 break Err(format!(
@@ -167,6 +185,7 @@ impl Platform {
                     break Err(format!("the start command exited ({exit}) before answering HTTP on port {port}"));
                 }
                 _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => break Err("cancelled: a newer deployment of this service was started".into()),
             }
             // Fine-grained while a fast app is likely to come up (each probe is a connect()
             // on loopback, microseconds), coarse once it is clearly a slow starter.
@@ -318,7 +337,7 @@ impl Platform {
 
     /// Starts a replacement instance for a live deployment, retrying with back-off. Boxed:
     /// launch → supervise → replace → launch is a cycle the compiler cannot size.
-    fn replace(
+    pub(crate) fn replace(
         self: Arc<Self>,
         plan: Arc<InstancePlan>,
         mut delay: Duration,
@@ -352,7 +371,10 @@ impl Platform {
         self: &Arc<Self>,
         plan: Arc<InstancePlan>,
     ) -> Result<(), String> {
-        let handle = self.launch(plan.clone()).await.map_err(|f| f.reason)?;
+        let handle = self
+            .launch(plan.clone(), None)
+            .await
+            .map_err(|f| f.reason)?;
         let mut services = self.state();
         match services
             .get_mut(&plan.service)

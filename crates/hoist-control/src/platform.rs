@@ -123,12 +123,8 @@ impl Platform {
                             instances: Vec::new(),
                         });
                     }
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = me.start_instance(plan).await {
-                            tracing::warn!(service = %svc.name, error = %e, "restoring instance");
-                        }
-                    });
+                    // Same path as a crash: retried with back-off until it is up.
+                    tokio::spawn(self.clone().replace(plan, Duration::ZERO));
                 }
                 None => {
                     tracing::warn!(service = %svc.name, deployment = %d.id, "live deployment has no usable image");
@@ -299,6 +295,12 @@ impl Platform {
     /// Graceful stop: every instance gets SIGTERM and a grace period.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        // Builds in progress are cancelled (their sandboxes removed) rather than orphaned.
+        for state in self.state().values() {
+            if let Some((_, cancel)) = &state.pending {
+                cancel.cancel();
+            }
+        }
         let handles: Vec<InstanceHandle> = self
             .state()
             .values_mut()

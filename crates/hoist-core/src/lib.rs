@@ -51,3 +51,34 @@ pub use root_dir::RootDir;
 pub use runtime::Runtime;
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
+
+/// `scheme://user:secret@host/path` → `scheme://***@host/path`: source URLs are logged and
+/// shown, their credentials must not be.
+pub fn redact_credentials(source: &str) -> String {
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return source.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => source.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_credentials;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(
+            redact_credentials("https://bob:ghp_secret@example.com/org/app.git"),
+            "https://***@example.com/org/app.git"
+        );
+        assert_eq!(
+            redact_credentials("https://example.com/a@b"),
+            "https://example.com/a@b"
+        );
+        assert_eq!(redact_credentials("/srv/repo"), "/srv/repo");
+    }
+}

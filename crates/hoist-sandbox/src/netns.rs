@@ -47,7 +47,7 @@ impl NetNsPool {
         match NetNs::create(slot, key).await {
             Ok(ns) => Ok(ns),
             Err(e) => {
-                release_slot(slot);
+                release_slot(slot, &name);
                 Err(e)
             }
         }
@@ -102,8 +102,12 @@ fn is_stale(path: &str) -> bool {
         .exists()
 }
 
-fn release_slot(slot: usize) {
-    let _ = std::fs::remove_file(format!("{SLOT_DIR}/{slot}"));
+/// Releases a claim, but only our own: a claim taken over as stale belongs to someone else.
+fn release_slot(slot: usize, name: &str) {
+    let path = format!("{SLOT_DIR}/{slot}");
+    if std::fs::read_to_string(&path).is_ok_and(|owner| owner.trim() == name) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[derive(Debug)]
@@ -193,7 +197,7 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        release_slot(self.slot);
+        release_slot(self.slot, &self.name);
     }
 }
 

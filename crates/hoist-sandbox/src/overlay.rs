@@ -43,11 +43,12 @@ impl Overlay {
                 work.display()
             ));
         }
-        // Only single-lower overlays are plain; stacked lowers are what we always use.
+        // nosuid: a build runs as root and could leave a setuid binary in its layer; on the
+        // host side of the mount that must not mean anything.
         let flags = if upper.is_none() {
-            MsFlags::MS_RDONLY | MsFlags::MS_NODEV
+            MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID
         } else {
-            MsFlags::MS_NODEV
+            MsFlags::MS_NODEV | MsFlags::MS_NOSUID
         };
         mount(
             Some("overlay"),

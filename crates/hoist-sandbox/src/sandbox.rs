@@ -205,8 +205,8 @@ impl Sandboxes {
         )
         .map_err(SandboxError::io("writing /etc/hosts"))?;
         let resolv = dir.join("resolv.conf");
-        std::fs::copy("/etc/resolv.conf", &resolv)
-            .map_err(SandboxError::io("copying the host's /etc/resolv.conf"))?;
+        std::fs::copy(host_resolv_conf(), &resolv)
+            .map_err(SandboxError::io("copying the host's resolv.conf"))?;
 
         let lowers: Vec<&Path> = spec.layers.iter().map(PathBuf::as_path).collect();
         let upper = spec.upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
@@ -255,6 +255,25 @@ impl Sandboxes {
             return Err(e);
         }
         Ok((cgroup, rootfs))
+    }
+}
+
+/// The host's resolver configuration as seen from another network namespace: with
+/// systemd-resolved, /etc/resolv.conf names 127.0.0.53, which inside a sandbox is the
+/// sandbox's own loopback; the upstream servers are in resolved's own file.
+fn host_resolv_conf() -> &'static str {
+    let loopback_only = std::fs::read_to_string("/etc/resolv.conf").is_ok_and(|t| {
+        let servers: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(str::trim)
+            .collect();
+        !servers.is_empty() && servers.iter().all(|s| s.starts_with("127.") || *s == "::1")
+    });
+    if loopback_only && Path::new("/run/systemd/resolve/resolv.conf").exists() {
+        "/run/systemd/resolve/resolv.conf"
+    } else {
+        "/etc/resolv.conf"
     }
 }
 

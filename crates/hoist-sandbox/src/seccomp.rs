@@ -3,7 +3,8 @@
 //! allowed; syscalls that administer the kernel, other processes or namespaces fail with EPERM.
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
 use crate::SandboxError;
@@ -65,6 +66,17 @@ pub(crate) fn profile() -> Result<LinuxSeccomp, SandboxError> {
         .action(LinuxSeccompAction::ScmpActErrno)
         .errno_ret(nix::libc::EPERM as u32)
         .build()?;
+    let mut syscalls = vec![denied];
+    syscalls.extend(namespace_clones()?);
+    // clone3 passes its flags in memory, where a filter cannot look; ENOSYS makes libc fall
+    // back to clone(2), whose flags the rules below do check (Docker does the same).
+    syscalls.push(
+        LinuxSyscallBuilder::default()
+            .names(vec!["clone3".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(nix::libc::ENOSYS as u32)
+            .build()?,
+    );
     Ok(LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActAllow)
         .architectures(vec![
@@ -72,6 +84,39 @@ pub(crate) fn profile() -> Result<LinuxSeccomp, SandboxError> {
             Arch::ScmpArchX86,
             Arch::ScmpArchX32,
         ])
-        .syscalls(vec![denied])
+        .syscalls(syscalls)
         .build()?)
+}
+
+/// clone(2) with any CLONE_NEW* flag fails: new namespaces (a user namespace above all) would
+/// hand the process capabilities over fresh kernel objects. One rule per flag, since rules for
+/// one syscall combine with OR and a masked compare can only test one pattern.
+fn namespace_clones() -> Result<Vec<LinuxSyscall>, SandboxError> {
+    const FLAGS: &[u64] = &[
+        nix::libc::CLONE_NEWNS as u64,
+        nix::libc::CLONE_NEWCGROUP as u64,
+        nix::libc::CLONE_NEWUTS as u64,
+        nix::libc::CLONE_NEWIPC as u64,
+        nix::libc::CLONE_NEWUSER as u64,
+        nix::libc::CLONE_NEWPID as u64,
+        nix::libc::CLONE_NEWNET as u64,
+    ];
+    FLAGS
+        .iter()
+        .map(|&flag| {
+            Ok(LinuxSyscallBuilder::default()
+                .names(vec!["clone".to_string()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(nix::libc::EPERM as u32)
+                .args(vec![
+                    LinuxSeccompArgBuilder::default()
+                        .index(0usize)
+                        .value(flag)
+                        .value_two(flag)
+                        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                        .build()?,
+                ])
+                .build()?)
+        })
+        .collect()
 }

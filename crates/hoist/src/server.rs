@@ -53,6 +53,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .init();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    // Images hold whatever builds (running as root in their sandbox) wrote, setuid files
+    // included: no other host user gets to walk into them.
+    std::fs::set_permissions(
+        &args.data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("restricting {}", args.data_dir.display()))?;
     hoist_sandbox::prepare_host().context("preparing the host for sandboxes")?;
 
     let store = Arc::new(
