@@ -173,6 +173,12 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
         "only the instance's processes are visible: {pids:?}"
     );
 
+    let userns = server.get("boxed", "/newuserns").1;
+    assert_eq!(
+        userns, "refused: errno 1\n",
+        "no new namespaces from inside"
+    );
+
     let resolved = server.get("boxed", "/resolve?host=host.hoist.internal").1;
     assert!(
         resolved.trim().starts_with("10.213."),

@@ -55,6 +55,18 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"echo: " + line)
                 self.wfile.flush()
             self.close_connection = True
+        elif url.path == "/newuserns":
+            # clone(CLONE_NEWUSER | SIGCHLD) straight through syscall(2), as an exploit would.
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            pid = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)
+            if pid == 0:
+                os._exit(0)
+            if pid > 0:
+                os.waitpid(pid, 0)
+                self.reply(200, "created a user namespace\n")
+            else:
+                self.reply(200, f"refused: errno {ctypes.get_errno()}\n")
         elif url.path == "/headers":
             self.reply(200, json.dumps(dict(self.headers)) + "\n")
         elif url.path == "/env":
