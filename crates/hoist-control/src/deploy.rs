@@ -313,13 +313,13 @@ impl Platform {
             .await
             .map_err(|f| f.reason)?;
         if cancel.is_cancelled() {
-            drop(handle.stop());
+            self.stopping.spawn(handle.stop());
             return Err(CANCELLED.into());
         }
 
         // The switch: record first (durable), then swap the route, then drain the old.
         if let Err(e) = self.store.set_live(&v.name, id) {
-            drop(handle.stop());
+            self.stopping.spawn(handle.stop());
             return Err(e.to_string());
         }
         let old = {
@@ -333,7 +333,7 @@ impl Platform {
         self.publish_routes();
         if let Some(old) = old {
             for i in old.instances {
-                drop(i.drain_and_stop());
+                self.stopping.spawn(i.drain_and_stop());
             }
         }
         // The service's recorded spec is the live one's: a deploy that fails never shows.

@@ -48,14 +48,12 @@ impl InstanceHandle {
 
     /// For an instance already taken out of the routes: lets the requests it is serving finish
     /// (up to `DRAIN_LIMIT`), then stops it.
-    pub(crate) fn drain_and_stop(self) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let deadline = Instant::now() + DRAIN_LIMIT;
-            while self.upstream.in_flight() > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = self.stop().await;
-        })
+    pub(crate) async fn drain_and_stop(self) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while self.upstream.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.stop().await;
     }
 }
 
@@ -388,7 +386,7 @@ impl Platform {
             }
             None => {
                 drop(services);
-                drop(handle.stop());
+                self.stopping.spawn(handle.stop());
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::instance::{InstanceHandle, InstancePlan};
 use crate::{ControlError, Event, LogHub};
@@ -51,6 +52,9 @@ pub struct Platform {
     pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
+    /// Instances being drained or stopped outside any service's live set: a graceful server
+    /// stop waits for them, so none is left running without its cleanup.
+    pub(crate) stopping: TaskTracker,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,6 +102,7 @@ impl Platform {
             gateway,
             services: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            stopping: TaskTracker::new(),
         });
         platform.restore().await?;
         Ok(platform)
@@ -237,7 +242,7 @@ impl Platform {
             }
             if let Some(live) = state.live {
                 for i in live.instances {
-                    drop(i.stop());
+                    self.stopping.spawn(i.stop());
                 }
             }
         }
@@ -307,10 +312,13 @@ impl Platform {
             .filter_map(|s| s.live.as_mut())
             .flat_map(|l| l.instances.drain(..))
             .collect();
-        let waits: Vec<_> = handles.into_iter().map(InstanceHandle::stop).collect();
-        for w in waits {
-            let _ = w.await;
+        for h in handles {
+            self.stopping.spawn(async move {
+                let _ = h.stop().await;
+            });
         }
+        self.stopping.close();
+        self.stopping.wait().await;
     }
 
     pub(crate) fn instance_gone(

@@ -55,7 +55,15 @@ impl NetNsPool {
 
     /// Removes the namespace of sandbox `key` if an earlier run left it behind.
     pub async fn remove_stale(key: &str) {
-        let _ = ip(&["netns", "del", &format!("{NETNS_PREFIX}{key}")]).await;
+        let name = format!("{NETNS_PREFIX}{key}");
+        let _ = ip(&["netns", "del", &name]).await;
+        if let Ok(entries) = std::fs::read_dir(SLOT_DIR) {
+            for entry in entries.flatten() {
+                if std::fs::read_to_string(entry.path()).is_ok_and(|owner| owner.trim() == name) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 }
 
