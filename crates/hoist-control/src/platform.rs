@@ -82,6 +82,7 @@ impl Platform {
         let builder = Builder::new(sandboxes.clone(), &config.data_dir);
         // Whatever an earlier run left (after kill -9) is cleaned before anything starts.
         sandboxes.remove_stale().await;
+        sandboxes.prewarm();
         builder.remove_stale();
         store.stop_all_instances("server restarted")?;
         for d in store.in_progress_deployments()? {
@@ -319,6 +320,7 @@ impl Platform {
         }
         self.stopping.close();
         self.stopping.wait().await;
+        self.sandboxes.shutdown().await;
     }
 
     pub(crate) fn instance_gone(

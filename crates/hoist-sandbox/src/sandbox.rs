@@ -91,7 +91,7 @@ impl Sandboxes {
         Ok(Sandboxes {
             root: root.to_path_buf(),
             crun: Crun::new(root.join("crun")),
-            pool: NetNsPool::new(),
+            pool: NetNsPool::new(root.join("netns-spares"), 2),
         })
     }
 
@@ -110,11 +110,24 @@ impl Sandboxes {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().to_string();
                 let _ = crate::overlay::unmount(&entry.path().join("rootfs"));
-                NetNsPool::remove_stale(sandbox_key(&id)).await;
+                if let Ok(name) = std::fs::read_to_string(entry.path().join("netns")) {
+                    NetNsPool::remove_stale(name.trim()).await;
+                }
                 crate::cgroup::OwnedCgroup::forget(&format!("{CGROUP_PARENT}/{id}"));
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+        self.pool.remove_stale_spares().await;
+    }
+
+    /// Starts making spare network namespaces in the background.
+    pub fn prewarm(&self) {
+        self.pool.refill();
+    }
+
+    /// Removes the spares; call on shutdown, after the instances are stopped.
+    pub async fn shutdown(&self) {
+        self.pool.drain().await;
     }
 
     pub async fn launch(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
@@ -123,13 +136,21 @@ impl Sandboxes {
         std::fs::create_dir_all(&dir)
             .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
         let t = Instant::now();
-        let netns = match self.pool.create(sandbox_key(id)).await {
+        let netns = match self.pool.take().await {
             Ok(ns) => Arc::new(ns),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
+        // The bundle dir names the namespace, so a restarted server can find it.
+        if let Err(e) = std::fs::write(dir.join("netns"), netns.name()) {
+            release_netns(Some(netns)).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(SandboxError::io(
+                "recording the sandbox's network namespace",
+            )(e));
+        }
         timings.network = t.elapsed();
 
         let t = Instant::now();
@@ -275,11 +296,6 @@ fn host_resolv_conf() -> &'static str {
     } else {
         "/etc/resolv.conf"
     }
-}
-
-/// The part of a sandbox id that names its network namespace and veth.
-fn sandbox_key(id: &str) -> &str {
-    id.trim_start_matches("i-").trim_start_matches("b-")
 }
 
 async fn release_netns(netns: Option<Arc<NetNs>>) {
