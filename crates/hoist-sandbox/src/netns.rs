@@ -42,6 +42,7 @@ pub struct NetNsPool {
 }
 
 const SLOT_DIR: &str = "/run/hoist/net";
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl NetNsPool {
     pub fn new(spare_dir: PathBuf, target: usize) -> Arc<NetNsPool> {
@@ -74,6 +75,9 @@ impl NetNsPool {
         }
         let pool = self.clone();
         tokio::spawn(async move {
+            // Not while the start that took a spare is booting: on two cores the two `ip`
+            // processes would slow exactly the start the spare was meant to speed up.
+            tokio::time::sleep(REFILL_DELAY).await;
             while pool.spares.lock().unwrap_or_else(|p| p.into_inner()).len() < pool.target {
                 let key = fresh_key();
                 let marker = pool.spare_dir.join(format!("{NETNS_PREFIX}{key}"));
