@@ -185,6 +185,23 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
         "host.hoist.internal resolves: {resolved}"
     );
 
+    // A service on the host (a database, say) is reachable by its stable name.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let greeter = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = host_service.accept() {
+            let _ = conn.write_all(b"hello from the host\n");
+        }
+    });
+    let reply = server
+        .get(
+            "boxed",
+            &format!("/connect?host=host.hoist.internal&port={port}"),
+        )
+        .1;
+    assert_eq!(reply, "hello from the host\n");
+    let _ = greeter.join();
+
     let before = server.get("boxed", "/").1;
     let (status, _) = server.get("boxed", "/alloc?mb=400");
     assert_ne!(

@@ -71,6 +71,12 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, json.dumps(dict(self.headers)) + "\n")
         elif url.path == "/env":
             self.reply(200, json.dumps(dict(os.environ)) + "\n")
+        elif url.path == "/connect":
+            try:
+                with socket.create_connection((q["host"], int(q["port"])), timeout=5) as c:
+                    self.reply(200, c.recv(200).decode(errors="replace"))
+            except OSError as e:
+                self.reply(200, f"error: {e}\n")
         elif url.path == "/resolve":
             try:
                 self.reply(200, socket.gethostbyname(q["host"]) + "\n")
