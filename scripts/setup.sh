@@ -22,13 +22,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    echo "error: cargo (Rust 1.89 or newer) is needed to build Hoist; install it with rustup (https://rustup.rs) and run this again" >&2
-    exit 1
-  fi
+  # No rustup toolchain: Debian 12 carries a current Rust (1.96) as the -web packages.
+  echo "==> installing Rust from Debian (rustc-web, cargo-web, rustfmt-web, rust-web-clippy)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rustfmt-web rust-web-clippy >/dev/null
 fi
 
 # crun refuses cgroup v1 hosts with a v2 mount ("hybrid") until hugetlb has a v1 hierarchy.

@@ -14,15 +14,11 @@ pub struct Fetched {
     pub branch: String,
 }
 
-fn is_remote(source: &str) -> bool {
-    source.contains("://") || (source.contains('@') && source.contains(':'))
-}
-
 /// Clones `branch` (or the remote's HEAD) of `source` into `dest`, which must not exist.
 pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fetched, BuildError> {
     // Errors are shown to users and stored: never with the URL's password or token.
     let shown = hoist_core::redact_credentials(source);
-    let url = if is_remote(source) {
+    let url = if hoist_core::is_remote_source(source) {
         source.to_string()
     } else {
         let path = Path::new(source);

@@ -56,10 +56,6 @@ struct Validated {
     flags: SpecLayer,
 }
 
-fn is_remote(source: &str) -> bool {
-    source.contains("://") || (source.contains('@') && source.contains(':'))
-}
-
 impl DeployRequest {
     fn validate(&self) -> Result<Validated, SpecError> {
         let source = self.source.trim().to_string();
@@ -69,7 +65,7 @@ impl DeployRequest {
                 hint: "give a git URL or the path of a local git repository".into(),
             });
         }
-        if !is_remote(&source) && !Path::new(&source).is_absolute() {
+        if !hoist_core::is_remote_source(&source) && !Path::new(&source).is_absolute() {
             return Err(SpecError::invalid(
                 "source",
                 source,
@@ -85,7 +81,7 @@ impl DeployRequest {
         }
         let mut root = RootDir::new(self.root.as_deref().unwrap_or(""))?;
         let mut source = source;
-        if !is_remote(&source)
+        if !hoist_core::is_remote_source(&source)
             && let Some((top, prefix)) = repo_toplevel(Path::new(&source))
         {
             // A directory inside a repository deploys that directory: the repository is

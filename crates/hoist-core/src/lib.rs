@@ -52,6 +52,12 @@ pub use runtime::Runtime;
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
 
+/// Whether a deploy source names a remote repository (`https://…`, `ssh://…`, `git@host:path`)
+/// rather than a local path.
+pub fn is_remote_source(source: &str) -> bool {
+    source.contains("://") || (source.contains('@') && source.contains(':'))
+}
+
 /// `scheme://user:secret@host/path` → `scheme://***@host/path`: source URLs are logged and
 /// shown, their credentials must not be.
 pub fn redact_credentials(source: &str) -> String {

@@ -122,13 +122,9 @@ pub struct DeployArgs {
     env: Vec<String>,
 }
 
-fn looks_remote(source: &str) -> bool {
-    source.contains("://") || (source.contains('@') && source.contains(':'))
-}
-
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let source = if looks_remote(&args.source) {
+    let source = if hoist_core::is_remote_source(&args.source) {
         args.source.clone()
     } else {
         std::path::absolute(&args.source)
