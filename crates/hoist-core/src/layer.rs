@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{EnvVars, MemoryMb, Port, Runtime, SpecError};
+use crate::{EnvVars, MemoryMb, Port, Runtime, ScalingLayer, SpecError};
 
 const LEAPCELL: &str = "leapcell.yaml";
 const HOIST_TOML: &str = "hoist.toml";
@@ -23,6 +23,8 @@ pub struct SpecLayer {
     pub memory: Option<MemoryMb>,
     #[serde(skip_serializing_if = "EnvVars::is_empty")]
     pub env: EnvVars,
+    #[serde(skip_serializing_if = "ScalingLayer::is_empty")]
+    pub scaling: ScalingLayer,
 }
 
 /// Trims a command and treats a blank one as unset, so `buildCommand: ""` in a file (a common
@@ -191,9 +193,17 @@ impl SpecLayer {
                     };
                     layer.env = env_from_toml(vars).map_err(key_error)?;
                 }
+                "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop" => {
+                    let text = match value {
+                        Value::Integer(n) => n.to_string(),
+                        Value::String(s) => s.clone(),
+                        _ => return Err(type_error("a number or a duration such as \"30s\"")),
+                    };
+                    layer.scaling.set(key, &text).map_err(key_error)?;
+                }
                 _ => {
                     return Err(file_error(format!(
-                        "unknown key `{key}`; expected one of runtime, build, start, port, memory, env"
+                        "unknown key `{key}`; expected one of runtime, build, start, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop"
                     )));
                 }
             }
@@ -212,6 +222,7 @@ impl SpecLayer {
             port: stronger.port.or(self.port),
             memory: stronger.memory.or(self.memory),
             env,
+            scaling: self.scaling.merge(stronger.scaling),
         }
     }
 }
@@ -481,6 +492,7 @@ DEBUG = false
             port: Some(Port::new(5000).unwrap()),
             memory: None,
             env: env(&[("A", "weak"), ("B", "weak")]),
+            scaling: ScalingLayer::default(),
         };
         let strong = SpecLayer {
             runtime: None,
@@ -489,6 +501,7 @@ DEBUG = false
             port: None,
             memory: Some(MemoryMb::new(1024).unwrap()),
             env: env(&[("B", "strong"), ("C", "strong")]),
+            scaling: ScalingLayer::default(),
         };
         let merged = weak.merge(strong);
         assert_eq!(merged.runtime, Some(Runtime::Python));
@@ -501,6 +514,20 @@ DEBUG = false
             merged.env,
             env(&[("A", "weak"), ("B", "strong"), ("C", "strong")])
         );
+    }
+
+    #[test]
+    fn hoist_toml_scaling_keys() {
+        let layer = SpecLayer::from_hoist_toml(
+            "start = \"x\"\nmin_instances = 1\nconcurrency = 5\nidle_freeze = \"500ms\"\nidle_stop = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(layer.scaling.min_instances, Some(1));
+        assert_eq!(layer.scaling.concurrency, Some(5));
+        assert_eq!(layer.scaling.idle_freeze_ms, Some(500));
+        assert_eq!(layer.scaling.idle_stop_ms, Some(120_000));
+        let err = SpecLayer::from_hoist_toml("idle_freeze = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("idle_freeze"), "{err}");
     }
 
     #[test]

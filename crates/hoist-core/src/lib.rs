@@ -35,6 +35,7 @@ mod name;
 mod port;
 mod root_dir;
 mod runtime;
+mod scaling;
 mod spec;
 mod state;
 
@@ -49,6 +50,7 @@ pub use name::ServiceName;
 pub use port::Port;
 pub use root_dir::RootDir;
 pub use runtime::Runtime;
+pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer};
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
 

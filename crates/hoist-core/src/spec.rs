@@ -1,6 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{EnvVars, MemoryMb, Port, RootDir, Runtime, ServiceName, SpecError, SpecLayer};
+use crate::{
+    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError, SpecLayer,
+};
 
 /// Everything needed to build and run one service, fully resolved and validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +25,8 @@ pub struct ServiceSpec {
     pub memory: MemoryMb,
     #[serde(default)]
     pub env: EnvVars,
+    #[serde(default)]
+    pub scaling: Scaling,
 }
 
 impl ServiceSpec {
@@ -59,6 +63,7 @@ impl ServiceSpec {
             hint: "set --start, `startCommand` in leapcell.yaml or `start` in hoist.toml".into(),
         })?;
         layer.env.check_size()?;
+        let scaling = Scaling::default().apply(&layer.scaling)?;
         Ok(ServiceSpec {
             name,
             source,
@@ -70,6 +75,7 @@ impl ServiceSpec {
             port: layer.port.unwrap_or_default(),
             memory: layer.memory.unwrap_or_default(),
             env: layer.env,
+            scaling,
         })
     }
 }
@@ -276,7 +282,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"}}"#
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000}}"#
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
     }

@@ -120,15 +120,18 @@ serde_via_str!(DeploymentState);
 pub enum InstanceState {
     Starting,
     Ready,
+    /// Idle: its processes are held by the cgroup freezer, using no CPU, memory kept.
+    Frozen,
     Stopping,
     Stopped,
     Failed,
 }
 
 impl InstanceState {
-    pub const ALL: [InstanceState; 5] = [
+    pub const ALL: [InstanceState; 6] = [
         InstanceState::Starting,
         InstanceState::Ready,
+        InstanceState::Frozen,
         InstanceState::Stopping,
         InstanceState::Stopped,
         InstanceState::Failed,
@@ -138,6 +141,7 @@ impl InstanceState {
         match self {
             InstanceState::Starting => "starting",
             InstanceState::Ready => "ready",
+            InstanceState::Frozen => "frozen",
             InstanceState::Stopping => "stopping",
             InstanceState::Stopped => "stopped",
             InstanceState::Failed => "failed",
@@ -162,7 +166,7 @@ impl FromStr for InstanceState {
                 SpecError::invalid(
                     "instance state",
                     s,
-                    "must be one of starting, ready, stopping, stopped, failed",
+                    "must be one of starting, ready, frozen, stopping, stopped, failed",
                 )
             })
     }

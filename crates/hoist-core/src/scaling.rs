@@ -1,0 +1,318 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{SpecError, parse_duration};
+
+/// How a service scales: how many instances may run, how many requests each takes at once, and
+/// when an idle instance is frozen and then stopped.
+///
+/// Serverless is the default (`min_instances = 0`): with no traffic nothing runs. With
+/// `min_instances >= 1` that many instances stay warm and are never frozen, like Leapcell's
+/// persistent mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scaling {
+    pub min_instances: u32,
+    pub max_instances: u32,
+    /// In-flight requests one instance takes before another is started.
+    pub concurrency: u32,
+    /// Idle time (no request in flight) after which an instance is frozen.
+    pub idle_freeze_ms: u64,
+    /// Idle time after which a frozen instance is stopped and its memory released.
+    pub idle_stop_ms: u64,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Scaling {
+            min_instances: 0,
+            max_instances: 10,
+            concurrency: 80,
+            idle_freeze_ms: 30_000,
+            idle_stop_ms: 15 * 60_000,
+        }
+    }
+}
+
+/// Scaling settings as one source gives them (flags, `hoist.toml`, `hoist scale`); unset fields
+/// keep whatever the service had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalingLayer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_freeze_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_stop_ms: Option<u64>,
+}
+
+/// Upper bounds that keep one service from taking the whole machine by a typo.
+pub const MAX_INSTANCES_LIMIT: u32 = 100;
+pub const CONCURRENCY_LIMIT: u32 = 1000;
+/// Below this, freezing and thawing would happen between the requests of one page load.
+pub const MIN_IDLE_FREEZE: Duration = Duration::from_millis(100);
+const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl ScalingLayer {
+    pub fn is_empty(&self) -> bool {
+        *self == ScalingLayer::default()
+    }
+
+    /// `stronger`'s settings win.
+    pub fn merge(self, stronger: ScalingLayer) -> ScalingLayer {
+        ScalingLayer {
+            min_instances: stronger.min_instances.or(self.min_instances),
+            max_instances: stronger.max_instances.or(self.max_instances),
+            concurrency: stronger.concurrency.or(self.concurrency),
+            idle_freeze_ms: stronger.idle_freeze_ms.or(self.idle_freeze_ms),
+            idle_stop_ms: stronger.idle_stop_ms.or(self.idle_stop_ms),
+        }
+    }
+
+    /// Sets one setting from its user-facing name (`min_instances` or `min-instances`) and text
+    /// (`3`, `500ms`, `15m`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SpecError> {
+        let count = |field: &'static str| {
+            value.trim().parse::<u32>().map_err(|_| {
+                SpecError::invalid(field, value.trim(), "must be a whole number, 0 or more")
+            })
+        };
+        let duration = |field: &'static str| {
+            parse_duration(value)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|_| {
+                    SpecError::invalid(
+                        field,
+                        value.trim(),
+                        "expected a duration like 500ms, 30s or 15m",
+                    )
+                })
+        };
+        match key.replace('-', "_").as_str() {
+            "min_instances" => self.min_instances = Some(count("min_instances")?),
+            "max_instances" => self.max_instances = Some(count("max_instances")?),
+            "concurrency" => self.concurrency = Some(count("concurrency")?),
+            "idle_freeze" => self.idle_freeze_ms = Some(duration("idle_freeze")?),
+            "idle_stop" => self.idle_stop_ms = Some(duration("idle_stop")?),
+            _ => {
+                return Err(SpecError::invalid(
+                    "scaling setting",
+                    key,
+                    "expected one of min_instances, max_instances, concurrency, idle_freeze, idle_stop",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scaling {
+    /// The settings after `layer` is applied, checked as a whole (`min <= max`, and so on).
+    pub fn apply(&self, layer: &ScalingLayer) -> Result<Scaling, SpecError> {
+        let next = Scaling {
+            min_instances: layer.min_instances.unwrap_or(self.min_instances),
+            max_instances: layer.max_instances.unwrap_or(self.max_instances),
+            concurrency: layer.concurrency.unwrap_or(self.concurrency),
+            idle_freeze_ms: layer.idle_freeze_ms.unwrap_or(self.idle_freeze_ms),
+            idle_stop_ms: layer.idle_stop_ms.unwrap_or(self.idle_stop_ms),
+        };
+        next.validate()?;
+        Ok(next)
+    }
+
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if !(1..=MAX_INSTANCES_LIMIT).contains(&self.max_instances) {
+            return Err(SpecError::invalid(
+                "max_instances",
+                self.max_instances.to_string(),
+                format!("must be between 1 and {MAX_INSTANCES_LIMIT}"),
+            ));
+        }
+        if self.min_instances > self.max_instances {
+            return Err(SpecError::invalid(
+                "min_instances",
+                self.min_instances.to_string(),
+                format!("must not exceed max_instances ({})", self.max_instances),
+            ));
+        }
+        if !(1..=CONCURRENCY_LIMIT).contains(&self.concurrency) {
+            return Err(SpecError::invalid(
+                "concurrency",
+                self.concurrency.to_string(),
+                format!("must be between 1 and {CONCURRENCY_LIMIT}"),
+            ));
+        }
+        let freeze = self.idle_freeze();
+        if freeze < MIN_IDLE_FREEZE || freeze > MAX_IDLE {
+            return Err(SpecError::invalid(
+                "idle_freeze",
+                format!("{}ms", self.idle_freeze_ms),
+                "must be between 100ms and 7 days",
+            ));
+        }
+        if self.idle_stop() < freeze || self.idle_stop() > MAX_IDLE {
+            return Err(SpecError::invalid(
+                "idle_stop",
+                format!("{}ms", self.idle_stop_ms),
+                format!(
+                    "must be at least idle_freeze ({}ms) and at most 7 days",
+                    self.idle_freeze_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn idle_freeze(&self) -> Duration {
+        Duration::from_millis(self.idle_freeze_ms)
+    }
+
+    pub fn idle_stop(&self) -> Duration {
+        Duration::from_millis(self.idle_stop_ms)
+    }
+
+    /// Persistent mode: instances are kept warm, never frozen below the minimum.
+    pub fn is_persistent(&self) -> bool {
+        self.min_instances > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_serverless() {
+        let s = Scaling::default();
+        assert!(!s.is_persistent());
+        assert_eq!(s.concurrency, 80);
+        assert_eq!(s.max_instances, 10);
+        assert_eq!(s.idle_freeze(), Duration::from_secs(30));
+        assert_eq!(s.idle_stop(), Duration::from_secs(900));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn set_parses_names_counts_and_durations() {
+        let mut l = ScalingLayer::default();
+        l.set("min-instances", "1").unwrap();
+        l.set("max_instances", "3").unwrap();
+        l.set("concurrency", "5").unwrap();
+        l.set("idle-freeze", "500ms").unwrap();
+        l.set("idle_stop", "15m").unwrap();
+        let s = Scaling::default().apply(&l).unwrap();
+        assert_eq!(
+            s,
+            Scaling {
+                min_instances: 1,
+                max_instances: 3,
+                concurrency: 5,
+                idle_freeze_ms: 500,
+                idle_stop_ms: 900_000
+            }
+        );
+        assert!(s.is_persistent());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut l = ScalingLayer::default();
+        assert!(
+            l.set("concurrency", "-1")
+                .unwrap_err()
+                .to_string()
+                .contains("concurrency")
+        );
+        assert!(
+            l.set("idle_freeze", "soon")
+                .unwrap_err()
+                .to_string()
+                .contains("idle_freeze")
+        );
+        assert!(
+            l.set("replicas", "2")
+                .unwrap_err()
+                .to_string()
+                .contains("replicas")
+        );
+
+        let cases = [
+            (
+                ScalingLayer {
+                    max_instances: Some(0),
+                    ..Default::default()
+                },
+                "max_instances",
+            ),
+            (
+                ScalingLayer {
+                    max_instances: Some(101),
+                    ..Default::default()
+                },
+                "max_instances",
+            ),
+            (
+                ScalingLayer {
+                    min_instances: Some(3),
+                    max_instances: Some(2),
+                    ..Default::default()
+                },
+                "must not exceed max_instances (2)",
+            ),
+            (
+                ScalingLayer {
+                    concurrency: Some(0),
+                    ..Default::default()
+                },
+                "concurrency",
+            ),
+            (
+                ScalingLayer {
+                    idle_freeze_ms: Some(10),
+                    ..Default::default()
+                },
+                "idle_freeze",
+            ),
+            (
+                ScalingLayer {
+                    idle_freeze_ms: Some(60_000),
+                    idle_stop_ms: Some(1000),
+                    ..Default::default()
+                },
+                "idle_stop",
+            ),
+        ];
+        for (layer, expected) in cases {
+            let err = Scaling::default().apply(&layer).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+    }
+
+    #[test]
+    fn merge_prefers_the_stronger_layer() {
+        let weak = ScalingLayer {
+            min_instances: Some(1),
+            concurrency: Some(10),
+            ..Default::default()
+        };
+        let strong = ScalingLayer {
+            concurrency: Some(20),
+            ..Default::default()
+        };
+        let m = weak.merge(strong);
+        assert_eq!(m.min_instances, Some(1));
+        assert_eq!(m.concurrency, Some(20));
+    }
+
+    #[test]
+    fn old_records_without_scaling_get_defaults() {
+        let s: Scaling = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, Scaling::default());
+    }
+}
