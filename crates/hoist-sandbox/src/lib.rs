@@ -10,15 +10,17 @@ mod host;
 mod netns;
 mod overlay;
 mod probe;
+mod process;
 mod seccomp;
 
 pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
-pub use cgroup::{CgroupStats, OwnedCgroup};
+pub use cgroup::{CgroupStats, Freezer, OwnedCgroup};
 pub use crun::{Crun, ExitStatus, RunningContainer};
 pub use error::SandboxError;
 pub use host::{HostNet, prepare_host};
 pub use netns::{NetNs, NetNsPool, SUBNET};
 pub use overlay::{Overlay, unmount};
 pub use probe::probe_http;
+pub use process::become_subreaper;
 mod sandbox;
 pub use sandbox::{LaunchSpec, LaunchTimings, Launched, Sandbox, SandboxExit, Sandboxes};

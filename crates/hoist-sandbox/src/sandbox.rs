@@ -9,13 +9,15 @@ use tokio::process::{ChildStderr, ChildStdout};
 
 use crate::SandboxError;
 use crate::bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
-use crate::cgroup::OwnedCgroup;
+use crate::cgroup::{Freezer, OwnedCgroup};
 use crate::crun::{Crun, ExitStatus};
+use crate::process::{Adopted, Process};
 use crate::netns::{NetNs, NetNsPool};
 use crate::overlay::Overlay;
 
 const CGROUP_PARENT: &str = "hoist";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -56,7 +58,7 @@ pub struct Sandbox {
     cgroup: OwnedCgroup,
     rootfs: Option<Overlay>,
     dir: PathBuf,
-    child: tokio::process::Child,
+    process: Process,
 }
 
 pub struct Launched {
@@ -98,6 +100,13 @@ impl Sandboxes {
     /// Removes containers, mounts, cgroups and namespaces left by an earlier run of the server
     /// (a `kill -9` leaves all of them behind).
     pub async fn remove_stale(&self) {
+        // Frozen processes do not die of SIGKILL until thawed.
+        if let Ok(entries) = std::fs::read_dir(self.root.join("bundles")) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().to_string();
+                OwnedCgroup::thaw_stale(&format!("{CGROUP_PARENT}/{id}"));
+            }
+        }
         if let Ok(ids) = self.crun.list().await {
             for id in ids {
                 let _ = self.crun.delete(&id, true).await;
@@ -109,6 +118,7 @@ impl Sandboxes {
         if let Ok(entries) = std::fs::read_dir(&bundles) {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().to_string();
+                OwnedCgroup::thaw_stale(&format!("{CGROUP_PARENT}/{id}"));
                 let _ = crate::overlay::unmount(&entry.path().join("rootfs"));
                 if let Ok(name) = std::fs::read_to_string(entry.path().join("netns")) {
                     NetNsPool::remove_stale(name.trim()).await;
@@ -130,7 +140,24 @@ impl Sandboxes {
         self.pool.drain().await;
     }
 
+    /// Runs `spec` in a new sandbox at once (`crun run` in the foreground); for builds.
     pub async fn launch(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
+        self.make(id, spec, false).await
+    }
+
+    /// Sets a sandbox up completely but leaves its process waiting before its first
+    /// instruction; [`Sandbox::start`] lets it run. This is the warm pool's unit: everything
+    /// slow about a start (namespaces, mounts, cgroups, seccomp, crun itself) is paid here.
+    pub async fn create(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
+        self.make(id, spec, true).await
+    }
+
+    async fn make(
+        &self,
+        id: &str,
+        spec: LaunchSpec,
+        create_only: bool,
+    ) -> Result<Launched, SandboxError> {
         let mut timings = LaunchTimings::default();
         let dir = self.root.join("bundles").join(id);
         std::fs::create_dir_all(&dir)
@@ -166,9 +193,20 @@ impl Sandboxes {
         timings.bundle = t.elapsed();
 
         let t = Instant::now();
-        let mut container = match self.crun.spawn(id, &dir) {
-            Ok(c) => c,
+        let spawned = if create_only {
+            self.crun_create(id, &dir).await
+        } else {
+            self.crun
+                .spawn(id, &dir)
+                .map(|mut c| {
+                    let out = (c.child.stdout.take(), c.child.stderr.take());
+                    (Process::Foreground(c.child), out)
+                })
+        };
+        let (process, (stdout, stderr)) = match spawned {
+            Ok(p) => p,
             Err(e) => {
+                let _ = self.crun.delete(id, true).await;
                 drop(rootfs);
                 cgroup.remove();
                 let _ = std::fs::remove_dir_all(&dir);
@@ -177,8 +215,6 @@ impl Sandboxes {
             }
         };
         timings.crun_spawn = t.elapsed();
-        let stdout = container.child.stdout.take();
-        let stderr = container.child.stderr.take();
         let sandbox = Sandbox {
             id: id.to_string(),
             crun: self.crun.clone(),
@@ -186,7 +222,7 @@ impl Sandboxes {
             cgroup,
             rootfs: Some(rootfs),
             dir,
-            child: container.child,
+            process,
         };
         match (stdout, stderr) {
             (Some(stdout), Some(stderr)) => Ok(Launched {
@@ -203,6 +239,51 @@ impl Sandboxes {
                 ))
             }
         }
+    }
+
+    /// `crun create`, then adopts the container's init (see `process.rs`).
+    async fn crun_create(
+        &self,
+        id: &str,
+        dir: &Path,
+    ) -> Result<(Process, (Option<ChildStdout>, Option<ChildStderr>)), SandboxError> {
+        let pid_file = dir.join("pid");
+        let mut child = self.crun.create(id, dir, &pid_file)?;
+        let stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let status = match tokio::time::timeout(CREATE_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return Err(SandboxError::io("waiting for crun create")(e)),
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(SandboxError::Host(format!(
+                    "crun create did not finish within {}s",
+                    CREATE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if !status.success() {
+            // The container was not made, so nothing else holds the pipe: read crun's error.
+            let mut text = String::new();
+            if let Some(err) = stderr.as_mut() {
+                use tokio::io::AsyncReadExt;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    err.take(16 * 1024).read_to_string(&mut text),
+                )
+                .await;
+            }
+            return Err(SandboxError::Command {
+                command: "crun create".into(),
+                stderr: text.trim().to_string(),
+            });
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| SandboxError::Host("crun create wrote no pid file".into()))?;
+        let adopted = Adopted::open(pid)?;
+        Ok((Process::Adopted(adopted), (stdout, stderr)))
     }
 
     fn prepare(
@@ -315,15 +396,26 @@ impl Sandbox {
         &self.cgroup
     }
 
+    /// Lets a sandbox made with [`Sandboxes::create`] run its process.
+    pub async fn start(&mut self) -> Result<(), SandboxError> {
+        self.crun.start(&self.id).await
+    }
+
+    pub fn freezer(&self) -> Freezer {
+        self.cgroup.freezer()
+    }
+
+    /// The container's init as the host sees it (adopted sandboxes only).
+    pub fn pid(&self) -> Option<i32> {
+        match &self.process {
+            Process::Adopted(a) => Some(a.pid()),
+            Process::Foreground(c) => c.id().map(|p| p as i32),
+        }
+    }
+
     /// Waits for the app to exit.
     pub async fn wait(&mut self) -> SandboxExit {
-        let status = match self.child.wait().await {
-            Ok(s) => ExitStatus::from_std(s),
-            Err(_) => ExitStatus {
-                code: None,
-                signal: None,
-            },
-        };
+        let status: ExitStatus = self.process.wait().await;
         SandboxExit {
             status,
             oom_killed: status.signal == Some(9) && self.cgroup.oom_kills() > 0,
@@ -336,6 +428,8 @@ impl Sandbox {
 
     /// Asks the app to stop, waits up to `grace`, then kills it; cleans up everything.
     pub async fn stop(mut self, grace: Duration) -> SandboxExit {
+        // A frozen app cannot act on SIGTERM.
+        let _ = self.cgroup.freezer().thaw();
         let _ = self.signal("TERM").await;
         let exit = match tokio::time::timeout(grace, self.wait()).await {
             Ok(exit) => exit,
@@ -350,9 +444,10 @@ impl Sandbox {
 
     /// Removes what is left once the app has exited (or kills it first).
     pub async fn destroy(mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.process.running() {
+            let _ = self.cgroup.freezer().thaw();
             let _ = self.crun.kill(&self.id, "KILL").await;
-            let _ = self.child.wait().await;
+            let _ = self.process.wait().await;
         }
         let _ = self.crun.delete(&self.id, true).await;
         if let Some(rootfs) = self.rootfs.take()
