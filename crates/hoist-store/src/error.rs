@@ -8,4 +8,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("database schema version {found} is newer than this binary knows ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("invalid day '{0}': expected a date as YYYY-MM-DD")]
+    InvalidDay(String),
+    #[error("{what} {value} is too large to store")]
+    OutOfRange { what: &'static str, value: u64 },
 }

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: services, deployments, steps, instances, logs, API tokens.
     r#"
     CREATE TABLE services (
@@ -66,6 +66,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE api_tokens (
         hash       TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL
+    );
+    "#,
+    // 2: scaling settings, per-instance usage, per-service daily usage.
+    r#"
+    ALTER TABLE services ADD COLUMN scaling TEXT;
+    ALTER TABLE instances ADD COLUMN cold      INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN active_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN frozen_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN cpu_ms    INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN requests  INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE usage_daily (
+        service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        day         TEXT NOT NULL, -- YYYY-MM-DD, UTC
+        active_ms   INTEGER NOT NULL DEFAULT 0,
+        frozen_ms   INTEGER NOT NULL DEFAULT 0,
+        cpu_ms      INTEGER NOT NULL DEFAULT 0,
+        mb_ms       INTEGER NOT NULL DEFAULT 0, -- active ms x memory MB; GB-s = mb_ms / 1024 / 1000
+        requests    INTEGER NOT NULL DEFAULT 0,
+        cold_starts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (service, day)
     );
     "#,
 ];

@@ -1,5 +1,5 @@
 use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, ServiceName, ServiceSpec,
+    DeploymentId, DeploymentState, InstanceId, InstanceState, Scaling, ServiceName, ServiceSpec,
 };
 use serde::Serialize;
 
@@ -9,6 +9,8 @@ pub struct ServiceRecord {
     /// The spec of the latest deploy request that got far enough to resolve one.
     pub spec: serde_json::Value,
     pub live_deployment: Option<DeploymentId>,
+    /// The scaling settings last set for the service; `None` until any are (the defaults apply).
+    pub scaling: Option<Scaling>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -51,4 +53,53 @@ pub struct InstanceRecord {
     pub ready_at: Option<i64>,
     pub stopped_at: Option<i64>,
     pub exit_reason: Option<String>,
+    /// Started for a request that found no instance to take it (a cold start).
+    pub cold: bool,
+    /// The memory limit the instance was started with.
+    pub memory_mb: u32,
+    pub usage: InstanceUsage,
+}
+
+/// What one instance has used over its life so far: absolute totals, not deltas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InstanceUsage {
+    /// Time running (not frozen) since it started.
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    /// CPU time consumed.
+    pub cpu_ms: u64,
+    pub requests: u64,
+}
+
+/// Usage to add to a service's total for one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    pub cpu_ms: u64,
+    /// Active milliseconds times the instance's memory in MB.
+    pub mb_ms: u64,
+    pub requests: u64,
+    pub cold_starts: u64,
+}
+
+impl UsageDelta {
+    pub fn is_zero(&self) -> bool {
+        *self == UsageDelta::default()
+    }
+}
+
+/// One service's usage on one UTC day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    pub cpu_ms: u64,
+    pub mb_ms: u64,
+    /// Memory over active time: `mb_ms / 1024 / 1000`.
+    pub gb_seconds: f64,
+    pub requests: u64,
+    pub cold_starts: u64,
 }

@@ -2,12 +2,15 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, ServiceName, ServiceSpec,
+    DeploymentId, DeploymentState, InstanceId, InstanceState, Scaling, ServiceName, ServiceSpec,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::logs::{LogFilter, LogLine, LogStream, NewLogLine};
-use crate::records::{DeploymentRecord, InstanceRecord, ServiceRecord, StepRecord};
+use crate::records::{
+    DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
+    UsageDelta,
+};
 use crate::token::{generate_token, hash_token};
 use crate::{StoreError, migrations, now_ms};
 
@@ -28,6 +31,46 @@ where
 {
     s.parse::<T>()
         .map_err(|e| corrupt(format!("{what} '{s}': {e}")))
+}
+
+/// A counter as SQLite stores it (a signed 64-bit integer).
+fn sql_int(value: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// A stored counter, which is never negative unless the database was tampered with.
+fn stored_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("{what} {value}")))
+}
+
+/// Checks that `day` is a real calendar date written as `YYYY-MM-DD`, the form [`crate::utc_day`]
+/// gives and the one that sorts by date as text.
+fn check_day(day: &str) -> Result<(), StoreError> {
+    let invalid = || StoreError::InvalidDay(day.to_string());
+    let b = day.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(invalid());
+    }
+    let (Some(year), Some(month), Some(dom)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return Err(invalid());
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(invalid()),
+    };
+    if !(1..=month_days).contains(&dom) {
+        return Err(invalid());
+    }
+    Ok(())
 }
 
 impl Store {
@@ -120,55 +163,84 @@ impl Store {
         Ok(())
     }
 
-    fn service_row(row: &Row<'_>) -> rusqlite::Result<(String, String, Option<String>, i64, i64)> {
-        Ok((
-            row.get(0)?,
-            row.get(1)?,
-            row.get(2)?,
-            row.get(3)?,
-            row.get(4)?,
-        ))
+    /// Stores the service's scaling settings (checked by the caller) in place of any earlier.
+    pub fn set_service_scaling(
+        &self,
+        name: &ServiceName,
+        scaling: &Scaling,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(scaling).map_err(corrupt)?;
+        self.conn().execute(
+            "UPDATE services SET scaling = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name.as_str(), json, now_ms()],
+        )?;
+        Ok(())
     }
 
-    fn service_from(
-        (name, spec, live, created_at, updated_at): (String, String, Option<String>, i64, i64),
-    ) -> Result<ServiceRecord, StoreError> {
+    const SERVICE_COLUMNS: &'static str =
+        "name, spec, live_deployment, scaling, created_at, updated_at";
+
+    fn service_from(row: &Row<'_>) -> Result<ServiceRecord, StoreError> {
+        let spec: String = row.get(1)?;
+        let live: Option<String> = row.get(2)?;
+        let scaling: Option<String> = row.get(3)?;
         Ok(ServiceRecord {
-            name: parse(name, "service name")?,
+            name: parse(row.get(0)?, "service name")?,
             spec: serde_json::from_str(&spec).map_err(corrupt)?,
             live_deployment: live.map(|l| parse(l, "deployment id")).transpose()?,
-            created_at,
-            updated_at,
+            scaling: scaling
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| corrupt(format!("scaling settings: {e}")))?,
+            created_at: row.get(4)?,
+            updated_at: row.get(5)?,
         })
     }
 
+    fn query_services(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query(p)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::service_from(row)?);
+        }
+        Ok(out)
+    }
+
     pub fn get_service(&self, name: &ServiceName) -> Result<Option<ServiceRecord>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT name, spec, live_deployment, created_at, updated_at FROM services WHERE name = ?1",
-                params![name.as_str()],
-                Self::service_row,
-            )
-            .optional()?;
-        row.map(Self::service_from).transpose()
+        let found = self.query_services(
+            &format!(
+                "SELECT {} FROM services WHERE name = ?1",
+                Self::SERVICE_COLUMNS
+            ),
+            params![name.as_str()],
+        )?;
+        Ok(found.into_iter().next())
     }
 
     pub fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, spec, live_deployment, created_at, updated_at FROM services ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map([], Self::service_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(Self::service_from).collect()
+        self.query_services(
+            &format!(
+                "SELECT {} FROM services ORDER BY name",
+                Self::SERVICE_COLUMNS
+            ),
+            [],
+        )
     }
 
-    /// Deletes the service with its deployments, instances and logs.
+    /// Deletes the service with its deployments, instances, logs and usage.
     pub fn delete_service(&self, name: &ServiceName) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM usage_daily WHERE service = ?1",
+            params![name.as_str()],
+        )?;
         tx.execute(
             "DELETE FROM logs WHERE service = ?1",
             params![name.as_str()],
@@ -446,15 +518,46 @@ impl Store {
 
     // ---- instances --------------------------------------------------------------------
 
+    /// Records a new instance as starting. `cold`: it was started for a request that found no
+    /// instance to take it.
     pub fn insert_instance(
         &self,
         id: &InstanceId,
         service: &ServiceName,
         deployment: &DeploymentId,
+        cold: bool,
+        memory_mb: u32,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO instances (id, service, deployment, state, created_at) VALUES (?1, ?2, ?3, 'starting', ?4)",
-            params![id.as_str(), service.as_str(), deployment.as_str(), now_ms()],
+            "INSERT INTO instances (id, service, deployment, state, created_at, cold, memory_mb)
+             VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)",
+            params![
+                id.as_str(),
+                service.as_str(),
+                deployment.as_str(),
+                now_ms(),
+                cold,
+                memory_mb
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Stores the instance's usage totals so far (absolute values, replacing the previous ones).
+    pub fn set_instance_usage(
+        &self,
+        id: &InstanceId,
+        usage: &InstanceUsage,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE instances SET active_ms = ?2, frozen_ms = ?3, cpu_ms = ?4, requests = ?5 WHERE id = ?1",
+            params![
+                id.as_str(),
+                sql_int(usage.active_ms, "active_ms")?,
+                sql_int(usage.frozen_ms, "frozen_ms")?,
+                sql_int(usage.cpu_ms, "cpu_ms")?,
+                sql_int(usage.requests, "requests")?,
+            ],
         )?;
         Ok(())
     }
@@ -501,48 +604,103 @@ impl Store {
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, service, deployment, state, created_at, ready_at, stopped_at, exit_reason
+            "SELECT id, service, deployment, state, created_at, ready_at, stopped_at, exit_reason,
+                    cold, memory_mb, active_ms, frozen_ms, cpu_ms, requests
              FROM instances WHERE service = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )?;
-        let rows = stmt
-            .query_map(params![service.as_str(), limit as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<i64>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(
-                    id,
-                    service,
-                    deployment,
-                    state,
-                    created_at,
-                    ready_at,
-                    stopped_at,
-                    exit_reason,
-                )| {
-                    Ok(InstanceRecord {
-                        id: parse(id, "instance id")?,
-                        service: parse(service, "service name")?,
-                        deployment: parse(deployment, "deployment id")?,
-                        state: parse(state, "instance state")?,
-                        created_at,
-                        ready_at,
-                        stopped_at,
-                        exit_reason,
-                    })
+        let mut rows = stmt.query(params![service.as_str(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(InstanceRecord {
+                id: parse(r.get(0)?, "instance id")?,
+                service: parse(r.get(1)?, "service name")?,
+                deployment: parse(r.get(2)?, "deployment id")?,
+                state: parse(r.get(3)?, "instance state")?,
+                created_at: r.get(4)?,
+                ready_at: r.get(5)?,
+                stopped_at: r.get(6)?,
+                exit_reason: r.get(7)?,
+                cold: r.get(8)?,
+                memory_mb: r.get(9)?,
+                usage: InstanceUsage {
+                    active_ms: stored_u64(r.get(10)?, "instance active_ms")?,
+                    frozen_ms: stored_u64(r.get(11)?, "instance frozen_ms")?,
+                    cpu_ms: stored_u64(r.get(12)?, "instance cpu_ms")?,
+                    requests: stored_u64(r.get(13)?, "instance requests")?,
                 },
-            )
-            .collect()
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- usage ------------------------------------------------------------------------
+
+    /// Adds `delta` to the service's usage on `day` (`YYYY-MM-DD`, UTC; see
+    /// [`crate::utc_day`]). The service must exist.
+    pub fn add_usage(
+        &self,
+        service: &ServiceName,
+        day: &str,
+        delta: &UsageDelta,
+    ) -> Result<(), StoreError> {
+        check_day(day)?;
+        self.conn().execute(
+            "INSERT INTO usage_daily (service, day, active_ms, frozen_ms, cpu_ms, mb_ms, requests, cold_starts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(service, day) DO UPDATE SET
+                active_ms = active_ms + excluded.active_ms,
+                frozen_ms = frozen_ms + excluded.frozen_ms,
+                cpu_ms = cpu_ms + excluded.cpu_ms,
+                mb_ms = mb_ms + excluded.mb_ms,
+                requests = requests + excluded.requests,
+                cold_starts = cold_starts + excluded.cold_starts",
+            params![
+                service.as_str(),
+                day,
+                sql_int(delta.active_ms, "active_ms")?,
+                sql_int(delta.frozen_ms, "frozen_ms")?,
+                sql_int(delta.cpu_ms, "cpu_ms")?,
+                sql_int(delta.mb_ms, "mb_ms")?,
+                sql_int(delta.requests, "requests")?,
+                sql_int(delta.cold_starts, "cold_starts")?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The service's usage on the last `days` days that have any, newest first.
+    pub fn usage(&self, service: &ServiceName, days: u32) -> Result<Vec<UsageDay>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT day, active_ms, frozen_ms, cpu_ms, mb_ms, requests, cold_starts
+             FROM usage_daily WHERE service = ?1 ORDER BY day DESC LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![service.as_str(), days])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mb_ms = stored_u64(r.get(4)?, "usage mb_ms")?;
+            out.push(UsageDay {
+                day: r.get(0)?,
+                active_ms: stored_u64(r.get(1)?, "usage active_ms")?,
+                frozen_ms: stored_u64(r.get(2)?, "usage frozen_ms")?,
+                cpu_ms: stored_u64(r.get(3)?, "usage cpu_ms")?,
+                mb_ms,
+                gb_seconds: mb_ms as f64 / 1024.0 / 1000.0,
+                requests: stored_u64(r.get(5)?, "usage requests")?,
+                cold_starts: stored_u64(r.get(6)?, "usage cold_starts")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Cold starts of the service over all recorded days.
+    pub fn cold_starts_total(&self, service: &ServiceName) -> Result<u64, StoreError> {
+        let total: i64 = self.conn().query_row(
+            "SELECT coalesce(sum(cold_starts), 0) FROM usage_daily WHERE service = ?1",
+            params![service.as_str()],
+            |r| r.get(0),
+        )?;
+        stored_u64(total, "cold start total")
     }
 
     // ---- logs -------------------------------------------------------------------------

@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, RootDir, Runtime, ServiceName,
-    ServiceSpec, SpecError, SpecLayer,
+    DeploymentId, DeploymentState, InstanceId, InstanceState, RootDir, Runtime, Scaling,
+    ServiceName, ServiceSpec, SpecError, SpecLayer,
 };
 use rusqlite::Connection;
 
 use super::Store;
+use crate::migrations::MIGRATIONS;
 use crate::records::DeploymentRecord;
 use crate::token::hash_token;
-use crate::{LogFilter, LogLine, LogStream, NewLogLine, StoreError, now_ms};
+use crate::{
+    InstanceUsage, LogFilter, LogLine, LogStream, NewLogLine, StoreError, UsageDelta, now_ms,
+    utc_day,
+};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -160,6 +164,7 @@ fn open_applies_migrations() -> TestResult {
         "instances",
         "logs",
         "api_tokens",
+        "usage_daily",
     ] {
         let n = count(
             &store,
@@ -168,6 +173,7 @@ fn open_applies_migrations() -> TestResult {
         )?;
         assert_eq!(n, 1, "table {table}");
     }
+    assert_eq!(user_version(&store)?, MIGRATIONS.len() as i64);
     let mode: String = store
         .conn()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
@@ -195,8 +201,28 @@ fn reopen_keeps_data() -> TestResult {
     store.set_deployment_spec(&d, &web_spec)?;
     store.set_deployment_image(&d, "sha256:abc", "3.12.1")?;
     store.set_live(&web, &d)?;
-    store.insert_instance(&instance, &web, &d)?;
+    store.insert_instance(&instance, &web, &d, true, 512)?;
     store.set_instance_state(&instance, InstanceState::Ready, None)?;
+    let scaling = Scaling {
+        min_instances: 1,
+        ..Scaling::default()
+    };
+    store.set_service_scaling(&web, &scaling)?;
+    let usage = InstanceUsage {
+        active_ms: 1500,
+        frozen_ms: 20,
+        cpu_ms: 300,
+        requests: 4,
+    };
+    store.set_instance_usage(&instance, &usage)?;
+    let delta = UsageDelta {
+        active_ms: 1500,
+        mb_ms: 1500 * 512,
+        requests: 4,
+        cold_starts: 1,
+        ..UsageDelta::default()
+    };
+    store.add_usage(&web, "2026-11-25", &delta)?;
     let ids = store.append_logs(&[log_line(
         "web",
         Some(&d),
@@ -230,6 +256,13 @@ fn reopen_keeps_data() -> TestResult {
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].id, instance);
     assert_eq!(instances[0].state, InstanceState::Ready);
+    assert!(instances[0].cold);
+    assert_eq!(instances[0].memory_mb, 512);
+    assert_eq!(instances[0].usage, usage);
+    assert_eq!(svc.scaling, Some(scaling));
+    let days = store.usage(&web, 7)?;
+    assert_eq!(days.len(), 1);
+    assert_eq!((days[0].active_ms, days[0].cold_starts), (1500, 1));
 
     let logs = store.query_logs("web", &LogFilter::default())?;
     assert_eq!(texts(&logs), ["hello"]);
@@ -259,6 +292,76 @@ fn newer_schema_is_refused() -> TestResult {
         Err(e) => return Err(format!("expected TooNew, got {e}").into()),
         Ok(_) => return Err("a newer schema was accepted".into()),
     }
+    Ok(())
+}
+
+#[test]
+fn first_schema_upgrades_with_defaults() -> TestResult {
+    let dir = TempDir::new("first_schema_upgrades_with_defaults")?;
+    let web = service("web")?;
+    let d = DeploymentId::generate();
+    let instance = InstanceId::generate();
+
+    // A database as a binary that knew only the first migration left it.
+    let conn = Connection::open(dir.db())?;
+    conn.execute_batch(MIGRATIONS[0])?;
+    conn.pragma_update(None, "user_version", 1)?;
+    conn.execute(
+        "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, '{}', 1, 2)",
+        [web.as_str()],
+    )?;
+    conn.execute(
+        "INSERT INTO instances (id, service, deployment, state, created_at, ready_at, stopped_at, exit_reason)
+         VALUES (?1, ?2, ?3, 'stopped', 10, 11, 12, 'replaced')",
+        [instance.as_str(), web.as_str(), d.as_str()],
+    )?;
+    drop(conn);
+
+    let store = Store::open(&dir.db())?;
+    assert_eq!(user_version(&store)?, MIGRATIONS.len() as i64);
+    let svc = store
+        .get_service(&web)?
+        .ok_or("service lost in the upgrade")?;
+    assert_eq!(svc.scaling, None);
+    assert_eq!((svc.created_at, svc.updated_at), (1, 2));
+    let rec = store
+        .list_instances(&web, 10)?
+        .pop()
+        .ok_or("instance lost in the upgrade")?;
+    assert_eq!(rec.id, instance);
+    assert_eq!(rec.state, InstanceState::Stopped);
+    assert_eq!(
+        (rec.created_at, rec.ready_at, rec.stopped_at),
+        (10, Some(11), Some(12))
+    );
+    assert_eq!(rec.exit_reason.as_deref(), Some("replaced"));
+    assert!(!rec.cold);
+    assert_eq!(rec.memory_mb, 0);
+    assert_eq!(rec.usage, InstanceUsage::default());
+    assert!(store.usage(&web, 30)?.is_empty());
+    assert_eq!(store.cold_starts_total(&web)?, 0);
+
+    // The new columns and table take writes on the upgraded database.
+    store.set_service_scaling(&web, &Scaling::default())?;
+    assert_eq!(
+        store.get_service(&web)?.ok_or("service lost")?.scaling,
+        Some(Scaling::default())
+    );
+    store.add_usage(
+        &web,
+        "2026-01-01",
+        &UsageDelta {
+            cold_starts: 1,
+            ..UsageDelta::default()
+        },
+    )?;
+    assert_eq!(store.cold_starts_total(&web)?, 1);
+    drop(store);
+
+    // And opening it once more applies nothing twice.
+    let store = Store::open(&dir.db())?;
+    assert_eq!(user_version(&store)?, MIGRATIONS.len() as i64);
+    assert_eq!(store.cold_starts_total(&web)?, 1);
     Ok(())
 }
 
@@ -375,6 +478,66 @@ fn ensure_service_is_idempotent() -> TestResult {
         .map(|s| s.name.into_string())
         .collect();
     assert_eq!(names, ["api", "web", "zeta"]);
+    Ok(())
+}
+
+#[test]
+fn service_scaling_roundtrip() -> TestResult {
+    let dir = TempDir::new("service_scaling_roundtrip")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+    let before = store.get_service(&web)?.ok_or("service not created")?;
+    assert_eq!(before.scaling, None);
+
+    let scaling = Scaling {
+        min_instances: 2,
+        max_instances: 5,
+        concurrency: 10,
+        idle_freeze_ms: 500,
+        idle_stop_ms: 60_000,
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    store.set_service_scaling(&web, &scaling)?;
+    let after = store.get_service(&web)?.ok_or("service lost")?;
+    assert_eq!(after.scaling, Some(scaling));
+    assert!(after.updated_at > before.updated_at, "updated_at bumped");
+    assert_eq!(after.created_at, before.created_at);
+
+    // Setting again replaces; other services are untouched; list_services carries it too.
+    store.set_service_scaling(&web, &Scaling::default())?;
+    let listed = store.list_services()?;
+    let by_name = |n: &ServiceName| listed.iter().find(|s| &s.name == n).map(|s| s.scaling);
+    assert_eq!(by_name(&web), Some(Some(Scaling::default())));
+    assert_eq!(by_name(&api), Some(None));
+
+    // Unknown services are not created by it.
+    store.set_service_scaling(&service("ghost")?, &scaling)?;
+    assert!(store.get_service(&service("ghost")?)?.is_none());
+
+    // Settings written by a binary that knew fewer fields load with the rest defaulted.
+    store.conn().execute(
+        "UPDATE services SET scaling = '{\"min_instances\":1}' WHERE name = 'api'",
+        [],
+    )?;
+    let api_scaling = store.get_service(&api)?.ok_or("service lost")?.scaling;
+    assert_eq!(
+        api_scaling,
+        Some(Scaling {
+            min_instances: 1,
+            ..Scaling::default()
+        })
+    );
+    store.conn().execute(
+        "UPDATE services SET scaling = 'not json' WHERE name = 'api'",
+        [],
+    )?;
+    assert!(matches!(
+        store.get_service(&api),
+        Err(StoreError::Corrupt(_))
+    ));
     Ok(())
 }
 
@@ -695,10 +858,10 @@ fn instances_lifecycle() -> TestResult {
         InstanceId::generate(),
         InstanceId::generate(),
     );
-    store.insert_instance(&i1, &web, &d)?;
-    store.insert_instance(&i2, &web, &d)?;
-    store.insert_instance(&i3, &web, &d)?;
-    store.insert_instance(&i4, &api, &a)?;
+    store.insert_instance(&i1, &web, &d, false, 256)?;
+    store.insert_instance(&i2, &web, &d, false, 256)?;
+    store.insert_instance(&i3, &web, &d, false, 256)?;
+    store.insert_instance(&i4, &api, &a, false, 256)?;
 
     let listed = store.list_instances(&web, 10)?;
     let ids: Vec<&InstanceId> = listed.iter().map(|i| &i.id).collect();
@@ -776,12 +939,281 @@ fn instances_lifecycle() -> TestResult {
     assert_eq!(store.stop_all_instances("server restarted")?, 0);
 
     // Instance ids are unique, and an instance needs an existing service.
-    assert!(store.insert_instance(&i1, &web, &d).is_err());
+    assert!(store.insert_instance(&i1, &web, &d, false, 256).is_err());
     assert!(
         store
-            .insert_instance(&InstanceId::generate(), &service("ghost")?, &d)
+            .insert_instance(&InstanceId::generate(), &service("ghost")?, &d, false, 256)
             .is_err()
     );
+    Ok(())
+}
+
+#[test]
+fn instance_cold_memory_and_usage_roundtrip() -> TestResult {
+    let dir = TempDir::new("instance_cold_memory_and_usage_roundtrip")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    let d = new_deployment(&store, &web)?;
+    let (cold, warm) = (InstanceId::generate(), InstanceId::generate());
+    store.insert_instance(&cold, &web, &d, true, 512)?;
+    store.insert_instance(&warm, &web, &d, false, 1024)?;
+
+    let get = |id: &InstanceId| -> Result<crate::InstanceRecord, Box<dyn Error>> {
+        Ok(store
+            .list_instances(&web, 10)?
+            .into_iter()
+            .find(|i| &i.id == id)
+            .ok_or("instance not listed")?)
+    };
+    let rec = get(&cold)?;
+    assert!(rec.cold);
+    assert_eq!(rec.memory_mb, 512);
+    assert_eq!(rec.usage, InstanceUsage::default());
+    let rec = get(&warm)?;
+    assert!(!rec.cold);
+    assert_eq!(rec.memory_mb, 1024);
+
+    // Usage is stored as absolute totals: a later call replaces, it does not add.
+    let first = InstanceUsage {
+        active_ms: 1000,
+        frozen_ms: 200,
+        cpu_ms: 150,
+        requests: 3,
+    };
+    store.set_instance_usage(&cold, &first)?;
+    assert_eq!(get(&cold)?.usage, first);
+    let later = InstanceUsage {
+        active_ms: 2500,
+        frozen_ms: 200,
+        cpu_ms: 400,
+        requests: 7,
+    };
+    store.set_instance_usage(&cold, &later)?;
+    assert_eq!(get(&cold)?.usage, later);
+    assert_eq!(get(&warm)?.usage, InstanceUsage::default());
+
+    // State changes keep usage; the record serializes usage as a nested object.
+    store.set_instance_state(&cold, InstanceState::Frozen, None)?;
+    let rec = get(&cold)?;
+    assert_eq!(rec.state, InstanceState::Frozen);
+    assert_eq!(rec.usage, later);
+    let json = serde_json::to_value(&rec)?;
+    assert_eq!(json["cold"], serde_json::json!(true));
+    assert_eq!(json["memory_mb"], serde_json::json!(512));
+    assert_eq!(
+        json["usage"],
+        serde_json::json!({ "active_ms": 2500, "frozen_ms": 200, "cpu_ms": 400, "requests": 7 })
+    );
+
+    // Values SQLite cannot hold are refused, not wrapped.
+    let huge = InstanceUsage {
+        cpu_ms: u64::MAX,
+        ..later
+    };
+    assert!(matches!(
+        store.set_instance_usage(&cold, &huge),
+        Err(StoreError::OutOfRange { what: "cpu_ms", .. })
+    ));
+    assert_eq!(get(&cold)?.usage, later);
+    Ok(())
+}
+
+// ---- usage ----------------------------------------------------------------------------
+
+#[test]
+fn utc_day_known_dates() {
+    const DAY: i64 = 86_400_000;
+    let cases = [
+        (0, "1970-01-01"),
+        (DAY - 1, "1970-01-01"),
+        (DAY, "1970-01-02"),
+        (-1, "1969-12-31"),
+        (-DAY, "1969-12-31"),
+        (-DAY - 1, "1969-12-30"),
+        (951_782_400_000, "2000-02-29"),
+        (951_782_400_000 + DAY, "2000-03-01"),
+        (951_782_400_000 - 1, "2000-02-28"),
+        (1_795_564_800_000, "2026-11-25"),
+        (1_795_564_800_000 + 13 * 3_600_000, "2026-11-25"),
+        // 2024 is a leap year: its last day is day 366, and the next one is New Year.
+        (1_735_603_200_000, "2024-12-31"),
+        (1_735_689_600_000 - 1, "2024-12-31"),
+        (1_735_689_600_000, "2025-01-01"),
+        // 2100 is not a leap year (divisible by 100), 1600 is (divisible by 400).
+        (4_107_542_400_000 - DAY, "2100-02-28"),
+        (4_107_542_400_000, "2100-03-01"),
+        (-11_670_998_400_000, "1600-02-29"),
+    ];
+    for (ms, day) in cases {
+        assert_eq!(utc_day(ms), day, "utc_day({ms})");
+    }
+    // Every day of a few centuries comes out one after the other and valid.
+    let mut previous = utc_day(-DAY);
+    for n in 0..(400 * 366) {
+        let day = utc_day(n * DAY + 12 * 3_600_000);
+        assert!(day > previous, "{day} after {previous}");
+        assert!(super::check_day(&day).is_ok(), "{day}");
+        previous = day;
+    }
+}
+
+#[test]
+fn usage_delta_is_zero() {
+    assert!(UsageDelta::default().is_zero());
+    assert!(
+        !UsageDelta {
+            cold_starts: 1,
+            ..UsageDelta::default()
+        }
+        .is_zero()
+    );
+    assert!(
+        !UsageDelta {
+            mb_ms: 1,
+            ..UsageDelta::default()
+        }
+        .is_zero()
+    );
+}
+
+#[test]
+fn add_usage_accumulates_per_day() -> TestResult {
+    let dir = TempDir::new("add_usage_accumulates_per_day")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    let api = service("api")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&api)?;
+    assert!(store.usage(&web, 30)?.is_empty());
+
+    let delta = UsageDelta {
+        active_ms: 1000,
+        frozen_ms: 500,
+        cpu_ms: 250,
+        mb_ms: 1000 * 512,
+        requests: 10,
+        cold_starts: 1,
+    };
+    store.add_usage(&web, "2026-11-24", &delta)?;
+    store.add_usage(&web, "2026-11-24", &delta)?;
+    let second = UsageDelta {
+        active_ms: 2000,
+        frozen_ms: 0,
+        cpu_ms: 100,
+        mb_ms: 2000 * 1024,
+        requests: 3,
+        cold_starts: 0,
+    };
+    store.add_usage(&web, "2026-11-25", &second)?;
+    store.add_usage(&web, "2026-11-25", &UsageDelta::default())?;
+    store.add_usage(&web, "2025-12-31", &delta)?;
+    store.add_usage(&api, "2026-11-25", &delta)?;
+
+    // Newest first, limited to the last `days` days that have rows.
+    let days = store.usage(&web, 30)?;
+    let names: Vec<&str> = days.iter().map(|d| d.day.as_str()).collect();
+    assert_eq!(names, ["2026-11-25", "2026-11-24", "2025-12-31"]);
+
+    let today = &days[0];
+    assert_eq!(
+        (
+            today.active_ms,
+            today.frozen_ms,
+            today.cpu_ms,
+            today.mb_ms,
+            today.requests,
+            today.cold_starts
+        ),
+        (2000, 0, 100, 2_048_000, 3, 0)
+    );
+    assert_eq!(today.gb_seconds, 2.0);
+
+    let yesterday = &days[1];
+    assert_eq!(
+        (
+            yesterday.active_ms,
+            yesterday.frozen_ms,
+            yesterday.cpu_ms,
+            yesterday.mb_ms,
+            yesterday.requests,
+            yesterday.cold_starts
+        ),
+        (2000, 1000, 500, 1_024_000, 20, 2)
+    );
+    assert_eq!(yesterday.gb_seconds, 1.0);
+    // 1 GB-second is 1024 MB for one second.
+    assert_eq!(days[2].gb_seconds, 0.5);
+
+    let last_two: Vec<String> = store.usage(&web, 2)?.into_iter().map(|d| d.day).collect();
+    assert_eq!(last_two, ["2026-11-25", "2026-11-24"]);
+    assert!(store.usage(&web, 0)?.is_empty());
+
+    assert_eq!(store.cold_starts_total(&web)?, 3);
+    assert_eq!(store.cold_starts_total(&api)?, 1);
+    assert_eq!(store.cold_starts_total(&service("ghost")?)?, 0);
+    assert_eq!(store.usage(&api, 30)?.len(), 1);
+
+    let json = serde_json::to_value(&days[0])?;
+    assert_eq!(json["day"], serde_json::json!("2026-11-25"));
+    assert_eq!(json["gb_seconds"], serde_json::json!(2.0));
+    assert_eq!(json["cold_starts"], serde_json::json!(0));
+    Ok(())
+}
+
+#[test]
+fn add_usage_checks_its_input() -> TestResult {
+    let dir = TempDir::new("add_usage_checks_its_input")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    let delta = UsageDelta {
+        requests: 1,
+        ..UsageDelta::default()
+    };
+    for bad in [
+        "",
+        "2026-11-2",
+        "2026-11-250",
+        "2026/11/25",
+        "2026-1-125",
+        "26-11-2025",
+        "2026-13-01",
+        "2026-00-10",
+        "2026-11-00",
+        "2026-11-31",
+        "2025-02-29",
+        "1900-02-29",
+        "2026-11-2x",
+        "+026-11-25",
+        "２026-11-2",
+        "2026-11-25T00:00:00Z",
+    ] {
+        match store.add_usage(&web, bad, &delta) {
+            Err(StoreError::InvalidDay(day)) => assert_eq!(day, bad),
+            other => return Err(format!("{bad:?}: expected InvalidDay, got {other:?}").into()),
+        }
+    }
+    for good in ["2024-02-29", "2000-02-29", "2026-12-31", "1970-01-01"] {
+        store.add_usage(&web, good, &delta)?;
+    }
+    assert_eq!(store.usage(&web, 30)?.len(), 4);
+
+    let huge = UsageDelta {
+        mb_ms: u64::MAX,
+        ..UsageDelta::default()
+    };
+    assert!(matches!(
+        store.add_usage(&web, "2026-11-25", &huge),
+        Err(StoreError::OutOfRange { what: "mb_ms", .. })
+    ));
+    // Usage belongs to a service that exists.
+    assert!(
+        store
+            .add_usage(&service("ghost")?, "2026-11-25", &delta)
+            .is_err()
+    );
+    assert!(store.usage(&service("ghost")?, 30)?.is_empty());
     Ok(())
 }
 
@@ -1044,7 +1476,16 @@ fn delete_service_removes_everything() -> TestResult {
         store.set_deployment_image(&d, &format!("sha256:{name}"), "3.12.1")?;
         store.set_live(name, &d)?;
         let i = InstanceId::generate();
-        store.insert_instance(&i, name, &d)?;
+        store.insert_instance(&i, name, &d, true, 256)?;
+        store.add_usage(
+            name,
+            "2026-11-25",
+            &UsageDelta {
+                active_ms: 100,
+                cold_starts: 1,
+                ..UsageDelta::default()
+            },
+        )?;
         store.append_logs(&[
             log_line(name.as_str(), Some(&d), None, LogStream::Build, "built"),
             log_line(name.as_str(), Some(&d), Some(&i), LogStream::Stdout, "up"),
@@ -1066,7 +1507,9 @@ fn delete_service_removes_everything() -> TestResult {
     assert!(store.query_logs("web", &LogFilter::default())?.is_empty());
     assert!(store.last_lines(&gone, 10)?.is_empty());
     assert!(!store.image_in_use("sha256:web")?);
-    for table in ["deployments", "instances", "logs"] {
+    assert!(store.usage(&web, 30)?.is_empty());
+    assert_eq!(store.cold_starts_total(&web)?, 0);
+    for table in ["deployments", "instances", "logs", "usage_daily"] {
         let sql = format!("SELECT count(*) FROM {table} WHERE service = 'web'");
         assert_eq!(count(&store, &sql, [])?, 0, "{table}");
     }
@@ -1091,6 +1534,8 @@ fn delete_service_removes_everything() -> TestResult {
         ["built", "up"]
     );
     assert!(store.image_in_use("sha256:api")?);
+    assert_eq!(store.usage(&api, 30)?.len(), 1);
+    assert_eq!(store.cold_starts_total(&api)?, 1);
 
     // Deleting again finds nothing; creating it again starts from scratch.
     assert!(!store.delete_service(&web)?);
@@ -1099,5 +1544,7 @@ fn delete_service_removes_everything() -> TestResult {
     assert_eq!(svc.live_deployment, None);
     assert_eq!(svc.spec, serde_json::json!({}));
     assert_eq!(log_bytes(&store, "web")?, 0);
+    assert!(store.usage(&web, 30)?.is_empty());
+    assert_eq!(store.cold_starts_total(&web)?, 0);
     Ok(())
 }
