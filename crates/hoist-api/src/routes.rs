@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use hoist_control::{ControlError, DeployRequest, Platform};
+use hoist_control::{ControlError, DeployRequest, Platform, ScalingRequest};
 use hoist_core::{DeploymentId, ServiceName};
 use hoist_store::LogFilter;
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,9 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/services", get(list_services))
         .route("/services/{name}", get(get_service).delete(delete_service))
         .route("/services/{name}/logs", get(service_logs))
+        .route("/services/{name}/scale", post(scale_service))
+        .route("/services/{name}/stop", post(stop_service))
+        .route("/services/{name}/usage", get(service_usage))
         .route("/deployments", post(create_deployment))
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/events", get(deployment_events))
@@ -118,6 +121,44 @@ async fn delete_service(
     let name = service_name(&name)?;
     s.platform.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn scale_service(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Result<Json<ScalingRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let layer = req.to_layer().map_err(ControlError::from)?;
+    Ok(Json(s.platform.scale(&name, &layer)?).into_response())
+}
+
+async fn stop_service(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    let stopped = s.platform.stop_service(&name)?;
+    Ok(Json(serde_json::json!({ "stopped": stopped })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    days: Option<u32>,
+}
+
+async fn service_usage(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    if s.platform.store().get_service(&name)?.is_none() {
+        return Err(ControlError::ServiceNotFound(name.to_string()).into());
+    }
+    let days = q.days.unwrap_or(30).clamp(1, 366);
+    Ok(Json(s.platform.store().usage(&name, days)?).into_response())
 }
 
 async fn create_deployment(

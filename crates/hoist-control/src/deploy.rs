@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use hoist_build::{BuildRequest, LogSink, OutputStream, fetch};
 use hoist_core::{
-    DeploymentId, DeploymentState, EnvVars, MemoryMb, Port, RootDir, Runtime, ServiceName,
-    ServiceSpec, SpecError, SpecLayer, validate_branch,
+    DeploymentId, DeploymentState, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling,
+    ScalingLayer, ServiceName, ServiceSpec, SpecError, SpecLayer, validate_branch,
 };
 use hoist_store::{DeploymentRecord, LogStream, NewLogLine, now_ms};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,52 @@ pub struct DeployRequest {
     /// `KEY=VALUE` assignments.
     #[serde(default)]
     pub env: Vec<String>,
+    #[serde(default)]
+    pub min_instances: Option<u32>,
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// A duration such as `30s` or `500ms`.
+    #[serde(default)]
+    pub idle_freeze: Option<String>,
+    #[serde(default)]
+    pub idle_stop: Option<String>,
+}
+
+/// Scaling settings as a client sends them (`hoist scale`, or with a deploy); unset ones keep
+/// the service's current values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingRequest {
+    #[serde(default)]
+    pub min_instances: Option<u32>,
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    #[serde(default)]
+    pub idle_freeze: Option<String>,
+    #[serde(default)]
+    pub idle_stop: Option<String>,
+}
+
+impl ScalingRequest {
+    pub fn to_layer(&self) -> Result<ScalingLayer, SpecError> {
+        let mut layer = ScalingLayer {
+            min_instances: self.min_instances,
+            max_instances: self.max_instances,
+            concurrency: self.concurrency,
+            ..ScalingLayer::default()
+        };
+        if let Some(d) = &self.idle_freeze {
+            layer.set("idle_freeze", d)?;
+        }
+        if let Some(d) = &self.idle_stop {
+            layer.set("idle_stop", d)?;
+        }
+        Ok(layer)
+    }
 }
 
 struct Validated {
@@ -102,7 +148,17 @@ impl DeployRequest {
             port: self.port.map(Port::from_i64).transpose()?,
             memory: self.memory.as_deref().map(MemoryMb::parse).transpose()?,
             env,
+            scaling: ScalingRequest {
+                min_instances: self.min_instances,
+                max_instances: self.max_instances,
+                concurrency: self.concurrency,
+                idle_freeze: self.idle_freeze.clone(),
+                idle_stop: self.idle_stop.clone(),
+            }
+            .to_layer()?,
         };
+        // Checked now, so a bad combination fails the request rather than the build.
+        Scaling::default().apply(&flags.scaling)?;
         Ok(Validated {
             name,
             source,
@@ -126,9 +182,14 @@ impl Platform {
         self.store
             .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
         let cancel = CancellationToken::new();
+        let scaling = self
+            .store
+            .get_service(&v.name)?
+            .and_then(|s| s.scaling)
+            .unwrap_or_default();
         {
             let mut services = self.state();
-            let state = services.entry(v.name.clone()).or_default();
+            let state = self.ensure_state(&mut services, &v.name, scaling);
             // The later deploy wins: the earlier one is cancelled wherever it is.
             if let Some((_, previous)) = state.pending.replace((id.clone(), cancel.clone())) {
                 previous.cancel();
@@ -261,7 +322,12 @@ impl Platform {
                 v.root
             ));
         }
-        let spec = resolve_spec(&app_root, v, &fetched.branch).map_err(|e| e.to_string())?;
+        let base = self
+            .state()
+            .get(&v.name)
+            .map(|s| s.scaling)
+            .unwrap_or_default();
+        let spec = resolve_spec(&app_root, v, &fetched.branch, base).map_err(|e| e.to_string())?;
         self.store
             .set_deployment_spec(id, &spec)
             .map_err(|e| e.to_string())?;
@@ -305,7 +371,7 @@ impl Platform {
             spec,
         });
         let handle = self
-            .launch(plan, Some(cancel))
+            .launch(plan.clone(), Some(cancel), false)
             .await
             .map_err(|f| f.reason)?;
         if cancel.is_cancelled() {
@@ -313,21 +379,36 @@ impl Platform {
             return Err(CANCELLED.into());
         }
 
-        // The switch: record first (durable), then swap the route, then drain the old.
-        if let Err(e) = self.store.set_live(&v.name, id) {
+        // The switch: record first (durable), then swap the pool's instances in one step,
+        // then drain the old ones.
+        let scaling = plan.spec.scaling;
+        if let Err(e) = self
+            .store
+            .set_live(&v.name, id)
+            .and_then(|_| self.store.set_service_scaling(&v.name, &scaling))
+        {
             self.stopping.spawn(handle.stop());
             return Err(e.to_string());
         }
+        let upstream = handle.upstream().clone();
         let old = {
             let mut services = self.state();
-            let state = services.entry(v.name.clone()).or_default();
-            state.live.replace(LiveDeployment {
+            let state = self.ensure_state(&mut services, &v.name, scaling);
+            state.scaling = scaling;
+            state.pool.set_limits(crate::platform::limits(&scaling));
+            state.failures_in_a_row = 0;
+            let old = state.live.replace(LiveDeployment {
                 id: id.clone(),
+                plan: plan.clone(),
                 instances: vec![handle],
-            })
+            });
+            state.pool.replace_all(vec![upstream]);
+            state.pool.set_deployed(true);
+            old
         };
         self.publish_routes();
         if let Some(old) = old {
+            self.drop_standby(&old.id).await;
             for i in old.instances {
                 self.stopping.spawn(i.drain_and_stop());
             }
@@ -370,7 +451,12 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
     (!prefix.is_empty()).then_some((top, prefix))
 }
 
-fn resolve_spec(app_root: &Path, v: &Validated, branch: &str) -> Result<ServiceSpec, SpecError> {
+fn resolve_spec(
+    app_root: &Path,
+    v: &Validated,
+    branch: &str,
+    scaling: Scaling,
+) -> Result<ServiceSpec, SpecError> {
     // Only regular files: a repository must not make the server read a host file through a
     // symlink (and quote it back in an error message).
     let read = |file: &str| {
@@ -388,6 +474,9 @@ fn resolve_spec(app_root: &Path, v: &Validated, branch: &str) -> Result<ServiceS
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
     }
     let layer = layer.merge(v.flags.clone());
+    // Scaling settings not named by this deploy keep the service's current values (so a
+    // `hoist scale` survives a redeploy).
+    let scaling = scaling.apply(&layer.scaling)?;
     let files: Vec<String> = std::fs::read_dir(app_root)
         .map(|entries| {
             entries
@@ -397,12 +486,14 @@ fn resolve_spec(app_root: &Path, v: &Validated, branch: &str) -> Result<ServiceS
         })
         .unwrap_or_default();
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
-    ServiceSpec::resolve(
+    let mut spec = ServiceSpec::resolve(
         v.name.clone(),
         v.source.clone(),
         Some(branch.to_string()),
         v.root.clone(),
         layer,
         Runtime::detect(&names),
-    )
+    )?;
+    spec.scaling = scaling;
+    Ok(spec)
 }

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use hoist_build::{OutputStream, merge_lines};
 use hoist_core::{DeploymentId, InstanceId, InstanceState, ServiceName, ServiceSpec};
 use hoist_gateway::Upstream;
-use hoist_sandbox::{LaunchSpec, Privileges, ProcessSpec, Sandbox, probe_http};
+use hoist_sandbox::{Freezer, LaunchSpec, Launched, Privileges, ProcessSpec, Sandbox, probe_http};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Platform;
-use crate::platform::LiveDeployment;
 
 /// Everything needed to start an instance of one deployment.
 #[derive(Debug, Clone)]
@@ -27,16 +26,38 @@ pub(crate) struct InstancePlan {
     pub(crate) spec: ServiceSpec,
 }
 
+/// What the instance's supervisor and the scaler both need: its upstream (state, in-flight
+/// requests, idle time) and how much of its usage has been recorded.
+pub(crate) struct InstanceShared {
+    pub(crate) id: InstanceId,
+    pub(crate) service: ServiceName,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) freezer: Freezer,
+    pub(crate) memory_mb: u32,
+    /// Usage already added to the daily totals.
+    pub(crate) recorded: Mutex<UsageMark>,
+    /// The state last written to the database, so the scaler writes only changes.
+    pub(crate) recorded_state: Mutex<InstanceState>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UsageMark {
+    pub(crate) active_ms: u64,
+    pub(crate) frozen_ms: u64,
+    pub(crate) cpu_ns: u64,
+    pub(crate) requests: u64,
+}
+
 pub(crate) struct InstanceHandle {
     pub(crate) id: InstanceId,
-    upstream: Arc<Upstream>,
+    pub(crate) shared: Arc<InstanceShared>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl InstanceHandle {
-    pub(crate) fn ready_upstream(&self) -> Option<Arc<Upstream>> {
-        Some(self.upstream.clone())
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
+        &self.shared.upstream
     }
 
     /// Asks the instance to stop (SIGTERM, then SIGKILL after the grace period); the returned
@@ -49,8 +70,9 @@ impl InstanceHandle {
     /// For an instance already taken out of the routes: lets the requests it is serving finish
     /// (up to `DRAIN_LIMIT`), then stops it.
     pub(crate) async fn drain_and_stop(self) {
+        self.shared.upstream.retire();
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.upstream.in_flight() > 0 && Instant::now() < deadline {
+        while self.shared.upstream.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.stop().await;
@@ -107,7 +129,7 @@ impl Platform {
         }
     }
 
-    fn system_line(&self, plan: &InstancePlan, id: Option<&InstanceId>, line: String) {
+    pub(crate) fn system_line(&self, plan: &InstancePlan, id: Option<&InstanceId>, line: String) {
         self.logs.try_write(NewLogLine {
             service: plan.service.to_string(),
             deployment: Some(plan.deployment.to_string()),
@@ -118,40 +140,56 @@ impl Platform {
         });
     }
 
-    /// Starts an instance and returns once it answers HTTP on its port.
+    /// Starts an instance and returns once it answers HTTP on its port. A sandbox from the
+    /// warm pool is used when there is one for this deployment; `cold` marks a start that a
+    /// request is waiting for.
     pub(crate) async fn launch(
         self: &Arc<Self>,
         plan: Arc<InstancePlan>,
         cancel: Option<&CancellationToken>,
+        cold: bool,
     ) -> Result<InstanceHandle, StartFailure> {
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
-        let id = InstanceId::generate();
         let fail = |reason: String| StartFailure { reason };
-        self.store
-            .insert_instance(&id, &plan.service, &plan.deployment)
-            .map_err(|e| fail(e.to_string()))?;
-        self.system_line(&plan, Some(&id), format!("starting instance {id}"));
         let started = Instant::now();
-        let launched = match self
-            .sandboxes
-            .launch(id.as_str(), self.launch_spec(&plan, &id))
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                let reason = format!("could not create the sandbox: {e}");
-                let _ = self
-                    .store
-                    .set_instance_state(&id, InstanceState::Failed, Some(&reason));
-                return Err(fail(reason));
+        let (id, launched, warm) = match self.take_standby(&plan.deployment) {
+            Some(standby) => (standby.id, standby.launched, true),
+            None => {
+                let id = InstanceId::generate();
+                match self.create_sandbox(&plan, &id).await {
+                    Ok(l) => (id, l, false),
+                    Err(reason) => return Err(fail(reason)),
+                }
             }
         };
         let timings = launched.timings;
         let netns = launched.netns.clone();
         let mut sandbox = launched.sandbox;
+        if let Err(e) = self.store.insert_instance(
+            &id,
+            &plan.service,
+            &plan.deployment,
+            cold,
+            plan.spec.memory.get(),
+        ) {
+            sandbox.destroy().await;
+            return Err(fail(e.to_string()));
+        }
+        let t = Instant::now();
+        if let Err(e) = sandbox.start().await {
+            sandbox.destroy().await;
+            let reason = format!("could not start the sandbox: {e}");
+            let _ = self
+                .store
+                .set_instance_state(&id, InstanceState::Failed, Some(&reason));
+            return Err(fail(reason));
+        }
+        let start_call = t.elapsed();
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let pump = self.pump_output(&plan, &id, launched.stdout, launched.stderr, tail.clone());
+        // The next start of this deployment gets a sandbox made ahead of time.
+        self.refill_standby(plan.clone());
 
         let port = plan.spec.port.get();
         let deadline = started + self.config.start_timeout;
@@ -222,32 +260,62 @@ impl Platform {
             .set_instance_state(&id, InstanceState::Ready, None);
         let total = started.elapsed();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let until_ready =
-            total.saturating_sub(timings.network + timings.bundle + timings.crun_spawn);
+        let booted = t.elapsed().saturating_sub(start_call);
+        let prepared = if warm {
+            "sandbox from the warm pool".to_string()
+        } else {
+            format!(
+                "network {:.1} ms, bundle {:.1} ms, crun create {:.1} ms",
+                ms(timings.network),
+                ms(timings.bundle),
+                ms(timings.crun_spawn)
+            )
+        };
         self.system_line(
             &plan,
             Some(&id),
             format!(
-                "instance {id} ready in {:.1} ms (network {:.1} ms, bundle {:.1} ms, crun spawn {:.1} ms, boot and readiness {:.1} ms)",
+                "instance {id} ready in {:.1} ms ({prepared}, start {:.1} ms, boot and readiness {:.1} ms)",
                 ms(total),
-                ms(timings.network),
-                ms(timings.bundle),
-                ms(timings.crun_spawn),
-                ms(until_ready)
+                ms(start_call),
+                ms(booted)
             ),
         );
-        let upstream = Upstream::new(id.to_string(), netns, port);
+        let freezer = sandbox.freezer();
+        let upstream = Upstream::new(id.to_string(), netns, port, Some(freezer.clone()));
+        let shared = Arc::new(InstanceShared {
+            id: id.clone(),
+            service: plan.service.clone(),
+            upstream,
+            freezer,
+            memory_mb: plan.spec.memory.get(),
+            recorded: Mutex::new(UsageMark::default()),
+            recorded_state: Mutex::new(InstanceState::Ready),
+        });
         let stop = CancellationToken::new();
-        let task = tokio::spawn(
-            self.clone()
-                .supervise(plan, id.clone(), sandbox, stop.clone()),
-        );
+        let task =
+            tokio::spawn(
+                self.clone()
+                    .supervise(plan, shared.clone(), sandbox, stop.clone()),
+            );
         Ok(InstanceHandle {
             id,
-            upstream,
+            shared,
             stop,
             task,
         })
+    }
+
+    /// A sandbox for `plan`, set up and waiting to be started.
+    pub(crate) async fn create_sandbox(
+        &self,
+        plan: &InstancePlan,
+        id: &InstanceId,
+    ) -> Result<Launched, String> {
+        self.sandboxes
+            .create(id.as_str(), self.launch_spec(plan, id))
+            .await
+            .map_err(|e| format!("could not create the sandbox: {e}"))
     }
 
     fn pump_output(
@@ -290,11 +358,11 @@ impl Platform {
     async fn supervise(
         self: Arc<Self>,
         plan: Arc<InstancePlan>,
-        id: InstanceId,
+        shared: Arc<InstanceShared>,
         mut sandbox: Sandbox,
         stop: CancellationToken,
     ) {
-        let started = Instant::now();
+        let id = shared.id.clone();
         let exit = tokio::select! {
             exit = sandbox.wait() => Some(exit),
             _ = stop.cancelled() => None,
@@ -304,6 +372,8 @@ impl Platform {
                 let _ = self
                     .store
                     .set_instance_state(&id, InstanceState::Stopping, None);
+                // CPU time is read before crun removes the cgroup.
+                self.record_usage(&shared);
                 let exit = sandbox.stop(STOP_GRACE).await;
                 let _ = self.store.set_instance_state(
                     &id,
@@ -313,82 +383,57 @@ impl Platform {
                 self.system_line(&plan, Some(&id), format!("instance {id} stopped"));
             }
             Some(exit) => {
+                shared.upstream.retire();
+                let was_frozen = matches!(
+                    *shared
+                        .recorded_state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()),
+                    InstanceState::Frozen
+                );
+                self.record_usage(&shared);
                 sandbox.destroy().await;
-                let reason = format!("crashed: {exit}");
+                let reason = if was_frozen {
+                    format!("crashed while frozen: {exit}")
+                } else {
+                    format!("crashed: {exit}")
+                };
                 let _ = self
                     .store
                     .set_instance_state(&id, InstanceState::Failed, Some(&reason));
                 self.system_line(&plan, Some(&id), format!("instance {id} {reason}"));
-                let still_live = self.instance_gone(&plan.service, &plan.deployment, &id);
-                if still_live && !self.shutdown.is_cancelled() {
-                    // A crash loop backs off; an instance that ran a while restarts at once.
-                    let delay = if started.elapsed() > Duration::from_secs(30) {
-                        Duration::ZERO
-                    } else {
-                        Duration::from_secs(1)
-                    };
-                    tokio::spawn(self.clone().replace(plan, delay));
-                }
+                // Out of the routes: the next request starts a new instance if none is left,
+                // and the scaler restores the minimum of a persistent service (backing off
+                // when it crash-loops).
+                self.instance_gone(&plan.service, &plan.deployment, &id);
             }
         }
     }
 
-    /// Starts a replacement instance for a live deployment, retrying with back-off. Boxed:
-    /// launch → supervise → replace → launch is a cycle the compiler cannot size.
-    pub(crate) fn replace(
-        self: Arc<Self>,
-        plan: Arc<InstancePlan>,
-        mut delay: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            loop {
-                tokio::time::sleep(delay).await;
-                if self.shutdown.is_cancelled() || !self.is_live(&plan) {
-                    return;
-                }
-                match self.start_instance(plan.clone()).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        tracing::warn!(service = %plan.service, error = %e, "replacing instance");
-                        delay = (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-                    }
+    /// Starts an instance for the pool of a live deployment (a request is waiting for it, or
+    /// the minimum is not met) and reports the outcome to the pool. The start must already be
+    /// counted in the pool's `starting`.
+    pub(crate) async fn start_for_pool(self: Arc<Self>, service: ServiceName, cold: bool) {
+        let Some((plan, pool)) = self.live_plan(&service) else {
+            if let Some(pool) = self.pool(&service) {
+                pool.start_finished(Err("the service has no live deployment".into()));
+            }
+            return;
+        };
+        match self.launch(plan.clone(), None, cold).await {
+            Ok(handle) => {
+                let upstream = handle.upstream().clone();
+                if self.adopt(&plan, handle) {
+                    pool.start_finished(Ok(upstream));
+                } else {
+                    pool.start_finished(Err("a newer deployment went live".into()));
                 }
             }
-        })
-    }
-
-    fn is_live(&self, plan: &InstancePlan) -> bool {
-        self.state()
-            .get(&plan.service)
-            .and_then(|s| s.live.as_ref())
-            .is_some_and(|l| l.id == plan.deployment)
-    }
-
-    /// Starts an instance of a deployment that is already live and adds it to the routes.
-    pub(crate) async fn start_instance(
-        self: &Arc<Self>,
-        plan: Arc<InstancePlan>,
-    ) -> Result<(), String> {
-        let handle = self
-            .launch(plan.clone(), None)
-            .await
-            .map_err(|f| f.reason)?;
-        let mut services = self.state();
-        match services
-            .get_mut(&plan.service)
-            .and_then(|s| s.live.as_mut())
-            .filter(|l| l.id == plan.deployment)
-        {
-            Some(LiveDeployment { instances, .. }) => {
-                instances.push(handle);
-                drop(services);
-                self.publish_routes();
-            }
-            None => {
-                drop(services);
-                self.stopping.spawn(handle.stop());
+            Err(failure) => {
+                tracing::warn!(service = %service, reason = %failure.reason, "instance start failed");
+                self.note_start_failure(&service);
+                pool.start_finished(Err(failure.reason));
             }
         }
-        Ok(())
     }
 }

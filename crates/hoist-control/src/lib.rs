@@ -7,8 +7,10 @@ mod error;
 mod instance;
 mod logs;
 mod platform;
+mod scaler;
+mod warm;
 
-pub use deploy::DeployRequest;
+pub use deploy::{DeployRequest, ScalingRequest};
 pub use error::ControlError;
 pub use logs::{Event, LogHub};
-pub use platform::{InstanceView, Platform, PlatformConfig, ServiceView};
+pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};

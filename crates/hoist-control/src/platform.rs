@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_build::{Builder, Runtimes};
-use hoist_core::{DeploymentId, DeploymentState, InstanceId, ServiceName, ServiceSpec};
-use hoist_gateway::{Gateway, RoutingTable, Upstream};
+use hoist_core::{
+    DeploymentId, DeploymentState, InstanceId, Scaling, ScalingLayer, ServiceName, ServiceSpec,
+};
+use hoist_gateway::{Activator, Gateway, PoolLimits, RoutingTable, ServicePool, UpstreamState};
 use hoist_sandbox::Sandboxes;
 use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
 use serde::Serialize;
@@ -13,7 +15,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::instance::{InstanceHandle, InstancePlan};
+use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
+use crate::warm::WarmPool;
 use crate::{ControlError, Event, LogHub};
 
 #[derive(Debug, Clone)]
@@ -26,19 +29,51 @@ pub struct PlatformConfig {
     pub start_timeout: Duration,
     pub build_timeout: Duration,
     pub max_concurrent_builds: usize,
+    /// Sandboxes kept created-but-not-started, one per recently used deployment.
+    pub warm_pool: usize,
 }
 
-/// What runs for one service: its live deployment and that deployment's instances.
-#[derive(Default)]
+/// What runs for one service: its live deployment, that deployment's instances and the
+/// gateway's pool for it.
 pub(crate) struct ServiceState {
+    pub(crate) pool: Arc<ServicePool>,
+    pub(crate) scaling: Scaling,
     pub(crate) live: Option<LiveDeployment>,
     /// The deployment being built, cancelled when a newer one arrives.
     pub(crate) pending: Option<(DeploymentId, CancellationToken)>,
+    /// When an instance last failed to start, so the scaler backs off a crash loop.
+    pub(crate) last_start_failure: Option<std::time::Instant>,
+    pub(crate) failures_in_a_row: u32,
+    /// Cold starts already added to the daily totals.
+    pub(crate) cold_recorded: u64,
 }
 
 pub(crate) struct LiveDeployment {
     pub(crate) id: DeploymentId,
+    pub(crate) plan: Arc<InstancePlan>,
     pub(crate) instances: Vec<InstanceHandle>,
+}
+
+/// The gateway's way of asking for an instance; holds the platform weakly so the gateway's
+/// pools do not keep it alive.
+struct PlatformActivator(std::sync::Weak<Platform>);
+
+impl Activator for PlatformActivator {
+    fn start_instance(&self, service: &str) {
+        let Some(platform) = self.0.upgrade() else {
+            return;
+        };
+        match service.parse::<ServiceName>() {
+            Ok(name) => {
+                tokio::spawn(platform.start_for_pool(name, true));
+            }
+            Err(_) => {
+                if let Some(pool) = platform.gateway.table().route(service) {
+                    pool.start_finished(Err("unknown service".into()));
+                }
+            }
+        }
+    }
 }
 
 pub struct Platform {
@@ -55,12 +90,22 @@ pub struct Platform {
     /// Instances being drained or stopped outside any service's live set: a graceful server
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
+    pub(crate) warm: WarmPool,
+    activator: Arc<dyn Activator>,
 }
 
+/// A running instance as the scaler sees it now.
 #[derive(Debug, Serialize)]
-pub struct InstanceView {
-    #[serde(flatten)]
-    pub record: InstanceRecord,
+pub struct LiveInstanceView {
+    pub id: InstanceId,
+    pub deployment: DeploymentId,
+    /// ready, frozen or stopping.
+    pub state: String,
+    pub in_flight: usize,
+    pub idle_ms: u64,
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    pub requests: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +113,17 @@ pub struct ServiceView {
     #[serde(flatten)]
     pub service: ServiceRecord,
     pub url: String,
+    pub scaling: Scaling,
     pub deployments: Vec<DeploymentRecord>,
+    /// Running now (in memory, exact).
+    pub running: Vec<LiveInstanceView>,
+    /// Instances being started right now.
+    pub starting: u32,
+    /// Requests held waiting for an instance right now.
+    pub waiting: u32,
+    /// Instances started because a request found none ready, over the service's life.
+    pub cold_starts: u64,
+    /// Recent instances with their final state and usage (from the database).
     pub instances: Vec<InstanceRecord>,
 }
 
@@ -92,10 +147,11 @@ impl Platform {
                 Some("interrupted by server restart"),
             )?;
         }
-        let platform = Arc::new(Platform {
+        let platform = Arc::new_cyclic(|weak| Platform {
             runtimes: Runtimes::new(config.runtime_cache.clone()),
             logs: LogHub::start(store.clone()),
             build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
+            warm: WarmPool::new(config.warm_pool),
             config,
             store,
             builder,
@@ -104,42 +160,65 @@ impl Platform {
             services: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             stopping: TaskTracker::new(),
+            activator: Arc::new(PlatformActivator(weak.clone())),
         });
-        platform.restore().await?;
+        platform.restore()?;
+        tokio::spawn(platform.clone().run_scaler());
         Ok(platform)
     }
 
-    /// Brings every service's live deployment back after a start.
-    async fn restore(self: &Arc<Self>) -> Result<(), ControlError> {
+    /// Brings every service back after a start: its pool, its live deployment (instances
+    /// start on the first request, or at once up to the minimum), and a warm sandbox.
+    fn restore(self: &Arc<Self>) -> Result<(), ControlError> {
         for svc in self.store.list_services()? {
-            let Some(live) = svc.live_deployment else {
-                self.state().entry(svc.name.clone()).or_default();
-                continue;
-            };
-            let Some(d) = self.store.get_deployment(&live)? else {
-                continue;
-            };
-            match self.plan_for(&d) {
-                Some(plan) => {
-                    let plan = Arc::new(plan);
-                    {
-                        let mut services = self.state();
-                        services.entry(svc.name.clone()).or_default().live = Some(LiveDeployment {
-                            id: d.id.clone(),
-                            instances: Vec::new(),
-                        });
+            let scaling = svc.scaling.unwrap_or_default();
+            let plan = svc
+                .live_deployment
+                .as_ref()
+                .and_then(|id| self.store.get_deployment(id).ok().flatten())
+                .and_then(|d| {
+                    let plan = self.plan_for(&d);
+                    if plan.is_none() {
+                        tracing::warn!(service = %svc.name, deployment = %d.id, "live deployment has no usable image");
                     }
-                    // Same path as a crash: retried with back-off until it is up.
-                    tokio::spawn(self.clone().replace(plan, Duration::ZERO));
-                }
-                None => {
-                    tracing::warn!(service = %svc.name, deployment = %d.id, "live deployment has no usable image");
-                    self.state().entry(svc.name.clone()).or_default();
-                }
+                    plan
+                });
+            let mut services = self.state();
+            let state = self.ensure_state(&mut services, &svc.name, scaling);
+            if let Some(plan) = plan {
+                let plan = Arc::new(plan);
+                state.live = Some(LiveDeployment {
+                    id: plan.deployment.clone(),
+                    plan: plan.clone(),
+                    instances: Vec::new(),
+                });
+                state.pool.set_deployed(true);
+                drop(services);
+                self.refill_standby(plan);
             }
         }
         self.publish_routes();
         Ok(())
+    }
+
+    /// The service's state, made (with its gateway pool) if it is new.
+    pub(crate) fn ensure_state<'a>(
+        &self,
+        services: &'a mut HashMap<ServiceName, ServiceState>,
+        name: &ServiceName,
+        scaling: Scaling,
+    ) -> &'a mut ServiceState {
+        services
+            .entry(name.clone())
+            .or_insert_with(|| ServiceState {
+                pool: ServicePool::new(name.as_str(), limits(&scaling), self.activator.clone()),
+                scaling,
+                live: None,
+                pending: None,
+                last_start_failure: None,
+                failures_in_a_row: 0,
+                cold_recorded: 0,
+            })
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceName, ServiceState>> {
@@ -169,26 +248,60 @@ impl Platform {
         }
     }
 
-    /// Rebuilds the routing table from the ready instances of live deployments and hands it
-    /// to the gateway in one atomic swap.
+    /// Hands the gateway a table of every service's pool in one atomic swap. Only needed when
+    /// services come or go: instances change inside the pools.
     pub(crate) fn publish_routes(&self) {
         let services = self.state();
         let mut table = RoutingTable::new();
-        for (name, state) in services.iter() {
-            let upstreams: Vec<Arc<Upstream>> = state
-                .live
-                .as_ref()
-                .map(|l| {
-                    l.instances
-                        .iter()
-                        .filter_map(|i| i.ready_upstream())
-                        .collect()
-                })
-                .unwrap_or_default();
-            table.insert(name.as_str(), upstreams);
+        for state in services.values() {
+            table.insert(state.pool.clone());
         }
         drop(services);
         self.gateway.publish(table);
+    }
+
+    pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
+        self.state().get(name).map(|s| s.pool.clone())
+    }
+
+    pub(crate) fn live_plan(
+        &self,
+        name: &ServiceName,
+    ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
+        let services = self.state();
+        let state = services.get(name)?;
+        let live = state.live.as_ref()?;
+        Some((live.plan.clone(), state.pool.clone()))
+    }
+
+    /// Adds a started instance to its deployment if that is still live; otherwise stops it.
+    pub(crate) fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
+        let mut services = self.state();
+        match services
+            .get_mut(&plan.service)
+            .and_then(|s| {
+                s.failures_in_a_row = 0;
+                s.live.as_mut()
+            })
+            .filter(|l| l.id == plan.deployment)
+        {
+            Some(live) => {
+                live.instances.push(handle);
+                true
+            }
+            None => {
+                drop(services);
+                self.stopping.spawn(handle.stop());
+                false
+            }
+        }
+    }
+
+    pub(crate) fn note_start_failure(&self, name: &ServiceName) {
+        if let Some(s) = self.state().get_mut(name) {
+            s.last_start_failure = Some(std::time::Instant::now());
+            s.failures_in_a_row = s.failures_in_a_row.saturating_add(1);
+        }
     }
 
     pub fn service_view(&self, name: &ServiceName) -> Result<ServiceView, ControlError> {
@@ -196,32 +309,125 @@ impl Platform {
             .store
             .get_service(name)?
             .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
+        let (running, starting, waiting, scaling, unrecorded_cold) = {
+            let services = self.state();
+            match services.get(name) {
+                Some(state) => {
+                    let running = state
+                        .live
+                        .iter()
+                        .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
+                        .map(|(l, i)| live_view(&l.id, &i.shared))
+                        .collect();
+                    (
+                        running,
+                        state.pool.starting(),
+                        state.pool.waiting(),
+                        state.scaling,
+                        state.pool.cold_starts().saturating_sub(state.cold_recorded),
+                    )
+                }
+                None => (Vec::new(), 0, 0, service.scaling.unwrap_or_default(), 0),
+            }
+        };
         Ok(ServiceView {
             url: self.url(name),
+            scaling,
             deployments: self.store.list_deployments(name)?,
+            running,
+            starting,
+            waiting,
+            cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
             instances: self.store.list_instances(name, 20)?,
             service,
         })
     }
 
     pub fn list(&self) -> Result<Vec<ServiceView>, ControlError> {
-        self.store
-            .list_services()?
-            .into_iter()
-            .map(|service| {
-                Ok(ServiceView {
-                    url: self.url(&service.name),
-                    deployments: self
-                        .store
-                        .list_deployments(&service.name)?
-                        .into_iter()
-                        .take(1)
-                        .collect(),
-                    instances: Vec::new(),
-                    service,
-                })
-            })
-            .collect()
+        let services = self.store.list_services()?;
+        let mut views = Vec::with_capacity(services.len());
+        for service in services {
+            let (running, scaling) = {
+                let state = self.state();
+                match state.get(&service.name) {
+                    Some(s) => (
+                        s.live
+                            .iter()
+                            .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
+                            .map(|(l, i)| live_view(&l.id, &i.shared))
+                            .collect(),
+                        s.scaling,
+                    ),
+                    None => (Vec::new(), service.scaling.unwrap_or_default()),
+                }
+            };
+            views.push(ServiceView {
+                url: self.url(&service.name),
+                scaling,
+                deployments: self
+                    .store
+                    .list_deployments(&service.name)?
+                    .into_iter()
+                    .take(1)
+                    .collect(),
+                running,
+                starting: 0,
+                waiting: 0,
+                cold_starts: 0,
+                instances: Vec::new(),
+                service,
+            });
+        }
+        Ok(views)
+    }
+
+    /// Changes how a service scales, at once and without a redeploy.
+    pub fn scale(&self, name: &ServiceName, layer: &ScalingLayer) -> Result<Scaling, ControlError> {
+        let service = self
+            .store
+            .get_service(name)?
+            .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
+        let current = {
+            let services = self.state();
+            services
+                .get(name)
+                .map(|s| s.scaling)
+                .unwrap_or_else(|| service.scaling.unwrap_or_default())
+        };
+        let next = current.apply(layer)?;
+        self.store.set_service_scaling(name, &next)?;
+        let mut services = self.state();
+        let state = self.ensure_state(&mut services, name, next);
+        state.scaling = next;
+        state.pool.set_limits(limits(&next));
+        Ok(next)
+    }
+
+    /// Takes a service to zero instances at once (requests in flight finish first). The next
+    /// request starts one again; a persistent service's minimum comes back with the scaler.
+    pub fn stop_service(&self, name: &ServiceName) -> Result<usize, ControlError> {
+        if self.store.get_service(name)?.is_none() {
+            return Err(ControlError::ServiceNotFound(name.to_string()));
+        }
+        let handles: Vec<InstanceHandle> = {
+            let mut services = self.state();
+            match services.get_mut(name) {
+                Some(state) => {
+                    state.pool.take_all();
+                    state
+                        .live
+                        .as_mut()
+                        .map(|l| l.instances.drain(..).collect())
+                        .unwrap_or_default()
+                }
+                None => Vec::new(),
+            }
+        };
+        let n = handles.len();
+        for h in handles {
+            self.stopping.spawn(h.drain_and_stop());
+        }
+        Ok(n)
     }
 
     /// Stops the service's instances, removes its route, images and logs.
@@ -238,10 +444,13 @@ impl Platform {
             .filter_map(|d| d.image)
             .collect();
         if let Some(state) = state {
+            state.pool.set_deployed(false);
+            state.pool.take_all();
             if let Some((_, cancel)) = state.pending {
                 cancel.cancel();
             }
             if let Some(live) = state.live {
+                self.drop_standby(&live.id).await;
                 for i in live.instances {
                     self.stopping.spawn(i.stop());
                 }
@@ -306,6 +515,7 @@ impl Platform {
             if let Some((_, cancel)) = &state.pending {
                 cancel.cancel();
             }
+            state.pool.set_deployed(false);
         }
         let handles: Vec<InstanceHandle> = self
             .state()
@@ -314,31 +524,56 @@ impl Platform {
             .flat_map(|l| l.instances.drain(..))
             .collect();
         for h in handles {
-            self.stopping.spawn(async move {
-                let _ = h.stop().await;
-            });
+            self.stopping.spawn(h.drain_and_stop());
         }
+        self.warm.drain(&self.stopping);
         self.stopping.close();
         self.stopping.wait().await;
         self.sandboxes.shutdown().await;
     }
 
+    /// An instance died: out of its deployment and its pool.
     pub(crate) fn instance_gone(
         &self,
         service: &ServiceName,
         deployment: &DeploymentId,
         instance: &InstanceId,
-    ) -> bool {
+    ) {
         let mut services = self.state();
-        let mut still_live = false;
-        if let Some(live) = services.get_mut(service).and_then(|s| s.live.as_mut())
-            && &live.id == deployment
-        {
-            still_live = true;
-            live.instances.retain(|i| &i.id != instance);
+        if let Some(state) = services.get_mut(service) {
+            state.pool.remove(instance.as_str());
+            if let Some(live) = state.live.as_mut()
+                && &live.id == deployment
+            {
+                live.instances.retain(|i| &i.id != instance);
+            }
         }
-        drop(services);
-        self.publish_routes();
-        still_live
+    }
+}
+
+pub(crate) fn limits(scaling: &Scaling) -> PoolLimits {
+    PoolLimits {
+        concurrency: scaling.concurrency,
+        max_instances: scaling.max_instances,
+    }
+}
+
+fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {
+    let up = &shared.upstream;
+    let usage = up.usage();
+    LiveInstanceView {
+        id: shared.id.clone(),
+        deployment: deployment.clone(),
+        state: match up.state() {
+            UpstreamState::Ready | UpstreamState::Freezing => "ready",
+            UpstreamState::Frozen | UpstreamState::Thawing => "frozen",
+            UpstreamState::Retired => "stopping",
+        }
+        .to_string(),
+        in_flight: up.in_flight(),
+        idle_ms: up.idle_for().as_millis() as u64,
+        active_ms: usage.active_ms,
+        frozen_ms: usage.frozen_ms,
+        requests: usage.requests,
     }
 }

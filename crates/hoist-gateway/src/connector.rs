@@ -1,4 +1,4 @@
-//! Connects the pooled client to an instance: the URI's host is the instance id, and the
+//! Connects the pooled client to an instance: the URI's host is `<instance>.<service>`, and the
 //! socket is created inside that instance's network namespace, then connected to its loopback.
 
 use std::future::Future;
@@ -29,7 +29,10 @@ impl tower_service::Service<Uri> for NetnsConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let table = self.table.load();
-        let upstream = uri.host().and_then(|h| table.upstream(h)).cloned();
+        let upstream = uri
+            .host()
+            .and_then(|h| h.split_once('.'))
+            .and_then(|(instance, service)| table.route(service)?.find(instance));
         Box::pin(async move {
             let upstream = upstream.ok_or_else(|| {
                 std::io::Error::new(

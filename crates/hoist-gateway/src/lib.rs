@@ -7,4 +7,7 @@ mod proxy;
 mod table;
 
 pub use proxy::{Gateway, GatewayConfig};
-pub use table::{Route, RoutingTable, Upstream};
+pub use table::{
+    Activator, Admitted, InFlight, PoolLimits, Rejection, RoutingTable, ServicePool, Upstream,
+    UpstreamState, UpstreamUsage,
+};

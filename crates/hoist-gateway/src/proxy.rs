@@ -2,35 +2,53 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use hoist_core::RequestLimits;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connector::NetnsConnector;
-use crate::table::{InFlight, RoutingTable};
+use crate::table::{InFlight, Rejection, RoutingTable, ServicePool};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type RequestBody = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Requests for `NAME.<domain>` go to service NAME.
     pub domain: String,
     pub max_body_bytes: u64,
+    /// How long a request may be held waiting for an instance (cold start, full instances).
+    pub hold_timeout: std::time::Duration,
+    /// How long an instance may take to answer a request.
+    pub request_timeout: std::time::Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(domain: &str) -> GatewayConfig {
+        GatewayConfig {
+            domain: domain.to_string(),
+            max_body_bytes: RequestLimits::MAX_REQUEST_BODY as u64,
+            hold_timeout: std::time::Duration::from_secs(60),
+            request_timeout: RequestLimits::MAX_REQUEST_DURATION,
+        }
+    }
 }
 
 pub struct Gateway {
     config: GatewayConfig,
     table: Arc<ArcSwap<RoutingTable>>,
-    client: Client<NetnsConnector, Incoming>,
+    client: Client<NetnsConnector, RequestBody>,
 }
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) that a proxy must not forward.
@@ -102,9 +120,13 @@ impl Gateway {
                 let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // Heads larger than this get hyper's own 431; a slow client gets 30 s to send
+                // its head (slowloris).
                 builder
                     .http1()
-                    .max_buf_size(hoist_core::RequestLimits::MAX_HEADERS_TOTAL + 16 * 1024);
+                    .max_buf_size(RequestLimits::MAX_HEADERS_TOTAL + RequestLimits::MAX_HEADER_LINE)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30));
                 if let Err(e) = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await
@@ -115,9 +137,70 @@ impl Gateway {
         }
     }
 
+    /// 414/431/413 for requests over the limits, checked before any instance is woken.
+    fn check_limits(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+        let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+        if target > RequestLimits::MAX_HEADER_LINE {
+            return Some(page(
+                StatusCode::URI_TOO_LONG,
+                "Request target too long",
+                &format!(
+                    "The request line may be at most {} KB.",
+                    RequestLimits::MAX_HEADER_LINE / 1024
+                ),
+            ));
+        }
+        let mut total = target;
+        for (name, value) in req.headers() {
+            let line = name.as_str().len() + 2 + value.len();
+            if line > RequestLimits::MAX_HEADER_LINE {
+                return Some(page(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request header too large",
+                    &format!(
+                        "Header {} is over the {} KB limit for one header.",
+                        escape(name.as_str()),
+                        RequestLimits::MAX_HEADER_LINE / 1024
+                    ),
+                ));
+            }
+            total += line + 2;
+        }
+        if total > RequestLimits::MAX_HEADERS_TOTAL {
+            return Some(page(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request headers too large",
+                &format!(
+                    "All request headers together may be at most {} KB.",
+                    RequestLimits::MAX_HEADERS_TOTAL / 1024
+                ),
+            ));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.config.max_body_bytes) {
+            return Some(self.too_large());
+        }
+        None
+    }
+
+    fn too_large(&self) -> Response<ProxyBody> {
+        page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            &format!(
+                "The limit is {} MB.",
+                self.config.max_body_bytes / (1024 * 1024)
+            ),
+        )
+    }
+
     async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let host = req
@@ -128,57 +211,60 @@ impl Gateway {
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let host_lc = host.to_ascii_lowercase();
-        let table = self.table.load();
-        let Some((name, route)) = self
-            .service_for_host(&host_lc)
-            .and_then(|n| table.route(n).map(|r| (n, r)))
-        else {
+        let pool = {
+            let table = self.table.load();
+            self.service_for_host(&host_lc)
+                .and_then(|n| table.route(n).cloned())
+        };
+        let Some(pool) = pool else {
             return Ok(page(
                 StatusCode::NOT_FOUND,
                 "No such app",
                 &format!("Nothing is deployed at {}.", escape(&host)),
             ));
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.config.max_body_bytes) {
-            return Ok(page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large",
-                &format!(
-                    "The limit is {} MB.",
-                    self.config.max_body_bytes / (1024 * 1024)
-                ),
-            ));
+        if let Some(rejected) = self.check_limits(&req) {
+            return Ok(rejected);
         }
-        let Some(upstream) = route.pick().cloned() else {
-            return Ok(page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                &format!("{} has no ready instance right now.", escape(name)),
-            ));
+        let admitted = match pool.acquire(self.config.hold_timeout).await {
+            Ok(a) => a,
+            Err(rejection) => return Ok(rejected(pool.name(), rejection)),
         };
-        let guard = upstream.begin();
+        Ok(self.forward(req, peer, &host, &pool, admitted.guard).await)
+    }
 
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        host: &str,
+        pool: &Arc<ServicePool>,
+        guard: InFlight,
+    ) -> Response<ProxyBody> {
+        let name = pool.name();
+        let upstream = guard.upstream().clone();
         let path = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri: Uri =
-            match format!("http://{}:{}{}", upstream.instance, upstream.port, path).parse() {
-                Ok(u) => u,
-                Err(_) => {
-                    return Ok(page(
-                        StatusCode::BAD_REQUEST,
-                        "Bad request",
-                        "Unusable request target.",
-                    ));
-                }
-            };
+        // The authority names the instance and its service, which is how the connector finds
+        // the network namespace to connect in (and how the client pools connections).
+        let uri: Uri = match format!(
+            "http://{}.{}:{}{}",
+            upstream.instance, name, upstream.port, path
+        )
+        .parse()
+        {
+            Ok(u) => u,
+            Err(_) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "Unusable request target.",
+                );
+            }
+        };
         let client_version = req.version();
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -187,17 +273,28 @@ impl Gateway {
             strip_hop_by_hop(headers);
         }
         if !headers.contains_key(header::HOST)
-            && let Ok(v) = HeaderValue::from_str(&host)
+            && let Ok(v) = HeaderValue::from_str(host)
         {
             headers.insert(header::HOST, v);
         }
-        forwarded(headers, peer, &host);
+        forwarded(headers, peer, host);
         *req.uri_mut() = uri;
         // Instances speak HTTP/1.1 whatever the client spoke to us.
         *req.version_mut() = Version::HTTP_11;
+        // Bodies without a Content-Length are counted as they stream.
+        let over_limit = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| {
+            LimitedBody {
+                inner: body,
+                left: self.config.max_body_bytes,
+                over: over_limit.clone(),
+            }
+            .boxed()
+        });
 
-        match self.client.request(req).await {
-            Ok(mut resp) => {
+        let sent = tokio::time::timeout(self.config.request_timeout, self.client.request(req));
+        match sent.await {
+            Ok(Ok(mut resp)) => {
                 // The client hears our HTTP version, not the instance's (a Python server
                 // answering HTTP/1.0 must not downgrade the client's connection).
                 *resp.version_mut() = client_version;
@@ -215,26 +312,118 @@ impl Gateway {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                     });
-                    return Ok(resp.map(|_| empty()));
+                    return resp.map(|_| empty());
                 }
                 strip_hop_by_hop(resp.headers_mut());
-                Ok(resp.map(|body| {
+                resp.map(|body| {
                     GuardedBody {
                         inner: body,
                         _guard: guard,
                     }
                     .boxed()
-                }))
+                })
             }
-            Err(e) => {
+            Ok(Err(_)) if over_limit.load(Ordering::Acquire) => self.too_large(),
+            Ok(Err(e)) => {
                 tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
-                Ok(page(
+                page(
                     StatusCode::BAD_GATEWAY,
                     "Bad gateway",
                     &format!("{} did not answer.", escape(name)),
-                ))
+                )
             }
+            Err(_) => page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway timeout",
+                &format!(
+                    "{} did not answer within {} minutes.",
+                    escape(name),
+                    self.config.request_timeout.as_secs() / 60
+                ),
+            ),
         }
+    }
+}
+
+/// The answer for a request that got no instance.
+fn rejected(service: &str, rejection: Rejection) -> Response<ProxyBody> {
+    let service = escape(service);
+    let mut resp = match rejection {
+        Rejection::Overloaded => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service overloaded",
+            &format!("{service} is at its instance and concurrency limits. Retry shortly."),
+        ),
+        Rejection::Timeout => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            &format!("No instance of {service} became ready in time."),
+        ),
+        Rejection::StartFailed(reason) => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service failed to start",
+            &format!(
+                "An instance of {service} could not start: {}",
+                escape(first_line(&reason))
+            ),
+        ),
+        Rejection::NotDeployed => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            &format!("{service} has no live deployment."),
+        ),
+    };
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// A request body that fails once it has carried more than `left` bytes, so chunked uploads
+/// meet the same limit as those that declare a Content-Length.
+struct LimitedBody {
+    inner: Incoming,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.left {
+                        self.over.store(true, Ordering::Release);
+                        return Poll::Ready(Some(Err(std::io::Error::other(
+                            "request body over the limit",
+                        ))));
+                    }
+                    self.left -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -352,8 +541,8 @@ mod tests {
 
     fn gw() -> Arc<Gateway> {
         Gateway::new(GatewayConfig {
-            domain: "localhost".into(),
             max_body_bytes: 1024,
+            ..GatewayConfig::new("localhost")
         })
     }
 

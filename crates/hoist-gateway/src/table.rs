@@ -1,79 +1,672 @@
+//! The routing table and, per service, the pool of instances requests are balanced across.
+//!
+//! The request path reads only atomics and an `ArcSwap`ed list: picking an instance is a scan
+//! for the fewest in-flight requests and one compare-and-swap. Everything slower (starting an
+//! instance, thawing one, queueing when all are busy) is the activator's slow path in
+//! [`ServicePool::acquire`].
+
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use hoist_sandbox::NetNs;
+use arc_swap::ArcSwap;
+use hoist_sandbox::{Freezer, NetNs};
+use tokio::sync::Notify;
 
-/// One ready instance the gateway may send requests to.
+/// Where an instance is in the idle lifecycle, as the gateway sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamState {
+    /// Takes requests.
+    Ready,
+    /// The freezer is being applied; requests wait for it, then thaw it.
+    Freezing,
+    Frozen,
+    Thawing,
+    /// Being drained or stopped: takes no new requests.
+    Retired,
+}
+
+impl UpstreamState {
+    fn from_bits(bits: u64) -> UpstreamState {
+        match bits {
+            0 => UpstreamState::Ready,
+            1 => UpstreamState::Freezing,
+            2 => UpstreamState::Frozen,
+            3 => UpstreamState::Thawing,
+            _ => UpstreamState::Retired,
+        }
+    }
+
+    fn bits(self) -> u64 {
+        match self {
+            UpstreamState::Ready => 0,
+            UpstreamState::Freezing => 1,
+            UpstreamState::Frozen => 2,
+            UpstreamState::Thawing => 3,
+            UpstreamState::Retired => 4,
+        }
+    }
+}
+
+/// State and in-flight count share one word so that "admit a request" and "freeze because
+/// idle" cannot both succeed: each is a compare-and-swap on the same value.
+const STATE_SHIFT: u32 = 32;
+const COUNT_MASK: u64 = (1 << STATE_SHIFT) - 1;
+
+fn pack(state: UpstreamState, in_flight: u64) -> u64 {
+    (state.bits() << STATE_SHIFT) | in_flight
+}
+
+/// Milliseconds on a process-wide monotonic clock, so instants fit in atomics.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// One instance the gateway may send requests to.
 #[derive(Debug)]
 pub struct Upstream {
     pub instance: String,
     pub netns: Arc<NetNs>,
     pub port: u16,
-    in_flight: AtomicUsize,
+    freezer: Option<Freezer>,
+    word: AtomicU64,
+    /// When the last request finished (or the instance became ready).
+    idle_since: AtomicU64,
+    active_since: AtomicU64,
+    active_ms: AtomicU64,
+    frozen_since: AtomicU64,
+    frozen_ms: AtomicU64,
+    requests: AtomicU64,
 }
 
 impl Upstream {
-    pub fn new(instance: String, netns: Arc<NetNs>, port: u16) -> Arc<Upstream> {
+    pub fn new(
+        instance: String,
+        netns: Arc<NetNs>,
+        port: u16,
+        freezer: Option<Freezer>,
+    ) -> Arc<Upstream> {
+        let now = now_ms();
         Arc::new(Upstream {
             instance,
             netns,
             port,
-            in_flight: AtomicUsize::new(0),
+            freezer,
+            word: AtomicU64::new(pack(UpstreamState::Ready, 0)),
+            idle_since: AtomicU64::new(now),
+            active_since: AtomicU64::new(now),
+            active_ms: AtomicU64::new(0),
+            frozen_since: AtomicU64::new(now),
+            frozen_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         })
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        (self.word.load(Ordering::Acquire) & COUNT_MASK) as usize
     }
 
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    pub fn state(&self) -> UpstreamState {
+        UpstreamState::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT)
+    }
+
+    /// How long no request has been in flight (zero while one is).
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight() > 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire)))
+    }
+
+    /// Time with at least one request in flight, and time frozen, so far.
+    pub fn usage(&self) -> UpstreamUsage {
+        let now = now_ms();
+        let word = self.word.load(Ordering::Acquire);
+        let mut active = self.active_ms.load(Ordering::Acquire);
+        if word & COUNT_MASK > 0 {
+            active += now.saturating_sub(self.active_since.load(Ordering::Acquire));
+        }
+        let mut frozen = self.frozen_ms.load(Ordering::Acquire);
+        if UpstreamState::from_bits(word >> STATE_SHIFT) == UpstreamState::Frozen {
+            frozen += now.saturating_sub(self.frozen_since.load(Ordering::Acquire));
+        }
+        UpstreamUsage {
+            active_ms: active,
+            frozen_ms: frozen,
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Admits a request if the instance is ready and below `limit`.
+    fn try_admit(self: &Arc<Self>, limit: u32, pool: &Arc<ServicePool>) -> Option<InFlight> {
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let in_flight = cur & COUNT_MASK;
+            if UpstreamState::from_bits(cur >> STATE_SHIFT) != UpstreamState::Ready
+                || in_flight >= u64::from(limit)
+            {
+                return None;
+            }
+            match self
+                .word
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if in_flight == 0 {
+                        self.active_since.store(now_ms(), Ordering::Release);
+                    }
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    return Some(InFlight {
+                        upstream: self.clone(),
+                        pool: pool.clone(),
+                    });
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let prev = self.word.fetch_sub(1, Ordering::AcqRel);
+        if prev & COUNT_MASK == 1 {
+            let now = now_ms();
+            let since = self.active_since.load(Ordering::Acquire);
+            self.active_ms
+                .fetch_add(now.saturating_sub(since), Ordering::AcqRel);
+            self.idle_since.store(now, Ordering::Release);
+        }
+    }
+
+    fn transition(&self, from: UpstreamState, to: UpstreamState) -> bool {
+        let cur = self.word.load(Ordering::Acquire);
+        if UpstreamState::from_bits(cur >> STATE_SHIFT) != from {
+            return false;
+        }
+        let next = pack(to, cur & COUNT_MASK);
+        self.word
+            .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Freezes the instance if it is ready with nothing in flight; blocking (the kernel takes
+    /// a moment to freeze), so call it off the async threads. Returns whether it froze.
+    pub fn freeze(&self) -> std::io::Result<bool> {
+        let Some(freezer) = &self.freezer else {
+            return Ok(false);
+        };
+        let idle_ready = pack(UpstreamState::Ready, 0);
+        if self
+            .word
+            .compare_exchange(
+                idle_ready,
+                pack(UpstreamState::Freezing, 0),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Ok(false);
+        }
+        match freezer.freeze() {
+            Ok(()) => {
+                self.frozen_since.store(now_ms(), Ordering::Release);
+                self.transition(UpstreamState::Freezing, UpstreamState::Frozen);
+                Ok(true)
+            }
+            Err(e) => {
+                // Half-frozen is not a state to leave anything in.
+                let _ = freezer.thaw();
+                self.transition(UpstreamState::Freezing, UpstreamState::Ready);
+                Err(e)
+            }
+        }
+    }
+
+    /// Thaws a frozen instance; `Ok(false)` if it was not frozen (someone else thawed it).
+    pub fn thaw(&self) -> std::io::Result<bool> {
+        if !self.transition(UpstreamState::Frozen, UpstreamState::Thawing) {
+            return Ok(false);
+        }
+        let result = match &self.freezer {
+            Some(f) => f.thaw(),
+            None => Ok(()),
+        };
+        let since = self.frozen_since.load(Ordering::Acquire);
+        self.frozen_ms
+            .fetch_add(now_ms().saturating_sub(since), Ordering::AcqRel);
+        // Thawing counts as activity: the instance is not frozen again right away.
+        self.idle_since.store(now_ms(), Ordering::Release);
+        match result {
+            Ok(()) => {
+                self.transition(UpstreamState::Thawing, UpstreamState::Ready);
+                Ok(true)
+            }
+            Err(e) => {
+                self.transition(UpstreamState::Thawing, UpstreamState::Retired);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes no new requests from now on (drain, stop); in-flight ones finish.
+    pub fn retire(&self) {
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let next = pack(UpstreamState::Retired, cur & COUNT_MASK);
+            match self
+                .word
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 }
 
-/// Counts a request against its upstream until dropped (also when the client goes away).
-pub(crate) struct InFlight(Arc<Upstream>);
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamUsage {
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    pub requests: u64,
+}
+
+/// A request admitted to an instance, counted until dropped (also when the client goes away).
+pub struct InFlight {
+    upstream: Arc<Upstream>,
+    pool: Arc<ServicePool>,
+}
+
+impl InFlight {
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.upstream.finish();
+        if self.pool.waiting.load(Ordering::Acquire) > 0 {
+            self.pool.changed.notify_waiters();
+        }
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Route {
-    pub upstreams: Vec<Arc<Upstream>>,
-    next: AtomicUsize,
+/// What the gateway asks of whoever runs instances (the control loop).
+pub trait Activator: Send + Sync + 'static {
+    /// Start one more instance of `service`; answer with [`ServicePool::start_finished`].
+    fn start_instance(&self, service: &str);
 }
 
-impl Route {
-    pub fn new(upstreams: Vec<Arc<Upstream>>) -> Route {
-        Route {
-            upstreams,
-            next: AtomicUsize::new(0),
+/// Why a request got no instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// At `max_instances`, every instance at `concurrency` and the queue full or the wait
+    /// over: the client should retry.
+    Overloaded,
+    /// The instance started for this request could not start.
+    StartFailed(String),
+    /// Waited the whole hold time for an instance that did not come.
+    Timeout,
+    /// The service has no live deployment to start instances from.
+    NotDeployed,
+}
+
+/// Limits of one service as the gateway enforces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    pub concurrency: u32,
+    pub max_instances: u32,
+}
+
+impl PoolLimits {
+    /// Requests held beyond the instances' capacity: another full round of it, and never
+    /// fewer than a handful.
+    pub fn queue_limit(&self) -> u32 {
+        self.concurrency
+            .saturating_mul(self.max_instances)
+            .max(MIN_QUEUE)
+    }
+}
+
+const MIN_QUEUE: u32 = 10;
+
+/// One service's instances, their in-flight requests and the requests waiting for one.
+pub struct ServicePool {
+    name: String,
+    upstreams: ArcSwap<Vec<Arc<Upstream>>>,
+    /// Serializes changes to `upstreams` (readers never take it).
+    edit: Mutex<()>,
+    concurrency: AtomicU32,
+    max_instances: AtomicU32,
+    deployed: AtomicBool,
+    starting: AtomicU32,
+    waiting: AtomicU32,
+    changed: Notify,
+    failure: Mutex<Option<String>>,
+    failures: AtomicU64,
+    cold_starts: AtomicU64,
+    next: AtomicU32,
+    activator: Arc<dyn Activator>,
+}
+
+impl std::fmt::Debug for ServicePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePool")
+            .field("name", &self.name)
+            .field("instances", &self.upstreams.load().len())
+            .finish()
+    }
+}
+
+/// Counts a request as waiting until it leaves the slow path, however it leaves.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ServicePool {
+    pub fn new(name: &str, limits: PoolLimits, activator: Arc<dyn Activator>) -> Arc<ServicePool> {
+        Arc::new(ServicePool {
+            name: name.to_string(),
+            upstreams: ArcSwap::from_pointee(Vec::new()),
+            edit: Mutex::new(()),
+            concurrency: AtomicU32::new(limits.concurrency.max(1)),
+            max_instances: AtomicU32::new(limits.max_instances.max(1)),
+            deployed: AtomicBool::new(false),
+            starting: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            changed: Notify::new(),
+            failure: Mutex::new(None),
+            failures: AtomicU64::new(0),
+            cold_starts: AtomicU64::new(0),
+            next: AtomicU32::new(0),
+            activator,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> PoolLimits {
+        PoolLimits {
+            concurrency: self.concurrency.load(Ordering::Acquire),
+            max_instances: self.max_instances.load(Ordering::Acquire),
         }
     }
 
-    /// Fewest in-flight requests wins; ties rotate so idle instances share the load.
-    pub(crate) fn pick(&self) -> Option<&Arc<Upstream>> {
-        let n = self.upstreams.len();
+    pub fn set_limits(&self, limits: PoolLimits) {
+        self.concurrency
+            .store(limits.concurrency.max(1), Ordering::Release);
+        self.max_instances
+            .store(limits.max_instances.max(1), Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether instances can be started (the service has a live deployment).
+    pub fn set_deployed(&self, deployed: bool) {
+        self.deployed.store(deployed, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    pub fn upstreams(&self) -> Arc<Vec<Arc<Upstream>>> {
+        self.upstreams.load_full()
+    }
+
+    pub fn find(&self, instance: &str) -> Option<Arc<Upstream>> {
+        self.upstreams
+            .load()
+            .iter()
+            .find(|u| u.instance == instance)
+            .cloned()
+    }
+
+    pub fn starting(&self) -> u32 {
+        self.starting.load(Ordering::Acquire)
+    }
+
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Instances started because a request found none ready.
+    pub fn cold_starts(&self) -> u64 {
+        self.cold_starts.load(Ordering::Relaxed)
+    }
+
+    /// Adds a ready instance (started by the activator or otherwise).
+    pub fn add(&self, upstream: Arc<Upstream>) {
+        {
+            let _edit = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+            let mut list = Vec::clone(&self.upstreams.load());
+            list.push(upstream);
+            self.upstreams.store(Arc::new(list));
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Takes an instance out; it gets no new requests.
+    pub fn remove(&self, instance: &str) -> Option<Arc<Upstream>> {
+        let removed = {
+            let _edit = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+            let mut list = Vec::clone(&self.upstreams.load());
+            let pos = list.iter().position(|u| u.instance == instance)?;
+            let removed = list.remove(pos);
+            self.upstreams.store(Arc::new(list));
+            removed
+        };
+        removed.retire();
+        self.changed.notify_waiters();
+        Some(removed)
+    }
+
+    /// Takes every instance out (a new deployment went live, the service is stopped).
+    pub fn take_all(&self) -> Vec<Arc<Upstream>> {
+        let old = {
+            let _edit = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+            self.upstreams.swap(Arc::new(Vec::new()))
+        };
+        for u in old.iter() {
+            u.retire();
+        }
+        self.changed.notify_waiters();
+        Vec::clone(&old)
+    }
+
+    /// Replaces every instance at once: requests see the old set or the new one.
+    pub fn replace_all(&self, upstreams: Vec<Arc<Upstream>>) -> Vec<Arc<Upstream>> {
+        let old = {
+            let _edit = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+            self.upstreams.swap(Arc::new(upstreams))
+        };
+        for u in old.iter() {
+            u.retire();
+        }
+        self.changed.notify_waiters();
+        Vec::clone(&old)
+    }
+
+    /// Counts a start the control loop makes on its own (minimum instances), so the
+    /// activator does not start another for the same demand.
+    pub fn begin_start(&self) {
+        self.starting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reports how a start counted by [`ServicePool::begin_start`] or requested through the
+    /// activator ended. Held requests see the failure and answer with it.
+    pub fn start_finished(&self, result: Result<Arc<Upstream>, String>) {
+        match result {
+            Ok(upstream) => {
+                self.starting.fetch_sub(1, Ordering::AcqRel);
+                self.add(upstream);
+            }
+            Err(reason) => {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                self.failures.fetch_add(1, Ordering::AcqRel);
+                self.starting.fetch_sub(1, Ordering::AcqRel);
+                self.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// Fewest in-flight requests among ready instances below the concurrency limit; ties
+    /// rotate so idle instances share the load.
+    fn try_pick(self: &Arc<Self>) -> Option<InFlight> {
+        let list = self.upstreams.load();
+        let n = list.len();
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|i| &self.upstreams[(start + i) % n])
-            .min_by_key(|u| u.in_flight())
+        let limit = self.concurrency.load(Ordering::Relaxed);
+        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize % n;
+        // A few attempts: another request can take the last slot between scan and CAS.
+        for _ in 0..4 {
+            let best = (0..n)
+                .map(|i| &list[(start + i) % n])
+                .filter(|u| u.state() == UpstreamState::Ready)
+                .min_by_key(|u| u.in_flight())?;
+            if let Some(g) = best.try_admit(limit, self) {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// Thaws one frozen instance, if there is one; true if the caller should pick again.
+    fn thaw_one(&self) -> bool {
+        let list = self.upstreams.load();
+        for u in list.iter() {
+            if u.state() == UpstreamState::Frozen {
+                match u.thaw() {
+                    Ok(true) => {
+                        self.changed.notify_waiters();
+                        return true;
+                    }
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(service = %self.name, instance = %u.instance, error = %e, "thawing instance");
+                        continue;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether demand exceeds what ready and starting instances can take, and another
+    /// instance is allowed; if so, claims the start (one claim per unit of missing capacity,
+    /// however many requests race here).
+    fn claim_start(&self) -> bool {
+        let limits = self.limits();
+        let list = self.upstreams.load();
+        let usable: Vec<&Arc<Upstream>> = list
+            .iter()
+            .filter(|u| u.state() != UpstreamState::Retired)
+            .collect();
+        let in_flight: u64 = usable.iter().map(|u| u.in_flight() as u64).sum();
+        let demand = in_flight + u64::from(self.waiting.load(Ordering::Acquire));
+        let starting = self.starting.load(Ordering::Acquire);
+        let capacity_instances = usable.len() as u32 + starting;
+        if capacity_instances >= limits.max_instances {
+            return false;
+        }
+        if u64::from(capacity_instances) * u64::from(limits.concurrency) >= demand {
+            return false;
+        }
+        self.starting
+            .compare_exchange(starting, starting + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn at_capacity(&self) -> bool {
+        let limits = self.limits();
+        let usable = self
+            .upstreams
+            .load()
+            .iter()
+            .filter(|u| u.state() != UpstreamState::Retired)
+            .count() as u32;
+        usable + self.starting.load(Ordering::Acquire) >= limits.max_instances
+    }
+
+    /// Finds an instance for one request: a ready one at once if there is room, otherwise
+    /// thaws a frozen one, starts a new one, or waits (bounded in count and time) for one.
+    pub async fn acquire(self: &Arc<Self>, hold: Duration) -> Result<Admitted, Rejection> {
+        if let Some(g) = self.try_pick() {
+            return Ok(Admitted {
+                guard: g,
+                cold: false,
+            });
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        let deadline = tokio::time::Instant::now() + hold;
+        let failures_before = self.failures.load(Ordering::Acquire);
+        let mut cold = false;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(g) = self.try_pick() {
+                return Ok(Admitted { guard: g, cold });
+            }
+            if self.thaw_one() {
+                continue;
+            }
+            if !self.deployed.load(Ordering::Acquire) {
+                return Err(Rejection::NotDeployed);
+            }
+            let no_instances = self.upstreams.load().is_empty();
+            if self.failures.load(Ordering::Acquire) != failures_before
+                && no_instances
+                && self.starting.load(Ordering::Acquire) == 0
+            {
+                let reason = self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| "the instance did not start".into());
+                return Err(Rejection::StartFailed(reason));
+            }
+            if self.claim_start() {
+                cold = true;
+                self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                self.activator.start_instance(&self.name);
+                continue;
+            }
+            if self.at_capacity()
+                && self.waiting.load(Ordering::Acquire) > self.limits().queue_limit()
+            {
+                return Err(Rejection::Overloaded);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(if self.at_capacity() { Rejection::Overloaded } else { Rejection::Timeout });
+                }
+            }
+        }
     }
 }
 
-/// Service name → route, plus instance id → upstream for the connector.
+/// An instance slot for one request; `cold` if an instance was started for it.
+pub struct Admitted {
+    pub guard: InFlight,
+    pub cold: bool,
+}
+
+/// Service name → pool. Published whole by the control loop when services come and go;
+/// instances come and go inside the pools without a new table.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    routes: HashMap<String, Route>,
-    instances: HashMap<String, Arc<Upstream>>,
+    routes: HashMap<String, Arc<ServicePool>>,
 }
 
 impl RoutingTable {
@@ -81,21 +674,12 @@ impl RoutingTable {
         RoutingTable::default()
     }
 
-    /// Adds a service; a service with no upstreams is known (503) rather than unknown (404).
-    pub fn insert(&mut self, service: &str, upstreams: Vec<Arc<Upstream>>) {
-        for u in &upstreams {
-            self.instances.insert(u.instance.clone(), u.clone());
-        }
-        self.routes
-            .insert(service.to_string(), Route::new(upstreams));
+    pub fn insert(&mut self, pool: Arc<ServicePool>) {
+        self.routes.insert(pool.name().to_string(), pool);
     }
 
-    pub fn route(&self, service: &str) -> Option<&Route> {
+    pub fn route(&self, service: &str) -> Option<&Arc<ServicePool>> {
         self.routes.get(service)
-    }
-
-    pub fn upstream(&self, instance: &str) -> Option<&Arc<Upstream>> {
-        self.instances.get(instance)
     }
 
     pub fn len(&self) -> usize {

@@ -173,12 +173,22 @@ fn set_frozen(rel: &str, v1: bool, frozen: bool) -> std::io::Result<()> {
     let (file, value, state_file, done): (PathBuf, &str, PathBuf, &str) = if v1 {
         let dir = Path::new("/sys/fs/cgroup/freezer").join(rel).join("ctr");
         let value = if frozen { "FROZEN" } else { "THAWED" };
-        (dir.join("freezer.state"), value, dir.join("freezer.state"), value)
+        (
+            dir.join("freezer.state"),
+            value,
+            dir.join("freezer.state"),
+            value,
+        )
     } else {
         let dir = Path::new("/sys/fs/cgroup").join(rel).join("ctr");
         let value = if frozen { "1" } else { "0" };
         let done = if frozen { "frozen 1" } else { "frozen 0" };
-        (dir.join("cgroup.freeze"), value, dir.join("cgroup.events"), done)
+        (
+            dir.join("cgroup.freeze"),
+            value,
+            dir.join("cgroup.events"),
+            done,
+        )
     };
     std::fs::write(&file, value)?;
     if !frozen {

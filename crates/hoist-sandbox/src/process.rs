@@ -45,9 +45,9 @@ impl Adopted {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
         if fd < 0 {
-            return Err(SandboxError::io(format!("watching container process {pid}"))(
-                std::io::Error::last_os_error(),
-            ));
+            return Err(SandboxError::io(format!(
+                "watching container process {pid}"
+            ))(std::io::Error::last_os_error()));
         }
         // SAFETY: the descriptor was just created and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };

@@ -11,9 +11,9 @@ use crate::SandboxError;
 use crate::bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
 use crate::cgroup::{Freezer, OwnedCgroup};
 use crate::crun::{Crun, ExitStatus};
-use crate::process::{Adopted, Process};
 use crate::netns::{NetNs, NetNsPool};
 use crate::overlay::Overlay;
+use crate::process::{Adopted, Process};
 
 const CGROUP_PARENT: &str = "hoist";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -196,12 +196,10 @@ impl Sandboxes {
         let spawned = if create_only {
             self.crun_create(id, &dir).await
         } else {
-            self.crun
-                .spawn(id, &dir)
-                .map(|mut c| {
-                    let out = (c.child.stdout.take(), c.child.stderr.take());
-                    (Process::Foreground(c.child), out)
-                })
+            self.crun.spawn(id, &dir).map(|mut c| {
+                let out = (c.child.stdout.take(), c.child.stderr.take());
+                (Process::Foreground(c.child), out)
+            })
         };
         let (process, (stdout, stderr)) = match spawned {
             Ok(p) => p,

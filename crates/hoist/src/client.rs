@@ -120,6 +120,52 @@ pub struct DeployArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    #[command(flatten)]
+    scaling: ScalingArgs,
+}
+
+/// Scaling settings; unset ones keep the service's current values.
+#[derive(Args)]
+pub struct ScalingArgs {
+    /// Instances kept warm and never frozen (0 = serverless: nothing runs without traffic).
+    #[arg(long)]
+    min_instances: Option<u32>,
+    /// Most instances that may run at once.
+    #[arg(long)]
+    max_instances: Option<u32>,
+    /// Requests one instance takes at once before another is started.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Idle time before an instance is frozen, e.g. 500ms, 30s.
+    #[arg(long)]
+    idle_freeze: Option<String>,
+    /// Idle time before a frozen instance is stopped, e.g. 15m.
+    #[arg(long)]
+    idle_stop: Option<String>,
+}
+
+impl ScalingArgs {
+    fn json(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("min_instances", self.min_instances.map(Value::from));
+        put("max_instances", self.max_instances.map(Value::from));
+        put("concurrency", self.concurrency.map(Value::from));
+        put("idle_freeze", self.idle_freeze.clone().map(Value::from));
+        put("idle_stop", self.idle_stop.clone().map(Value::from));
+        m
+    }
+}
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    name: String,
+    #[command(flatten)]
+    scaling: ScalingArgs,
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
@@ -132,7 +178,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             .display()
             .to_string()
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "source": source,
         "name": args.name,
         "branch": args.branch,
@@ -144,6 +190,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         "memory": args.memory,
         "env": args.env,
     });
+    if let Some(obj) = body.as_object_mut() {
+        obj.extend(args.scaling.json());
+    }
     let created: Value = api
         .send(
             api.req(reqwest::Method::POST, "/v1/deployments")
@@ -231,6 +280,42 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     println!("service  {}", text(&s["name"]));
     println!("url      {}", text(&s["url"]));
     println!("live     {}", text(&s["live_deployment"]));
+    let sc = &s["scaling"];
+    let min = sc["min_instances"].as_u64().unwrap_or(0);
+    println!(
+        "scaling  {} (min {}, max {}, concurrency {}, freeze after {}, stop after {})",
+        if min > 0 { "persistent" } else { "serverless" },
+        min,
+        sc["max_instances"].as_u64().unwrap_or(0),
+        sc["concurrency"].as_u64().unwrap_or(0),
+        duration_text(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
+        duration_text(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
+    );
+    println!(
+        "now      {} running, {} starting, {} requests waiting; {} cold starts in all",
+        s["running"].as_array().map_or(0, Vec::len),
+        s["starting"].as_u64().unwrap_or(0),
+        s["waiting"].as_u64().unwrap_or(0),
+        s["cold_starts"].as_u64().unwrap_or(0),
+    );
+    println!();
+    println!(
+        "{:<14} {:<14} {:<9} {:>9} {:>8} {:>10} {:>10} {:>9}",
+        "RUNNING", "DEPLOYMENT", "STATE", "IN FLIGHT", "IDLE", "ACTIVE", "FROZEN", "REQUESTS"
+    );
+    for i in s["running"].as_array().into_iter().flatten() {
+        println!(
+            "{:<14} {:<14} {:<9} {:>9} {:>8} {:>10} {:>10} {:>9}",
+            text(&i["id"]),
+            text(&i["deployment"]),
+            text(&i["state"]),
+            i["in_flight"].as_u64().unwrap_or(0),
+            duration_text(i["idle_ms"].as_u64().unwrap_or(0)),
+            duration_text(i["active_ms"].as_u64().unwrap_or(0)),
+            duration_text(i["frozen_ms"].as_u64().unwrap_or(0)),
+            i["requests"].as_u64().unwrap_or(0),
+        );
+    }
     println!();
     println!(
         "{:<14} {:<10} {:<11} {:<6} REASON",
@@ -255,8 +340,8 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<14} {:<14} {:<9} {:<6} EXIT",
-        "INSTANCE", "DEPLOYMENT", "STATE", "AGE"
+        "{:<14} {:<14} {:<9} {:<6} {:<5} EXIT",
+        "INSTANCE", "DEPLOYMENT", "STATE", "AGE", "COLD"
     );
     for i in s["instances"].as_array().into_iter().flatten() {
         let exit = i["exit_reason"]
@@ -266,11 +351,16 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
             .next()
             .unwrap_or("");
         println!(
-            "{:<14} {:<14} {:<9} {:<6} {}",
+            "{:<14} {:<14} {:<9} {:<6} {:<5} {}",
             text(&i["id"]),
             text(&i["deployment"]),
             text(&i["state"]),
             age(i["created_at"].as_i64().unwrap_or(0)),
+            if i["cold"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
             exit
         );
     }
@@ -337,6 +427,97 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         true
     })
     .await
+}
+
+fn duration_text(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let body = Value::Object(args.scaling.json());
+    let sc: Value = api
+        .send(
+            api.req(
+                reqwest::Method::POST,
+                &format!("/v1/services/{}/scale", args.name),
+            )
+            .json(&body),
+        )
+        .await?
+        .json()
+        .await?;
+    println!(
+        "{}: min {}, max {}, concurrency {}, freeze after {}, stop after {}",
+        args.name,
+        sc["min_instances"].as_u64().unwrap_or(0),
+        sc["max_instances"].as_u64().unwrap_or(0),
+        sc["concurrency"].as_u64().unwrap_or(0),
+        duration_text(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
+        duration_text(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
+    );
+    Ok(())
+}
+
+pub async fn stop(name: &str) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let r: Value = api
+        .send(api.req(reqwest::Method::POST, &format!("/v1/services/{name}/stop")))
+        .await?
+        .json()
+        .await?;
+    println!(
+        "stopped {} instance(s) of {name}; the next request starts one again",
+        r["stopped"].as_u64().unwrap_or(0)
+    );
+    let s = api.get(&format!("/v1/services/{name}")).await?;
+    let min = s["scaling"]["min_instances"].as_u64().unwrap_or(0);
+    if min > 0 {
+        println!(
+            "note: {name} is persistent (min_instances {min}), so {min} instance(s) start again at once; `hoist scale {name} --min-instances 0` makes it serverless"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct UsageArgs {
+    name: String,
+    /// How many days back.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+}
+
+pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let days = api
+        .get(&format!(
+            "/v1/services/{}/usage?days={}",
+            args.name, args.days
+        ))
+        .await?;
+    println!(
+        "{:<10} {:>9} {:>11} {:>11} {:>10} {:>12} {:>6}",
+        "DAY", "REQUESTS", "ACTIVE", "FROZEN", "CPU", "GB-SECONDS", "COLD"
+    );
+    for d in days.as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:>9} {:>11} {:>11} {:>10} {:>12.3} {:>6}",
+            text(&d["day"]),
+            d["requests"].as_u64().unwrap_or(0),
+            duration_text(d["active_ms"].as_u64().unwrap_or(0)),
+            duration_text(d["frozen_ms"].as_u64().unwrap_or(0)),
+            duration_text(d["cpu_ms"].as_u64().unwrap_or(0)),
+            d["gb_seconds"].as_f64().unwrap_or(0.0),
+            d["cold_starts"].as_u64().unwrap_or(0),
+        );
+    }
+    Ok(())
 }
 
 pub async fn delete(name: &str) -> anyhow::Result<()> {

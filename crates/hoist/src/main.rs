@@ -31,6 +31,12 @@ enum Command {
     Status { name: String },
     /// Print a service's logs.
     Logs(client::LogsArgs),
+    /// Change how a service scales (instances, concurrency, idle freeze/stop) without a redeploy.
+    Scale(client::ScaleArgs),
+    /// Take a service to zero instances now; the next request starts one again.
+    Stop { name: String },
+    /// Billable usage per day: active time, frozen time, CPU, GB-seconds, cold starts.
+    Usage(client::UsageArgs),
     /// Delete a service: its instances, route, images and logs.
     Delete { name: String },
     /// List runtimes with their versions and sizes.
@@ -57,6 +63,9 @@ fn main() {
             Command::Status { name } => client::status(&name).await,
             Command::Logs(args) => client::logs(args).await,
             Command::Delete { name } => client::delete(&name).await,
+            Command::Scale(args) => client::scale(args).await,
+            Command::Stop { name } => client::stop(&name).await,
+            Command::Usage(args) => client::usage(args).await,
             Command::Runtimes => client::runtimes().await,
         }
     });

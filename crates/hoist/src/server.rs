@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// Builds that may run at once.
     #[arg(long, default_value_t = 2)]
     max_builds: usize,
+    /// Sandboxes kept set up ahead of time, one per recently used deployment, so that a
+    /// start from zero only has to run the app (0 turns the warm pool off).
+    #[arg(long, default_value_t = 32)]
+    warm_pool: usize,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -61,6 +65,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("restricting {}", args.data_dir.display()))?;
     hoist_sandbox::prepare_host().context("preparing the host for sandboxes")?;
+    // Instances are created ahead of time by `crun create`, which exits; their init processes
+    // must become ours so their exit status can be read.
+    hoist_sandbox::become_subreaper()?;
 
     let store = Arc::new(
         Store::open(&args.data_dir.join("hoist.db")).context("opening the state database")?,
@@ -92,8 +99,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the API to {}", args.api_listen))?;
 
     let gateway = Gateway::new(GatewayConfig {
-        domain: args.domain.clone(),
-        max_body_bytes: hoist_core::RequestLimits::MAX_REQUEST_BODY as u64,
+        // A request may wait out a whole cold start.
+        hold_timeout: args.start_timeout + std::time::Duration::from_secs(5),
+        ..GatewayConfig::new(&args.domain)
     });
     let platform = Platform::start(
         PlatformConfig {
@@ -107,6 +115,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             start_timeout: args.start_timeout,
             build_timeout: args.build_timeout,
             max_concurrent_builds: args.max_builds,
+            warm_pool: args.warm_pool,
         },
         store,
         gateway.clone(),

@@ -300,17 +300,30 @@ fn a_killed_server_restarts_with_its_state_and_serves_again() {
         "VERSION=kept",
     ]);
     assert!(server.get("durable", "/").1.starts_with("probe kept"));
+    let crun_state = server.data.join("run/crun");
+    let containers = || -> Vec<String> {
+        std::fs::read_dir(&crun_state)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = containers();
+    assert!(!before.is_empty());
     server.restart();
     server.wait_for("durable", "/", "probe kept", LONG);
     let status = server.status("durable");
     assert!(status.contains("live"), "{status}");
-    let crun_state = server.data.join("run/crun");
-    let containers = std::fs::read_dir(&crun_state)
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(
-        containers, 1,
-        "the old container was removed, the new one runs"
+    let after = containers();
+    assert!(
+        before.iter().all(|c| !after.contains(c)),
+        "containers from before the kill are gone: {before:?} {after:?}"
+    );
+    assert!(
+        !after.is_empty() && after.len() <= 2,
+        "one instance and at most one warm standby: {after:?}"
     );
 
     // A new commit deploys over the restored one.
