@@ -48,6 +48,27 @@ pub struct Sandboxes {
     root: PathBuf,
     crun: Crun,
     pool: Arc<NetNsPool>,
+    /// Read-only root filesystems by their layers, shared by every sandbox of one deployment.
+    shared_roots: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Overlay>>>,
+}
+
+/// A sandbox's root: its own overlay (builds, which write to it) or one shared read-only
+/// mount. Sharing is what keeps a start from paying for a fresh mount's cold dentry and inode
+/// caches (6 ms for a Python app here); the root is read-only, so instances cannot see each
+/// other through it.
+#[derive(Debug)]
+enum Root {
+    Own(Overlay),
+    Shared(Arc<Overlay>),
+}
+
+impl Root {
+    fn target(&self) -> &Path {
+        match self {
+            Root::Own(o) => o.target(),
+            Root::Shared(o) => o.target(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -56,7 +77,7 @@ pub struct Sandbox {
     crun: Crun,
     netns: Option<Arc<NetNs>>,
     cgroup: OwnedCgroup,
-    rootfs: Option<Overlay>,
+    rootfs: Option<Root>,
     dir: PathBuf,
     process: Process,
 }
@@ -94,6 +115,7 @@ impl Sandboxes {
             root: root.to_path_buf(),
             crun: Crun::new(root.join("crun")),
             pool: NetNsPool::new(root.join("netns-spares"), 2),
+            shared_roots: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -128,6 +150,33 @@ impl Sandboxes {
             }
         }
         self.pool.remove_stale_spares().await;
+        if let Ok(entries) = std::fs::read_dir(self.root.join("roots")) {
+            for entry in entries.flatten() {
+                let _ = crate::overlay::unmount(&entry.path());
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+
+    /// The shared read-only root for `lowers`, mounted if no sandbox uses it yet.
+    fn shared_root(&self, lowers: &[&Path]) -> Result<Arc<Overlay>, SandboxError> {
+        use std::hash::{Hash, Hasher};
+        let key = lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut roots = self.shared_roots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(root) = roots.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(root);
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let target = self.root.join("roots").join(format!("{:016x}", h.finish()));
+        let root = Arc::new(Overlay::mount(lowers, None, &target)?);
+        roots.retain(|_, w| w.strong_count() > 0);
+        roots.insert(key, Arc::downgrade(&root));
+        Ok(root)
     }
 
     /// Starts making spare network namespaces in the background.
@@ -290,7 +339,7 @@ impl Sandboxes {
         dir: &Path,
         spec: &LaunchSpec,
         netns: &NetNs,
-    ) -> Result<(OwnedCgroup, Overlay), SandboxError> {
+    ) -> Result<(OwnedCgroup, Root), SandboxError> {
         std::fs::create_dir_all(dir)
             .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
         let hosts = dir.join("hosts");
@@ -310,7 +359,10 @@ impl Sandboxes {
 
         let lowers: Vec<&Path> = spec.layers.iter().map(PathBuf::as_path).collect();
         let upper = spec.upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
-        let rootfs = Overlay::mount(&lowers, upper, &dir.join("rootfs"))?;
+        let rootfs = match upper {
+            Some(_) => Root::Own(Overlay::mount(&lowers, upper, &dir.join("rootfs"))?),
+            None => Root::Shared(self.shared_root(&lowers)?),
+        };
 
         let memory_bytes = spec.memory_mb * 1024 * 1024;
         let cgroup = OwnedCgroup::create(&format!("{CGROUP_PARENT}/{id}"), memory_bytes)
@@ -448,7 +500,8 @@ impl Sandbox {
             let _ = self.process.wait().await;
         }
         let _ = self.crun.delete(&self.id, true).await;
-        if let Some(rootfs) = self.rootfs.take()
+        // A shared root is unmounted when its last sandbox lets go of it.
+        if let Some(Root::Own(rootfs)) = self.rootfs.take()
             && let Err(e) = rootfs.unmount()
         {
             tracing::warn!(sandbox = %self.id, error = %e, "unmounting root filesystem");
