@@ -690,3 +690,230 @@ impl RoutingTable {
         self.routes.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Records start requests; the test decides when (and whether) they finish.
+    #[derive(Default)]
+    struct Starts(AtomicUsize);
+
+    impl Activator for Starts {
+        fn start_instance(&self, _service: &str) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn upstream(id: &str) -> Arc<Upstream> {
+        Upstream::new(id.into(), Arc::new(NetNs::host().unwrap()), 1, None)
+    }
+
+    fn pool(concurrency: u32, max_instances: u32) -> (Arc<ServicePool>, Arc<Starts>) {
+        let starts = Arc::new(Starts::default());
+        let p = ServicePool::new(
+            "svc",
+            PoolLimits {
+                concurrency,
+                max_instances,
+            },
+            starts.clone(),
+        );
+        p.set_deployed(true);
+        (p, starts)
+    }
+
+    const HOLD: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn ready_instance_is_used_at_once_and_released_on_drop() {
+        let (p, starts) = pool(2, 1);
+        let u = upstream("i-1");
+        p.add(u.clone());
+        let a = p.acquire(HOLD).await.unwrap();
+        assert!(!a.cold);
+        assert_eq!(u.in_flight(), 1);
+        drop(a);
+        assert_eq!(u.in_flight(), 0);
+        assert_eq!(starts.0.load(Ordering::SeqCst), 0);
+        assert_eq!(u.usage().requests, 1);
+    }
+
+    #[tokio::test]
+    async fn fewest_in_flight_wins() {
+        let (p, _) = pool(10, 2);
+        let (a, b) = (upstream("i-a"), upstream("i-b"));
+        p.add(a.clone());
+        p.add(b.clone());
+        let g1 = p.acquire(HOLD).await.unwrap();
+        let g2 = p.acquire(HOLD).await.unwrap();
+        assert_eq!((a.in_flight(), b.in_flight()), (1, 1));
+        drop(g1);
+        let first = g2.guard.upstream().instance.clone();
+        let g3 = p.acquire(HOLD).await.unwrap();
+        assert_ne!(
+            g3.guard.upstream().instance,
+            first,
+            "the idle one is picked"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_cold_requests_share_one_start() {
+        let (p, starts) = pool(80, 10);
+        let mut waiters = Vec::new();
+        for _ in 0..20 {
+            let p = p.clone();
+            waiters.push(tokio::spawn(async move {
+                p.acquire(HOLD).await.map(|a| a.cold)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            starts.0.load(Ordering::SeqCst),
+            1,
+            "one instance for 20 requests"
+        );
+        assert_eq!(p.waiting(), 20);
+        p.start_finished(Ok(upstream("i-new")));
+        let mut cold = 0;
+        for w in waiters {
+            if w.await.unwrap().unwrap() {
+                cold += 1;
+            }
+        }
+        assert_eq!(
+            cold, 1,
+            "only the request that asked for the start counts as cold"
+        );
+        assert_eq!(p.waiting(), 0);
+        assert_eq!(p.cold_starts(), 1);
+    }
+
+    #[tokio::test]
+    async fn demand_beyond_concurrency_starts_more_instances_up_to_the_max() {
+        let (p, starts) = pool(2, 3);
+        let mut waiters = Vec::new();
+        for _ in 0..10 {
+            let p = p.clone();
+            waiters.push(tokio::spawn(async move {
+                p.acquire(Duration::from_millis(300)).await.err()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            starts.0.load(Ordering::SeqCst),
+            3,
+            "10 requests at 2 each, capped at 3"
+        );
+        for w in waiters {
+            let _ = w.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_answers_the_held_requests_with_its_reason() {
+        let (p, _) = pool(80, 10);
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move { p.acquire(HOLD).await.err() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        p.start_finished(Err("exit code 3".into()));
+        assert_eq!(
+            waiter.await.unwrap(),
+            Some(Rejection::StartFailed("exit code 3".into()))
+        );
+        assert_eq!(p.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn at_the_limits_the_queue_is_bounded_and_waits_end_in_overloaded() {
+        let (p, _) = pool(1, 1);
+        p.add(upstream("i-1"));
+        let busy = p.acquire(HOLD).await.unwrap();
+        // The queue holds max(1 * 1, 10) requests; the one after is refused at once.
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            let p = p.clone();
+            held.push(tokio::spawn(async move {
+                p.acquire(Duration::from_millis(200)).await.err()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t = Instant::now();
+        assert_eq!(p.acquire(HOLD).await.err(), Some(Rejection::Overloaded));
+        assert!(t.elapsed() < Duration::from_millis(100));
+        for h in held {
+            assert_eq!(h.await.unwrap(), Some(Rejection::Overloaded));
+        }
+        assert_eq!(p.waiting(), 0);
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_slot_freed_goes_to_a_waiting_request() {
+        let (p, _) = pool(1, 1);
+        p.add(upstream("i-1"));
+        let busy = p.acquire(HOLD).await.unwrap();
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move { p.acquire(HOLD).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(busy);
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_while_held_leaves_no_trace() {
+        let (p, _) = pool(80, 10);
+        let held = {
+            let p = p.clone();
+            tokio::spawn(async move { p.acquire(HOLD).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(p.waiting(), 1);
+        held.abort();
+        let _ = held.await;
+        assert_eq!(p.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_live_deployment_is_refused() {
+        let (p, starts) = pool(80, 10);
+        p.set_deployed(false);
+        assert_eq!(p.acquire(HOLD).await.err(), Some(Rejection::NotDeployed));
+        assert_eq!(starts.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn retired_instances_take_no_requests_and_idle_ones_cannot_be_admitted_while_freezing() {
+        let (p, _) = pool(80, 10);
+        let u = upstream("i-1");
+        p.add(u.clone());
+        assert!(u.transition(UpstreamState::Ready, UpstreamState::Freezing));
+        assert!(u.try_admit(80, &p).is_none());
+        assert!(u.transition(UpstreamState::Freezing, UpstreamState::Frozen));
+        assert!(u.thaw().unwrap());
+        assert_eq!(u.state(), UpstreamState::Ready);
+        assert!(u.try_admit(80, &p).is_some());
+        p.remove("i-1");
+        assert_eq!(u.state(), UpstreamState::Retired);
+        assert!(u.try_admit(80, &p).is_none());
+    }
+
+    #[test]
+    fn active_time_counts_only_with_requests_in_flight() {
+        let (p, _) = pool(80, 10);
+        let u = upstream("i-1");
+        let g = u.try_admit(80, &p).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        drop(g);
+        std::thread::sleep(Duration::from_millis(30));
+        let usage = u.usage();
+        assert!((25..60).contains(&usage.active_ms), "{usage:?}");
+        assert!(u.idle_for() >= Duration::from_millis(25));
+    }
+}

@@ -224,8 +224,11 @@ pub struct NetNs {
 }
 
 fn slot_addrs(slot: usize) -> (Ipv4Addr, Ipv4Addr) {
-    let base = u32::from(Ipv4Addr::new(10, 213, 0, 0)) + (slot as u32) * 4;
-    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+    let base = u32::from(Ipv4Addr::new(10, 213, 0, 0)).wrapping_add((slot as u32).wrapping_mul(4));
+    (
+        Ipv4Addr::from(base.wrapping_add(1)),
+        Ipv4Addr::from(base.wrapping_add(2)),
+    )
 }
 
 impl NetNs {
@@ -258,6 +261,16 @@ impl NetNs {
             "opening network namespace {name}"
         )))?;
         Ok(NetNs { name, file, slot })
+    }
+
+    /// The server's own network namespace: connections go to the host's loopback. For tests
+    /// and tools that put a server on the host behind the gateway; it owns no slot.
+    pub fn host() -> io::Result<NetNs> {
+        Ok(NetNs {
+            name: "host".into(),
+            file: File::open("/proc/self/ns/net")?,
+            slot: usize::MAX,
+        })
     }
 
     pub fn name(&self) -> &str {

@@ -282,3 +282,204 @@ pub fn example(name: &str) -> PathBuf {
 pub fn probe_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/probe")
 }
+
+/// An HTTP answer read off a raw socket.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `head` (and nothing else) on a new connection to `port` and reads the whole answer
+/// (`Connection: close` is up to the caller), giving up after `timeout`.
+pub fn exchange(port: u16, head: &[u8], timeout: Duration) -> std::io::Result<Answer> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    // A server may answer (and close) before it has read everything; its answer still counts.
+    let written = s.write_all(head);
+    let mut buf = Vec::new();
+    let read = s.read_to_end(&mut buf);
+    if buf.is_empty() {
+        written?;
+        read?;
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Err(std::io::Error::other(format!(
+            "no complete answer: {text:?}"
+        )));
+    };
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Polls `check` every 50 ms until it gives a value or `within` is over (then panics with
+/// `what` and the last value seen by `describe`).
+pub fn wait_until<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not within {within:?}; now: {}", describe());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The instance id in the probe app's answer to `/` (`probe VERSION INSTANCE`).
+pub fn probe_instance(body: &str) -> String {
+    body.split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no instance id in {body:?}"))
+        .to_string()
+}
+
+/// Today as the server counts usage days (UTC, `YYYY-MM-DD`).
+pub fn utc_day_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+impl Server {
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin-token"))
+            .expect("admin token")
+            .trim()
+            .to_string()
+    }
+
+    /// One authenticated API call; returns the status and the JSON body (Null if none).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token(),
+            body.len()
+        );
+        let answer = exchange(self.api_port, head.as_bytes(), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let json = serde_json::from_str(answer.body.trim()).unwrap_or(serde_json::Value::Null);
+        (answer.status, json)
+    }
+
+    /// `GET /v1/services/NAME`, asserting success.
+    pub fn service(&self, name: &str) -> serde_json::Value {
+        let (status, v) = self.api("GET", &format!("/v1/services/{name}"), None);
+        assert_eq!(status, 200, "GET /v1/services/{name}: {v}");
+        v
+    }
+
+    /// The service's running instances as `(id, state)`.
+    pub fn running(&self, name: &str) -> Vec<(String, String)> {
+        self.service(name)["running"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap_or_default().to_string(),
+                    i["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs the CLI, asserting success; returns stdout.
+    pub fn hoist_ok(&self, args: &[&str]) -> String {
+        let out = self.hoist(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "hoist {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs the CLI, asserting failure; returns stderr.
+    pub fn hoist_err(&self, args: &[&str]) -> String {
+        let out = self.hoist(args);
+        assert!(
+            !out.status.success(),
+            "hoist {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// Deploys the probe app as `name` (from a fresh repository) with extra deploy flags.
+    pub fn deploy_probe(&self, name: &str, flags: &[&str]) {
+        let repo = git_repo(&probe_app(), name);
+        self.deploy_ok(&[&[repo.to_str().unwrap(), "--name", name], flags].concat());
+    }
+
+    /// A raw request for `service` on the gateway: `GET path` plus `extra` header lines.
+    pub fn raw_get(&self, service: &str, path: &str, extra: &str, timeout: Duration) -> Answer {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {service}.localhost:{}\r\n{extra}Connection: close\r\n\r\n",
+            self.gw_port
+        );
+        exchange(self.gw_port, head.as_bytes(), timeout)
+            .unwrap_or_else(|e| panic!("GET {service}{path}: {e}"))
+    }
+
+    /// The host PID of an instance's container init (written by `crun create`).
+    pub fn instance_pid(&self, instance: &str) -> Option<i32> {
+        std::fs::read_to_string(self.data.join("run/bundles").join(instance).join("pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+}

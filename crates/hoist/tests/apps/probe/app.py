@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -24,6 +27,15 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/":
             self.reply(200, f"probe {os.environ.get('VERSION', 'v1')} {os.environ.get('HOIST_INSTANCE', '')}\n")
+        elif url.path == "/sleep":
+            time.sleep(int(q.get("ms", "100")) / 1000)
+            self.reply(200, f"slept {os.environ.get('HOIST_INSTANCE', '')}\n")
+        elif url.path == "/threads":
+            # Idle threads make the cgroup freezer take longer (each must be stopped).
+            n = int(q.get("n", "100"))
+            for _ in range(n):
+                threading.Thread(target=time.sleep, args=(86400,), daemon=True).start()
+            self.reply(200, f"started {n} threads\n")
         elif url.path == "/write":
             try:
                 with open(q["path"], "w") as f:
@@ -94,6 +106,38 @@ class Handler(BaseHTTPRequestHandler):
         print("request", self.path, flush=True)
 
 
+class Server(ThreadingHTTPServer):
+    # Bursts of connections from the gateway must not overflow the accept queue.
+    request_queue_size = 128
+
+
+def gate():
+    """With GATE_PORT set, asks a TCP service on the host whether to start at all (so a test can
+    make starts fail without a redeploy): anything but "open" ends the start with exit code 7."""
+    gate_port = os.environ.get("GATE_PORT")
+    if not gate_port:
+        return
+    try:
+        with socket.create_connection(("host.hoist.internal", int(gate_port)), timeout=5) as c:
+            answer = c.recv(100).decode(errors="replace").strip()
+    except OSError as e:
+        answer = f"unreachable ({e})"
+    if answer != "open":
+        print(f"gate says {answer}: not starting", flush=True)
+        sys.exit(7)
+
+
+def terminate(signum, frame):
+    # The app is PID 1 of its sandbox: without a handler SIGTERM would be ignored and every stop
+    # would wait out the grace period.
+    print("terminating on SIGTERM", flush=True)
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, terminate)
+gate()
+# A slow starter, for tests of requests held during a start.
+time.sleep(int(os.environ.get("START_DELAY_MS", "0")) / 1000)
 port = int(os.environ.get("PORT", "8080"))
 print(f"probe listening on {port}", file=sys.stderr, flush=True)
-ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+Server(("0.0.0.0", port), Handler).serve_forever()
