@@ -166,6 +166,10 @@ impl Platform {
         let timings = launched.timings;
         let netns = launched.netns.clone();
         let mut sandbox = launched.sandbox;
+        // The app runs first; recording it (a database write) overlaps with its boot.
+        let t = Instant::now();
+        let started_ok = sandbox.start().await;
+        let start_call = t.elapsed();
         if let Err(e) = self.store.insert_instance(
             &id,
             &plan.service,
@@ -176,8 +180,7 @@ impl Platform {
             sandbox.destroy().await;
             return Err(fail(e.to_string()));
         }
-        let t = Instant::now();
-        if let Err(e) = sandbox.start().await {
+        if let Err(e) = started_ok {
             sandbox.destroy().await;
             let reason = format!("could not start the sandbox: {e}");
             let _ = self
@@ -185,11 +188,8 @@ impl Platform {
                 .set_instance_state(&id, InstanceState::Failed, Some(&reason));
             return Err(fail(reason));
         }
-        let start_call = t.elapsed();
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let pump = self.pump_output(&plan, &id, launched.stdout, launched.stderr, tail.clone());
-        // The next start of this deployment gets a sandbox made ahead of time.
-        self.refill_standby(plan.clone());
 
         let port = plan.spec.port.get();
         let deadline = started + self.config.start_timeout;
@@ -255,10 +255,13 @@ impl Platform {
             );
             return Err(fail(reason));
         }
+        let total = started.elapsed();
+        // The next start of this deployment gets a sandbox made ahead of time; made only now,
+        // so that making it (crun, mounts) does not compete with this app's boot for the CPU.
+        self.refill_standby(plan.clone());
         let _ = self
             .store
             .set_instance_state(&id, InstanceState::Ready, None);
-        let total = started.elapsed();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let booted = t.elapsed().saturating_sub(start_call);
         let prepared = if warm {
