@@ -11,19 +11,20 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOIST = os.path.join(ROOT, "target", "release", "hoist")
+# HOIST_BIN points the benchmarks at another build, e.g. one made with CARGO_TARGET_DIR set.
+HOIST = os.environ.get("HOIST_BIN", os.path.join(ROOT, "target", "release", "hoist"))
 API_PORT, GW_PORT = 17070, 18080
 
 
 class Server:
-    def __init__(self, name):
+    def __init__(self, name, extra=()):
         self.data = tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
         self.log = open(self.data + ".log", "w")
         self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{API_PORT}", HOIST_DATA_DIR=self.data)
         self.env.setdefault("HOIST_RUNTIME_CACHE", "/var/cache/hoist/runtimes")
         self.proc = subprocess.Popen(
             [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{GW_PORT}",
-             "--api-listen", f"127.0.0.1:{API_PORT}"],
+             "--api-listen", f"127.0.0.1:{API_PORT}", *extra],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         for _ in range(200):
             try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of BENCHMARKS.md on this machine: builds Hoist in release mode, then
-# measures instance start-up against the app's bare boot and redeploy time against pip's.
+# measures instance start-up against the app's bare boot, redeploy time against pip's, and the
+# gateway as a reverse proxy against nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -11,3 +12,5 @@ cd bench
 python3 startup.py
 echo
 python3 redeploy.py
+echo
+python3 proxy.py

@@ -18,8 +18,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Plan {
-    freeze: Vec<Arc<Upstream>>,
-    thaw: Vec<Arc<Upstream>>,
+    freeze: Vec<(Arc<Upstream>, Arc<hoist_gateway::ServicePool>)>,
+    thaw: Vec<(Arc<Upstream>, Arc<hoist_gateway::ServicePool>)>,
     stop: Vec<(ServiceName, InstanceId)>,
     start: Vec<ServiceName>,
     states: Vec<(InstanceId, InstanceState)>,
@@ -73,11 +73,11 @@ impl Platform {
                         {
                             plan.stop.push((name.clone(), h.id.clone()));
                         } else if idle >= scaling.idle_freeze() && st == UpstreamState::Ready {
-                            plan.freeze.push(up.clone());
+                            plan.freeze.push((up.clone(), state.pool.clone()));
                         }
                     } else if st == UpstreamState::Frozen {
                         // Within the minimum of a persistent service: kept warm.
-                        plan.thaw.push(up.clone());
+                        plan.thaw.push((up.clone(), state.pool.clone()));
                     }
                 }
                 let have = live.instances.len() + state.pool.starting() as usize;
@@ -96,14 +96,17 @@ impl Platform {
         for (id, state) in plan.states {
             let _ = self.store.set_instance_state(&id, state, None);
         }
-        for up in plan.thaw {
+        for (up, pool) in plan.thaw {
             let _ = up.thaw();
+            pool.wake();
         }
-        for up in plan.freeze {
+        for (up, pool) in plan.freeze {
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = up.freeze() {
                     tracing::warn!(instance = %up.instance, error = %e, "freezing idle instance");
                 }
+                // A request that came while the freezer worked is waiting: it thaws now.
+                pool.wake();
             });
         }
         for name in plan.start {

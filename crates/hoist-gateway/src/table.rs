@@ -259,7 +259,15 @@ impl Upstream {
                 .word
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return,
+                Ok(_) => {
+                    // A stop from frozen ends the frozen stretch; it is billed data too.
+                    if UpstreamState::from_bits(cur >> STATE_SHIFT) == UpstreamState::Frozen {
+                        let since = self.frozen_since.load(Ordering::Acquire);
+                        self.frozen_ms
+                            .fetch_add(now_ms().saturating_sub(since), Ordering::AcqRel);
+                    }
+                    return;
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -490,6 +498,11 @@ impl ServicePool {
         }
         self.changed.notify_waiters();
         Vec::clone(&old)
+    }
+
+    /// Wakes held requests to look again (an instance finished freezing or was thawed).
+    pub fn wake(&self) {
+        self.changed.notify_waiters();
     }
 
     /// Counts a start the control loop makes on its own (minimum instances), so the
