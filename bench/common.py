@@ -16,6 +16,28 @@ HOIST = os.environ.get("HOIST_BIN", os.path.join(ROOT, "target", "release", "hoi
 API_PORT, GW_PORT = 17070, 18080
 
 
+# A minimal stdlib Python HTTP app: the fast, dependency-free app the benchmarks deploy.
+MINIMAL_APP = '''
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One write per response: headers and body in separate small writes meet Nagle's
+    # algorithm and the peer's delayed ACK on a kept-alive connection (40 ms each).
+    wbufsize = -1
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\\n")
+    def log_message(self, *a):
+        pass
+
+HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
+'''
+
+
 class Server:
     def __init__(self, name, extra=()):
         self.data = tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")

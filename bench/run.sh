@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of BENCHMARKS.md on this machine: builds Hoist in release mode, then
-# measures instance start-up against the app's bare boot, redeploy time against pip's, and the
+# measures scale-from-zero and thaw against the app's bare boot and a warm request, 1000 idle
+# services, redeploy time against pip's, and the
 # gateway as a reverse proxy against nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,9 @@ command -v python3 >/dev/null || { apt-get update -qq; apt-get install -y -qq py
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet
 cd bench
-python3 startup.py
+python3 serverless.py
+echo
+python3 services.py
 echo
 python3 redeploy.py
 echo

@@ -32,25 +32,7 @@ API_PORT, GW_PORT = 17170, 18180
 common.API_PORT, common.GW_PORT = API_PORT, GW_PORT
 
 RUNS = int(os.environ.get("RUNS", "15"))
-APP = '''
-import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # One write per response: headers and body in separate small writes meet Nagle's
-    # algorithm and the peer's delayed ACK on a kept-alive connection (40 ms each).
-    wbufsize = -1
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\\n")
-    def log_message(self, *a):
-        pass
-
-HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
-'''
+APP = common.MINIMAL_APP
 TOML = ('runtime = "python"\nstart = "python3 app.py"\nmemory = 2048\n'
         'idle_freeze = "300ms"\nidle_stop = "15m"\n')
 HOST = "mini.localhost"

@@ -24,25 +24,7 @@ API_PORT, GW_PORT = 17270, 18280
 common.API_PORT, common.GW_PORT = API_PORT, GW_PORT
 N = int(os.environ.get("SERVICES", "1000"))
 REQUESTS = 3000
-APP = '''
-import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # One write per response: headers and body in separate small writes meet Nagle's
-    # algorithm and the peer's delayed ACK on a kept-alive connection (40 ms each).
-    wbufsize = -1
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\\n")
-    def log_message(self, *a):
-        pass
-
-HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
-'''
+APP = common.MINIMAL_APP
 TOML = ('runtime = "python"\nstart = "python3 app.py"\nmemory = 1024\n'
         'idle_freeze = "100ms"\nidle_stop = "100ms"\n')
 
