@@ -126,6 +126,34 @@ impl OwnedCgroup {
         let _ = set_frozen(rel, v1, false);
     }
 
+    /// Kills every process left in the cgroup at `rel` and its container child, after thawing
+    /// them, and waits (at most a second) until the kernel has emptied them. A container an
+    /// earlier run left behind may have no crun state to `delete` it by (crun was killed
+    /// mid-create), but its processes are always in its cgroup.
+    pub fn kill_stale(rel: &str) {
+        let rel = rel.trim_matches('/');
+        Self::thaw_stale(rel);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let mut alive = false;
+            for base in cgroup_bases() {
+                for dir in [base.join(rel).join("ctr"), base.join(rel)] {
+                    for pid in procs(&dir) {
+                        alive = true;
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            if !alive || std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Removes the parent (and any child crun left behind) from every hierarchy.
     pub fn remove(&self) {
         Self::forget(&self.rel);
@@ -208,6 +236,12 @@ fn set_frozen(rel: &str, v1: bool, frozen: bool) -> std::io::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+fn procs(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 fn cgroup_bases() -> Vec<PathBuf> {

@@ -151,6 +151,43 @@ impl Crun {
         }
     }
 
+    /// SIGKILLs every crun process that works on this state root: after a `kill -9` of the
+    /// server they run on unsupervised. Only call it before this server starts any.
+    pub fn kill_stale_processes(&self) {
+        let root = self.state_root.as_os_str().as_encoded_bytes();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut killed = Vec::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.windows(2).any(|w| w[0] == b"--root" && w[1] == root);
+            if ours && pid != std::process::id() as i32 {
+                tracing::info!(pid, "killing a crun left by an earlier run");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed.push(entry.path());
+            }
+        }
+        // Their containers are cleaned up next; a crun still writing state would race that.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while killed.iter().any(|p| p.exists()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub async fn list(&self) -> Result<Vec<String>, SandboxError> {
         let out = self
             .cmd()

@@ -122,6 +122,9 @@ impl Sandboxes {
     /// Removes containers, mounts, cgroups and namespaces left by an earlier run of the server
     /// (a `kill -9` leaves all of them behind).
     pub async fn remove_stale(&self) {
+        // A crun still running from the earlier server (a create or a build's run) would
+        // finish its container after the cleanup below and leave it orphaned.
+        self.crun.kill_stale_processes();
         // Frozen processes do not die of SIGKILL until thawed.
         if let Ok(entries) = std::fs::read_dir(self.root.join("bundles")) {
             for entry in entries.flatten() {
@@ -140,7 +143,7 @@ impl Sandboxes {
         if let Ok(entries) = std::fs::read_dir(&bundles) {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().to_string();
-                OwnedCgroup::thaw_stale(&format!("{CGROUP_PARENT}/{id}"));
+                OwnedCgroup::kill_stale(&format!("{CGROUP_PARENT}/{id}"));
                 let _ = crate::overlay::unmount(&entry.path().join("rootfs"));
                 if let Ok(name) = std::fs::read_to_string(entry.path().join("netns")) {
                     NetNsPool::remove_stale(name.trim()).await;
