@@ -51,6 +51,8 @@ CONNS, THREADS = 64, 2
 # Before each round, wait at most this many seconds for a second with the machine >= 85 % idle.
 QUIET_WAIT = int(os.environ.get("QUIET_WAIT", "120"))
 REQUESTS, WARMUP = int(os.environ.get("REQUESTS", "2000")), 200
+# GATEWAY_WORKERS=N runs the server with --gateway-workers N instead of its default.
+WORKERS = os.environ.get("GATEWAY_WORKERS")
 NAME, APP_PORT = "fast", 8080
 HOST = f"{NAME}.localhost"
 
@@ -310,7 +312,7 @@ def main():
     cpu_us = {"hoist": [], "nginx": []}  # the proxy's own CPU time per request
     seq_gw, seq_direct, c1 = [], [], {}
     try:
-        server = Server("proxy")
+        server = Server("proxy", ("--gateway-workers", WORKERS) if WORKERS else ())
         url, flags = deploy(server, repo)  # builds the go runtime the first time (~1 min)
         guest, instance = guest_address(server)
         status, body = get(guest, APP_PORT)

@@ -56,16 +56,21 @@ pub(crate) struct LiveDeployment {
 
 /// The gateway's way of asking for an instance; holds the platform weakly so the gateway's
 /// pools do not keep it alive.
-struct PlatformActivator(std::sync::Weak<Platform>);
+/// Starts run on the control plane's runtime: the gateway asks from its own worker threads,
+/// whose event loops must not carry a start's slow work.
+struct PlatformActivator {
+    platform: std::sync::Weak<Platform>,
+    runtime: tokio::runtime::Handle,
+}
 
 impl Activator for PlatformActivator {
     fn start_instance(&self, service: &str) {
-        let Some(platform) = self.0.upgrade() else {
+        let Some(platform) = self.platform.upgrade() else {
             return;
         };
         match service.parse::<ServiceName>() {
             Ok(name) => {
-                tokio::spawn(platform.start_for_pool(name, true));
+                self.runtime.spawn(platform.start_for_pool(name, true));
             }
             Err(_) => {
                 if let Some(pool) = platform.gateway.table().route(service) {
@@ -160,7 +165,10 @@ impl Platform {
             services: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             stopping: TaskTracker::new(),
-            activator: Arc::new(PlatformActivator(weak.clone())),
+            activator: Arc::new(PlatformActivator {
+                platform: weak.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
         });
         platform.restore()?;
         tokio::spawn(platform.clone().run_scaler());

@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     pub hold_timeout: std::time::Duration,
     /// How long an instance may take to answer a request.
     pub request_timeout: std::time::Duration,
+    /// Threads that accept and proxy, each with its own event loop, listener and upstream
+    /// connection pool.
+    pub workers: usize,
 }
 
 impl GatewayConfig {
@@ -41,6 +44,7 @@ impl GatewayConfig {
             max_body_bytes: RequestLimits::MAX_REQUEST_BODY as u64,
             hold_timeout: std::time::Duration::from_secs(60),
             request_timeout: RequestLimits::MAX_REQUEST_DURATION,
+            workers: 1,
         }
     }
 }
@@ -48,6 +52,14 @@ impl GatewayConfig {
 pub struct Gateway {
     config: GatewayConfig,
     table: Arc<ArcSwap<RoutingTable>>,
+}
+
+/// One gateway thread. Like nginx's workers, each thread runs its own single-threaded event
+/// loop: a request, its upstream connection and their wakeups stay on one core. On a
+/// work-stealing runtime the client and server halves of a proxied request wake each other
+/// across threads, which cost the gateway about a third of nginx's throughput (BENCHMARKS.md).
+struct Worker {
+    gw: Arc<Gateway>,
     client: Client<NetnsConnector, RequestBody>,
 }
 
@@ -67,17 +79,15 @@ const HOP_BY_HOP: &[&str] = &[
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::new()));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(NetnsConnector {
-                table: table.clone(),
-            });
-        Arc::new(Gateway {
-            config,
-            table,
-            client,
-        })
+        Arc::new(Gateway { config, table })
+    }
+
+    /// Binds the gateway's address so that each worker can bind it too (`SO_REUSEPORT`, the
+    /// kernel spreads connections over the workers). A plain bind first makes an address
+    /// another program holds an error, as it would be without the shared port.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+        let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+        reuseport_listener(addr)
     }
 
     /// Replaces the routing table atomically: a request sees the old table or the new one.
@@ -98,7 +108,83 @@ impl Gateway {
         (!name.is_empty() && !name.contains('.')).then_some(name)
     }
 
+    /// Serves on `listener` (from [`Gateway::bind`]) with the configured number of workers
+    /// until `shutdown`; returns when every worker has stopped accepting.
     pub async fn serve(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        let mut listeners = vec![listener];
+        for _ in 1..self.config.workers.max(1) {
+            listeners.push(reuseport_listener(addr)?);
+        }
+        let mut done = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let gw = self.clone();
+            let shutdown = shutdown.clone();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("gateway-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let worker = Arc::new(Worker {
+                            client: Client::builder(TokioExecutor::new())
+                                .pool_idle_timeout(std::time::Duration::from_secs(60))
+                                .pool_max_idle_per_host(256)
+                                .build(NetnsConnector {
+                                    table: gw.table.clone(),
+                                }),
+                            gw,
+                        });
+                        match TcpListener::from_std(listener) {
+                            Ok(l) => worker.accept(l, shutdown).await,
+                            Err(e) => tracing::error!(error = %e, "gateway worker listener"),
+                        }
+                    });
+                    let _ = tx.send(());
+                })?;
+            done.push(rx);
+        }
+        for rx in done {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt,
+        socket, sockopt,
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    )?;
+    listen(&fd, Backlog::new(1024)?)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+impl Worker {
+    async fn accept(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: tokio_util::sync::CancellationToken,
@@ -115,9 +201,9 @@ impl Gateway {
                 _ = shutdown.cancelled() => return,
             };
             let _ = stream.set_nodelay(true);
-            let gw = self.clone();
+            let worker = self.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
+                let svc = hyper::service::service_fn(move |req| worker.clone().handle(req, peer));
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 // Heads larger than this get hyper's own 431; a slow client gets 30 s to send
@@ -181,7 +267,7 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.config.max_body_bytes) {
+        if declared.is_some_and(|n| n > self.gw.config.max_body_bytes) {
             return Some(self.too_large());
         }
         None
@@ -193,7 +279,7 @@ impl Gateway {
             "Request body too large",
             &format!(
                 "The limit is {} MB.",
-                self.config.max_body_bytes / (1024 * 1024)
+                self.gw.config.max_body_bytes / (1024 * 1024)
             ),
         )
     }
@@ -212,8 +298,9 @@ impl Gateway {
             .unwrap_or_default();
         let host_lc = host.to_ascii_lowercase();
         let pool = {
-            let table = self.table.load();
-            self.service_for_host(&host_lc)
+            let table = self.gw.table.load();
+            self.gw
+                .service_for_host(&host_lc)
                 .and_then(|n| table.route(n).cloned())
         };
         let Some(pool) = pool else {
@@ -226,21 +313,47 @@ impl Gateway {
         if let Some(rejected) = self.check_limits(&req) {
             return Ok(rejected);
         }
-        let admitted = match pool.acquire(self.config.hold_timeout).await {
+        let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
             Ok(a) => a,
             Err(rejection) => return Ok(rejected(pool.name(), rejection)),
         };
-        Ok(self.forward(req, peer, &host, &pool, admitted.guard).await)
+        let upstream = admitted.guard.upstream().clone();
+        // Only a request without a body can be sent twice, and only one that met a freshly
+        // thawed instance is worth keeping a copy of (see `Upstream::thawed_within`).
+        let replay = (upstream.thawed_within(THAW_SUSPECT) && req.body().is_end_stream())
+            .then(|| head_of(&req));
+        let req = req.map(Some);
+        match self.forward(req, peer, &host, &pool, admitted.guard).await {
+            Forwarded::Answered(resp) => Ok(resp),
+            Forwarded::Unanswered(page) => {
+                let Some(head) = replay else {
+                    return Ok(page);
+                };
+                tracing::warn!(service = pool.name(), instance = %upstream.instance,
+                    "instance died right after its thaw; retrying on another");
+                pool.remove(&upstream.instance);
+                let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
+                    Ok(a) => a,
+                    Err(rejection) => return Ok(rejected(pool.name(), rejection)),
+                };
+                let req = Request::from_parts(head, None);
+                Ok(
+                    match self.forward(req, peer, &host, &pool, admitted.guard).await {
+                        Forwarded::Answered(resp) | Forwarded::Unanswered(resp) => resp,
+                    },
+                )
+            }
+        }
     }
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<Option<Incoming>>,
         peer: SocketAddr,
         host: &str,
         pool: &Arc<ServicePool>,
         guard: InFlight,
-    ) -> Response<ProxyBody> {
+    ) -> Forwarded {
         let name = pool.name();
         let upstream = guard.upstream().clone();
         let path = req
@@ -258,11 +371,11 @@ impl Gateway {
         {
             Ok(u) => u,
             Err(_) => {
-                return page(
+                return Forwarded::Answered(page(
                     StatusCode::BAD_REQUEST,
                     "Bad request",
                     "Unusable request target.",
-                );
+                ));
             }
         };
         let client_version = req.version();
@@ -286,14 +399,14 @@ impl Gateway {
         let req = req.map(|body| {
             LimitedBody {
                 inner: body,
-                left: self.config.max_body_bytes,
+                left: self.gw.config.max_body_bytes,
                 over: over_limit.clone(),
             }
             .boxed()
         });
 
-        let sent = tokio::time::timeout(self.config.request_timeout, self.client.request(req));
-        match sent.await {
+        let sent = tokio::time::timeout(self.gw.config.request_timeout, self.client.request(req));
+        Forwarded::Answered(match sent.await {
             Ok(Ok(mut resp)) => {
                 // The client hears our HTTP version, not the instance's (a Python server
                 // answering HTTP/1.0 must not downgrade the client's connection).
@@ -312,7 +425,7 @@ impl Gateway {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                     });
-                    return resp.map(|_| empty());
+                    return Forwarded::Answered(resp.map(|_| empty()));
                 }
                 strip_hop_by_hop(resp.headers_mut());
                 resp.map(|body| {
@@ -326,11 +439,11 @@ impl Gateway {
             Ok(Err(_)) if over_limit.load(Ordering::Acquire) => self.too_large(),
             Ok(Err(e)) => {
                 tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
-                page(
+                return Forwarded::Unanswered(page(
                     StatusCode::BAD_GATEWAY,
                     "Bad gateway",
                     &format!("{} did not answer.", escape(name)),
-                )
+                ));
             }
             Err(_) => page(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -338,10 +451,36 @@ impl Gateway {
                 &format!(
                     "{} did not answer within {} minutes.",
                     escape(name),
-                    self.config.request_timeout.as_secs() / 60
+                    self.gw.config.request_timeout.as_secs() / 60
                 ),
             ),
-        }
+        })
+    }
+}
+
+/// What became of a forwarded request.
+enum Forwarded {
+    /// The instance answered, or the gateway did on its behalf (timeout, limits).
+    Answered(Response<ProxyBody>),
+    /// The instance could not be reached or died before answering: a 502 page.
+    Unanswered(Response<ProxyBody>),
+}
+
+/// How long after a thaw an upstream failure is taken for an instance that died frozen.
+const THAW_SUSPECT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The parts needed to send a request without a body again.
+fn head_of<B>(req: &Request<B>) -> hyper::http::request::Parts {
+    let mut builder = Request::builder()
+        .method(req.method().clone())
+        .uri(req.uri().clone())
+        .version(req.version());
+    if let Some(h) = builder.headers_mut() {
+        *h = req.headers().clone();
+    }
+    match builder.body(()) {
+        Ok(r) => r.into_parts().0,
+        Err(_) => Request::new(()).into_parts().0,
     }
 }
 
@@ -385,7 +524,8 @@ fn first_line(s: &str) -> &str {
 /// A request body that fails once it has carried more than `left` bytes, so chunked uploads
 /// meet the same limit as those that declare a Content-Length.
 struct LimitedBody {
-    inner: Incoming,
+    /// None for a replayed request, which has no body.
+    inner: Option<Incoming>,
     left: u64,
     over: Arc<AtomicBool>,
 }
@@ -398,7 +538,10 @@ impl Body for LimitedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
@@ -419,11 +562,13 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Upstream {
     active_since: AtomicU64,
     active_ms: AtomicU64,
     frozen_since: AtomicU64,
+    /// When a request last thawed the instance (ms, 0 for never).
+    thawed_at: AtomicU64,
     frozen_ms: AtomicU64,
     requests: AtomicU64,
 }
@@ -99,6 +101,7 @@ impl Upstream {
             active_since: AtomicU64::new(now),
             active_ms: AtomicU64::new(0),
             frozen_since: AtomicU64::new(now),
+            thawed_at: AtomicU64::new(0),
             frozen_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         })
@@ -240,6 +243,7 @@ impl Upstream {
         self.idle_since.store(now_ms(), Ordering::Release);
         match result {
             Ok(()) => {
+                self.thawed_at.store(now_ms(), Ordering::Release);
                 self.transition(UpstreamState::Thawing, UpstreamState::Ready);
                 Ok(true)
             }
@@ -248,6 +252,14 @@ impl Upstream {
                 Err(e)
             }
         }
+    }
+
+    /// Whether a thaw happened in the last `window`. A process killed while frozen on cgroup
+    /// v1 only dies once thawed, so a request that fails right after a thaw most likely met
+    /// such a corpse rather than a bug in the app.
+    pub fn thawed_within(&self, window: std::time::Duration) -> bool {
+        let at = self.thawed_at.load(Ordering::Acquire);
+        at != 0 && now_ms().saturating_sub(at) <= window.as_millis() as u64
     }
 
     /// Takes no new requests from now on (drain, stop); in-flight ones finish.
@@ -563,8 +575,10 @@ impl ServicePool {
                     }
                     Ok(false) => continue,
                     Err(e) => {
+                        // The instance is retired and must not stay listed as if it could run.
                         tracing::warn!(service = %self.name, instance = %u.instance, error = %e, "thawing instance");
-                        continue;
+                        self.remove(&u.instance);
+                        return true;
                     }
                 }
             }

@@ -648,12 +648,10 @@ fn a_request_arriving_while_its_instance_freezes_is_answered_at_once() {
     }
 }
 
-/// Product bug on cgroup v1 hosts, kept as a repro: a SIGKILL to a frozen instance stays
-/// pending (the v1 freezer does not let it act), so the instance stays listed as frozen; the
-/// next request thaws it, is sent to it as it dies, and gets 502 instead of being served by a
-/// new instance.
+/// On cgroup v1 a SIGKILL to a frozen instance stays pending until the thaw, so the instance
+/// is still listed as frozen; the request that thaws it meets it dying and must be served by a
+/// new instance, not get a 502.
 #[test]
-#[ignore = "product bug (cgroup v1): the first request after a frozen instance is killed gets 502"]
 fn the_first_request_after_a_kill_while_frozen_is_served() {
     let server = Server::start("frozen-kill", &[]);
     server.deploy_probe("killed", &["--idle-freeze", "300ms"]);
