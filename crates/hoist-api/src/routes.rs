@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use hoist_control::{ControlError, DeployRequest, Platform, ScalingRequest};
+use hoist_control::{ControlError, DeployRequest, EnvChange, Platform, ScalingRequest};
 use hoist_core::{DeploymentId, ServiceName};
 use hoist_store::LogFilter;
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,8 @@ impl From<ControlError> for ApiError {
             ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
+            ControlError::Rollback(_) => StatusCode::CONFLICT,
+            ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -78,6 +80,11 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/services/{name}/scale", post(scale_service))
         .route("/services/{name}/stop", post(stop_service))
         .route("/services/{name}/usage", get(service_usage))
+        .route(
+            "/services/{name}/env",
+            get(service_env).patch(change_service_env),
+        )
+        .route("/services/{name}/rollback", post(rollback_service))
         .route("/deployments", post(create_deployment))
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/events", get(deployment_events))
@@ -141,6 +148,56 @@ async fn stop_service(
     let name = service_name(&name)?;
     let stopped = s.platform.stop_service(&name)?;
     Ok(Json(serde_json::json!({ "stopped": stopped })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvQuery {
+    #[serde(default)]
+    reveal: bool,
+}
+
+/// Names only unless `reveal` is asked for: listings must not spill secrets onto screens.
+async fn service_env(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<EnvQuery>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    let env = s.platform.env(&name)?;
+    let names: Vec<&str> = env.iter().map(|(k, _)| k).collect();
+    Ok(if q.reveal {
+        Json(serde_json::json!({ "names": names, "values": env.as_map() })).into_response()
+    } else {
+        Json(serde_json::json!({ "names": names })).into_response()
+    })
+}
+
+async fn change_service_env(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Result<Json<EnvChange>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    let Json(change) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(Json(s.platform.change_env(&name, change).await?).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    #[serde(default)]
+    deployment: Option<String>,
+}
+
+async fn rollback_service(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Option<Json<RollbackRequest>>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let target = req.deployment.as_deref().map(deployment_id).transpose()?;
+    Ok(Json(s.platform.rollback(&name, target).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]

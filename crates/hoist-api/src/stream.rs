@@ -61,8 +61,11 @@ pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Re
             }
         }
         loop {
+            // Live is recorded before the gateway switches; the stream ends once the
+            // pipeline is over, so a client that sees "live" is served by the new version.
             if let Ok(Some(now)) = store.get_deployment(&id)
                 && is_settled(now.state)
+                && !platform.is_in_pipeline(&now.service, &id)
             {
                 // Lines stored before the state changed may not have been broadcast to us yet.
                 for l in send_backlog(last_id) {

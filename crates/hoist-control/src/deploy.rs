@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::instance::InstancePlan;
-use crate::platform::LiveDeployment;
 use crate::{ControlError, Platform};
 
 const CANCELLED: &str = "cancelled: a newer deployment of this service was started";
@@ -99,7 +98,11 @@ struct Validated {
     source: String,
     branch: Option<String>,
     root: RootDir,
+    /// Settings from flags, except the environment: that is `env`.
     flags: SpecLayer,
+    /// `--env` assignments: they join the service env when the deployment goes live, and
+    /// until then live only in memory (never in plain text in the database).
+    env: EnvVars,
 }
 
 impl DeployRequest {
@@ -147,7 +150,7 @@ impl DeployRequest {
             start_command: self.start.clone().filter(|s| !s.trim().is_empty()),
             port: self.port.map(Port::from_i64).transpose()?,
             memory: self.memory.as_deref().map(MemoryMb::parse).transpose()?,
-            env,
+            env: EnvVars::new(),
             scaling: ScalingRequest {
                 min_instances: self.min_instances,
                 max_instances: self.max_instances,
@@ -165,7 +168,19 @@ impl DeployRequest {
             branch: self.branch.clone(),
             root,
             flags,
+            env,
         })
+    }
+
+    /// The request as recorded: `--env` values are secrets, so only their names are kept.
+    fn redacted(&self) -> serde_json::Value {
+        let mut copy = self.clone();
+        copy.env = self
+            .env
+            .iter()
+            .map(|a| a.split_once('=').map_or(a.as_str(), |(k, _)| k).to_string())
+            .collect();
+        serde_json::to_value(&copy).unwrap_or_default()
     }
 }
 
@@ -177,7 +192,7 @@ impl Platform {
     ) -> Result<DeploymentRecord, ControlError> {
         let v = req.validate()?;
         let id = DeploymentId::generate();
-        let request = serde_json::to_value(&req).unwrap_or_default();
+        let request = req.redacted();
         self.store.ensure_service(&v.name)?;
         self.store
             .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
@@ -250,7 +265,14 @@ impl Platform {
         let outcome = self.pipeline(&id, &v, &sink, &cancel).await;
         let (state, reason) = match outcome {
             Ok(()) => (DeploymentState::Live, None),
-            Err(reason) if cancel.is_cancelled() => (DeploymentState::Cancelled, Some(reason)),
+            // Whatever stage noticed the cancellation, the reason is why it was cancelled.
+            Err(_) if cancel.is_cancelled() && self.shutdown.is_cancelled() => (
+                DeploymentState::Cancelled,
+                Some("cancelled: the server is stopping".to_string()),
+            ),
+            Err(_) if cancel.is_cancelled() => {
+                (DeploymentState::Cancelled, Some(CANCELLED.to_string()))
+            }
             Err(reason) => (DeploymentState::Failed, Some(reason)),
         };
         if state != DeploymentState::Live {
@@ -331,6 +353,11 @@ impl Platform {
         self.store
             .set_deployment_spec(id, &spec)
             .map_err(|e| e.to_string())?;
+        // What the instances get: the repository's env, the service's, this deploy's flags.
+        let (service_env, revision) = self.service_env(&v.name).map_err(|e| e.to_string())?;
+        let mut deploy_env = service_env.clone();
+        deploy_env.merge(v.env.clone());
+        let env = crate::env::combined(&spec.env, &deploy_env).map_err(|e| e.to_string())?;
 
         self.step(id, &v.name, DeploymentState::Building)?;
         let runtime = self
@@ -346,8 +373,7 @@ impl Platform {
                     runtime: runtime.clone(),
                     root_dir: v.root.as_str().to_string(),
                     build_command: spec.build_command.clone(),
-                    env: spec
-                        .env
+                    env: env
                         .iter()
                         .map(|(k, val)| (k.to_string(), val.to_string()))
                         .collect(),
@@ -368,6 +394,8 @@ impl Platform {
             service: v.name.clone(),
             deployment: id.clone(),
             layers: vec![output.layer.path.clone(), runtime.rootfs.clone()],
+            env,
+            revision,
             spec,
         });
         let handle = self
@@ -379,8 +407,15 @@ impl Platform {
             return Err(CANCELLED.into());
         }
 
-        // The switch: record first (durable), then swap the pool's instances in one step,
-        // then drain the old ones.
+        // The switch: record first (durable: the flags' env, then the live pointer), then
+        // swap the pool's instances in one step, then drain the old ones.
+        let plan = match self.persist_flag_env(&v.name, &v.env, &plan) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stopping.spawn(handle.stop());
+                return Err(e.to_string());
+            }
+        };
         let scaling = plan.spec.scaling;
         if let Err(e) = self
             .store
@@ -390,28 +425,19 @@ impl Platform {
             self.stopping.spawn(handle.stop());
             return Err(e.to_string());
         }
-        let upstream = handle.upstream().clone();
-        let old = {
+        {
             let mut services = self.state();
             let state = self.ensure_state(&mut services, &v.name, scaling);
             state.scaling = scaling;
             state.pool.set_limits(crate::platform::limits(&scaling));
-            state.failures_in_a_row = 0;
-            let old = state.live.replace(LiveDeployment {
-                id: id.clone(),
-                plan: plan.clone(),
-                instances: vec![handle],
-            });
-            state.pool.replace_all(vec![upstream]);
-            state.pool.set_deployed(true);
-            old
-        };
-        self.publish_routes();
-        if let Some(old) = old {
-            self.drop_standby(&old.id).await;
-            for i in old.instances {
-                self.stopping.spawn(i.drain_and_stop());
-            }
+        }
+        self.switch_live(plan.clone(), vec![handle], None).await;
+        // An `env set` while this deploy built: its instances have the older environment.
+        if let Err(e) = self.roll_out_env(&v.name).await {
+            sink(
+                OutputStream::System,
+                format!("applying the latest environment: {e}"),
+            );
         }
         // The service's recorded spec is the live one's: a deploy that fails never shows.
         if let Some(spec) = self
@@ -428,7 +454,55 @@ impl Platform {
             format!("deployment {id} is live at {}", self.url(&v.name)),
         );
         self.announce(id, &v.name, DeploymentState::Live, None);
+        match self.collect_images(&v.name).await {
+            Ok((0, _)) => {}
+            Ok((n, bytes)) => sink(
+                OutputStream::System,
+                format!(
+                    "removed {n} old image(s), freeing {:.1} MB (keeping the last {})",
+                    bytes as f64 / 1e6,
+                    self.config.keep_images
+                ),
+            ),
+            Err(e) => sink(OutputStream::System, format!("removing old images: {e}")),
+        }
         Ok(())
+    }
+
+    /// Adds a deploy's `--env` flags to the service env (sealed) as it goes live, and returns
+    /// the plan marked with the revision that holds them.
+    fn persist_flag_env(
+        &self,
+        name: &ServiceName,
+        flags: &EnvVars,
+        plan: &Arc<InstancePlan>,
+    ) -> Result<Arc<InstancePlan>, ControlError> {
+        if flags.is_empty() {
+            return Ok(plan.clone());
+        }
+        loop {
+            let (current, revision) = self.service_env(name)?;
+            let mut next = current.clone();
+            next.merge(flags.clone());
+            next.check_size()?;
+            if next == current {
+                return Ok(plan.clone());
+            }
+            if let Some(revision) = self.store_env(name, &next, revision)? {
+                // The instance already runs this environment unless another change came in
+                // between; then the revision stays old and the rollout after the switch
+                // brings the instances up to date.
+                let same = crate::env::combined(&plan.spec.env, &next)? == plan.env;
+                return Ok(if same {
+                    Arc::new(InstancePlan {
+                        revision,
+                        ..(**plan).clone()
+                    })
+                } else {
+                    plan.clone()
+                });
+            }
+        }
     }
 }
 

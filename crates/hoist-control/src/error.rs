@@ -14,4 +14,14 @@ pub enum ControlError {
     Sandbox(#[from] hoist_sandbox::SandboxError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Secrets(#[from] hoist_secrets::SecretsError),
+    #[error("the stored environment of service '{0}' is unreadable")]
+    CorruptEnv(String),
+    /// The change is stored, but the instances that would carry it did not start; the
+    /// previous ones keep serving.
+    #[error("stored, but not applied: {0}; the running instances keep the previous environment")]
+    NotApplied(String),
+    #[error("{0}")]
+    Rollback(String),
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist_build::{OutputStream, merge_lines};
-use hoist_core::{DeploymentId, InstanceId, InstanceState, ServiceName, ServiceSpec};
+use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
 use hoist_gateway::Upstream;
 use hoist_sandbox::{Freezer, LaunchSpec, Launched, Privileges, ProcessSpec, Sandbox, probe_http};
 use hoist_store::{LogStream, NewLogLine, now_ms};
@@ -24,6 +24,18 @@ pub(crate) struct InstancePlan {
     /// App layer first, runtime root filesystem last.
     pub(crate) layers: Vec<PathBuf>,
     pub(crate) spec: ServiceSpec,
+    /// The instance's environment: the spec's file env overlaid by the service env.
+    pub(crate) env: EnvVars,
+    /// The service env revision `env` was made from; with the deployment, it tells whether
+    /// an instance (or a warm standby) is current.
+    pub(crate) revision: u64,
+}
+
+impl InstancePlan {
+    /// What makes two plans start identical instances.
+    pub(crate) fn key(&self) -> (DeploymentId, u64) {
+        (self.deployment.clone(), self.revision)
+    }
 }
 
 /// What the instance's supervisor and the scaler both need: its upstream (state, in-flight
@@ -106,7 +118,7 @@ impl Platform {
             format!("HOIST_DEPLOYMENT={}", plan.deployment),
             format!("HOIST_INSTANCE={id}"),
         ];
-        env.extend(spec.env.to_env_list());
+        env.extend(plan.env.to_env_list());
         LaunchSpec {
             hostname: spec.name.to_string(),
             layers: plan.layers.clone(),
@@ -153,7 +165,7 @@ impl Platform {
         let cancel = cancel.unwrap_or(&never);
         let fail = |reason: String| StartFailure { reason };
         let started = Instant::now();
-        let (id, launched, warm) = match self.take_standby(&plan.deployment) {
+        let (id, launched, warm) = match self.take_standby(&plan.key()) {
             Some(standby) => (standby.id, standby.launched, true),
             None => {
                 let id = InstanceId::generate();
@@ -417,26 +429,36 @@ impl Platform {
     /// the minimum is not met) and reports the outcome to the pool. The start must already be
     /// counted in the pool's `starting`.
     pub(crate) async fn start_for_pool(self: Arc<Self>, service: ServiceName, cold: bool) {
-        let Some((plan, pool)) = self.live_plan(&service) else {
-            if let Some(pool) = self.pool(&service) {
-                pool.start_finished(Err("the service has no live deployment".into()));
-            }
-            return;
-        };
-        match self.launch(plan.clone(), None, cold).await {
-            Ok(handle) => {
-                let upstream = handle.upstream().clone();
-                if self.adopt(&plan, handle) {
-                    pool.start_finished(Ok(upstream));
-                } else {
-                    pool.start_finished(Err("a newer deployment went live".into()));
+        // A deploy or an environment change can go live while this start runs; the instance
+        // is then of the old plan and is not taken, and the start is made again with the new
+        // one rather than failing the requests that wait for it.
+        for _ in 0..3 {
+            let Some((plan, pool)) = self.live_plan(&service) else {
+                if let Some(pool) = self.pool(&service) {
+                    pool.start_finished(Err("the service has no live deployment".into()));
+                }
+                return;
+            };
+            match self.launch(plan.clone(), None, cold).await {
+                Ok(handle) => {
+                    let upstream = handle.upstream().clone();
+                    if self.adopt(&plan, handle) {
+                        pool.start_finished(Ok(upstream));
+                        return;
+                    }
+                }
+                Err(failure) => {
+                    tracing::warn!(service = %service, reason = %failure.reason, "instance start failed");
+                    self.note_start_failure(&service);
+                    pool.start_finished(Err(failure.reason));
+                    return;
                 }
             }
-            Err(failure) => {
-                tracing::warn!(service = %service, reason = %failure.reason, "instance start failed");
-                self.note_start_failure(&service);
-                pool.start_finished(Err(failure.reason));
-            }
+        }
+        if let Some(pool) = self.pool(&service) {
+            pool.start_finished(Err(
+                "the service kept changing while an instance started".into()
+            ));
         }
     }
 }

@@ -3,14 +3,17 @@
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
 mod deploy;
+mod env;
 mod error;
 mod instance;
 mod logs;
 mod platform;
+mod rollout;
 mod scaler;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};
+pub use env::{EnvApplied, EnvChange};
 pub use error::ControlError;
 pub use logs::{Event, LogHub};
 pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};

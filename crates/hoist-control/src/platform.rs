@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use hoist_build::{Builder, Runtimes};
 use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, Scaling, ScalingLayer, ServiceName, ServiceSpec,
+    DeploymentId, DeploymentState, EnvVars, InstanceId, Scaling, ScalingLayer, ServiceName,
+    ServiceSpec,
 };
 use hoist_gateway::{Activator, Gateway, PoolLimits, RoutingTable, ServicePool, UpstreamState};
 use hoist_sandbox::Sandboxes;
+use hoist_secrets::MasterKey;
 use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -31,6 +33,8 @@ pub struct PlatformConfig {
     pub max_concurrent_builds: usize,
     /// Sandboxes kept created-but-not-started, one per recently used deployment.
     pub warm_pool: usize,
+    /// Images kept per service: those of the most recent deployments that went live.
+    pub keep_images: usize,
 }
 
 /// What runs for one service: its live deployment, that deployment's instances and the
@@ -88,6 +92,8 @@ pub struct Platform {
     pub(crate) builder: Builder,
     pub(crate) sandboxes: Arc<Sandboxes>,
     pub(crate) gateway: Arc<Gateway>,
+    /// Seals and opens service environments; the key never enters the database.
+    pub(crate) secrets: MasterKey,
     pub(crate) logs: LogHub,
     pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
     pub(crate) build_slots: Semaphore,
@@ -138,7 +144,16 @@ impl Platform {
         store: Arc<Store>,
         gateway: Arc<Gateway>,
     ) -> Result<Arc<Platform>, ControlError> {
-        let sandboxes = Arc::new(Sandboxes::new(&config.data_dir.join("run"))?);
+        let secrets = MasterKey::load(&config.data_dir)?;
+        // Versions before sealing kept sandbox state in DATA/run on disk; clean it up once.
+        let legacy = config.data_dir.join("run");
+        if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_dir()) {
+            Sandboxes::new(&legacy)?.remove_stale().await;
+            std::fs::remove_dir_all(&legacy)?;
+        }
+        // On a tmpfs: bundles hold the apps' environment in plain text.
+        let run_dir = hoist_sandbox::runtime_dir(&config.data_dir)?;
+        let sandboxes = Arc::new(Sandboxes::new(&run_dir)?);
         let builder = Builder::new(sandboxes.clone(), &config.data_dir);
         // Whatever an earlier run left (after kill -9) is cleaned before anything starts.
         sandboxes.remove_stale().await;
@@ -162,6 +177,7 @@ impl Platform {
             builder,
             sandboxes,
             gateway,
+            secrets,
             services: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             stopping: TaskTracker::new(),
@@ -170,6 +186,7 @@ impl Platform {
                 runtime: tokio::runtime::Handle::current(),
             }),
         });
+        platform.seal_legacy_env()?;
         platform.restore()?;
         tokio::spawn(platform.clone().run_scaler());
         Ok(platform)
@@ -180,16 +197,17 @@ impl Platform {
     fn restore(self: &Arc<Self>) -> Result<(), ControlError> {
         for svc in self.store.list_services()? {
             let scaling = svc.scaling.unwrap_or_default();
+            let (env, revision) = self.service_env(&svc.name)?;
             let plan = svc
                 .live_deployment
                 .as_ref()
                 .and_then(|id| self.store.get_deployment(id).ok().flatten())
-                .and_then(|d| {
-                    let plan = self.plan_for(&d);
-                    if plan.is_none() {
-                        tracing::warn!(service = %svc.name, deployment = %d.id, "live deployment has no usable image");
+                .and_then(|d| match self.plan_for(&d, &env, revision) {
+                    Ok(plan) => Some(plan),
+                    Err(reason) => {
+                        tracing::warn!(service = %svc.name, deployment = %d.id, %reason, "live deployment cannot run");
+                        None
                     }
-                    plan
                 });
             let mut services = self.state();
             let state = self.ensure_state(&mut services, &svc.name, scaling);
@@ -268,6 +286,15 @@ impl Platform {
         self.gateway.publish(table);
     }
 
+    /// Whether deployment `id`'s pipeline is still running (it may be recorded live already
+    /// while the switch and what follows it are under way).
+    pub fn is_in_pipeline(&self, service: &ServiceName, id: &DeploymentId) -> bool {
+        self.state()
+            .get(service)
+            .and_then(|s| s.pending.as_ref())
+            .is_some_and(|(p, _)| p == id)
+    }
+
     pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
         self.state().get(name).map(|s| s.pool.clone())
     }
@@ -291,7 +318,7 @@ impl Platform {
                 s.failures_in_a_row = 0;
                 s.live.as_mut()
             })
-            .filter(|l| l.id == plan.deployment)
+            .filter(|l| l.plan.key() == plan.key())
         {
             Some(live) => {
                 live.instances.push(handle);
@@ -458,7 +485,7 @@ impl Platform {
                 cancel.cancel();
             }
             if let Some(live) = state.live {
-                self.drop_standby(&live.id).await;
+                self.drop_standby(&live.plan.key()).await;
                 for i in live.instances {
                     self.stopping.spawn(i.stop());
                 }
@@ -481,19 +508,45 @@ impl Platform {
             .join(digest.replace(':', "-"))
     }
 
-    pub(crate) fn plan_for(&self, d: &DeploymentRecord) -> Option<InstancePlan> {
-        let spec: ServiceSpec = d.spec.clone()?;
-        let image = d.image.as_deref()?;
+    /// The plan to run deployment `d` with the service env `env` (at `revision`).
+    pub(crate) fn plan_for(
+        &self,
+        d: &DeploymentRecord,
+        env: &EnvVars,
+        revision: u64,
+    ) -> Result<InstancePlan, String> {
+        let spec: ServiceSpec = d
+            .spec
+            .clone()
+            .ok_or_else(|| format!("deployment {} never resolved a spec", d.id))?;
+        let collected = || {
+            format!(
+                "the image of deployment {} was garbage-collected (the images of the last {} deployments that went live are kept)",
+                d.id, self.config.keep_images
+            )
+        };
+        let image = d.image.as_deref().ok_or_else(collected)?;
         let layer = self.layer_path(image);
+        if !layer.is_dir() {
+            return Err(collected());
+        }
         let runtime_rootfs = self
             .config
             .runtime_cache
             .join(spec.runtime.as_str())
             .join("rootfs");
-        (layer.is_dir() && runtime_rootfs.is_dir()).then(|| InstancePlan {
+        if !runtime_rootfs.is_dir() {
+            return Err(format!(
+                "runtime {} is not in the runtime cache",
+                spec.runtime
+            ));
+        }
+        Ok(InstancePlan {
             service: spec.name.clone(),
             deployment: d.id.clone(),
             layers: vec![layer, runtime_rootfs],
+            env: crate::env::combined(&spec.env, env).map_err(|e| e.to_string())?,
+            revision,
             spec,
         })
     }

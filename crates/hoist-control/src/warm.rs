@@ -14,6 +14,8 @@ use tokio_util::task::TaskTracker;
 use crate::Platform;
 use crate::instance::InstancePlan;
 
+type PlanKey = (DeploymentId, u64);
+
 pub(crate) struct Standby {
     pub(crate) id: InstanceId,
     pub(crate) launched: Launched,
@@ -21,9 +23,10 @@ pub(crate) struct Standby {
 
 pub(crate) struct WarmPool {
     capacity: usize,
-    /// Each standby with when its deployment last asked for one (for LRU eviction).
-    slots: Mutex<HashMap<DeploymentId, (Standby, Instant)>>,
-    filling: Mutex<HashSet<DeploymentId>>,
+    /// Each standby, by the plan it was made from (deployment and environment revision),
+    /// with when that plan last asked for one (for LRU eviction).
+    slots: Mutex<HashMap<PlanKey, (Standby, Instant)>>,
+    filling: Mutex<HashSet<PlanKey>>,
 }
 
 impl WarmPool {
@@ -35,11 +38,11 @@ impl WarmPool {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<DeploymentId, (Standby, Instant)>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<PlanKey, (Standby, Instant)>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn filling(&self) -> std::sync::MutexGuard<'_, HashSet<DeploymentId>> {
+    fn filling(&self) -> std::sync::MutexGuard<'_, HashSet<PlanKey>> {
         self.filling.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -53,8 +56,8 @@ impl WarmPool {
 }
 
 impl Platform {
-    pub(crate) fn take_standby(&self, deployment: &DeploymentId) -> Option<Standby> {
-        self.warm.slots().remove(deployment).map(|(s, _)| s)
+    pub(crate) fn take_standby(&self, key: &PlanKey) -> Option<Standby> {
+        self.warm.slots().remove(key).map(|(s, _)| s)
     }
 
     /// Makes a standby for `plan`'s deployment in the background, unless it has one (or one
@@ -65,19 +68,19 @@ impl Platform {
         }
         {
             let mut slots = self.warm.slots();
-            if let Some((_, used)) = slots.get_mut(&plan.deployment) {
+            if let Some((_, used)) = slots.get_mut(&plan.key()) {
                 *used = Instant::now();
                 return;
             }
         }
-        if !self.warm.filling().insert(plan.deployment.clone()) {
+        if !self.warm.filling().insert(plan.key()) {
             return;
         }
         let me = self.clone();
         self.stopping.spawn(async move {
             let id = InstanceId::generate();
             let made = me.create_sandbox(&plan, &id).await;
-            me.warm.filling().remove(&plan.deployment);
+            me.warm.filling().remove(&plan.key());
             let launched = match made {
                 Ok(l) => l,
                 Err(reason) => {
@@ -90,7 +93,7 @@ impl Platform {
             if wanted {
                 let mut slots = me.warm.slots();
                 slots.insert(
-                    plan.deployment.clone(),
+                    plan.key(),
                     (Standby { id, launched }, Instant::now()),
                 );
                 while slots.len() > me.warm.capacity {
@@ -114,17 +117,17 @@ impl Platform {
         });
     }
 
-    /// Removes the standby of a deployment that is no longer live.
-    pub(crate) async fn drop_standby(&self, deployment: &DeploymentId) {
-        if let Some(s) = self.take_standby(deployment) {
+    /// Removes the standby of a plan that is no longer live.
+    pub(crate) async fn drop_standby(&self, key: &PlanKey) {
+        if let Some(s) = self.take_standby(key) {
             s.launched.sandbox.destroy().await;
         }
     }
 
-    /// Whether the plan's deployment is the service's live one or the one being deployed.
+    /// Whether the plan is the service's live one or that of the deployment being made.
     fn is_current(&self, plan: &InstancePlan) -> bool {
         self.state().get(&plan.service).is_some_and(|s| {
-            s.live.as_ref().is_some_and(|l| l.id == plan.deployment)
+            s.live.as_ref().is_some_and(|l| l.plan.key() == plan.key())
                 || s.pending
                     .as_ref()
                     .is_some_and(|(p, _)| p == &plan.deployment)

@@ -42,7 +42,8 @@ impl DeploymentState {
         }
     }
 
-    /// No further transitions are possible.
+    /// The pipeline is over: nothing happens to it by itself any more (a rollback can still
+    /// make a superseded deployment live again).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -72,7 +73,9 @@ impl DeploymentState {
             | (Fetching, Building)
             | (Building, Starting)
             | (Starting, Live)
-            | (Live, Superseded) => true,
+            | (Live, Superseded)
+            // A rollback.
+            | (Superseded, Live) => true,
             (from, Failed | Cancelled) => from.is_in_progress(),
             _ => false,
         }
@@ -217,6 +220,7 @@ mod tests {
             (Building, Starting),
             (Starting, Live),
             (Live, Superseded),
+            (Superseded, Live),
             (Queued, Failed),
             (Fetching, Failed),
             (Building, Failed),
@@ -233,12 +237,12 @@ mod tests {
                 assert_eq!(from.transition(to).is_ok(), expected);
             }
         }
-        // Terminal states go nowhere.
+        // Terminal states go nowhere, but for a rollback making a superseded one live.
         for from in DeploymentState::ALL.into_iter().filter(|s| s.is_terminal()) {
             assert!(
                 DeploymentState::ALL
                     .into_iter()
-                    .all(|to| !from.can_transition_to(to))
+                    .all(|to| !from.can_transition_to(to) || (from, to) == (Superseded, Live))
             );
         }
     }

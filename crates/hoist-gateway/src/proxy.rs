@@ -184,11 +184,23 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 }
 
 impl Worker {
+    /// Accepts until `shutdown`, then lets open connections finish the requests they carry
+    /// (keep-alive connections are closed after their current response), for at most
+    /// `DRAIN_LIMIT`.
     async fn accept(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // Heads larger than this get hyper's own 431; a slow client gets 30 s to send its
+        // head (slowloris).
+        builder
+            .http1()
+            .max_buf_size(RequestLimits::MAX_HEADERS_TOTAL + RequestLimits::MAX_HEADER_LINE)
+            .timer(TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(30));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -198,28 +210,28 @@ impl Worker {
                         continue;
                     }
                 },
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
             let worker = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| worker.clone().handle(req, peer));
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                // Heads larger than this get hyper's own 431; a slow client gets 30 s to send
-                // its head (slowloris).
+            let svc = hyper::service::service_fn(move |req| worker.clone().handle(req, peer));
+            let conn = graceful.watch(
                 builder
-                    .http1()
-                    .max_buf_size(RequestLimits::MAX_HEADERS_TOTAL + RequestLimits::MAX_HEADER_LINE)
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(30));
-                if let Err(e) = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await
-                {
+                    .into_owned(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
                     tracing::debug!(error = %e, %peer, "gateway connection");
                 }
             });
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway: connections still open after the drain limit; closing them");
         }
     }
 
@@ -465,6 +477,9 @@ enum Forwarded {
     /// The instance could not be reached or died before answering: a 502 page.
     Unanswered(Response<ProxyBody>),
 }
+
+/// How long a stopping gateway waits for requests in flight.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long after a thaw an upstream failure is taken for an instance that died frozen.
 const THAW_SUSPECT: std::time::Duration = std::time::Duration::from_secs(2);

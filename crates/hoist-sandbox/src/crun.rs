@@ -188,6 +188,18 @@ impl Crun {
         }
     }
 
+    /// Removes every container state dir under the state root. Only for cleanup at start,
+    /// after `delete` has had its chance: it forgets containers without stopping them.
+    pub fn remove_state_dirs(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.state_root) {
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
     pub async fn list(&self) -> Result<Vec<String>, SandboxError> {
         let out = self
             .cmd()

@@ -28,6 +28,12 @@ pub enum SandboxError {
     NoSlot(usize),
     #[error("host is not ready for sandboxes: {0}")]
     Host(String),
+    #[error(
+        "neither /run nor /dev/shm is a tmpfs; sandbox state (which holds apps' environment) must not go to disk"
+    )]
+    NoTmpfs,
+    #[error("{0} is a directory from an older version; remove it after stopping every instance")]
+    LegacyRunDir(PathBuf),
 }
 
 impl SandboxError {

@@ -104,3 +104,52 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), SandboxError> {
         })
     }
 }
+
+/// The directory for one server's sandbox state (bundles with their config.json, crun's
+/// state, mount points), on a tmpfs: a bundle's config.json holds the app's environment, and
+/// secrets must not be written to disk in plain text. `/run` when it is a tmpfs (systemd
+/// hosts), else `/dev/shm`. The name is derived from the data dir so a restarted server finds
+/// what its predecessor left; `DATA/run` is made a symlink to it for people looking.
+pub fn runtime_dir(data_dir: &Path) -> Result<std::path::PathBuf, SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = if is_tmpfs(Path::new("/run")) {
+        Path::new("/run/hoist")
+    } else if is_tmpfs(Path::new("/dev/shm")) {
+        Path::new("/dev/shm/hoist")
+    } else {
+        return Err(SandboxError::NoTmpfs);
+    };
+    let canonical = data_dir.canonicalize().map_err(SandboxError::io(format!(
+        "resolving {}",
+        data_dir.display()
+    )))?;
+    // FNV-1a: a stable name, not a security boundary.
+    let key = canonical
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let dir = base.join(format!("{key:016x}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
+    let link = data_dir.join("run");
+    if std::fs::read_link(&link).ok().as_deref() != Some(dir.as_path()) {
+        if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+            return Err(SandboxError::LegacyRunDir(link));
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&dir, &link)
+            .map_err(SandboxError::io(format!("linking {}", link.display())))?;
+    }
+    Ok(dir)
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}

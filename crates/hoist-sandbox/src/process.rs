@@ -143,4 +143,20 @@ impl Process {
             Process::Adopted(a) => a.try_wait().is_none(),
         }
     }
+
+    /// SIGKILL to the process we hold: crun itself for a foreground run (whose container
+    /// then dies with it while still being set up), or the container's init.
+    pub(crate) fn kill(&mut self) {
+        match self {
+            Process::Foreground(child) => {
+                let _ = child.start_kill();
+            }
+            Process::Adopted(a) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(a.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
 }

@@ -137,6 +137,9 @@ impl Sandboxes {
                 let _ = self.crun.delete(&id, true).await;
             }
         }
+        // A crun killed halfway through `create` can leave a state dir that `list` skips
+        // and `delete` refuses; its processes die with its cgroup below.
+        self.crun.remove_state_dirs();
         // Every sandbox has its bundle dir before it has anything else, so the bundle dirs
         // name everything an earlier run of this server can have left behind.
         let bundles = self.root.join("bundles");
@@ -500,7 +503,18 @@ impl Sandbox {
         if self.process.running() {
             let _ = self.cgroup.freezer().thaw();
             let _ = self.crun.kill(&self.id, "KILL").await;
-            let _ = self.process.wait().await;
+            // `crun kill` fails while crun is still setting the container up (a build
+            // cancelled right after it began); then the process itself and whatever reached
+            // the cgroup are killed, or this would wait for a build that runs on.
+            if tokio::time::timeout(Duration::from_millis(500), self.process.wait())
+                .await
+                .is_err()
+            {
+                self.process.kill();
+                let rel = format!("{CGROUP_PARENT}/{}", self.id);
+                let _ = tokio::task::spawn_blocking(move || OwnedCgroup::kill_stale(&rel)).await;
+                let _ = self.process.wait().await;
+            }
         }
         let _ = self.crun.delete(&self.id, true).await;
         // A shared root is unmounted when its last sandbox lets go of it.

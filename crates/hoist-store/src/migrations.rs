@@ -89,6 +89,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (service, day)
     );
     "#,
+    // 3: environment variables, sealed by the server's master key (never plain text here).
+    r#"
+    ALTER TABLE services ADD COLUMN env_sealed   BLOB;
+    ALTER TABLE services ADD COLUMN env_revision INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

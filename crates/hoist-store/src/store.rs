@@ -81,6 +81,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and overwritten content is zeroed, not left in free pages of the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
         Ok(Store {
@@ -161,6 +163,69 @@ impl Store {
             params![name.as_str(), json, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// The service's sealed environment and its revision (0 and `None` before any was set).
+    pub fn service_env(&self, name: &ServiceName) -> Result<(Option<Vec<u8>>, u64), StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT env_sealed, env_revision FROM services WHERE name = ?1",
+                params![name.as_str()],
+                |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        Ok(row.map_or((None, 0), |(sealed, rev)| (sealed, rev.max(0) as u64)))
+    }
+
+    /// Replaces the service's sealed environment if its revision is still `expected` (another
+    /// change in between makes this one retry on top of it); returns the new revision, or
+    /// `None` if the revision moved or the service is gone.
+    pub fn set_service_env(
+        &self,
+        name: &ServiceName,
+        sealed: &[u8],
+        expected: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let next = expected + 1;
+        let changed = self.conn().execute(
+            "UPDATE services SET env_sealed = ?2, env_revision = ?3, updated_at = ?4
+             WHERE name = ?1 AND env_revision = ?5",
+            params![
+                name.as_str(),
+                sealed,
+                next as i64,
+                now_ms(),
+                expected as i64
+            ],
+        )?;
+        Ok((changed == 1).then_some(next))
+    }
+
+    /// Removes environment values that versions before sealing kept in plain text inside
+    /// specs and deploy requests, then rewrites the file so no copy of them is left in free
+    /// pages or the WAL. Returns how many rows held some.
+    pub fn scrub_plain_env(&self) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut n = conn.execute(
+            "UPDATE services SET spec = json_remove(spec, '$.env')
+             WHERE json_type(spec, '$.env') IS NOT NULL",
+            [],
+        )?;
+        n += conn.execute(
+            "UPDATE deployments SET spec = json_remove(spec, '$.env')
+             WHERE spec IS NOT NULL AND json_type(spec, '$.env') IS NOT NULL",
+            [],
+        )?;
+        n += conn.execute(
+            "UPDATE deployments SET request = json_remove(request, '$.env')
+             WHERE json_array_length(request, '$.env') > 0",
+            [],
+        )?;
+        if n > 0 {
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
+        Ok(n)
     }
 
     /// Stores the service's scaling settings (checked by the caller) in place of any earlier.
@@ -504,6 +569,15 @@ impl Store {
             out.push(Self::deployment_from(&conn, row)?);
         }
         Ok(out)
+    }
+
+    /// Records that a deployment's image was garbage-collected: it can no longer run.
+    pub fn forget_image(&self, id: &DeploymentId) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE deployments SET image = NULL, updated_at = ?2 WHERE id = ?1",
+            params![id.as_str(), now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Whether any deployment (of any service) still uses the image `digest`.

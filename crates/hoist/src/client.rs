@@ -7,14 +7,14 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    fn from_env() -> anyhow::Result<Api> {
+    pub(crate) fn from_env() -> anyhow::Result<Api> {
         let base = std::env::var("HOIST_API").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
         let token = match std::env::var("HOIST_TOKEN") {
             Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
@@ -38,13 +38,16 @@ impl Api {
         })
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{}", self.base, path))
             .bearer_auth(&self.token)
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(crate) async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let resp = rb.send().await.map_err(|e| {
             anyhow!(
                 "cannot reach the Hoist API at {} ({e}); is `hoist server` running?",
@@ -63,7 +66,7 @@ impl Api {
         bail!("{msg}")
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .send(self.req(reqwest::Method::GET, path))
             .await?
@@ -122,6 +125,9 @@ pub struct DeployArgs {
     env: Vec<String>,
     #[command(flatten)]
     scaling: ScalingArgs,
+    /// Return once the deployment is accepted instead of following it to the end.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// Scaling settings; unset ones keep the service's current values.
@@ -204,6 +210,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let id = created["id"].as_str().unwrap_or_default().to_string();
     let service = created["service"].as_str().unwrap_or_default().to_string();
     println!("deploying {service} as {id}");
+    if args.no_wait {
+        println!("follow it with `hoist status {service}` or `hoist logs {service} --build -f`");
+        return Ok(());
+    }
     let mut outcome: Option<Value> = None;
     api.ndjson(
         &format!("/v1/deployments/{id}/events"),

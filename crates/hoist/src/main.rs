@@ -2,6 +2,7 @@
 //! client of the server's REST API.
 
 mod client;
+mod env;
 mod server;
 
 use std::path::PathBuf;
@@ -37,6 +38,11 @@ enum Command {
     Stop { name: String },
     /// Billable usage per day: active time, frozen time, CPU, GB-seconds, cold starts.
     Usage(client::UsageArgs),
+    /// Environment variables, encrypted at rest; changes apply without a rebuild.
+    #[command(subcommand)]
+    Env(env::EnvCommand),
+    /// Make an earlier deployment live again from its stored image (no rebuild).
+    Rollback(env::RollbackArgs),
     /// Delete a service: its instances, route, images and logs.
     Delete { name: String },
     /// List runtimes with their versions and sizes.
@@ -67,6 +73,8 @@ fn main() {
             Command::Stop { name } => client::stop(&name).await,
             Command::Usage(args) => client::usage(args).await,
             Command::Runtimes => client::runtimes().await,
+            Command::Env(cmd) => env::env(cmd).await,
+            Command::Rollback(args) => env::rollback(args).await,
         }
     });
     if let Err(e) = result {

@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// start from zero only has to run the app (0 turns the warm pool off).
     #[arg(long, default_value_t = 32)]
     warm_pool: usize,
+    /// Images kept per service for rollbacks: those of its most recent deployments that went
+    /// live. Older ones are removed after each successful deploy.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    keep_images: u16,
     /// Gateway threads, each with its own event loop. The default is half the cores: the
     /// gateway shares the machine with the apps behind it, and on 2 cores one worker beat
     /// two by 1.6x in throughput and CPU per request (BENCHMARKS.md).
@@ -127,6 +131,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             build_timeout: args.build_timeout,
             max_concurrent_builds: args.max_builds,
             warm_pool: args.warm_pool,
+            keep_images: usize::from(args.keep_images),
         },
         store,
         gateway.clone(),

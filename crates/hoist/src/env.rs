@@ -1,0 +1,149 @@
+//! `hoist env` and `hoist rollback`: changing what a service runs without rebuilding it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::Api;
+
+#[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Set variables (KEY=VALUE...); running instances are replaced, no rebuild.
+    Set {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+    /// Remove variables by name.
+    Unset {
+        name: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// List variable names (values only with --reveal).
+    Ls {
+        name: String,
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Set every variable of a dotenv file (KEY=VALUE lines, quotes, comments, `export`).
+    Import { name: String, file: PathBuf },
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    name: String,
+    /// The deployment to make live again (default: the one before the live one).
+    deployment: Option<String>,
+}
+
+pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    match cmd {
+        EnvCommand::Set { name, assignments } => {
+            let mut set = BTreeMap::new();
+            for a in &assignments {
+                let Some((k, v)) = a.split_once('=') else {
+                    // Only the part before any '=' could be a name; nothing here is echoed
+                    // that might be a value typed without its name.
+                    bail!("expected KEY=VALUE, got an argument without '='");
+                };
+                set.insert(k.to_string(), v.to_string());
+            }
+            change(&api, &name, json!({ "set": set })).await
+        }
+        EnvCommand::Unset { name, keys } => change(&api, &name, json!({ "unset": keys })).await,
+        EnvCommand::Import { name, file } => {
+            let mut set = BTreeMap::new();
+            let lines = dotenvy::from_path_iter(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            for item in lines {
+                let (k, v) = item.with_context(|| format!("parsing {}", file.display()))?;
+                set.insert(k, v);
+            }
+            if set.is_empty() {
+                bail!("{} sets no variables", file.display());
+            }
+            change(&api, &name, json!({ "set": set })).await
+        }
+        EnvCommand::Ls { name, reveal } => {
+            let path = if reveal {
+                format!("/v1/services/{name}/env?reveal=true")
+            } else {
+                format!("/v1/services/{name}/env")
+            };
+            let env = api.get(&path).await?;
+            let names = env["names"].as_array().cloned().unwrap_or_default();
+            if names.is_empty() {
+                println!("{name} has no environment variables");
+            }
+            for n in names {
+                let n = n.as_str().unwrap_or_default();
+                match env["values"][n].as_str() {
+                    Some(v) if reveal => println!("{n}={v}"),
+                    _ => println!("{n}"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
+    let r: Value = api
+        .send(
+            api.req(reqwest::Method::PATCH, &format!("/v1/services/{name}/env"))
+                .json(&body),
+        )
+        .await?
+        .json()
+        .await?;
+    if r["changed"].as_bool() != Some(true) {
+        println!("{name}: environment unchanged");
+        return Ok(());
+    }
+    let replaced = r["replaced"].as_u64().unwrap_or(0);
+    println!(
+        "{name}: environment updated (revision {}, {} variable(s)); {}",
+        r["revision"].as_u64().unwrap_or(0),
+        r["names"].as_array().map_or(0, Vec::len),
+        if replaced > 0 {
+            format!("{replaced} running instance(s) replaced, no rebuild")
+        } else {
+            "the next instance starts with it, no rebuild".to_string()
+        }
+    );
+    Ok(())
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let body = match &args.deployment {
+        Some(d) => json!({ "deployment": d }),
+        None => json!({}),
+    };
+    let d: Value = api
+        .send(
+            api.req(
+                reqwest::Method::POST,
+                &format!("/v1/services/{}/rollback", args.name),
+            )
+            .json(&body),
+        )
+        .await?
+        .json()
+        .await?;
+    println!(
+        "{}: deployment {} (commit {}) is live again, from its stored image",
+        args.name,
+        d["id"].as_str().unwrap_or("?"),
+        d["commit"]
+            .as_str()
+            .or(d["commit_sha"].as_str())
+            .map_or("?", |c| &c[..c.len().min(12)]),
+    );
+    Ok(())
+}
