@@ -208,17 +208,9 @@ impl Platform {
                     ),
                 })
             })?;
+        // Scaling is the service's setting, not the code's: it stays as it is now.
         self.store.set_live(name, &chosen.id)?;
         self.store.set_service_spec(name, &plan.spec)?;
-        {
-            let mut services = self.state();
-            if let Some(s) = services.get_mut(name) {
-                s.scaling = plan.spec.scaling;
-                s.pool
-                    .set_limits(crate::platform::limits(&plan.spec.scaling));
-            }
-        }
-        self.store.set_service_scaling(name, &plan.spec.scaling)?;
         self.rollout_line(
             name,
             &chosen.id,
