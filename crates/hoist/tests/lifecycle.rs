@@ -281,6 +281,10 @@ fn a_redeploy_an_env_change_and_a_rollback_under_load_fail_no_request() {
     thread::sleep(Duration::from_millis(500));
 
     let (ok, failures) = load.finish();
+    eprintln!(
+        "under load: {ok} requests answered 200, {} failed",
+        failures.len()
+    );
     assert!(ok > 100, "the load ran ({ok} requests)");
     assert!(
         failures.is_empty(),
@@ -458,6 +462,7 @@ fn kill_9_during_a_build_a_start_and_after_going_live_loses_nothing_and_leaves_n
         let up = Instant::now();
         server.wait_for("tough", "/", "probe one", LONG);
         let back_in = up.elapsed();
+        eprintln!("{point}: served again {back_in:?} after the API came back");
         assert!(
             back_in < Duration::from_secs(1),
             "{point}: served again {back_in:?} after the restart; logs:\n{}",
