@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use hoist_control::{ControlError, DeployRequest, EnvChange, Platform, ScalingRequest};
 use hoist_core::{DeploymentId, ServiceName};
-use hoist_store::LogFilter;
+use hoist_store::{LogFilter, LogStream};
 use serde::{Deserialize, Serialize};
 
 use crate::{auth, stream};
@@ -85,6 +85,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(service_env).patch(change_service_env),
         )
         .route("/services/{name}/rollback", post(rollback_service))
+        .route("/services/{name}/events", get(service_events))
+        .route("/services/{name}/metrics", get(service_series))
         .route("/deployments", post(create_deployment))
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/events", get(deployment_events))
@@ -93,8 +95,17 @@ pub fn router(platform: Arc<Platform>) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    // Scrapers send the same bearer token (Prometheus: `authorization: credentials_file`).
+    let metrics =
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(metrics)
         .route("/openapi.json", get(openapi))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -262,14 +273,24 @@ struct LogsQuery {
     #[serde(default)]
     build: bool,
     deployment: Option<String>,
+    instance: Option<String>,
+    /// Comma-separated: stdout, stderr, access, build, system.
+    stream: Option<String>,
+    /// Only lines from this long ago on, e.g. `10m`, `2h`, `7d`.
+    since: Option<String>,
+    grep: Option<String>,
     tail: Option<usize>,
+    /// `sse` for Server-Sent Events (also chosen by `Accept: text/event-stream`).
+    format: Option<String>,
 }
 
 async fn service_logs(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
     let name = service_name(&name)?;
     if s.platform.store().get_service(&name)?.is_none() {
         return Err(ControlError::ServiceNotFound(name.to_string()).into());
@@ -285,18 +306,136 @@ async fn service_logs(
             .next()
             .map(|d| d.id);
     }
+    let instance = q
+        .instance
+        .map(|i| {
+            hoist_core::InstanceId::from_str(&i)
+                .map(|i| i.to_string())
+                .map_err(|e| bad(e.to_string()))
+        })
+        .transpose()?;
+    let mut streams = Vec::new();
+    for part in q.stream.iter().flat_map(|s| s.split(',')) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        streams.push(LogStream::parse(part).ok_or_else(|| {
+            bad(format!(
+                "unknown log stream '{part}': expected stdout, stderr, access, build or system"
+            ))
+        })?);
+    }
+    let since_ms = q
+        .since
+        .map(|d| {
+            hoist_core::parse_duration(&d)
+                .map(|d| hoist_store::now_ms() - d.as_millis() as i64)
+                .map_err(|e| bad(e.to_string()))
+        })
+        .transpose()?;
+    let grep = q.grep.filter(|g| !g.is_empty());
+    let format = match q.format.as_deref() {
+        Some("sse") => stream::Format::Sse,
+        Some("ndjson") | None
+            if headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/event-stream"))
+                && q.format.is_none() =>
+        {
+            stream::Format::Sse
+        }
+        Some("ndjson") | None => stream::Format::Ndjson,
+        Some(other) => {
+            return Err(bad(format!(
+                "unknown format '{other}': expected ndjson or sse"
+            )));
+        }
+    };
+    // A search or a time window asks for everything that matches; a plain view for a tail.
+    let default_tail = if grep.is_some() || since_ms.is_some() {
+        10_000
+    } else if q.follow {
+        100
+    } else {
+        1000
+    };
     let filter = LogFilter {
         deployment: deployment.map(|d| d.to_string()),
         build_only: q.build,
         after_id: None,
-        tail: Some(q.tail.unwrap_or(if q.follow { 100 } else { 1000 })),
+        since_ms,
+        instance,
+        streams,
+        grep,
+        tail: Some(q.tail.unwrap_or(default_tail)),
     };
     Ok(stream::service_logs(
         s.platform.clone(),
         name.to_string(),
         filter,
         q.follow,
+        format,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+}
+
+async fn service_events(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    if s.platform.store().get_service(&name)?.is_none() {
+        return Err(ControlError::ServiceNotFound(name.to_string()).into());
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Ok(Json(s.platform.store().events(&name, limit)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesQuery {
+    /// How far back, e.g. `60m` (default) or `24h` (the most kept).
+    since: Option<String>,
+}
+
+async fn service_series(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> ApiResult<Response> {
+    let name = service_name(&name)?;
+    if s.platform.store().get_service(&name)?.is_none() {
+        return Err(ControlError::ServiceNotFound(name.to_string()).into());
+    }
+    let back = match q.since.as_deref() {
+        Some(d) => hoist_core::parse_duration(d)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        None => std::time::Duration::from_secs(3600),
+    }
+    .min(std::time::Duration::from_secs(24 * 3600));
+    let since = hoist_store::now_ms() - back.as_millis() as i64;
+    Ok(Json(s.platform.store().minutes(&name, since)?).into_response())
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
+    let text = s
+        .platform
+        .prometheus_text()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn list_runtimes(State(s): State<Arc<AppState>>) -> Json<Vec<hoist_build::RuntimeInfo>> {

@@ -113,29 +113,39 @@ pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Re
     ndjson(rx)
 }
 
+/// How a log stream is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Ndjson,
+    /// Server-Sent Events: `data: <json>` per line, with keep-alive comments.
+    Sse,
+}
+
 /// A service's logs: the backlog, then (with `follow`) new lines as they are stored.
 pub(crate) fn service_logs(
     platform: Arc<Platform>,
     service: String,
     filter: LogFilter,
     follow: bool,
+    format: Format,
 ) -> Response {
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel::<LogLine>(1024);
     tokio::spawn(async move {
         let mut sub = platform.logs().subscribe();
         let store = platform.store().clone();
         let mut last_id = 0i64;
-        let matches = |l: &LogLine| {
-            l.service == service
-                && filter
-                    .deployment
-                    .as_ref()
-                    .is_none_or(|d| l.deployment.as_ref() == Some(d))
-                && (!filter.build_only || l.stream == hoist_store::LogStream::Build)
+        let backlog = {
+            let (store, service, filter) = (store.clone(), service.clone(), filter.clone());
+            tokio::task::spawn_blocking(move || store.query_logs(&service, &filter))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
         };
-        for l in store.query_logs(&service, &filter).unwrap_or_default() {
+        for l in backlog {
             last_id = l.id;
-            if tx.send(line(&l)).await.is_err() {
+            if tx.send(l).await.is_err() {
                 return;
             }
         }
@@ -145,9 +155,9 @@ pub(crate) fn service_logs(
         loop {
             match sub.recv().await {
                 Ok(Event::Log(l)) => {
-                    if l.id > last_id && matches(&l) {
+                    if l.id > last_id && l.service == service && filter.matches(&l) {
                         last_id = l.id;
-                        if tx.send(line(&l)).await.is_err() {
+                        if tx.send(l).await.is_err() {
                             return;
                         }
                     }
@@ -161,7 +171,7 @@ pub(crate) fn service_logs(
                     };
                     for l in store.query_logs(&service, &catch_up).unwrap_or_default() {
                         last_id = l.id;
-                        if tx.send(line(&l)).await.is_err() {
+                        if tx.send(l).await.is_err() {
                             return;
                         }
                     }
@@ -170,5 +180,30 @@ pub(crate) fn service_logs(
             }
         }
     });
-    ndjson(rx)
+    match format {
+        Format::Ndjson => {
+            let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|l| (Ok::<_, Infallible>(line(&l)), rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/x-ndjson")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(lines))
+                .unwrap_or_default()
+        }
+        Format::Sse => {
+            let events = futures_util::stream::unfold(rx, |mut rx| async move {
+                let l = rx.recv().await?;
+                let event = axum::response::sse::Event::default()
+                    .id(l.id.to_string())
+                    .json_data(&l)
+                    .unwrap_or_default();
+                Some((Ok::<_, Infallible>(event), rx))
+            });
+            axum::response::IntoResponse::into_response(
+                axum::response::sse::Sse::new(events)
+                    .keep_alive(axum::response::sse::KeepAlive::default()),
+            )
+        }
+    }
 }

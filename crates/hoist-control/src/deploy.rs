@@ -365,6 +365,7 @@ impl Platform {
             .ensure(spec.runtime, sink)
             .await
             .map_err(|e| e.to_string())?;
+        let build_started = std::time::Instant::now();
         let output = self
             .builder
             .build(
@@ -382,8 +383,16 @@ impl Platform {
                 },
                 sink,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
+        self.build_stats.record(
+            match &output {
+                Ok(_) => crate::metrics::BuildOutcome::Succeeded,
+                Err(_) if cancel.is_cancelled() => crate::metrics::BuildOutcome::Cancelled,
+                Err(_) => crate::metrics::BuildOutcome::Failed,
+            },
+            build_started.elapsed(),
+        );
+        let output = output.map_err(|e| e.to_string())?;
         self.store
             .set_deployment_image(id, &output.layer.digest, &runtime.version)
             .map_err(|e| e.to_string())?;

@@ -91,6 +91,10 @@ impl InstanceHandle {
     }
 }
 
+fn first_line(text: &str) -> &str {
+    text.split(';').next().unwrap_or(text)
+}
+
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a replaced instance may go on serving requests it already had.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -265,6 +269,15 @@ impl Platform {
                 Some(&id),
                 format!("instance {id} failed to start: {reason}"),
             );
+            self.record_event(hoist_store::NewEvent {
+                service: plan.service.to_string(),
+                ts: now_ms(),
+                kind: "start_failed",
+                instance: Some(id.to_string()),
+                deployment: Some(plan.deployment.to_string()),
+                detail: first_line(&reason).to_string(),
+                context: lines,
+            });
             return Err(fail(reason));
         }
         let total = started.elapsed();
@@ -354,7 +367,7 @@ impl Platform {
                     }
                     t.push_back(line.clone());
                 }
-                logs.write(NewLogLine {
+                logs.try_write(NewLogLine {
                     service: service.clone(),
                     deployment: Some(deployment.clone()),
                     instance: Some(instance.clone()),
@@ -364,8 +377,7 @@ impl Platform {
                     },
                     ts: now_ms(),
                     line,
-                })
-                .await;
+                });
             }
         })
     }
@@ -417,6 +429,13 @@ impl Platform {
                     .store
                     .set_instance_state(&id, InstanceState::Failed, Some(&reason));
                 self.system_line(&plan, Some(&id), format!("instance {id} {reason}"));
+                self.instance_event(
+                    &plan.service,
+                    &plan.deployment,
+                    &id,
+                    exit.oom_killed,
+                    reason,
+                );
                 // Out of the routes: the next request starts a new instance if none is left,
                 // and the scaler restores the minimum of a persistent service (backing off
                 // when it crash-loops).

@@ -2,7 +2,8 @@
 //! writer task that stores it in batches and then tells live followers, so a follower never
 //! sees a line that is not yet durable and the app's pipe is never blocked on SQLite.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use hoist_store::{LogLine, NewLogLine, Store};
 use serde::Serialize;
@@ -33,6 +34,9 @@ enum Item {
 pub struct LogHub {
     tx: mpsc::Sender<Item>,
     events: broadcast::Sender<Event>,
+    /// Lines dropped per service because the writer was a full queue behind; the writer
+    /// turns the counts into a line of their own.
+    dropped: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 const BATCH: usize = 512;
@@ -42,10 +46,28 @@ impl LogHub {
         let (tx, mut rx) = mpsc::channel::<Item>(16 * 1024);
         let (events, _) = broadcast::channel(16 * 1024);
         let out = events.clone();
+        let dropped: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let counts = dropped.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let mut lines = Vec::with_capacity(batch.len());
+                let lost: Vec<(String, u64)> = counts
+                    .lock()
+                    .map(|mut m| m.drain().collect())
+                    .unwrap_or_default();
+                for (service, n) in lost {
+                    lines.push(NewLogLine {
+                        service,
+                        deployment: None,
+                        instance: None,
+                        stream: hoist_store::LogStream::System,
+                        ts: hoist_store::now_ms(),
+                        line: format!(
+                            "{n} log lines were dropped: they came faster than they could be stored"
+                        ),
+                    });
+                }
                 for item in batch.drain(..) {
                     match item {
                         Item::Line(l) => lines.push(l),
@@ -58,17 +80,27 @@ impl LogHub {
                 flush(&store, &out, lines).await;
             }
         });
-        LogHub { tx, events }
+        LogHub {
+            tx,
+            events,
+            dropped,
+        }
     }
 
     pub async fn write(&self, line: NewLogLine) {
         let _ = self.tx.send(Item::Line(line)).await;
     }
 
-    /// For synchronous callers (build output callbacks): drops the line if the writer is a
-    /// full queue behind rather than stalling the caller.
+    /// Never waits: an app writing faster than lines can be stored must not block on its
+    /// pipe. A line that does not fit the queue is dropped and counted; the count is written
+    /// to the service's log.
     pub fn try_write(&self, line: NewLogLine) {
-        let _ = self.tx.try_send(Item::Line(line));
+        if let Err(mpsc::error::TrySendError::Full(Item::Line(l))) =
+            self.tx.try_send(Item::Line(line))
+            && let Ok(mut m) = self.dropped.lock()
+        {
+            *m.entry(l.service).or_default() += 1;
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -35,6 +35,7 @@ pub struct PlatformConfig {
     pub warm_pool: usize,
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
+    pub retention: crate::Retention,
 }
 
 /// What runs for one service: its live deployment, that deployment's instances and the
@@ -94,6 +95,8 @@ pub struct Platform {
     pub(crate) gateway: Arc<Gateway>,
     /// Seals and opens service environments; the key never enters the database.
     pub(crate) secrets: MasterKey,
+    pub(crate) build_stats: crate::metrics::BuildStats,
+    pub(crate) data_dir_size: crate::metrics::DiskGauge,
     pub(crate) logs: LogHub,
     pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
     pub(crate) build_slots: Semaphore,
@@ -136,6 +139,8 @@ pub struct ServiceView {
     pub cold_starts: u64,
     /// Recent instances with their final state and usage (from the database).
     pub instances: Vec<InstanceRecord>,
+    /// Events of the last 24 hours by kind (`hoist events` lists them).
+    pub events_24h: std::collections::BTreeMap<String, u64>,
 }
 
 impl Platform {
@@ -178,6 +183,8 @@ impl Platform {
             sandboxes,
             gateway,
             secrets,
+            build_stats: Default::default(),
+            data_dir_size: Default::default(),
             services: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             stopping: TaskTracker::new(),
@@ -186,8 +193,12 @@ impl Platform {
                 runtime: tokio::runtime::Handle::current(),
             }),
         });
+        platform
+            .store
+            .set_log_cap(platform.config.retention.max_bytes_per_service);
         platform.seal_legacy_env()?;
         platform.restore()?;
+        platform.start_observers();
         tokio::spawn(platform.clone().run_scaler());
         Ok(platform)
     }
@@ -374,6 +385,11 @@ impl Platform {
             waiting,
             cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
             instances: self.store.list_instances(name, 20)?,
+            events_24h: self
+                .store
+                .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
+                .into_iter()
+                .collect(),
             service,
         })
     }
@@ -410,6 +426,7 @@ impl Platform {
                 waiting: 0,
                 cold_starts: 0,
                 instances: Vec::new(),
+                events_24h: Default::default(),
                 service,
             });
         }

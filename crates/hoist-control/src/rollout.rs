@@ -291,7 +291,7 @@ impl Platform {
 }
 
 /// Bytes a directory tree takes on disk (allocated blocks, symlinks not followed).
-fn disk_usage(path: &std::path::Path) -> u64 {
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;

@@ -3,9 +3,9 @@ use std::time::Duration;
 use crate::SpecError;
 
 const RULE: &str =
-    "expected a duration like 500ms, 30s, 15m, 1h or 2h30m (a bare number is seconds)";
+    "expected a duration like 500ms, 30s, 15m, 1h, 2h30m or 7d (a bare number is seconds)";
 
-/// Parses human durations such as "500ms", "30s", "15m", "1h", "2h30m" or "1h 5m 10s";
+/// Parses human durations such as "500ms", "30s", "15m", "1h", "2h30m", "7d" or "1h 5m 10s";
 /// a bare number means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     let err = || SpecError::invalid("duration", text.trim(), RULE);
@@ -34,6 +34,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
             "s" => Some(Duration::from_secs(value)),
             "m" => value.checked_mul(60).map(Duration::from_secs),
             "h" => value.checked_mul(3600).map(Duration::from_secs),
+            "d" => value.checked_mul(86_400).map(Duration::from_secs),
             _ => None,
         };
         total = part
@@ -58,6 +59,7 @@ mod tests {
             ("1h2m3s", Duration::from_secs(3723)),
             ("1m500ms", Duration::from_millis(60_500)),
             ("1h 30m", Duration::from_secs(5400)),
+            ("7d", Duration::from_secs(7 * 86_400)),
             (" 45 ", Duration::from_secs(45)),
             ("0", Duration::ZERO),
             ("0s", Duration::ZERO),

@@ -3,9 +3,11 @@
 //! touches the database on the request path.
 
 mod connector;
+mod observe;
 mod proxy;
 mod table;
 
+pub use observe::{AccessLog, AccessRecord, LATENCY_BOUNDS_S, RequestStats, StatsSnapshot};
 pub use proxy::{Gateway, GatewayConfig};
 pub use table::{
     Activator, Admitted, InFlight, PoolLimits, Rejection, RoutingTable, ServicePool, Upstream,

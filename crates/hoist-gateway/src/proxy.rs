@@ -2,7 +2,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connector::NetnsConnector;
+use crate::observe::{AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -35,6 +36,8 @@ pub struct GatewayConfig {
     /// Threads that accept and proxy, each with its own event loop, listener and upstream
     /// connection pool.
     pub workers: usize,
+    /// Per-request statistics and access records (off only to measure what they cost).
+    pub record_requests: bool,
 }
 
 impl GatewayConfig {
@@ -45,6 +48,7 @@ impl GatewayConfig {
             hold_timeout: std::time::Duration::from_secs(60),
             request_timeout: RequestLimits::MAX_REQUEST_DURATION,
             workers: 1,
+            record_requests: true,
         }
     }
 }
@@ -52,6 +56,7 @@ impl GatewayConfig {
 pub struct Gateway {
     config: GatewayConfig,
     table: Arc<ArcSwap<RoutingTable>>,
+    access_log: std::sync::OnceLock<Arc<dyn AccessLog>>,
 }
 
 /// One gateway thread. Like nginx's workers, each thread runs its own single-threaded event
@@ -79,7 +84,16 @@ const HOP_BY_HOP: &[&str] = &[
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::new()));
-        Arc::new(Gateway { config, table })
+        Arc::new(Gateway {
+            config,
+            table,
+            access_log: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Where access records go (set once, by the control plane, before serving).
+    pub fn set_access_log(&self, log: Arc<dyn AccessLog>) {
+        let _ = self.access_log.set(log);
     }
 
     /// Binds the gateway's address so that each worker can bind it too (`SO_REUSEPORT`, the
@@ -296,11 +310,51 @@ impl Worker {
         )
     }
 
+    /// Answers one request, and records it for its service (statistics and access log) once
+    /// its response body is done.
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        if !self.gw.config.record_requests {
+            return Ok(self.route(req, peer).await.0);
+        }
+        let started = std::time::Instant::now();
+        let method = req.method().as_str().to_string();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        let (resp, outcome) = self.route(req, peer).await;
+        let Some(outcome) = outcome else {
+            return Ok(resp);
+        };
+        let pending = Pending {
+            started,
+            ts_ms: epoch_ms(),
+            method,
+            path,
+            status: resp.status().as_u16(),
+            outcome,
+            log: self.gw.access_log.get().cloned(),
+        };
+        Ok(resp.map(|inner| {
+            Recorded {
+                inner,
+                bytes_out: 0,
+                pending: Some(pending),
+            }
+            .boxed()
+        }))
+    }
+
+    /// Routes and forwards; says what happened for a request that named a service.
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Response<ProxyBody>, Option<Outcome>) {
         let host = req
             .headers()
             .get(header::HOST)
@@ -320,46 +374,65 @@ impl Worker {
                 .and_then(|n| table.route(n).cloned())
         };
         let Some(pool) = pool else {
-            return Ok(page(
+            let page = page(
                 StatusCode::NOT_FOUND,
                 "No such app",
                 &format!("Nothing is deployed at {}.", escape(&host)),
-            ));
+            );
+            return (page, None);
+        };
+        let mut outcome = Outcome {
+            pool: pool.clone(),
+            instance: None,
+            cold: false,
+            body: Arc::new(BodyCount::default()),
         };
         if let Some(rejected) = self.check_limits(&req) {
-            return Ok(rejected);
+            return (rejected, Some(outcome));
         }
         let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
             Ok(a) => a,
-            Err(rejection) => return Ok(rejected(pool.name(), rejection)),
+            Err(rejection) => return (rejected(pool.name(), rejection), Some(outcome)),
         };
         let upstream = admitted.guard.upstream().clone();
+        outcome.instance = Some(upstream.instance.clone());
+        outcome.cold = admitted.cold;
         // Only a request without a body can be sent twice, and only one that met a freshly
         // thawed instance is worth keeping a copy of (see `Upstream::thawed_within`).
         let replay = (upstream.thawed_within(THAW_SUSPECT) && req.body().is_end_stream())
             .then(|| head_of(&req));
         let req = req.map(Some);
-        match self.forward(req, peer, &host, &pool, admitted.guard).await {
-            Forwarded::Answered(resp) => Ok(resp),
+        let body = outcome.body.clone();
+        let resp = match self
+            .forward(req, peer, &host, &pool, admitted.guard, &body)
+            .await
+        {
+            Forwarded::Answered(resp) => resp,
             Forwarded::Unanswered(page) => {
                 let Some(head) = replay else {
-                    return Ok(page);
+                    return (page, Some(outcome));
                 };
                 tracing::warn!(service = pool.name(), instance = %upstream.instance,
                     "instance died right after its thaw; retrying on another");
                 pool.remove(&upstream.instance);
                 let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
                     Ok(a) => a,
-                    Err(rejection) => return Ok(rejected(pool.name(), rejection)),
+                    Err(rejection) => {
+                        return (rejected(pool.name(), rejection), Some(outcome));
+                    }
                 };
+                outcome.instance = Some(admitted.guard.upstream().instance.clone());
+                outcome.cold |= admitted.cold;
                 let req = Request::from_parts(head, None);
-                Ok(
-                    match self.forward(req, peer, &host, &pool, admitted.guard).await {
-                        Forwarded::Answered(resp) | Forwarded::Unanswered(resp) => resp,
-                    },
-                )
+                match self
+                    .forward(req, peer, &host, &pool, admitted.guard, &body)
+                    .await
+                {
+                    Forwarded::Answered(resp) | Forwarded::Unanswered(resp) => resp,
+                }
             }
-        }
+        };
+        (resp, Some(outcome))
     }
 
     async fn forward(
@@ -369,6 +442,7 @@ impl Worker {
         host: &str,
         pool: &Arc<ServicePool>,
         guard: InFlight,
+        body_count: &Arc<BodyCount>,
     ) -> Forwarded {
         let name = pool.name();
         let upstream = guard.upstream().clone();
@@ -410,12 +484,11 @@ impl Worker {
         // Instances speak HTTP/1.1 whatever the client spoke to us.
         *req.version_mut() = Version::HTTP_11;
         // Bodies without a Content-Length are counted as they stream.
-        let over_limit = Arc::new(AtomicBool::new(false));
         let req = req.map(|body| {
             LimitedBody {
                 inner: body,
                 left: self.gw.config.max_body_bytes,
-                over: over_limit.clone(),
+                count: body_count.clone(),
             }
             .boxed()
         });
@@ -451,7 +524,7 @@ impl Worker {
                     .boxed()
                 })
             }
-            Ok(Err(_)) if over_limit.load(Ordering::Acquire) => self.too_large(),
+            Ok(Err(_)) if body_count.over.load(Ordering::Acquire) => self.too_large(),
             Ok(Err(e)) => {
                 tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
                 return Forwarded::Unanswered(page(
@@ -545,7 +618,15 @@ struct LimitedBody {
     /// None for a replayed request, which has no body.
     inner: Option<Incoming>,
     left: u64,
-    over: Arc<AtomicBool>,
+    count: Arc<BodyCount>,
+}
+
+/// What a request body amounted to, shared with the code that records the request.
+#[derive(Debug, Default)]
+struct BodyCount {
+    bytes: AtomicU64,
+    /// The body went over the limit (the answer is a 413).
+    over: AtomicBool,
 }
 
 impl Body for LimitedBody {
@@ -563,8 +644,9 @@ impl Body for LimitedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
+                    self.count.bytes.fetch_add(n, Ordering::Relaxed);
                     if n > self.left {
-                        self.over.store(true, Ordering::Release);
+                        self.count.over.store(true, Ordering::Release);
                         return Poll::Ready(Some(Err(std::io::Error::other(
                             "request body over the limit",
                         ))));
@@ -588,6 +670,93 @@ impl Body for LimitedBody {
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
+}
+
+/// What the routing of a request for a service came to.
+struct Outcome {
+    pool: Arc<ServicePool>,
+    instance: Option<String>,
+    cold: bool,
+    body: Arc<BodyCount>,
+}
+
+/// A request waiting for its response body to finish before it is recorded.
+struct Pending {
+    started: std::time::Instant,
+    ts_ms: i64,
+    method: String,
+    path: String,
+    status: u16,
+    outcome: Outcome,
+    log: Option<Arc<dyn AccessLog>>,
+}
+
+/// Counts the response body and records the request when it is done (or abandoned: a client
+/// that goes away mid-body still made a request).
+struct Recorded {
+    inner: ProxyBody,
+    bytes_out: u64,
+    pending: Option<Pending>,
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let took = p.started.elapsed();
+        let bytes_in = p.outcome.body.bytes.load(Ordering::Relaxed);
+        p.outcome
+            .pool
+            .stats()
+            .observe(p.status, took, bytes_in, self.bytes_out);
+        if let Some(log) = p.log {
+            log.record(AccessRecord {
+                service: p.outcome.pool.name().to_string(),
+                ts_ms: p.ts_ms,
+                method: p.method,
+                path: p.path,
+                status: p.status,
+                duration: took,
+                bytes_in,
+                bytes_out: self.bytes_out,
+                instance: p.outcome.instance,
+                cold: p.outcome.cold,
+            });
+        }
+    }
+}
+
+impl Body for Recorded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes_out += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Keeps the request counted as in flight until its response body is done.

@@ -384,6 +384,7 @@ pub struct ServicePool {
     cold_starts: AtomicU64,
     next: AtomicU32,
     activator: Arc<dyn Activator>,
+    stats: crate::observe::RequestStats,
 }
 
 impl std::fmt::Debug for ServicePool {
@@ -418,6 +419,7 @@ impl ServicePool {
             changed: Notify::new(),
             failure: Mutex::new(None),
             failures: AtomicU64::new(0),
+            stats: crate::observe::RequestStats::default(),
             cold_starts: AtomicU64::new(0),
             next: AtomicU32::new(0),
             activator,
@@ -524,6 +526,34 @@ impl ServicePool {
         }
         self.changed.notify_waiters();
         Vec::clone(&old)
+    }
+
+    /// Requests answered for this service since the server started.
+    pub fn stats(&self) -> &crate::observe::RequestStats {
+        &self.stats
+    }
+
+    /// Requests being answered by the service's instances now.
+    pub fn in_flight(&self) -> u64 {
+        self.upstreams
+            .load()
+            .iter()
+            .map(|u| u.in_flight() as u64)
+            .sum()
+    }
+
+    /// Instances by state: (ready, frozen, retired-but-listed).
+    pub fn instance_states(&self) -> (usize, usize, usize) {
+        let list = self.upstreams.load();
+        let mut counts = (0, 0, 0);
+        for u in list.iter() {
+            match u.state() {
+                UpstreamState::Ready | UpstreamState::Freezing => counts.0 += 1,
+                UpstreamState::Frozen | UpstreamState::Thawing => counts.1 += 1,
+                UpstreamState::Retired => counts.2 += 1,
+            }
+        }
+        counts
     }
 
     /// Wakes held requests to look again (an instance finished freezing or was thawed).

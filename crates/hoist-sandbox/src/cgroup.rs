@@ -195,6 +195,11 @@ impl Freezer {
     pub fn cpu_usage_ns(&self) -> u64 {
         CgroupStats::read(&format!("/{}/ctr", self.rel)).cpu_usage_ns
     }
+
+    /// Memory and CPU time of the sandbox now, from its cgroup.
+    pub fn stats(&self) -> CgroupStats {
+        CgroupStats::read(&format!("/{}/ctr", self.rel))
+    }
 }
 
 fn set_frozen(rel: &str, v1: bool, frozen: bool) -> std::io::Result<()> {

@@ -4,17 +4,19 @@
 mod error;
 mod logs;
 mod migrations;
+mod observe;
 mod records;
 mod store;
 mod token;
 
 pub use error::StoreError;
 pub use logs::{LogFilter, LogLine, LogStream, NewLogLine};
+pub use observe::{EventRecord, MinuteMetrics, NewEvent};
 pub use records::{
     DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
     UsageDelta,
 };
-pub use store::Store;
+pub use store::{LOG_BYTES_CAP, Store};
 
 /// Milliseconds since the Unix epoch: the one time unit stored.
 pub fn now_ms() -> i64 {

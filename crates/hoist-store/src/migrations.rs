@@ -94,6 +94,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE services ADD COLUMN env_sealed   BLOB;
     ALTER TABLE services ADD COLUMN env_revision INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: log retention by age, events (errors a user should see), per-minute metrics.
+    r#"
+    CREATE INDEX logs_ts ON logs(ts);
+    CREATE TABLE events (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        service    TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        ts         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        instance   TEXT,
+        deployment TEXT,
+        detail     TEXT NOT NULL,
+        context    TEXT NOT NULL DEFAULT '[]' -- JSON array of the log lines around it
+    );
+    CREATE INDEX events_service ON events(service, id);
+    CREATE TABLE metrics_minute (
+        service    TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        minute     INTEGER NOT NULL, -- ms since the epoch, start of the minute (UTC)
+        requests   INTEGER NOT NULL,
+        errors     INTEGER NOT NULL,
+        p50_ms     REAL,
+        p95_ms     REAL,
+        p99_ms     REAL,
+        instances  INTEGER NOT NULL,
+        memory_mb  REAL NOT NULL,
+        cpu_ms     INTEGER NOT NULL,
+        PRIMARY KEY (service, minute)
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

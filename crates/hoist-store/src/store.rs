@@ -15,10 +15,12 @@ use crate::token::{generate_token, hash_token};
 use crate::{StoreError, migrations, now_ms};
 
 /// Per-service log cap until retention settings exist; oldest lines go first.
-const LOG_BYTES_CAP: i64 = 50 * 1024 * 1024;
+/// Default cap on a service's stored log lines (about 64 bytes of overhead counted per line).
+pub const LOG_BYTES_CAP: u64 = 100 * 1024 * 1024;
 
 pub struct Store {
     conn: Mutex<Connection>,
+    log_cap: std::sync::atomic::AtomicU64,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -87,10 +89,36 @@ impl Store {
         migrations::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            log_cap: std::sync::atomic::AtomicU64::new(LOG_BYTES_CAP),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The most log bytes kept per service; the oldest fifth goes when a service exceeds it.
+    pub fn set_log_cap(&self, bytes: u64) {
+        self.log_cap
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn log_cap(&self) -> i64 {
+        i64::try_from(self.log_cap.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    /// Deletes log lines older than `cutoff_ms`, keeping the per-service byte counts right;
+    /// returns how many went.
+    pub fn prune_logs_before(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE services SET log_bytes = max(0, log_bytes - coalesce(
+                (SELECT sum(length(line) + 64) FROM logs WHERE logs.service = services.name AND ts < ?1), 0))",
+            params![cutoff_ms],
+        )?;
+        let n = tx.execute("DELETE FROM logs WHERE ts < ?1", params![cutoff_ms])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -814,7 +842,7 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if total.unwrap_or(0) > LOG_BYTES_CAP {
+            if total.unwrap_or(0) > self.log_cap() {
                 // Drop the oldest fifth in one go so trimming is rare, not per line.
                 let freed: i64 = tx.query_row(
                     "SELECT coalesce(sum(length(line) + 64), 0) FROM logs WHERE service = ?1 AND id IN
@@ -856,6 +884,26 @@ impl Store {
         if let Some(after) = filter.after_id {
             args.push(after.into());
             sql.push_str(&format!(" AND id > ?{}", args.len()));
+        }
+        if let Some(since) = filter.since_ms {
+            args.push(since.into());
+            sql.push_str(&format!(" AND ts >= ?{}", args.len()));
+        }
+        if let Some(i) = &filter.instance {
+            args.push(i.clone().into());
+            sql.push_str(&format!(" AND instance = ?{}", args.len()));
+        }
+        if !filter.streams.is_empty() {
+            let names: Vec<String> = filter
+                .streams
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            sql.push_str(&format!(" AND stream IN ({})", names.join(",")));
+        }
+        if let Some(text) = &filter.grep {
+            args.push(text.clone().into());
+            sql.push_str(&format!(" AND instr(line, ?{}) > 0", args.len()));
         }
         if let Some(tail) = filter.tail {
             args.push((tail as i64).into());

@@ -76,8 +76,18 @@ impl Api {
 
     /// Calls `each` for every JSON line of an NDJSON response until it returns false or the
     /// stream ends.
-    async fn ndjson(&self, path: &str, mut each: impl FnMut(Value) -> bool) -> anyhow::Result<()> {
-        let resp = self.send(self.req(reqwest::Method::GET, path)).await?;
+    async fn ndjson(&self, path: &str, each: impl FnMut(Value) -> bool) -> anyhow::Result<()> {
+        self.ndjson_from(self.req(reqwest::Method::GET, path), each)
+            .await
+    }
+
+    /// As [`Api::ndjson`], for a request built by the caller (with query parameters).
+    pub(crate) async fn ndjson_from(
+        &self,
+        rb: reqwest::RequestBuilder,
+        mut each: impl FnMut(Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let resp = self.send(rb).await?;
         let mut stream = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -264,7 +274,7 @@ fn age(ms: i64) -> String {
     }
 }
 
-fn text(v: &Value) -> &str {
+pub(crate) fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
@@ -308,6 +318,19 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
         s["waiting"].as_u64().unwrap_or(0),
         s["cold_starts"].as_u64().unwrap_or(0),
     );
+    if let Some(events) = s["events_24h"].as_object()
+        && !events.is_empty()
+    {
+        let parts: Vec<String> = events
+            .iter()
+            .map(|(k, v)| format!("{} {k}", v.as_u64().unwrap_or(0)))
+            .collect();
+        println!(
+            "events   {} in the last 24h (`hoist events {}`)",
+            parts.join(", "),
+            s["name"].as_str().unwrap_or_default()
+        );
+    }
     println!();
     println!(
         "{:<14} {:<14} {:<9} {:>9} {:>8} {:>10} {:>10} {:>9}",
@@ -377,21 +400,7 @@ pub async fn status(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Args)]
-pub struct LogsArgs {
-    name: String,
-    /// Keep printing new lines as they arrive.
-    #[arg(short, long)]
-    follow: bool,
-    /// Only the latest build's output.
-    #[arg(long)]
-    build: bool,
-    /// How many of the most recent lines to print first.
-    #[arg(long)]
-    tail: Option<usize>,
-}
-
-fn format_ts(ms: i64) -> String {
+pub(crate) fn format_ts(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
@@ -411,32 +420,6 @@ fn format_ts(ms: i64) -> String {
         rem % 60,
         ms.rem_euclid(1000)
     )
-}
-
-pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let api = Api::from_env()?;
-    let mut path = format!(
-        "/v1/services/{}/logs?follow={}&build={}",
-        args.name, args.follow, args.build
-    );
-    if let Some(t) = args.tail {
-        path.push_str(&format!("&tail={t}"));
-    }
-    api.ndjson(&path, |l| {
-        let who = l["instance"]
-            .as_str()
-            .or(l["deployment"].as_str())
-            .unwrap_or("-");
-        println!(
-            "{} {:<6} {:<12} {}",
-            format_ts(l["ts"].as_i64().unwrap_or(0)),
-            text(&l["stream"]),
-            who,
-            text(&l["line"])
-        );
-        true
-    })
-    .await
 }
 
 fn duration_text(ms: u64) -> String {

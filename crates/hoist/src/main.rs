@@ -3,6 +3,7 @@
 
 mod client;
 mod env;
+mod observe;
 mod server;
 
 use std::path::PathBuf;
@@ -30,8 +31,12 @@ enum Command {
     Ls,
     /// Show a service's deployments and instances.
     Status { name: String },
-    /// Print a service's logs.
-    Logs(client::LogsArgs),
+    /// Print a service's logs: app output, access log, builds (-f to follow, --grep to search).
+    Logs(observe::LogsArgs),
+    /// A service's events: 5xx answers, crashes, OOM kills, failed starts, with log context.
+    Events(observe::EventsArgs),
+    /// Per-minute requests, errors, latency, instances, memory and CPU of a service.
+    Metrics(observe::MetricsArgs),
     /// Change how a service scales (instances, concurrency, idle freeze/stop) without a redeploy.
     Scale(client::ScaleArgs),
     /// Take a service to zero instances now; the next request starts one again.
@@ -67,7 +72,9 @@ fn main() {
             Command::Deploy(args) => client::deploy(args).await,
             Command::Ls => client::ls().await,
             Command::Status { name } => client::status(&name).await,
-            Command::Logs(args) => client::logs(args).await,
+            Command::Logs(args) => observe::logs(args).await,
+            Command::Events(args) => observe::events(args).await,
+            Command::Metrics(args) => observe::metrics(args).await,
             Command::Delete { name } => client::delete(&name).await,
             Command::Scale(args) => client::scale(args).await,
             Command::Stop { name } => client::stop(&name).await,

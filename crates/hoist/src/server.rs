@@ -45,6 +45,18 @@ pub struct ServerArgs {
     /// live. Older ones are removed after each successful deploy.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     keep_images: u16,
+    /// How long log lines and events are kept.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    log_retention: std::time::Duration,
+    /// Most log bytes kept per service (e.g. 100MB, 1GB); the oldest go first.
+    #[arg(long, default_value = "100MB", value_parser = parse_size)]
+    log_max_size: u64,
+    /// Turns off the access log and per-request metrics (to measure what they cost).
+    #[arg(long)]
+    no_request_logging: bool,
+    /// How often per-service metrics are sampled (one minute; shorter for tests).
+    #[arg(long, default_value = "1m", value_parser = parse_duration, hide = true)]
+    metrics_resolution: std::time::Duration,
     /// Gateway threads, each with its own event loop. The default is half the cores: the
     /// gateway shares the machine with the apps behind it, and on 2 cores one worker beat
     /// two by 1.6x in throughput and CPU per request (BENCHMARKS.md).
@@ -56,6 +68,26 @@ pub struct ServerArgs {
 fn default_gateway_workers() -> u16 {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     (cores / 2).clamp(1, 1024) as u16
+}
+
+/// "100MB", "1GB", "512KB" or a number of bytes (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 100MB"))?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KB, MB or GB)")),
+    };
+    n.checked_mul(factor)
+        .filter(|b| *b >= 1 << 20)
+        .ok_or_else(|| format!("'{s}' must be between 1MB and 16EB"))
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -116,6 +148,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // A request may wait out a whole cold start.
         hold_timeout: args.start_timeout + std::time::Duration::from_secs(5),
         workers: usize::from(args.gateway_workers),
+        record_requests: !args.no_request_logging,
         ..GatewayConfig::new(&args.domain)
     });
     let platform = Platform::start(
@@ -132,6 +165,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_concurrent_builds: args.max_builds,
             warm_pool: args.warm_pool,
             keep_images: usize::from(args.keep_images),
+            retention: hoist_control::Retention {
+                max_age: args.log_retention,
+                max_bytes_per_service: args.log_max_size,
+                metrics_resolution: args.metrics_resolution,
+            },
         },
         store,
         gateway.clone(),

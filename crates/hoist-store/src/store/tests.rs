@@ -1372,6 +1372,7 @@ fn append_and_query_logs() -> TestResult {
 fn log_cap_drops_oldest_lines() -> TestResult {
     let dir = TempDir::new("log_cap_drops_oldest_lines")?;
     let store = Store::open(&dir.db())?;
+    store.set_log_cap(50 * 1024 * 1024);
     let web = service("web")?;
     store.ensure_service(&web)?;
     store.ensure_service(&service("api")?)?;

@@ -27,6 +27,16 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/":
             self.reply(200, f"probe {os.environ.get('VERSION', 'v1')} {os.environ.get('HOIST_INSTANCE', '')}\n")
+        elif url.path == "/spew":
+            # A burst of output: n numbered lines as fast as Python writes them.
+            n = int(q.get("n", "10000"))
+            started = time.monotonic()
+            for i in range(n):
+                sys.stdout.write(f"spew line {i}\n")
+            sys.stdout.flush()
+            self.reply(200, f"wrote {n} lines in {(time.monotonic() - started) * 1000:.0f} ms\n")
+        elif url.path == "/status":
+            self.reply(int(q.get("code", "500")), "as asked\n")
         elif url.path == "/sleep":
             time.sleep(int(q.get("ms", "100")) / 1000)
             self.reply(200, f"slept {os.environ.get('HOIST_INSTANCE', '')}\n")

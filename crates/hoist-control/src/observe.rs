@@ -1,0 +1,296 @@
+//! What the platform shows users about their services: the access log (one line per request
+//! the gateway answered), events (5xx answers, crashes, failed starts, each with the log lines
+//! around it), per-minute metrics over the last day, and retention of all of it.
+//!
+//! The gateway hands access records over a bounded queue and never waits: when the queue is
+//! full a record is dropped and counted, and the count is written to the service's log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hoist_core::{InstanceId, ServiceName};
+use hoist_gateway::{AccessLog, AccessRecord, StatsSnapshot};
+use hoist_store::{LogFilter, LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
+use tokio::sync::mpsc;
+
+use crate::Platform;
+
+/// Access records waiting for the writer; beyond this they are dropped (and counted).
+const ACCESS_QUEUE: usize = 64 * 1024;
+/// At most this many `http_5xx` events per service per second; the rest are counted in the
+/// next one.
+const ERROR_EVENTS_PER_SECOND: u32 = 1;
+const CONTEXT_LINES: usize = 10;
+const MINUTE: Duration = Duration::from_secs(60);
+/// Minutes of metrics kept.
+const METRICS_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How long logs and events are kept, how many log bytes per service, and how often the
+/// per-service metrics are sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes_per_service: u64,
+    /// One minute; shorter only for tests, which cannot wait for minutes to pass.
+    pub metrics_resolution: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            max_bytes_per_service: hoist_store::LOG_BYTES_CAP,
+            metrics_resolution: MINUTE,
+        }
+    }
+}
+
+/// The gateway's side of the access log: a non-blocking hand-off.
+pub(crate) struct AccessQueue {
+    tx: mpsc::Sender<AccessRecord>,
+    dropped: AtomicU64,
+}
+
+impl AccessLog for AccessQueue {
+    fn record(&self, record: AccessRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Per-service state of the 5xx event rate limit.
+#[derive(Default)]
+struct ErrorWindow {
+    second: i64,
+    sent: u32,
+    suppressed: u64,
+}
+
+impl Platform {
+    /// Connects the gateway's access records to the log and starts the background work:
+    /// the access writer, the minute sampler and retention.
+    pub(crate) fn start_observers(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::channel(ACCESS_QUEUE);
+        let queue = Arc::new(AccessQueue {
+            tx,
+            dropped: AtomicU64::new(0),
+        });
+        self.gateway.set_access_log(queue.clone());
+        tokio::spawn(self.clone().write_access(rx, queue));
+        tokio::spawn(self.clone().sample_minutes());
+        tokio::spawn(self.clone().apply_retention());
+        tokio::spawn(self.clone().measure_data_dir());
+    }
+
+    async fn write_access(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<AccessRecord>,
+        queue: Arc<AccessQueue>,
+    ) {
+        let mut windows: HashMap<String, ErrorWindow> = HashMap::new();
+        let mut batch = Vec::with_capacity(512);
+        while rx.recv_many(&mut batch, 512).await > 0 {
+            for r in batch.drain(..) {
+                if r.status >= 500 {
+                    self.error_event(&mut windows, &r);
+                }
+                self.logs.try_write(NewLogLine {
+                    service: r.service.clone(),
+                    deployment: None,
+                    instance: r.instance.clone(),
+                    stream: LogStream::Access,
+                    ts: r.ts_ms,
+                    line: r.line(),
+                });
+            }
+            let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "access records dropped: the gateway outran the log writer"
+                );
+            }
+        }
+    }
+
+    fn error_event(&self, windows: &mut HashMap<String, ErrorWindow>, r: &AccessRecord) {
+        let second = r.ts_ms / 1000;
+        let w = windows.entry(r.service.clone()).or_default();
+        if w.second != second {
+            w.second = second;
+            w.sent = 0;
+        }
+        if w.sent >= ERROR_EVENTS_PER_SECOND {
+            w.suppressed += 1;
+            return;
+        }
+        w.sent += 1;
+        let more = std::mem::take(&mut w.suppressed);
+        let mut detail = format!(
+            "{} {} answered {} after {:.1} ms",
+            r.method,
+            r.path,
+            r.status,
+            r.duration.as_secs_f64() * 1000.0
+        );
+        if more > 0 {
+            detail.push_str(&format!(" ({more} more 5xx answers since the last event)"));
+        }
+        let instance = r.instance.clone();
+        self.record_event(NewEvent {
+            service: r.service.clone(),
+            ts: r.ts_ms,
+            kind: "http_5xx",
+            instance,
+            deployment: None,
+            detail,
+            context: Vec::new(),
+        });
+    }
+
+    /// Stores an event with the last log lines of its instance (or service) as context,
+    /// a moment later so the lines on their way to the log are there too.
+    pub(crate) fn record_event(&self, mut event: NewEvent) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let filter = LogFilter {
+                instance: event.instance.clone(),
+                streams: vec![LogStream::Stdout, LogStream::Stderr, LogStream::System],
+                tail: Some(CONTEXT_LINES),
+                ..LogFilter::default()
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                if event.context.is_empty() {
+                    event.context = store
+                        .query_logs(&event.service, &filter)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|l| l.line)
+                        .collect();
+                }
+                if let Err(e) = store.insert_event(&event) {
+                    tracing::warn!(error = %e, "recording an event");
+                }
+            })
+            .await;
+        });
+    }
+
+    /// An instance ended by itself: a crash, or an OOM kill.
+    pub(crate) fn instance_event(
+        &self,
+        service: &ServiceName,
+        deployment: &hoist_core::DeploymentId,
+        instance: &InstanceId,
+        oom: bool,
+        detail: String,
+    ) {
+        self.record_event(NewEvent {
+            service: service.to_string(),
+            ts: now_ms(),
+            kind: if oom { "oom" } else { "crash" },
+            instance: Some(instance.to_string()),
+            deployment: Some(deployment.to_string()),
+            detail,
+            context: Vec::new(),
+        });
+    }
+
+    /// Once a minute, per service: requests, 5xx, latency quantiles (from the gateway's
+    /// histogram), instances, their memory and the CPU time they used.
+    async fn sample_minutes(self: Arc<Self>) {
+        let mut last: HashMap<ServiceName, (StatsSnapshot, u64)> = HashMap::new();
+        let step = (self.config.retention.metrics_resolution.as_millis() as i64).max(100);
+        loop {
+            let now = now_ms();
+            let next = (now / step + 1) * step;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let minute = next - step;
+            let samples = self.sample(&mut last, minute);
+            let store = self.store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (service, m) in samples {
+                    if let Err(e) = store.put_minute(&service, &m) {
+                        tracing::warn!(error = %e, "storing minute metrics");
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn sample(
+        &self,
+        last: &mut HashMap<ServiceName, (StatsSnapshot, u64)>,
+        minute: i64,
+    ) -> Vec<(String, MinuteMetrics)> {
+        let services = self.state();
+        let mut out = Vec::with_capacity(services.len());
+        for (name, state) in services.iter() {
+            let stats = state.pool.stats().snapshot();
+            let instances = state.live.as_ref().map_or(&[][..], |l| &l.instances[..]);
+            let mut memory = 0u64;
+            let mut cpu_ns = 0u64;
+            for i in instances {
+                let c = i.shared.freezer.stats();
+                memory += c.memory_bytes;
+                cpu_ns += c.cpu_usage_ns;
+            }
+            let (prev_stats, prev_cpu) = last.get(name).copied().unwrap_or_default();
+            let delta = stats.since(&prev_stats);
+            // Instances come and go; CPU that went down went with one that stopped.
+            let cpu_ms = cpu_ns.saturating_sub(prev_cpu) / 1_000_000;
+            last.insert(name.clone(), (stats, cpu_ns));
+            out.push((
+                name.to_string(),
+                MinuteMetrics {
+                    minute,
+                    requests: delta.requests(),
+                    errors: delta.errors(),
+                    p50_ms: delta.quantile_ms(0.5),
+                    p95_ms: delta.quantile_ms(0.95),
+                    p99_ms: delta.quantile_ms(0.99),
+                    instances: instances.len() as u64,
+                    memory_mb: memory as f64 / (1024.0 * 1024.0),
+                    cpu_ms,
+                },
+            ));
+        }
+        out
+    }
+
+    /// Every few minutes: logs and events past their age, metrics past a day. (The size cap
+    /// per service is applied as lines are stored.)
+    async fn apply_retention(self: Arc<Self>) {
+        loop {
+            let retention = self.config.retention;
+            let store = self.store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = now_ms();
+                let cutoff = now - retention.max_age.as_millis() as i64;
+                match store.prune_logs_before(cutoff) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(lines = n, "removed log lines past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "log retention"),
+                }
+                if let Err(e) = store.prune_observations(now - METRICS_KEPT_MS, cutoff) {
+                    tracing::warn!(error = %e, "metrics retention");
+                }
+            })
+            .await;
+            // Often enough that nothing outlives its age by much more than a quarter of it.
+            let every = (retention.max_age / 4).clamp(Duration::from_secs(1), MINUTE * 5);
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+}
