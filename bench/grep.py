@@ -1,0 +1,118 @@
+"""`hoist logs NAME --grep TEXT` over 1 GB of retained logs (issue 5: under 1 s).
+
+A server is started with `--log-max-size 2GB` and a service is deployed (the minimal app), so
+the service, its deployment and an instance exist. Then the server is stopped and SIZE_MB of
+log lines (about 120 bytes each, like an access log: method, path, status, duration, bytes,
+instance) are written straight into its SQLite database in the same schema, because producing
+1 GB through an app would take minutes; NEEDLES lines among them carry a rare marker. The
+server is started again and `hoist logs NAME --grep MARKER` is run RUNS times (after one
+warm-up run, so the database is in the page cache as it would be on a busy server); the
+median wall time is printed with how many lines it found, and the same search for a text that
+matches nothing (the full scan, nothing to print).
+"""
+
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+from common import HOIST, MINIMAL_APP, Server, git_repo
+
+SIZE_MB = int(os.environ.get("SIZE_MB", "1024"))
+RUNS = int(os.environ.get("RUNS", "5"))
+NEEDLES = 25
+NAME = "chatty"
+MARKER = "needle-7f3a9c"
+
+
+def fill(db_path, instance, deployment):
+    """Appends SIZE_MB of lines to the service's log; returns (rows, bytes)."""
+    rng = random.Random(42)
+    paths = ["/", "/api/items", "/api/items/42", "/login", "/static/app.js", "/healthz"]
+    target = SIZE_MB * 1024 * 1024
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    ts = int(time.time() * 1000) - 3600 * 1000
+    total = rows = 0
+    needle_every = max(1, (target // 120) // NEEDLES)
+    batch = []
+    while total < target:
+        rows += 1
+        marker = f" {MARKER}" if rows % needle_every == 0 else ""
+        line = (f"GET {rng.choice(paths)}?q={rng.getrandbits(48):012x} {rng.choice((200, 200, 200, 304, 404))} "
+                f"{rng.random() * 20:.1f}ms in=0 out={rng.randint(100, 9000)} instance={instance}{marker}")
+        total += len(line) + 64
+        ts += 1
+        batch.append((NAME, deployment, instance, "access", ts, line))
+        if len(batch) == 50_000:
+            conn.executemany("INSERT INTO logs (service, deployment, instance, stream, ts, line) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", batch)
+            conn.commit()
+            batch.clear()
+    if batch:
+        conn.executemany("INSERT INTO logs (service, deployment, instance, stream, ts, line) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", batch)
+    conn.execute("UPDATE services SET log_bytes = log_bytes + ? WHERE name = ?", (total, NAME))
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return rows, total
+
+
+def timed(server, text):
+    t0 = time.perf_counter()
+    out = subprocess.run([HOIST, "logs", NAME, "--grep", text, "--tail", "1000000"], env=server.env,
+                         check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - t0, sum(1 for l in out.splitlines() if text in l)
+
+
+def main():
+    repo = git_repo(None, {"app.py": MINIMAL_APP,
+                           "hoist.toml": 'runtime = "python"\nstart = "python3 app.py"\n'})
+    extra = ("--log-max-size", "2GB")
+    server = Server("grep", extra)
+    try:
+        server.hoist("deploy", repo, "--name", NAME)
+        status = server.hoist("status", NAME)
+        deployment = status.split("live", 1)[1].split()[0]
+        instance = next((w for w in status.split() if w.startswith("i-")), "i-0000000000")
+        data = server.data
+        server.proc.terminate()
+        server.proc.wait(timeout=30)
+        t0 = time.perf_counter()
+        rows, size = fill(os.path.join(data, "hoist.db"), instance, deployment)
+        print(f"wrote {rows:,} lines, {size / 2**20:.0f} MB of log, in {time.perf_counter() - t0:.0f} s", flush=True)
+        # The same data dir again (Server makes a new one: point it at the filled one).
+        os.environ["HOIST_BENCH_REUSE"] = data
+        server2 = Server.__new__(Server)
+        server2.data = data
+        server2.log = open(data + ".log", "a")
+        server2.env = server.env
+        server2.proc = subprocess.Popen(
+            [HOIST, "server", "--data-dir", data, "--listen", "127.0.0.1:18080",
+             "--api-listen", "127.0.0.1:17070", *extra],
+            env=server.env, stdout=subprocess.DEVNULL, stderr=server2.log)
+        server = server2
+        for _ in range(200):
+            try:
+                subprocess.run([HOIST, "ls"], env=server.env, check=True, capture_output=True)
+                break
+            except subprocess.CalledProcessError:
+                time.sleep(0.1)
+        timed(server, MARKER)  # warm-up: pages into the cache
+        hits = [timed(server, MARKER) for _ in range(RUNS)]
+        misses = [timed(server, "matches-nothing-at-all") for _ in range(RUNS)]
+    finally:
+        server.stop()
+    found = hits[0][1]
+    print(f"hoist logs {NAME} --grep TEXT over {size / 2**20:.0f} MB ({rows:,} lines), {RUNS} runs, medians:")
+    print(f"  {found} matching lines    {statistics.median(t for t, _ in hits) * 1000:8.0f} ms")
+    print(f"  no match (full scan)   {statistics.median(t for t, _ in misses) * 1000:8.0f} ms   (target < 1000 ms)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
