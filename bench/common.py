@@ -39,18 +39,19 @@ HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
 
 
 class Server:
-    def __init__(self, name, extra=()):
-        self.data = tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
-        self.log = open(self.data + ".log", "w")
-        self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{API_PORT}", HOIST_DATA_DIR=self.data)
+    def __init__(self, name, extra=(), api_port=API_PORT, gw_port=GW_PORT, data=None):
+        self.data = data or tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
+        self.api_port, self.gw_port = api_port, gw_port
+        self.log = open(self.data + ".log", "a")
+        self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{api_port}", HOIST_DATA_DIR=self.data)
         self.env.setdefault("HOIST_RUNTIME_CACHE", "/var/cache/hoist/runtimes")
         self.proc = subprocess.Popen(
-            [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{GW_PORT}",
-             "--api-listen", f"127.0.0.1:{API_PORT}", *extra],
+            [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{gw_port}",
+             "--api-listen", f"127.0.0.1:{api_port}", *extra],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         for _ in range(200):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{API_PORT}/healthz", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1)
                 return
             except OSError:
                 time.sleep(0.05)

@@ -108,6 +108,7 @@ struct Snapshot {
     deployment_count: u64,
     runtimes_installed: u64,
     data_dir_bytes: Option<u64>,
+    log_index_lag: u64,
 }
 
 fn descriptor<'a>(
@@ -281,6 +282,11 @@ impl Collector for Snapshot {
                 "Runtimes built and ready",
                 self.runtimes_installed,
             ),
+            (
+                "hoist_log_index_lag_lines",
+                "Log lines stored but not yet in the search index (searched by a scan meanwhile)",
+                self.log_index_lag,
+            ),
         ];
         if let Some(b) = self.data_dir_bytes {
             platform.push(("hoist_data_dir_bytes", "Disk used by the data dir", b));
@@ -350,6 +356,7 @@ impl Platform {
             deployment_count,
             runtimes_installed: self.runtimes.list().iter().filter(|r| r.installed).count() as u64,
             data_dir_bytes: self.data_dir_size.get(),
+            log_index_lag: self.store.log_index_lag()?,
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));

@@ -83,6 +83,30 @@ impl Platform {
         tokio::spawn(self.clone().sample_minutes());
         tokio::spawn(self.clone().apply_retention());
         tokio::spawn(self.clone().measure_data_dir());
+        tokio::spawn(self.clone().index_logs());
+    }
+
+    /// Keeps the trigram index of log lines (what `--grep` uses) up with what is stored, in
+    /// batches small enough that storing lines never waits long behind it.
+    async fn index_logs(self: Arc<Self>) {
+        const BATCH: usize = 2000;
+        loop {
+            let store = self.store.clone();
+            let indexed = tokio::task::spawn_blocking(move || store.index_logs(BATCH)).await;
+            let pause = match indexed {
+                Ok(Ok(n)) if n == BATCH => Duration::ZERO,
+                Ok(Ok(_)) => Duration::from_millis(250),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "indexing log lines");
+                    Duration::from_secs(5)
+                }
+                Err(_) => Duration::from_secs(5),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
     }
 
     async fn write_access(

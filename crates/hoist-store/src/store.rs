@@ -103,6 +103,36 @@ impl Store {
         i64::try_from(self.log_cap.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
     }
 
+    /// Adds up to `max` of the lines not indexed yet to the trigram index; returns how many.
+    pub fn index_logs(&self, max: usize) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let upto: i64 = tx.query_row("SELECT upto FROM logs_indexed", [], |r| r.get(0))?;
+        let n = tx.execute(
+            "INSERT INTO logs_text(rowid, line) SELECT id, line FROM logs WHERE id > ?1 ORDER BY id LIMIT ?2",
+            params![upto, max as i64],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE logs_indexed SET upto = (SELECT max(id) FROM
+                   (SELECT id FROM logs WHERE id > ?1 ORDER BY id LIMIT ?2))",
+                params![upto, max as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Lines stored but not in the trigram index yet.
+    pub fn log_index_lag(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM logs WHERE id > (SELECT upto FROM logs_indexed)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Deletes log lines older than `cutoff_ms`, keeping the per-service byte counts right;
     /// returns how many went.
     pub fn prune_logs_before(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
@@ -904,15 +934,27 @@ impl Store {
         if let Some(text) = &filter.grep {
             args.push(text.clone().into());
             sql.push_str(&format!(" AND instr(line, ?{}) > 0", args.len()));
+            // The trigram index answers for three characters or more, over the lines indexed
+            // so far; the newest lines, not indexed yet, are read. The exact test stays on
+            // both: the index finds candidates by trigrams.
+            if text.chars().count() >= 3 {
+                args.push(format!("\"{}\"", text.replace('"', "\"\"")).into());
+                sql = format!(
+                    "{sql} AND id IN (SELECT rowid FROM logs_text WHERE logs_text MATCH ?{n})
+                     UNION ALL {sql} AND id > (SELECT upto FROM logs_indexed)",
+                    n = args.len()
+                );
+            }
         }
+        // As a subquery, so a UNION (the grep above) is ordered and limited as a whole.
         if let Some(tail) = filter.tail {
             args.push((tail as i64).into());
             sql = format!(
-                "SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?{}) ORDER BY id",
+                "SELECT * FROM (SELECT * FROM ({sql}) ORDER BY id DESC LIMIT ?{}) ORDER BY id",
                 args.len()
             );
         } else {
-            sql.push_str(" ORDER BY id");
+            sql = format!("SELECT * FROM ({sql}) ORDER BY id");
         }
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;

@@ -1549,3 +1549,76 @@ fn delete_service_removes_everything() -> TestResult {
     assert_eq!(store.cold_starts_total(&web)?, 0);
     Ok(())
 }
+
+#[test]
+fn grep_finds_lines_before_and_after_they_are_indexed_and_other_filters_apply() -> TestResult {
+    let dir = TempDir::new("grep_index")?;
+    let store = Store::open(&dir.db())?;
+    store.ensure_service(&service("web")?)?;
+    store.ensure_service(&service("api")?)?;
+    let mut lines = Vec::new();
+    for i in 0..50 {
+        let text = if i % 10 == 3 {
+            format!("request {i} failed: Timeout talking to db")
+        } else {
+            format!("request {i} ok")
+        };
+        lines.push(log_line("web", None, None, LogStream::Stdout, &text));
+    }
+    lines.push(log_line(
+        "api",
+        None,
+        None,
+        LogStream::Stdout,
+        "Timeout elsewhere",
+    ));
+    lines.push(log_line(
+        "web",
+        None,
+        None,
+        LogStream::Access,
+        "GET / 504 Timeout",
+    ));
+    store.append_logs(&lines)?;
+    let grep = |text: &str, streams: Vec<LogStream>| -> Result<Vec<String>, StoreError> {
+        Ok(store
+            .query_logs(
+                "web",
+                &LogFilter {
+                    grep: Some(text.to_string()),
+                    streams,
+                    tail: Some(100),
+                    ..LogFilter::default()
+                },
+            )?
+            .into_iter()
+            .map(|l| l.line)
+            .collect())
+    };
+    let before = grep("Timeout", vec![])?;
+    assert_eq!(before.len(), 6, "{before:?}");
+    assert_eq!(store.log_index_lag()?, 52);
+    assert_eq!(store.index_logs(30)?, 30);
+    assert_eq!(store.log_index_lag()?, 22);
+    // Half indexed, half not: the same answer, in order, without duplicates.
+    assert_eq!(grep("Timeout", vec![])?, before);
+    assert_eq!(store.index_logs(1000)?, 22);
+    assert_eq!(grep("Timeout", vec![])?, before);
+    // Case-sensitive, other filters still apply, short needles are scanned.
+    assert!(grep("timeout", vec![])?.is_empty());
+    assert_eq!(
+        grep("Timeout", vec![LogStream::Access])?,
+        vec!["GET / 504 Timeout"]
+    );
+    assert_eq!(
+        grep("13", vec![])?,
+        vec!["request 13 failed: Timeout talking to db"]
+    );
+    // A needle with quotes does not break the index query.
+    assert!(grep("say \"hi\"", vec![])?.is_empty());
+    // Retention removes indexed lines from the index too.
+    store.prune_logs_before(i64::MAX)?;
+    assert!(grep("Timeout", vec![])?.is_empty());
+    assert_eq!(store.log_index_lag()?, 0);
+    Ok(())
+}

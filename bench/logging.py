@@ -1,0 +1,85 @@
+"""What the access log and per-request metrics cost the gateway (issue 5: throughput with them
+on at least 0.95x with them off, in one run).
+
+Two servers run side by side, identical but for `--no-request-logging` on one, each with the
+Go hello-world of proxy.py deployed (`--min-instances 1 --max-instances 1`). `wrk -t2 -c64`
+runs against each in turn for ROUNDS rounds of DURATION seconds, after a warm-up of each;
+the medians of requests/s and p99 are compared. With logging on, every request also becomes
+an access line in SQLite and a sample in the per-service histogram; the line count stored is
+checked against the requests made, so a writer that silently fell behind would show.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from common import HOIST, Server, git_repo, median, table
+from proxy import GO_MOD, HOST, MAIN_GO, NAME, TOML, deploy, ensure_tools, get, wait_quiet, wrk
+
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+DURATION = int(os.environ.get("DURATION", "10"))
+QUIET_WAIT = int(os.environ.get("QUIET_WAIT", "120"))
+
+
+def requests_counted(server):
+    token = open(os.path.join(server.data, "admin-token")).read().strip()
+    out = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}",
+                          f"http://127.0.0.1:{server.api_port}/metrics"],
+                         capture_output=True, text=True).stdout
+    return sum(float(l.rsplit(" ", 1)[1]) for l in out.splitlines()
+               if l.startswith("hoist_requests_total{"))
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    ensure_tools()
+    repo = git_repo(None, {"main.go": MAIN_GO, "go.mod": GO_MOD, "hoist.toml": TOML})
+    servers = {}
+    runs = {"on": [], "off": []}
+    try:
+        servers["on"] = Server("log-on", (), api_port=17370, gw_port=18380)
+        servers["off"] = Server("log-off", ("--no-request-logging",), api_port=17470, gw_port=18480)
+        for s in servers.values():
+            deploy(s, repo)
+        urls = {k: f"http://127.0.0.1:{s.gw_port}/" for k, s in servers.items()}
+        for k, s in servers.items():
+            status, _ = get("127.0.0.1", s.gw_port, HOST)
+            if status != 200:
+                raise SystemExit(f"{k}: the service answered {status}")
+            wrk(urls[k], 2, 64, 2)
+        idle = []
+        for r in range(ROUNDS):
+            idle.append(wait_quiet(QUIET_WAIT))
+            for k in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                res = wrk(urls[k], 2, 64, DURATION)
+                runs[k].append(res)
+                print(f"  round {r + 1} logging {k:3}: {res[0]:9.0f} req/s  p50 {res[1]:.3f} ms  "
+                      f"p99 {res[2]:.3f} ms  errors {res[3]}", flush=True)
+        made = sum(x[4] for x in runs["on"])
+        counted = requests_counted(servers["on"])
+        lines = subprocess.run([HOIST, "logs", NAME, "--stream", "access", "--grep", "GET /",
+                                "--tail", "100000000"], env=servers["on"].env,
+                               capture_output=True, text=True).stdout.count("\n")
+    finally:
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(repo, ignore_errors=True)
+    on = median([x[0] for x in runs["on"]])
+    off = median([x[0] for x in runs["off"]])
+    print()
+    print("machine idle before each round: " + ", ".join(f"{i:.0%}" for i in idle))
+    print(f"gateway with and without the access log and request metrics, wrk -t2 -c64 -d{DURATION}s, "
+          f"{ROUNDS} rounds (medians)")
+    table([
+        ("logging on", f"{on:9.0f} req/s   p99 {median([x[2] for x in runs['on']]):6.3f} ms"),
+        ("logging off", f"{off:9.0f} req/s   p99 {median([x[2] for x in runs['off']]):6.3f} ms"),
+        ("on / off", f"{on / off:9.2f}   (target >= 0.95)"),
+        ("requests made / counted in /metrics", f"{made} / {counted:.0f} (warm-ups and checks included)"),
+        ("access lines stored", f"{lines}"),
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
