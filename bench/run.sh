@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of BENCHMARKS.md on this machine: builds Hoist in release mode, then
 # measures scale-from-zero and thaw against the app's bare boot and a warm request, 1000 idle
-# services, redeploy time against pip's, and the
-# gateway as a reverse proxy against nginx.
+# services, redeploy time against pip's, the gateway as a reverse proxy against nginx, what
+# the access log and request metrics cost it, and log search over 1 GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -17,3 +17,7 @@ echo
 python3 redeploy.py
 echo
 python3 proxy.py
+echo
+python3 logging.py
+echo
+python3 grep.py
