@@ -60,6 +60,14 @@ class Server:
     def hoist(self, *args):
         return subprocess.run([HOIST, *args], env=self.env, check=True, capture_output=True, text=True).stdout
 
+    def metrics(self, prefix):
+        """The values of the /metrics series whose line starts with `prefix`."""
+        token = open(os.path.join(self.data, "admin-token")).read().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/metrics",
+                                     headers={"Authorization": f"Bearer {token}"})
+        text = urllib.request.urlopen(req, timeout=10).read().decode()
+        return [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix)]
+
     def logs(self, name):
         out = subprocess.run([HOIST, "logs", name, "--tail", "100000"], env=self.env, check=True,
                              capture_output=True, text=True).stdout

@@ -66,14 +66,10 @@ def fill(db_path, instance, deployment):
 
 
 def index_lag(server):
-    token = open(os.path.join(server.data, "admin-token")).read().strip()
-    out = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}",
-                          f"http://127.0.0.1:{server.api_port}/metrics"],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("hoist_log_index_lag_lines "):
-            return int(float(line.split()[1]))
-    raise SystemExit("no hoist_log_index_lag_lines in /metrics")
+    values = server.metrics("hoist_log_index_lag_lines ")
+    if not values:
+        raise SystemExit("no hoist_log_index_lag_lines in /metrics")
+    return int(values[0])
 
 
 def timed(server, text):

@@ -23,15 +23,6 @@ DURATION = int(os.environ.get("DURATION", "10"))
 QUIET_WAIT = int(os.environ.get("QUIET_WAIT", "120"))
 
 
-def requests_counted(server):
-    token = open(os.path.join(server.data, "admin-token")).read().strip()
-    out = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}",
-                          f"http://127.0.0.1:{server.api_port}/metrics"],
-                         capture_output=True, text=True).stdout
-    return sum(float(l.rsplit(" ", 1)[1]) for l in out.splitlines()
-               if l.startswith("hoist_requests_total{"))
-
-
 def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     ensure_tools()
@@ -58,7 +49,7 @@ def main():
                 print(f"  round {r + 1} logging {k:3}: {res[0]:9.0f} req/s  p50 {res[1]:.3f} ms  "
                       f"p99 {res[2]:.3f} ms  errors {res[3]}", flush=True)
         made = sum(x[4] for x in runs["on"])
-        counted = requests_counted(servers["on"])
+        counted = sum(servers["on"].metrics("hoist_requests_total{"))
         lines = subprocess.run([HOIST, "logs", NAME, "--stream", "access", "--grep", "GET /",
                                 "--tail", "100000000"], env=servers["on"].env,
                                capture_output=True, text=True).stdout.count("\n")

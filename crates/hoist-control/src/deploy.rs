@@ -489,29 +489,22 @@ impl Platform {
         if flags.is_empty() {
             return Ok(plan.clone());
         }
-        loop {
-            let (current, revision) = self.service_env(name)?;
-            let mut next = current.clone();
+        let (next, revision, changed) = self.update_env(name, |next| {
             next.merge(flags.clone());
-            next.check_size()?;
-            if next == current {
-                return Ok(plan.clone());
-            }
-            if let Some(revision) = self.store_env(name, &next, revision)? {
-                // The instance already runs this environment unless another change came in
-                // between; then the revision stays old and the rollout after the switch
-                // brings the instances up to date.
-                let same = crate::env::combined(&plan.spec.env, &next)? == plan.env;
-                return Ok(if same {
-                    Arc::new(InstancePlan {
-                        revision,
-                        ..(**plan).clone()
-                    })
-                } else {
-                    plan.clone()
-                });
-            }
-        }
+            Ok(next.check_size()?)
+        })?;
+        // The instance already runs this environment unless another change came in between;
+        // then the revision stays old and the rollout after the switch brings the instances
+        // up to date.
+        let same = crate::env::combined(&plan.spec.env, &next)? == plan.env;
+        Ok(if changed && same {
+            Arc::new(InstancePlan {
+                revision,
+                ..(**plan).clone()
+            })
+        } else {
+            plan.clone()
+        })
     }
 }
 

@@ -78,6 +78,27 @@ impl Platform {
         Ok(self.store.set_service_env(name, &sealed, expected)?)
     }
 
+    /// Applies `edit` to the service env and stores the result sealed. Optimistic: when a
+    /// concurrent change moved the revision, the edit is made again on top of it. Returns the
+    /// env, its revision and whether it changed (nothing is stored when it did not).
+    pub(crate) fn update_env(
+        &self,
+        name: &ServiceName,
+        edit: impl Fn(&mut EnvVars) -> Result<(), ControlError>,
+    ) -> Result<(EnvVars, u64, bool), ControlError> {
+        loop {
+            let (current, revision) = self.service_env(name)?;
+            let mut next = current.clone();
+            edit(&mut next)?;
+            if next == current {
+                return Ok((next, revision, false));
+            }
+            if let Some(revision) = self.store_env(name, &next, revision)? {
+                return Ok((next, revision, true));
+            }
+        }
+    }
+
     /// The service's environment (values included; the API shows them only when asked).
     pub fn env(&self, name: &ServiceName) -> Result<EnvVars, ControlError> {
         if self.store.get_service(name)?.is_none() {
@@ -101,10 +122,8 @@ impl Platform {
         for n in &change.unset {
             EnvVars::validate_name(n)?;
         }
-        // Optimistic: a concurrent change moves the revision and this one is redone on top.
-        let (env, revision, changed) = loop {
-            let (current, revision) = self.service_env(name)?;
-            let mut next = current.clone();
+        let files = self.live_plan(name).map(|(p, _)| p.spec.env.clone());
+        let (env, revision, changed) = self.update_env(name, |next| {
             for n in &change.unset {
                 if next.remove(n).is_none() {
                     return Err(ControlError::Invalid(SpecError::invalid(
@@ -117,16 +136,11 @@ impl Platform {
             for (k, v) in &change.set {
                 next.insert(k.as_str(), v.as_str())?;
             }
-            if let Some(plan) = self.live_plan(name).map(|(p, _)| p) {
-                combined(&plan.spec.env, &next)?;
+            if let Some(files) = &files {
+                combined(files, next)?;
             }
-            if next == current {
-                break (next, revision, false);
-            }
-            if let Some(revision) = self.store_env(name, &next, revision)? {
-                break (next, revision, true);
-            }
-        };
+            Ok(())
+        })?;
         let names = env.iter().map(|(k, _)| k.to_string()).collect();
         let replaced = if changed {
             self.env_line(
