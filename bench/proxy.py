@@ -53,6 +53,9 @@ QUIET_WAIT = int(os.environ.get("QUIET_WAIT", "120"))
 REQUESTS, WARMUP = int(os.environ.get("REQUESTS", "2000")), 200
 # GATEWAY_WORKERS=N runs the server with --gateway-workers N instead of its default.
 WORKERS = os.environ.get("GATEWAY_WORKERS")
+# REQUEST_LOGGING=off runs the server with --no-request-logging, as nginx here runs with
+# `access_log off`; by default Hoist writes its access log and request metrics.
+LOGGING_OFF = os.environ.get("REQUEST_LOGGING") == "off"
 NAME, APP_PORT = "fast", 8080
 HOST = f"{NAME}.localhost"
 
@@ -312,7 +315,9 @@ def main():
     cpu_us = {"hoist": [], "nginx": []}  # the proxy's own CPU time per request
     seq_gw, seq_direct, c1 = [], [], {}
     try:
-        server = Server("proxy", ("--gateway-workers", WORKERS) if WORKERS else ())
+        extra = (("--gateway-workers", WORKERS) if WORKERS else ()) + \
+            (("--no-request-logging",) if LOGGING_OFF else ())
+        server = Server("proxy", extra)
         url, flags = deploy(server, repo)  # builds the go runtime the first time (~1 min)
         guest, instance = guest_address(server)
         status, body = get(guest, APP_PORT)
