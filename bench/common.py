@@ -39,7 +39,9 @@ HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
 
 
 class Server:
-    def __init__(self, name, extra=(), api_port=API_PORT, gw_port=GW_PORT, data=None):
+    def __init__(self, name, extra=(), api_port=None, gw_port=None, data=None):
+        # The module's ports at call time: some benchmarks set their own before starting.
+        api_port, gw_port = api_port or API_PORT, gw_port or GW_PORT
         self.data = data or tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
         self.api_port, self.gw_port = api_port, gw_port
         self.log = open(self.data + ".log", "a")
