@@ -18,6 +18,6 @@ python3 redeploy.py
 echo
 python3 proxy.py
 echo
-python3 logging.py
+python3 access_log.py
 echo
 python3 grep.py
