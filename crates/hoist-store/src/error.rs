@@ -6,6 +6,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("access log: {0}")]
+    AccessLog(String),
     #[error("database schema version {found} is newer than this binary knows ({known})")]
     TooNew { found: i64, known: i64 },
     #[error("invalid day '{0}': expected a date as YYYY-MM-DD")]

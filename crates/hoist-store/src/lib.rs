@@ -1,6 +1,7 @@
 //! Hoist's state in SQLite (WAL). This crate is the only code that writes it; everything else
 //! asks for records by their domain types.
 
+mod access;
 mod error;
 mod logs;
 mod migrations;

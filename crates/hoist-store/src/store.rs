@@ -6,6 +6,7 @@ use hoist_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::access::{AccessFiles, AccessLine};
 use crate::logs::{LogFilter, LogLine, LogStream, NewLogLine};
 use crate::records::{
     DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
@@ -21,6 +22,10 @@ pub const LOG_BYTES_CAP: u64 = 100 * 1024 * 1024;
 pub struct Store {
     conn: Mutex<Connection>,
     log_cap: std::sync::atomic::AtomicU64,
+    /// Access lines, in segment files beside the database (see `access`).
+    access: AccessFiles,
+    /// The next log line id, for lines in SQLite and in the access log alike.
+    next_log_id: std::sync::atomic::AtomicI64,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -87,13 +92,26 @@ impl Store {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (access, access_max) = AccessFiles::open(dir.join("access-log"))?;
+        // sqlite_sequence remembers ids of lines deleted since, so no id is handed out twice.
+        let sql_max: i64 = conn.query_row(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0),
+                        coalesce((SELECT max(id) FROM logs), 0))",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Store {
             conn: Mutex::new(conn),
             log_cap: std::sync::atomic::AtomicU64::new(LOG_BYTES_CAP),
+            access,
+            next_log_id: std::sync::atomic::AtomicI64::new(sql_max.max(access_max) + 1),
         })
     }
 
-    /// The most log bytes kept per service; the oldest fifth goes when a service exceeds it.
+    /// The most log bytes kept per service. When a service exceeds it, its oldest access-log
+    /// segments go first (the app's own output is what explains a failure), then the oldest
+    /// fifth of its other lines.
     pub fn set_log_cap(&self, bytes: u64) {
         self.log_cap
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
@@ -145,6 +163,11 @@ impl Store {
         )?;
         let n = tx.execute("DELETE FROM logs WHERE ts < ?1", params![cutoff_ms])?;
         tx.commit()?;
+        drop(conn);
+        let segments = self.access.prune_before(cutoff_ms);
+        if segments > 0 {
+            tracing::debug!(segments, "access log segments past retention removed");
+        }
         Ok(n)
     }
 
@@ -385,6 +408,8 @@ impl Store {
             params![name.as_str()],
         )?;
         tx.commit()?;
+        drop(conn);
+        self.access.remove_service(name.as_str());
         Ok(n > 0)
     }
 
@@ -837,18 +862,39 @@ impl Store {
 
     // ---- logs -------------------------------------------------------------------------
 
-    /// Appends lines in one transaction and enforces the per-service size cap.
+    /// Appends lines: access lines to the service's access log files, the others to SQLite in
+    /// one transaction; enforces the per-service size cap. Ids follow the order of `lines`.
     pub fn append_logs(&self, lines: &[NewLogLine]) -> Result<Vec<i64>, StoreError> {
+        // Ids are handed out and every line written under the one lock, so each file holds
+        // its lines in id order whoever calls.
         let mut conn = self.conn();
+        let first = self
+            .next_log_id
+            .fetch_add(lines.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        let ids: Vec<i64> = (first..first + lines.len() as i64).collect();
+        let mut access: std::collections::BTreeMap<&str, Vec<AccessLine<'_>>> =
+            std::collections::BTreeMap::new();
         let tx = conn.transaction()?;
-        let mut ids = Vec::with_capacity(lines.len());
         let mut grown: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO logs (service, deployment, instance, stream, ts, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO logs (id, service, deployment, instance, stream, ts, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for l in lines {
+            for (l, id) in lines.iter().zip(&ids) {
+                if l.stream == LogStream::Access {
+                    access
+                        .entry(l.service.as_str())
+                        .or_default()
+                        .push(AccessLine {
+                            id: *id,
+                            ts: l.ts,
+                            instance: l.instance.as_deref(),
+                            text: &l.line,
+                        });
+                    continue;
+                }
                 insert.execute(params![
+                    id,
                     l.service,
                     l.deployment,
                     l.instance,
@@ -856,7 +902,6 @@ impl Store {
                     l.ts,
                     l.line
                 ])?;
-                ids.push(tx.last_insert_rowid());
                 *grown.entry(l.service.as_str()).or_default() += l.line.len() as i64 + 64;
             }
         }
@@ -891,11 +936,61 @@ impl Store {
                 )?;
             }
         }
+        // The access log gets what the service's other lines leave of the cap. A service
+        // not on record (deleted meanwhile) gets no access log.
+        let mut room = Vec::with_capacity(access.len());
+        for service in access.keys() {
+            let used: Option<i64> = tx
+                .prepare_cached("SELECT log_bytes FROM services WHERE name = ?1")?
+                .query_row(params![service], |r| r.get(0))
+                .optional()?;
+            room.push(used.map(|u| (self.log_cap() - u.max(0)).max(0) as u64));
+        }
         tx.commit()?;
+        for ((service, lines), room) in access.iter().zip(room) {
+            if let Some(cap) = room {
+                self.access.append(service, lines, cap)?;
+            }
+        }
+        drop(conn);
         Ok(ids)
     }
 
+    /// Bytes of access log kept for a service.
+    pub fn access_log_bytes(&self, service: &ServiceName) -> u64 {
+        self.access.bytes(service.as_str())
+    }
+
+    /// A service's log lines that pass `filter`, from SQLite and the access log, in id order.
     pub fn query_logs(
+        &self,
+        service: &str,
+        filter: &LogFilter,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let access = self.access.query(service, filter);
+        let only_access = filter.streams == [LogStream::Access];
+        let mut lines = if only_access {
+            Vec::new()
+        } else {
+            self.query_sql_logs(service, filter)?
+        };
+        if access.is_empty() {
+            return Ok(lines);
+        }
+        if lines.is_empty() {
+            return Ok(access);
+        }
+        lines.extend(access);
+        lines.sort_unstable_by_key(|l| l.id);
+        if let Some(tail) = filter.tail
+            && lines.len() > tail
+        {
+            lines.drain(..lines.len() - tail);
+        }
+        Ok(lines)
+    }
+
+    fn query_sql_logs(
         &self,
         service: &str,
         filter: &LogFilter,

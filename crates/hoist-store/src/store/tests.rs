@@ -2,6 +2,7 @@
 //! which is removed again when the test ends (also when it fails).
 
 use std::error::Error;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1597,12 +1598,13 @@ fn grep_finds_lines_before_and_after_they_are_indexed_and_other_filters_apply() 
     };
     let before = grep("Timeout", vec![])?;
     assert_eq!(before.len(), 6, "{before:?}");
-    assert_eq!(store.log_index_lag()?, 52);
+    // The access line is in the access log's files, not in SQLite's index.
+    assert_eq!(store.log_index_lag()?, 51);
     assert_eq!(store.index_logs(30)?, 30);
-    assert_eq!(store.log_index_lag()?, 22);
+    assert_eq!(store.log_index_lag()?, 21);
     // Half indexed, half not: the same answer, in order, without duplicates.
     assert_eq!(grep("Timeout", vec![])?, before);
-    assert_eq!(store.index_logs(1000)?, 22);
+    assert_eq!(store.index_logs(1000)?, 21);
     assert_eq!(grep("Timeout", vec![])?, before);
     // Case-sensitive, other filters still apply, short needles are scanned.
     assert!(grep("timeout", vec![])?.is_empty());
@@ -1620,5 +1622,215 @@ fn grep_finds_lines_before_and_after_they_are_indexed_and_other_filters_apply() 
     store.prune_logs_before(i64::MAX)?;
     assert!(grep("Timeout", vec![])?.is_empty());
     assert_eq!(store.log_index_lag()?, 0);
+    Ok(())
+}
+
+fn access(service: &str, instance: Option<&InstanceId>, ts: i64, text: &str) -> NewLogLine {
+    NewLogLine {
+        ts,
+        ..log_line(service, None, instance, LogStream::Access, text)
+    }
+}
+
+fn access_files(dir: &TempDir, service: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.0.join("access-log").join(service))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    Ok(files)
+}
+
+#[test]
+fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -> TestResult {
+    let dir = TempDir::new("access_segments")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    store.ensure_service(&service("api")?)?;
+    let i1 = InstanceId::generate();
+    let t = now_ms();
+    let ids = store.append_logs(&[
+        log_line("web", None, Some(&i1), LogStream::Stdout, "booting"),
+        access("web", Some(&i1), t, "GET / 200 1.0ms"),
+        access("web", None, t + 1, "GET /slow 503 9.0ms"),
+        log_line("web", None, Some(&i1), LogStream::Stderr, "warning: slow"),
+        access("api", None, t, "POST /x 201 2.0ms"),
+        access("web", Some(&i1), t + 2, "GET /after 200 1.0ms"),
+    ])?;
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Not rows in SQLite: a file of their own per service.
+    assert_eq!(count(&store, "SELECT count(*) FROM logs", [])?, 2);
+    assert_eq!(access_files(&dir, "web")?.len(), 1);
+    assert!(store.access_log_bytes(&web) > 0);
+
+    let query = |f: LogFilter| -> Result<Vec<String>, StoreError> {
+        Ok(store
+            .query_logs("web", &f)?
+            .into_iter()
+            .map(|l| l.line)
+            .collect())
+    };
+    assert_eq!(
+        query(LogFilter::default())?,
+        [
+            "booting",
+            "GET / 200 1.0ms",
+            "GET /slow 503 9.0ms",
+            "warning: slow",
+            "GET /after 200 1.0ms"
+        ]
+    );
+    let all = store.query_logs("web", &LogFilter::default())?;
+    assert_eq!(all[1].instance.as_deref(), Some(i1.as_str()));
+    assert_eq!(all[1].stream, LogStream::Access);
+    assert_eq!(all[1].ts, t);
+    assert_eq!(all[2].instance, None);
+    // Every filter applies to them as to the others.
+    let only = |streams: Vec<LogStream>| LogFilter {
+        streams,
+        ..LogFilter::default()
+    };
+    assert_eq!(query(only(vec![LogStream::Access]))?.len(), 3);
+    assert_eq!(query(only(vec![LogStream::Stdout]))?, ["booting"]);
+    assert_eq!(
+        query(LogFilter {
+            tail: Some(2),
+            ..LogFilter::default()
+        })?,
+        ["warning: slow", "GET /after 200 1.0ms"]
+    );
+    assert_eq!(
+        query(LogFilter {
+            after_id: Some(ids[2]),
+            ..LogFilter::default()
+        })?,
+        ["warning: slow", "GET /after 200 1.0ms"]
+    );
+    assert_eq!(
+        query(LogFilter {
+            grep: Some("503".into()),
+            ..LogFilter::default()
+        })?,
+        ["GET /slow 503 9.0ms"]
+    );
+    // The time and id in front of each line are not searched.
+    assert!(
+        query(LogFilter {
+            grep: Some(t.to_string()),
+            streams: vec![LogStream::Access],
+            ..LogFilter::default()
+        })?
+        .is_empty()
+    );
+    assert_eq!(
+        query(LogFilter {
+            instance: Some(i1.to_string()),
+            streams: vec![LogStream::Access],
+            ..LogFilter::default()
+        })?,
+        ["GET / 200 1.0ms", "GET /after 200 1.0ms"]
+    );
+    assert_eq!(
+        query(LogFilter {
+            since_ms: Some(t + 1),
+            streams: vec![LogStream::Access],
+            ..LogFilter::default()
+        })?,
+        ["GET /slow 503 9.0ms", "GET /after 200 1.0ms"]
+    );
+    // A deployment's or a build's lines never include requests.
+    assert!(
+        query(LogFilter {
+            build_only: true,
+            ..LogFilter::default()
+        })?
+        .is_empty()
+    );
+
+    // A restart: a half-written last line is cut off, and ids go on from the highest.
+    drop(store);
+    let file = access_files(&dir, "web")?.remove(0);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)?
+        .write_all(b"999999\t1\t-\tGET /cut")?;
+    let store = Store::open(&dir.db())?;
+    let again = store.append_logs(&[access("web", None, t + 3, "GET /next 200 1.0ms")])?;
+    assert_eq!(again[0], ids[5] + 1);
+    assert!(!std::fs::read_to_string(&file)?.contains("/cut"));
+    assert_eq!(
+        texts(&store.query_logs("web", &only(vec![LogStream::Access]))?),
+        [
+            "GET / 200 1.0ms",
+            "GET /slow 503 9.0ms",
+            "GET /after 200 1.0ms",
+            "GET /next 200 1.0ms"
+        ]
+    );
+    // A new process writes a segment of its own.
+    assert_eq!(access_files(&dir, "web")?.len(), 2);
+
+    // Deleting the service deletes its access log; lines for a service not on record are
+    // not kept.
+    assert!(store.delete_service(&web)?);
+    assert!(!dir.0.join("access-log/web").exists());
+    store.append_logs(&[access("web", None, t, "GET / 200")])?;
+    assert!(!dir.0.join("access-log/web").exists());
+    assert_eq!(
+        texts(&store.query_logs("api", &LogFilter::default())?),
+        ["POST /x 201 2.0ms"]
+    );
+    Ok(())
+}
+
+#[test]
+fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
+    let dir = TempDir::new("access_retention")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    // A 1 MiB cap: segments of 100 KiB (a tenth).
+    store.set_log_cap(1024 * 1024);
+    store.append_logs(&[log_line("web", None, None, LogStream::Stdout, "kept")])?;
+    let text = "x".repeat(1000);
+    let t = now_ms();
+    for batch in 0..40 {
+        let lines: Vec<NewLogLine> = (0..100)
+            .map(|i| access("web", None, t, &format!("{batch:02}-{i:03} {text}")))
+            .collect();
+        store.append_logs(&lines)?;
+    }
+    // 4 MB written, at most the cap kept, in whole segments, the oldest gone first.
+    let bytes = store.access_log_bytes(&web);
+    assert!(bytes <= 1024 * 1024, "{bytes}");
+    assert!(bytes > 700 * 1024, "{bytes}");
+    let kept = store.query_logs("web", &LogFilter::default())?;
+    assert_eq!(kept[0].line, "kept");
+    assert!(kept[1].line.starts_with("3"), "{}", &kept[1].line[..10]);
+    assert!(kept.last().is_some_and(|l| l.line.starts_with("39-099")));
+    // A segment is closed once past a tenth of the cap (these batches are ~100 KB each).
+    let files = access_files(&dir, "web")?.len();
+    assert!((4..=11).contains(&files), "{files}");
+
+    // By age: everything but the newest segment was written before `cutoff`; the newest was
+    // written to since, so it stays.
+    std::thread::sleep(Duration::from_millis(5));
+    let cutoff = now_ms();
+    store.append_logs(&[access("web", None, cutoff, "fresh")])?;
+    store.prune_logs_before(cutoff)?;
+    let left = store.query_logs("web", &LogFilter::default())?;
+    // Only the newest segment (two batches) and the fresh line.
+    assert!(left.len() <= 201, "{}", left.len());
+    assert_eq!(left.last().map(|l| l.line.as_str()), Some("fresh"));
+    // Far in the future, nothing is left at all.
+    store.prune_logs_before(i64::MAX)?;
+    assert!(store.query_logs("web", &LogFilter::default())?.is_empty());
+    assert_eq!(store.access_log_bytes(&web), 0);
+    // And writing goes on after that.
+    store.append_logs(&[access("web", None, now_ms(), "again")])?;
+    assert_eq!(
+        texts(&store.query_logs("web", &LogFilter::default())?),
+        ["again"]
+    );
     Ok(())
 }
