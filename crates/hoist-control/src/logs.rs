@@ -27,6 +27,8 @@ pub enum Event {
 /// deployment's "failed" event never overtakes the build line that explains it.
 enum Item {
     Line(NewLogLine),
+    /// Many lines in one item: the access log's batches.
+    Lines(Vec<NewLogLine>),
     Event(Event),
 }
 
@@ -71,6 +73,7 @@ impl LogHub {
                 for item in batch.drain(..) {
                     match item {
                         Item::Line(l) => lines.push(l),
+                        Item::Lines(many) => lines.extend(many),
                         Item::Event(e) => {
                             flush(&store, &out, std::mem::take(&mut lines)).await;
                             let _ = out.send(e);
@@ -100,6 +103,21 @@ impl LogHub {
             && let Ok(mut m) = self.dropped.lock()
         {
             *m.entry(l.service).or_default() += 1;
+        }
+    }
+
+    /// [`LogHub::try_write`] for many lines in one hand-over.
+    pub fn try_write_many(&self, lines: Vec<NewLogLine>) {
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(Item::Lines(lost))) =
+            self.tx.try_send(Item::Lines(lines))
+            && let Ok(mut m) = self.dropped.lock()
+        {
+            for l in lost {
+                *m.entry(l.service).or_default() += 1;
+            }
         }
     }
 

@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::Platform;
 
-/// Access records waiting for the writer; beyond this they are dropped (and counted).
-const ACCESS_QUEUE: usize = 64 * 1024;
+/// Batches of access records waiting for the writer (a gateway worker hands one over every
+/// 50 ms, or at 1024 records); beyond this they are dropped (and counted).
+const ACCESS_QUEUE: usize = 256;
 /// At most this many `http_5xx` events per service per second; the rest are counted in the
 /// next one.
 const ERROR_EVENTS_PER_SECOND: u32 = 1;
@@ -49,14 +50,19 @@ impl Default for Retention {
 
 /// The gateway's side of the access log: a non-blocking hand-off.
 pub(crate) struct AccessQueue {
-    tx: mpsc::Sender<AccessRecord>,
+    tx: mpsc::Sender<Vec<AccessRecord>>,
     dropped: AtomicU64,
 }
 
 impl AccessLog for AccessQueue {
-    fn record(&self, record: AccessRecord) {
-        if self.tx.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, batch: Vec<AccessRecord>) {
+        if let Err(e) = self.tx.try_send(batch) {
+            let lost = match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
+                    b.len()
+                }
+            };
+            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         }
     }
 }
@@ -111,25 +117,27 @@ impl Platform {
 
     async fn write_access(
         self: Arc<Self>,
-        mut rx: mpsc::Receiver<AccessRecord>,
+        mut rx: mpsc::Receiver<Vec<AccessRecord>>,
         queue: Arc<AccessQueue>,
     ) {
         let mut windows: HashMap<String, ErrorWindow> = HashMap::new();
-        let mut batch = Vec::with_capacity(512);
-        while rx.recv_many(&mut batch, 512).await > 0 {
-            for r in batch.drain(..) {
+        while let Some(batch) = rx.recv().await {
+            let mut lines = Vec::with_capacity(batch.len());
+            for r in batch {
                 if r.status >= 500 {
                     self.error_event(&mut windows, &r);
                 }
-                self.logs.try_write(NewLogLine {
-                    service: r.service.clone(),
+                let line = r.line();
+                lines.push(NewLogLine {
+                    service: r.service,
                     deployment: None,
-                    instance: r.instance.clone(),
+                    instance: r.instance,
                     stream: LogStream::Access,
                     ts: r.ts_ms,
-                    line: r.line(),
+                    line,
                 });
             }
+            self.logs.try_write_many(lines);
             let dropped = queue.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
                 tracing::warn!(

@@ -2,6 +2,7 @@
 //! latency histogram per service (plain atomics, read by `/metrics` and the per-minute
 //! sampler), and an access record handed to whoever keeps the access log.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -155,9 +156,95 @@ impl AccessRecord {
     }
 }
 
-/// Receives access records. Called on the gateway's threads: it must not block.
+/// Receives access records, a batch at a time. Called on the gateway's threads: it must not
+/// block.
 pub trait AccessLog: Send + Sync + 'static {
-    fn record(&self, record: AccessRecord);
+    fn record(&self, batch: Vec<AccessRecord>);
+}
+
+/// A gateway worker's access records since it last handed them over. One hand-over per
+/// request would wake the log writer's thread once per request; under load records are
+/// handed over in batches, at most `ACCESS_FLUSH_EVERY` after the first of them (or when a
+/// batch is full). A record that comes after a quiet spell goes at once. An idle worker has
+/// no timer running.
+pub(crate) struct AccessBatch {
+    inner: std::sync::Mutex<Pending>,
+    /// Wakes the worker's flush task when a batch starts.
+    started: tokio::sync::Notify,
+}
+
+struct Pending {
+    records: Vec<AccessRecord>,
+    handed_over: std::time::Instant,
+}
+
+pub(crate) const ACCESS_FLUSH_EVERY: Duration = Duration::from_millis(10);
+const ACCESS_BATCH: usize = 1024;
+
+impl Default for AccessBatch {
+    fn default() -> AccessBatch {
+        AccessBatch {
+            inner: std::sync::Mutex::new(Pending {
+                records: Vec::new(),
+                handed_over: std::time::Instant::now(),
+            }),
+            started: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl AccessBatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Only this worker's thread takes the lock (its tasks and its flush task), so it is
+        // never contended; a poisoned one still holds valid records.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn push(&self, record: AccessRecord, log: &dyn AccessLog) {
+        let batch = {
+            let mut p = self.lock();
+            p.records.push(record);
+            let first = p.records.len() == 1;
+            if (first && p.handed_over.elapsed() >= ACCESS_FLUSH_EVERY)
+                || p.records.len() >= ACCESS_BATCH
+            {
+                p.handed_over = std::time::Instant::now();
+                Some(std::mem::take(&mut p.records))
+            } else {
+                if first {
+                    self.started.notify_one();
+                }
+                None
+            }
+        };
+        if let Some(batch) = batch {
+            log.record(batch);
+        }
+    }
+
+    /// Hands over what a batch holds `ACCESS_FLUSH_EVERY` after it started; runs until the
+    /// worker stops it.
+    pub(crate) async fn flush_started(&self, log: impl Fn() -> Option<Arc<dyn AccessLog>>) {
+        loop {
+            self.started.notified().await;
+            tokio::time::sleep(ACCESS_FLUSH_EVERY).await;
+            if let Some(log) = log() {
+                self.flush(log.as_ref());
+            }
+        }
+    }
+
+    pub(crate) fn flush(&self, log: &dyn AccessLog) {
+        let batch = {
+            let mut p = self.lock();
+            if p.records.is_empty() {
+                return;
+            }
+            p.handed_over = std::time::Instant::now();
+            std::mem::take(&mut p.records)
+        };
+        log.record(batch);
+    }
 }
 
 #[cfg(test)]

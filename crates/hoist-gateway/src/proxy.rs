@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connector::NetnsConnector;
-use crate::observe::{AccessLog, AccessRecord};
+use crate::observe::{AccessBatch, AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -66,6 +66,7 @@ pub struct Gateway {
 struct Worker {
     gw: Arc<Gateway>,
     client: Client<NetnsConnector, RequestBody>,
+    access: AccessBatch,
 }
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) that a proxy must not forward.
@@ -154,6 +155,7 @@ impl Gateway {
                                     table: gw.table.clone(),
                                 }),
                             gw,
+                            access: AccessBatch::default(),
                         });
                         match TcpListener::from_std(listener) {
                             Ok(l) => worker.accept(l, shutdown).await,
@@ -215,6 +217,15 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(std::time::Duration::from_secs(30));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let flusher = tokio::spawn({
+            let worker = self.clone();
+            async move {
+                worker
+                    .access
+                    .flush_started(|| worker.gw.access_log.get().cloned())
+                    .await
+            }
+        });
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -246,6 +257,14 @@ impl Worker {
             .is_err()
         {
             tracing::warn!("gateway: connections still open after the drain limit; closing them");
+        }
+        flusher.abort();
+        self.flush_access();
+    }
+
+    fn flush_access(&self) {
+        if let Some(log) = self.gw.access_log.get() {
+            self.access.flush(log.as_ref());
         }
     }
 
@@ -337,7 +356,7 @@ impl Worker {
             path,
             status: resp.status().as_u16(),
             outcome,
-            log: self.gw.access_log.get().cloned(),
+            worker: self.clone(),
         };
         Ok(resp.map(|inner| {
             Recorded {
@@ -688,7 +707,8 @@ struct Pending {
     path: String,
     status: u16,
     outcome: Outcome,
-    log: Option<Arc<dyn AccessLog>>,
+    /// Whose access batch the record joins.
+    worker: Arc<Worker>,
 }
 
 /// Counts the response body and records the request when it is done (or abandoned: a client
@@ -710,8 +730,8 @@ impl Drop for Recorded {
             .pool
             .stats()
             .observe(p.status, took, bytes_in, self.bytes_out);
-        if let Some(log) = p.log {
-            log.record(AccessRecord {
+        if let Some(log) = p.worker.gw.access_log.get() {
+            let record = AccessRecord {
                 service: p.outcome.pool.name().to_string(),
                 ts_ms: p.ts_ms,
                 method: p.method,
@@ -722,7 +742,8 @@ impl Drop for Recorded {
                 bytes_out: self.bytes_out,
                 instance: p.outcome.instance,
                 cold: p.outcome.cold,
-            });
+            };
+            p.worker.access.push(record, log.as_ref());
         }
     }
 }
