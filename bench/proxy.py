@@ -12,8 +12,10 @@ machine's whole share). Both proxies sit in front of that same instance:
   through the veth pair (read from the instance's /etc/hosts in its bundle directory).
 
 1. Throughput: `wrk -t2 -c64 -d10s --latency` on loopback against each proxy, interleaved
-   hoist, nginx, direct, hoist, nginx, direct... for ROUNDS rounds after a 2 s warm-up of each
-   proxy; medians of requests/s, p50 and p99. "direct" is wrk straight at the app's guest
+   hoist, nginx, direct, then nginx, hoist, direct... (which proxy goes first alternates) for
+   ROUNDS rounds after a 2 s warm-up of each proxy; medians of requests/s, p50 and p99, and
+   the median of each round's hoist/nginx ratio (the two runs of a round are close in time,
+   so their ratio is less exposed to the machine's drift). "direct" is wrk straight at the app's guest
    address, no proxy: the ceiling either proxy could reach. wrk, the proxy and the app share
    the machine's 2 cores, the same for both proxies, so each proxy's own CPU time per request
    (the `hoist server` process's threads, not the app it has as a child; nginx's master and
@@ -346,7 +348,8 @@ def main():
         for r in range(ROUNDS):
             if r:
                 idle.append(wait_quiet(QUIET_WAIT))
-            for name in ("hoist", "nginx", "direct"):
+            # Which proxy goes first alternates, so drift over a round favours neither.
+            for name in ("hoist", "nginx", "direct") if r % 2 == 0 else ("nginx", "hoist", "direct"):
                 touch()
                 pid = proxy_pid.get(name)
                 cpu0 = cpu_seconds(pid) if pid else 0.0
@@ -389,7 +392,9 @@ def main():
     table([
         ("hoist gateway", h_row),
         ("nginx (2 workers, keepalive 64)", n_row),
-        ("throughput hoist / nginx", f"{h_rps / n_rps:9.2f}"),
+        ("throughput hoist / nginx, median of the rounds",
+         f"{median([h[0] / n[0] for h, n in zip(runs['hoist'], runs['nginx'])]):9.2f}"),
+        ("throughput hoist / nginx, of the medians", f"{h_rps / n_rps:9.2f}"),
         ("proxy CPU per request, hoist / nginx", f"{median(cpu_us['hoist']):9.1f} us / "
                                                  f"{median(cpu_us['nginx']):.1f} us"),
         ("no proxy: wrk straight to the app", d_row),
