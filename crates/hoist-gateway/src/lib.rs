@@ -2,7 +2,7 @@
 //! service's live deployment. It reads a routing table the control loop publishes and never
 //! touches the database on the request path.
 
-mod connector;
+mod connections;
 mod observe;
 mod proxy;
 mod table;

@@ -13,16 +13,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::connector::NetnsConnector;
+use crate::connections::{Connections, Lent};
 use crate::observe::{AccessBatch, AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
-type RequestBody = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -65,7 +63,7 @@ pub struct Gateway {
 /// across threads, which cost the gateway about a third of nginx's throughput (BENCHMARKS.md).
 struct Worker {
     gw: Arc<Gateway>,
-    client: Client<NetnsConnector, RequestBody>,
+    upstreams: Arc<Connections>,
     access: AccessBatch,
 }
 
@@ -148,13 +146,8 @@ impl Gateway {
                 .spawn(move || {
                     rt.block_on(async move {
                         let worker = Arc::new(Worker {
-                            client: Client::builder(TokioExecutor::new())
-                                .pool_idle_timeout(std::time::Duration::from_secs(60))
-                                .pool_max_idle_per_host(256)
-                                .build(NetnsConnector {
-                                    table: gw.table.clone(),
-                                }),
                             gw,
+                            upstreams: Arc::default(),
                             access: AccessBatch::default(),
                         });
                         match TcpListener::from_std(listener) {
@@ -217,6 +210,16 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(std::time::Duration::from_secs(30));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let sweeper = tokio::spawn({
+            let upstreams = self.upstreams.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    upstreams.sweep();
+                }
+            }
+        });
         let flusher = tokio::spawn({
             let worker = self.clone();
             async move {
@@ -259,6 +262,7 @@ impl Worker {
             tracing::warn!("gateway: connections still open after the drain limit; closing them");
         }
         flusher.abort();
+        sweeper.abort();
         self.flush_access();
     }
 
@@ -465,27 +469,15 @@ impl Worker {
     ) -> Forwarded {
         let name = pool.name();
         let upstream = guard.upstream().clone();
-        // The authority names the instance and its service, which is how the connector finds
-        // the network namespace to connect in (and how the client pools connections).
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
-        parts.authority = upstream.authority(name);
-        parts.path_and_query = Some(
-            req.uri()
+        // Origin form: the connection already goes to the instance.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let path = req
+                .uri()
                 .path_and_query()
                 .cloned()
-                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
-        );
-        let uri: Uri = match Uri::from_parts(parts) {
-            Ok(u) => u,
-            Err(_) => {
-                return Forwarded::Answered(page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "Unusable request target.",
-                ));
-            }
-        };
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
         let client_version = req.version();
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -499,7 +491,6 @@ impl Worker {
             headers.insert(header::HOST, v);
         }
         forwarded(headers, peer, host);
-        *req.uri_mut() = uri;
         // Instances speak HTTP/1.1 whatever the client spoke to us.
         *req.version_mut() = Version::HTTP_11;
         // Bodies without a Content-Length are counted as they stream.
@@ -512,9 +503,12 @@ impl Worker {
             .boxed()
         });
 
-        let sent = tokio::time::timeout(self.gw.config.request_timeout, self.client.request(req));
+        let sent = tokio::time::timeout(
+            self.gw.config.request_timeout,
+            self.upstreams.send(&upstream, req),
+        );
         Forwarded::Answered(match sent.await {
-            Ok(Ok(mut resp)) => {
+            Ok(Ok((mut resp, lent))) => {
                 // The client hears our HTTP version, not the instance's (a Python server
                 // answering HTTP/1.0 must not downgrade the client's connection).
                 *resp.version_mut() = client_version;
@@ -539,6 +533,7 @@ impl Worker {
                     GuardedBody {
                         inner: body,
                         _guard: guard,
+                        connection: Some(lent),
                     }
                     .boxed()
                 })
@@ -784,6 +779,20 @@ fn epoch_ms() -> i64 {
 struct GuardedBody {
     inner: Incoming,
     _guard: InFlight,
+    /// The upstream connection, given back for the next request once this body is read to
+    /// its end; closed if the body is abandoned halfway.
+    connection: Option<Lent>,
+}
+
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        // A body hyper never polls because it is empty (204, 304, Content-Length: 0).
+        if self.inner.is_end_stream()
+            && let Some(lent) = self.connection.take()
+        {
+            lent.give_back();
+        }
+    }
 }
 
 impl Body for GuardedBody {
@@ -794,7 +803,17 @@ impl Body for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(lent) = self.connection.take() {
+                    lent.give_back();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.connection = None,
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

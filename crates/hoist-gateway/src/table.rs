@@ -81,22 +81,9 @@ pub struct Upstream {
     thawed_at: AtomicU64,
     frozen_ms: AtomicU64,
     requests: AtomicU64,
-    /// `<instance>.<service>:<port>`, made once: the gateway puts it in every request's URI.
-    authority: std::sync::OnceLock<Option<hyper::http::uri::Authority>>,
 }
 
 impl Upstream {
-    /// The URI authority the gateway's client uses for this instance of `service`.
-    pub(crate) fn authority(&self, service: &str) -> Option<hyper::http::uri::Authority> {
-        self.authority
-            .get_or_init(|| {
-                format!("{}.{service}:{}", self.instance, self.port)
-                    .parse()
-                    .ok()
-            })
-            .clone()
-    }
-
     pub fn new(
         instance: String,
         netns: Arc<NetNs>,
@@ -117,7 +104,6 @@ impl Upstream {
             thawed_at: AtomicU64::new(0),
             frozen_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-            authority: std::sync::OnceLock::new(),
         })
     }
 
