@@ -120,7 +120,7 @@ impl Platform {
         mut rx: mpsc::Receiver<Vec<AccessRecord>>,
         queue: Arc<AccessQueue>,
     ) {
-        let mut windows: HashMap<String, ErrorWindow> = HashMap::new();
+        let mut windows: HashMap<Arc<str>, ErrorWindow> = HashMap::new();
         while let Some(batch) = rx.recv().await {
             let mut lines = Vec::with_capacity(batch.len());
             for r in batch {
@@ -129,9 +129,9 @@ impl Platform {
                 }
                 let line = r.line();
                 lines.push(NewLogLine {
-                    service: r.service,
+                    service: r.service.to_string(),
                     deployment: None,
-                    instance: r.instance,
+                    instance: r.instance.as_deref().map(str::to_string),
                     stream: LogStream::Access,
                     ts: r.ts_ms,
                     line,
@@ -148,7 +148,7 @@ impl Platform {
         }
     }
 
-    fn error_event(&self, windows: &mut HashMap<String, ErrorWindow>, r: &AccessRecord) {
+    fn error_event(&self, windows: &mut HashMap<Arc<str>, ErrorWindow>, r: &AccessRecord) {
         let second = r.ts_ms / 1000;
         let w = windows.entry(r.service.clone()).or_default();
         if w.second != second {
@@ -171,9 +171,9 @@ impl Platform {
         if more > 0 {
             detail.push_str(&format!(" ({more} more 5xx answers since the last event)"));
         }
-        let instance = r.instance.clone();
+        let instance = r.instance.as_deref().map(str::to_string);
         self.record_event(NewEvent {
-            service: r.service.clone(),
+            service: r.service.to_string(),
             ts: r.ts_ms,
             kind: "http_5xx",
             instance,

@@ -32,7 +32,7 @@ const MAX_IDLE_PER_INSTANCE: usize = 256;
 
 #[derive(Default)]
 pub(crate) struct Connections {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
 }
 
 struct Idle {
@@ -59,7 +59,7 @@ impl Lent {
             sender: self.sender,
             since: Instant::now(),
         };
-        match idle.get_mut(self.upstream.instance.as_str()) {
+        match idle.get_mut(&*self.upstream.instance) {
             Some(list) if list.len() < MAX_IDLE_PER_INSTANCE => list.push(entry),
             Some(_) => {}
             None => {
@@ -78,7 +78,7 @@ pub(crate) enum SendError {
 }
 
 impl Connections {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Idle>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Idle>>> {
         // Only the worker's own thread takes it, so it is never contended; the lists stay
         // valid whatever panicked while it was held.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())

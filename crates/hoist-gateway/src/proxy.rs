@@ -344,7 +344,7 @@ impl Worker {
             return Ok(self.route(req, peer).await.0);
         }
         let started = std::time::Instant::now();
-        let method = req.method().as_str().to_string();
+        let method = req.method().clone();
         let path = req
             .uri()
             .path_and_query()
@@ -689,7 +689,7 @@ impl Body for LimitedBody {
 /// What the routing of a request for a service came to.
 struct Outcome {
     pool: Arc<ServicePool>,
-    instance: Option<String>,
+    instance: Option<Arc<str>>,
     cold: bool,
     body: Arc<BodyCount>,
 }
@@ -698,7 +698,7 @@ struct Outcome {
 struct Pending {
     started: std::time::Instant,
     ts_ms: i64,
-    method: String,
+    method: hyper::Method,
     path: String,
     status: u16,
     outcome: Outcome,
@@ -727,7 +727,7 @@ impl Drop for Recorded {
             .observe(p.status, took, bytes_in, self.bytes_out);
         if let Some(log) = p.worker.gw.access_log.get() {
             let record = AccessRecord {
-                service: p.outcome.pool.name().to_string(),
+                service: p.outcome.pool.shared_name(),
                 ts_ms: p.ts_ms,
                 method: p.method,
                 path: p.path,

@@ -67,7 +67,8 @@ fn now_ms() -> u64 {
 /// One instance the gateway may send requests to.
 #[derive(Debug)]
 pub struct Upstream {
-    pub instance: String,
+    /// Shared, not copied, into every access record of a request it answers.
+    pub instance: Arc<str>,
     pub netns: Arc<NetNs>,
     pub port: u16,
     freezer: Option<Freezer>,
@@ -92,7 +93,7 @@ impl Upstream {
     ) -> Arc<Upstream> {
         let now = now_ms();
         Arc::new(Upstream {
-            instance,
+            instance: instance.into(),
             netns,
             port,
             freezer,
@@ -355,7 +356,8 @@ const MIN_QUEUE: u32 = 10;
 
 /// One service's instances, their in-flight requests and the requests waiting for one.
 pub struct ServicePool {
-    name: String,
+    /// Shared, not copied, into every access record.
+    name: Arc<str>,
     upstreams: ArcSwap<Vec<Arc<Upstream>>>,
     /// Serializes changes to `upstreams` (readers never take it).
     edit: Mutex<()>,
@@ -394,7 +396,7 @@ impl Drop for Waiting<'_> {
 impl ServicePool {
     pub fn new(name: &str, limits: PoolLimits, activator: Arc<dyn Activator>) -> Arc<ServicePool> {
         Arc::new(ServicePool {
-            name: name.to_string(),
+            name: name.into(),
             upstreams: ArcSwap::from_pointee(Vec::new()),
             edit: Mutex::new(()),
             concurrency: AtomicU32::new(limits.concurrency.max(1)),
@@ -414,6 +416,10 @@ impl ServicePool {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     pub fn limits(&self) -> PoolLimits {
@@ -445,7 +451,7 @@ impl ServicePool {
         self.upstreams
             .load()
             .iter()
-            .find(|u| u.instance == instance)
+            .find(|u| &*u.instance == instance)
             .cloned()
     }
 
@@ -478,7 +484,7 @@ impl ServicePool {
         let removed = {
             let _edit = self.edit.lock().unwrap_or_else(|p| p.into_inner());
             let mut list = Vec::clone(&self.upstreams.load());
-            let pos = list.iter().position(|u| u.instance == instance)?;
+            let pos = list.iter().position(|u| &*u.instance == instance)?;
             let removed = list.remove(pos);
             self.upstreams.store(Arc::new(list));
             removed

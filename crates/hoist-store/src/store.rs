@@ -874,25 +874,54 @@ impl Store {
         let ids: Vec<i64> = (first..first + lines.len() as i64).collect();
         let mut access: std::collections::BTreeMap<&str, Vec<AccessLine<'_>>> =
             std::collections::BTreeMap::new();
+        let mut other = Vec::new();
+        for (l, id) in lines.iter().zip(&ids) {
+            if l.stream == LogStream::Access {
+                access
+                    .entry(l.service.as_str())
+                    .or_default()
+                    .push(AccessLine {
+                        id: *id,
+                        ts: l.ts,
+                        instance: l.instance.as_deref(),
+                        text: &l.line,
+                    });
+            } else {
+                other.push((l, *id));
+            }
+        }
+        if !other.is_empty() {
+            Self::insert_sql_logs(&mut conn, &other, self.log_cap())?;
+        }
+        // The access log gets what the service's other lines leave of the cap. A service
+        // not on record (deleted meanwhile) gets no access log.
+        for (service, lines) in &access {
+            let used: Option<i64> = conn
+                .prepare_cached("SELECT log_bytes FROM services WHERE name = ?1")?
+                .query_row(params![service], |r| r.get(0))
+                .optional()?;
+            if let Some(used) = used {
+                let room = (self.log_cap() - used.max(0)).max(0) as u64;
+                self.access.append(service, lines, room)?;
+            }
+        }
+        drop(conn);
+        Ok(ids)
+    }
+
+    /// Inserts lines in one transaction and trims services over `cap`.
+    fn insert_sql_logs(
+        conn: &mut Connection,
+        lines: &[(&NewLogLine, i64)],
+        cap: i64,
+    ) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         let mut grown: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO logs (id, service, deployment, instance, stream, ts, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (l, id) in lines.iter().zip(&ids) {
-                if l.stream == LogStream::Access {
-                    access
-                        .entry(l.service.as_str())
-                        .or_default()
-                        .push(AccessLine {
-                            id: *id,
-                            ts: l.ts,
-                            instance: l.instance.as_deref(),
-                            text: &l.line,
-                        });
-                    continue;
-                }
+            for (l, id) in lines {
                 insert.execute(params![
                     id,
                     l.service,
@@ -917,7 +946,7 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if total.unwrap_or(0) > self.log_cap() {
+            if total.unwrap_or(0) > cap {
                 // Drop the oldest fifth in one go so trimming is rare, not per line.
                 let freed: i64 = tx.query_row(
                     "SELECT coalesce(sum(length(line) + 64), 0) FROM logs WHERE service = ?1 AND id IN
@@ -936,24 +965,8 @@ impl Store {
                 )?;
             }
         }
-        // The access log gets what the service's other lines leave of the cap. A service
-        // not on record (deleted meanwhile) gets no access log.
-        let mut room = Vec::with_capacity(access.len());
-        for service in access.keys() {
-            let used: Option<i64> = tx
-                .prepare_cached("SELECT log_bytes FROM services WHERE name = ?1")?
-                .query_row(params![service], |r| r.get(0))
-                .optional()?;
-            room.push(used.map(|u| (self.log_cap() - u.max(0)).max(0) as u64));
-        }
         tx.commit()?;
-        for ((service, lines), room) in access.iter().zip(room) {
-            if let Some(cap) = room {
-                self.access.append(service, lines, cap)?;
-            }
-        }
-        drop(conn);
-        Ok(ids)
+        Ok(())
     }
 
     /// Bytes of access log kept for a service.
