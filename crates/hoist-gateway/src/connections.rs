@@ -26,6 +26,8 @@ pub(crate) type RequestBody = BoxBody<Bytes, std::io::Error>;
 
 /// An idle connection is closed after this long without a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection given back may take to become ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(100);
 /// More idle connections than this per instance are closed: a burst's connections are not
 /// all worth keeping.
 const MAX_IDLE_PER_INSTANCE: usize = 256;
@@ -104,9 +106,15 @@ impl Connections {
     ) -> Result<(Response<Incoming>, Lent), SendError> {
         while let Some(mut sender) = self.take_idle(&upstream.instance) {
             // The response before was read to its end; the connection's task may not have
-            // seen that yet.
-            if sender.ready().await.is_err() {
-                continue;
+            // seen that yet, which takes it microseconds. An instance that answered before
+            // reading the whole request body leaves the connection busy until that body is
+            // sent, which a slow client can drag out: such a connection is dropped rather
+            // than waited for.
+            if !sender.is_ready() {
+                match tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => continue,
+                }
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, self.lend(sender, upstream))),

@@ -28,6 +28,10 @@ use crate::{StoreError, now_ms};
 /// is kept to within a tenth).
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+/// A line's text is cut here (a request line can be up to the gateway's 16 KB head-line
+/// limit; nothing longer is worth keeping, and bounded lines keep crash repair to one read
+/// of a segment's tail).
+const MAX_TEXT: usize = 16 * 1024;
 /// ... or at this age, so age-based retention removes an hour at a time.
 const SEGMENT_AGE_MS: i64 = 60 * 60 * 1000;
 
@@ -165,7 +169,7 @@ impl AccessFiles {
             // Ids and times are written as text; the text cannot hold the separators (hyper
             // refuses control characters in a request line), but is made safe anyway.
             let _ = write!(buf, "{}\t{}\t{}\t", l.id, l.ts, l.instance.unwrap_or("-"));
-            buf.extend(l.text.bytes().map(|b| match b {
+            buf.extend(l.text.bytes().take(MAX_TEXT).map(|b| match b {
                 b'\n' | b'\r' | b'\t' => b' ',
                 b => b,
             }));
@@ -259,9 +263,9 @@ impl AccessFiles {
         }
     }
 
-    /// The service's access lines that pass `filter`, in id order (the last `tail` of them
-    /// when the filter has one).
-    pub(crate) fn query(&self, service: &str, filter: &LogFilter) -> Vec<LogLine> {
+    /// The service's access lines up to id `upto` that pass `filter`, in id order (the last
+    /// `tail` of them when the filter has one).
+    pub(crate) fn query(&self, service: &str, filter: &LogFilter, upto: i64) -> Vec<LogLine> {
         if !wants_access(filter) {
             return Vec::new();
         }
@@ -299,7 +303,7 @@ impl AccessFiles {
                     continue;
                 }
             };
-            let lines = scan(&data, service, filter, finder.as_ref());
+            let lines = scan(&data, service, filter, upto, finder.as_ref());
             found += lines.len();
             chunks.push(lines);
             if filter.tail.is_some_and(|t| found >= t) {
@@ -322,11 +326,13 @@ fn scan(
     data: &[u8],
     service: &str,
     filter: &LogFilter,
+    upto: i64,
     finder: Option<&memmem::Finder<'_>>,
 ) -> Vec<LogLine> {
     let mut out = Vec::new();
     let mut consider = |line: &[u8]| {
         if let Some(l) = parse_line(line, service)
+            && l.id <= upto
             && filter.matches(&l)
         {
             out.push(l);
@@ -410,12 +416,27 @@ fn repair_tail(path: &Path) -> Result<(u64, Option<i64>), StoreError> {
         file.set_len(complete)
             .map_err(|e| io("repairing", path, e))?;
     }
-    let line_start = memchr::memrchr(b'\n', &tail[..last_nl]).map_or(0, |i| i + 1);
-    let id = std::str::from_utf8(&tail[line_start..last_nl])
+    let line_start = match memchr::memrchr(b'\n', &tail[..last_nl]) {
+        Some(i) => i + 1,
+        None if from == 0 => 0,
+        // The last line began before the part read (lines are capped well below it, so
+        // only a file written otherwise gets here): read it all.
+        None => {
+            let whole = std::fs::read(path).map_err(|e| io("reading", path, e))?;
+            let end = complete as usize - 1;
+            let start = memchr::memrchr(b'\n', &whole[..end]).map_or(0, |i| i + 1);
+            return Ok((complete, last_id(&whole[start..end])));
+        }
+    };
+    Ok((complete, last_id(&tail[line_start..last_nl])))
+}
+
+/// The id at the front of a segment line.
+fn last_id(line: &[u8]) -> Option<i64> {
+    std::str::from_utf8(line)
         .ok()
         .and_then(|l| l.split('\t').next())
-        .and_then(|id| id.parse().ok());
-    Ok((complete, id))
+        .and_then(|id| id.parse().ok())
 }
 
 fn remove(path: &Path) {

@@ -162,6 +162,7 @@ impl Store {
             params![cutoff_ms],
         )?;
         let n = tx.execute("DELETE FROM logs WHERE ts < ?1", params![cutoff_ms])?;
+        self.keep_log_high_water(&tx)?;
         tx.commit()?;
         drop(conn);
         let segments = self.access.prune_before(cutoff_ms);
@@ -169,6 +170,24 @@ impl Store {
             tracing::debug!(segments, "access log segments past retention removed");
         }
         Ok(n)
+    }
+
+    /// Records the highest log id handed out where it outlives the lines: before access
+    /// segments (the only other record of it) are deleted, so ids are never handed out twice
+    /// after a restart.
+    fn keep_log_high_water(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let high = self.next_log_id.load(std::sync::atomic::Ordering::Relaxed) - 1;
+        let updated = tx.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'logs'",
+            params![high],
+        )?;
+        if updated == 0 {
+            tx.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('logs', ?1)",
+                params![high],
+            )?;
+        }
+        Ok(())
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -407,6 +426,7 @@ impl Store {
             "DELETE FROM services WHERE name = ?1",
             params![name.as_str()],
         )?;
+        self.keep_log_high_water(&tx)?;
         tx.commit()?;
         drop(conn);
         self.access.remove_service(name.as_str());
@@ -902,7 +922,11 @@ impl Store {
                 .optional()?;
             if let Some(used) = used {
                 let room = (self.log_cap() - used.max(0)).max(0) as u64;
-                self.access.append(service, lines, room)?;
+                // The lines already committed to SQLite must still reach followers, and the
+                // other services' access lines their files.
+                if let Err(e) = self.access.append(service, lines, room) {
+                    tracing::error!(service, lines = lines.len(), error = %e, "access lines lost");
+                }
             }
         }
         drop(conn);
@@ -980,12 +1004,19 @@ impl Store {
         service: &str,
         filter: &LogFilter,
     ) -> Result<Vec<LogLine>, StoreError> {
-        let access = self.access.query(service, filter);
+        // Every id up to this one is fully written to both places (ids are handed out and
+        // written under the connection lock): reading only up to it, the two reads agree even
+        // when lines are appended between them, so a follower never skips a line.
+        let upto = {
+            let _written = self.conn();
+            self.next_log_id.load(std::sync::atomic::Ordering::Relaxed) - 1
+        };
+        let access = self.access.query(service, filter, upto);
         let only_access = filter.streams == [LogStream::Access];
         let mut lines = if only_access {
             Vec::new()
         } else {
-            self.query_sql_logs(service, filter)?
+            self.query_sql_logs(service, filter, upto)?
         };
         if access.is_empty() {
             return Ok(lines);
@@ -1007,11 +1038,12 @@ impl Store {
         &self,
         service: &str,
         filter: &LogFilter,
+        upto: i64,
     ) -> Result<Vec<LogLine>, StoreError> {
         let mut sql = String::from(
-            "SELECT id, service, deployment, instance, stream, ts, line FROM logs WHERE service = ?1",
+            "SELECT id, service, deployment, instance, stream, ts, line FROM logs WHERE service = ?1 AND id <= ?2",
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![service.to_string().into()];
+        let mut args: Vec<rusqlite::types::Value> = vec![service.to_string().into(), upto.into()];
         if let Some(d) = &filter.deployment {
             args.push(d.clone().into());
             sql.push_str(&format!(" AND deployment = ?{}", args.len()));

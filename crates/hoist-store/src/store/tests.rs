@@ -1769,6 +1769,24 @@ fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -
     );
     // A new process writes a segment of its own.
     assert_eq!(access_files(&dir, "web")?.len(), 2);
+    // A line is cut at 16 KiB, so the id of a segment's last line is always found again.
+    let long = format!("GET /{}", "a".repeat(70_000));
+    let long_id = store.append_logs(&[access("web", None, t + 4, &long)])?[0];
+    drop(store);
+    let store = Store::open(&dir.db())?;
+    assert_eq!(
+        store.append_logs(&[access("web", None, t + 5, "GET /later")])?[0],
+        long_id + 1
+    );
+    let tail = store.query_logs(
+        "web",
+        &LogFilter {
+            tail: Some(2),
+            ..LogFilter::default()
+        },
+    )?;
+    assert_eq!(tail[0].line.len(), 16 * 1024);
+    assert_eq!(tail[1].line, "GET /later");
 
     // Deleting the service deletes its access log; lines for a service not on record are
     // not kept.
@@ -1823,9 +1841,16 @@ fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
     assert!(left.len() <= 201, "{}", left.len());
     assert_eq!(left.last().map(|l| l.line.as_str()), Some("fresh"));
     // Far in the future, nothing is left at all.
+    let last = store.append_logs(&[access("web", None, now_ms(), "last")])?[0];
     store.prune_logs_before(i64::MAX)?;
     assert!(store.query_logs("web", &LogFilter::default())?.is_empty());
     assert_eq!(store.access_log_bytes(&web), 0);
+    // With every line gone, a restart still goes on from the highest id handed out.
+    drop(store);
+    let store = Store::open(&dir.db())?;
+    store.set_log_cap(1024 * 1024);
+    assert!(store.append_logs(&[access("web", None, now_ms(), "x")])?[0] > last);
+    store.prune_logs_before(i64::MAX)?;
     // And writing goes on after that.
     store.append_logs(&[access("web", None, now_ms(), "again")])?;
     assert_eq!(
