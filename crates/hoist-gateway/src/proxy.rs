@@ -242,7 +242,12 @@ impl Worker {
             };
             let _ = stream.set_nodelay(true);
             let worker = self.clone();
-            let svc = hyper::service::service_fn(move |req| worker.clone().handle(req, peer));
+            // The client's address as a header value, made once for all of the connection's
+            // requests.
+            let client_ip = HeaderValue::from_str(&peer.ip().to_string()).ok();
+            let svc = hyper::service::service_fn(move |req| {
+                worker.clone().handle(req, client_ip.clone())
+            });
             let conn = graceful.watch(
                 builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -338,10 +343,10 @@ impl Worker {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client_ip: Option<HeaderValue>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if !self.gw.config.record_requests {
-            return Ok(self.route(req, peer).await.0);
+            return Ok(self.route(req, client_ip).await.0);
         }
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -349,7 +354,7 @@ impl Worker {
             .uri()
             .path_and_query()
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-        let (resp, outcome) = self.route(req, peer).await;
+        let (resp, outcome) = self.route(req, client_ip).await;
         let Some(outcome) = outcome else {
             return Ok(resp);
         };
@@ -376,19 +381,22 @@ impl Worker {
     async fn route(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client_ip: Option<HeaderValue>,
     ) -> (Response<ProxyBody>, Option<Outcome>) {
-        let host = req
-            .headers()
-            .get(header::HOST)
+        // A clone of the Host header's value shares its bytes: no copy per request.
+        let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let host = host_value
+            .as_ref()
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let host_lc = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(host.to_ascii_lowercase())
         } else {
-            std::borrow::Cow::Borrowed(host.as_str())
+            std::borrow::Cow::Borrowed(host)
         };
         let pool = {
             let table = self.gw.table.load();
@@ -400,7 +408,7 @@ impl Worker {
             let page = page(
                 StatusCode::NOT_FOUND,
                 "No such app",
-                &format!("Nothing is deployed at {}.", escape(&host)),
+                &format!("Nothing is deployed at {}.", escape(host)),
             );
             return (page, None);
         };
@@ -427,7 +435,14 @@ impl Worker {
         let req = req.map(Some);
         let body = outcome.body.clone();
         let resp = match self
-            .forward(req, peer, &host, &pool, admitted.guard, &body)
+            .forward(
+                req,
+                &client_ip,
+                host_value.as_ref(),
+                &pool,
+                admitted.guard,
+                &body,
+            )
             .await
         {
             Forwarded::Answered(resp) => resp,
@@ -448,7 +463,14 @@ impl Worker {
                 outcome.cold |= admitted.cold;
                 let req = Request::from_parts(head, None);
                 match self
-                    .forward(req, peer, &host, &pool, admitted.guard, &body)
+                    .forward(
+                        req,
+                        &client_ip,
+                        host_value.as_ref(),
+                        &pool,
+                        admitted.guard,
+                        &body,
+                    )
                     .await
                 {
                     Forwarded::Answered(resp) | Forwarded::Unanswered(resp) => resp,
@@ -461,8 +483,8 @@ impl Worker {
     async fn forward(
         &self,
         mut req: Request<Option<Incoming>>,
-        peer: SocketAddr,
-        host: &str,
+        client_ip: &Option<HeaderValue>,
+        host: Option<&HeaderValue>,
         pool: &Arc<ServicePool>,
         guard: InFlight,
         body_count: &Arc<BodyCount>,
@@ -486,11 +508,11 @@ impl Worker {
             strip_hop_by_hop(headers);
         }
         if !headers.contains_key(header::HOST)
-            && let Ok(v) = HeaderValue::from_str(host)
+            && let Some(v) = host
         {
-            headers.insert(header::HOST, v);
+            headers.insert(header::HOST, v.clone());
         }
-        forwarded(headers, peer, host);
+        forwarded(headers, client_ip.as_ref(), host);
         // Instances speak HTTP/1.1 whatever the client spoke to us.
         *req.version_mut() = Version::HTTP_11;
         // Bodies without a Content-Length are counted as they stream.
@@ -869,23 +891,19 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
-    let ip = peer.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+fn forwarded(headers: &mut HeaderMap, client_ip: Option<&HeaderValue>, host: Option<&HeaderValue>) {
+    if let Some(ip) = client_ip {
+        let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+            Some(prev) => HeaderValue::from_bytes(&[prev, b", ", ip.as_bytes()].concat()).ok(),
+            None => Some(ip.clone()),
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    // The Host header as the client sent it, without copying it again.
-    let value = match headers.get(header::HOST) {
-        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
-        _ => HeaderValue::from_str(host).ok(),
-    };
-    if let Some(v) = value {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
+    if let Some(v) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), v.clone());
     }
 }
 
@@ -960,7 +978,11 @@ mod tests {
     fn forwarded_for_appends_the_peer() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        forwarded(&mut h, "127.0.0.1:5000".parse().unwrap(), "a.localhost");
+        forwarded(
+            &mut h,
+            Some(&HeaderValue::from_static("127.0.0.1")),
+            Some(&HeaderValue::from_static("a.localhost")),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.localhost");
