@@ -18,6 +18,8 @@ python3 redeploy.py
 echo
 python3 proxy.py
 echo
+REQUEST_LOGGING=off python3 proxy.py
+echo
 python3 access_log.py
 echo
 python3 grep.py
