@@ -391,6 +391,7 @@ def main():
         rps, p50, p99 = (median([x[i] for x in runs[name]]) for i in range(3))
         return rps, f"{rps:9.0f} req/s   p50 {p50:6.3f} ms   p99 {p99:6.3f} ms"
     (h_rps, h_row), (n_rps, n_row), (_, d_row) = row("hoist"), row("nginx"), row("direct")
+    ratios = [h[0] / n[0] for h, n in zip(runs["hoist"], runs["nginx"])]
     gw, direct = median(seq_gw), median(seq_direct)
     errors = sum(x[3] for xs in runs.values() for x in xs)
     print()
@@ -405,7 +406,8 @@ def main():
                              "off": "neither (Hoist --no-request-logging, nginx access_log off)",
                              "hoist-only": "Hoist only (nginx access_log off)"}[LOGGING]),
         ("throughput hoist / nginx, median of the rounds",
-         f"{median([h[0] / n[0] for h, n in zip(runs['hoist'], runs['nginx'])]):9.2f}"),
+         f"{median(ratios):9.2f}   (quartiles {pct(ratios, 25):.2f}-{pct(ratios, 75):.2f}; "
+         f"hoist ahead in {sum(r > 1 for r in ratios)} of {len(ratios)} rounds)"),
         ("throughput hoist / nginx, of the medians", f"{h_rps / n_rps:9.2f}"),
         ("proxy CPU per request, hoist / nginx", f"{median(cpu_us['hoist']):9.1f} us / "
                                                  f"{median(cpu_us['nginx']):.1f} us"),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use hoist_store::{LogLine, NewLogLine, Store};
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// What followers of logs and deployments receive.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +30,8 @@ enum Item {
     /// Many lines in one item: the access log's batches.
     Lines(Vec<NewLogLine>),
     Event(Event),
+    /// Answered once everything queued before it is stored.
+    Flushed(oneshot::Sender<()>),
 }
 
 #[derive(Clone)]
@@ -78,6 +80,10 @@ impl LogHub {
                             flush(&store, &out, std::mem::take(&mut lines)).await;
                             let _ = out.send(e);
                         }
+                        Item::Flushed(done) => {
+                            flush(&store, &out, std::mem::take(&mut lines)).await;
+                            let _ = done.send(());
+                        }
                     }
                 }
                 flush(&store, &out, lines).await;
@@ -118,6 +124,15 @@ impl LogHub {
             for l in lost {
                 *m.entry(l.service).or_default() += 1;
             }
+        }
+    }
+
+    /// Returns once every line written before the call is stored: a stopping server waits on
+    /// it, so the lines of its last moments are not lost with the process.
+    pub async fn flushed(&self) {
+        let (done, stored) = oneshot::channel();
+        if self.tx.send(Item::Flushed(done)).await.is_ok() {
+            let _ = stored.await;
         }
     }
 

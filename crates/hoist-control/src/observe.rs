@@ -13,7 +13,7 @@ use std::time::Duration;
 use hoist_core::{InstanceId, ServiceName};
 use hoist_gateway::{AccessLog, AccessRecord, StatsSnapshot};
 use hoist_store::{LogFilter, LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Platform;
 
@@ -50,17 +50,23 @@ impl Default for Retention {
 
 /// The gateway's side of the access log: a non-blocking hand-off.
 pub(crate) struct AccessQueue {
-    tx: mpsc::Sender<Vec<AccessRecord>>,
+    tx: mpsc::Sender<AccessItem>,
     dropped: AtomicU64,
+}
+
+pub(crate) enum AccessItem {
+    Batch(Vec<AccessRecord>),
+    /// Answered once the batches before it are on their way to the log hub.
+    Passed(oneshot::Sender<()>),
 }
 
 impl AccessLog for AccessQueue {
     fn record(&self, batch: Vec<AccessRecord>) {
-        if let Err(e) = self.tx.try_send(batch) {
+        if let Err(e) = self.tx.try_send(AccessItem::Batch(batch)) {
             let lost = match e {
-                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
-                    b.len()
-                }
+                mpsc::error::TrySendError::Full(AccessItem::Batch(b))
+                | mpsc::error::TrySendError::Closed(AccessItem::Batch(b)) => b.len(),
+                _ => 0,
             };
             self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         }
@@ -85,11 +91,25 @@ impl Platform {
             dropped: AtomicU64::new(0),
         });
         self.gateway.set_access_log(queue.clone());
+        let _ = self.access_queue.set(queue.clone());
         tokio::spawn(self.clone().write_access(rx, queue));
         tokio::spawn(self.clone().sample_minutes());
         tokio::spawn(self.clone().apply_retention());
         tokio::spawn(self.clone().measure_data_dir());
         tokio::spawn(self.clone().index_logs());
+    }
+
+    /// Returns once the access records the gateway has handed over and every log line
+    /// written so far are stored. A stopping server calls it after the gateway has drained,
+    /// so the log of its last requests survives the restart.
+    pub async fn flush_logs(&self) {
+        if let Some(queue) = self.access_queue.get() {
+            let (done, passed) = oneshot::channel();
+            if queue.tx.send(AccessItem::Passed(done)).await.is_ok() {
+                let _ = passed.await;
+            }
+        }
+        self.logs.flushed().await;
     }
 
     /// Keeps the trigram index of log lines (what `--grep` uses) up with what is stored, in
@@ -117,11 +137,18 @@ impl Platform {
 
     async fn write_access(
         self: Arc<Self>,
-        mut rx: mpsc::Receiver<Vec<AccessRecord>>,
+        mut rx: mpsc::Receiver<AccessItem>,
         queue: Arc<AccessQueue>,
     ) {
         let mut windows: HashMap<Arc<str>, ErrorWindow> = HashMap::new();
-        while let Some(batch) = rx.recv().await {
+        while let Some(item) = rx.recv().await {
+            let batch = match item {
+                AccessItem::Batch(b) => b,
+                AccessItem::Passed(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let mut lines = Vec::with_capacity(batch.len());
             for r in batch {
                 if r.status >= 500 {

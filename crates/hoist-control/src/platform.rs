@@ -98,6 +98,8 @@ pub struct Platform {
     pub(crate) build_stats: crate::metrics::BuildStats,
     pub(crate) data_dir_size: crate::metrics::DiskGauge,
     pub(crate) logs: LogHub,
+    /// Where the gateway hands its access records; set when the observers start.
+    pub(crate) access_queue: std::sync::OnceLock<Arc<crate::observe::AccessQueue>>,
     pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
@@ -175,6 +177,7 @@ impl Platform {
         let platform = Arc::new_cyclic(|weak| Platform {
             runtimes: Runtimes::new(config.runtime_cache.clone()),
             logs: LogHub::start(store.clone()),
+            access_queue: std::sync::OnceLock::new(),
             build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
             warm: WarmPool::new(config.warm_pool),
             config,

@@ -144,17 +144,24 @@ impl Gateway {
             std::thread::Builder::new()
                 .name(format!("gateway-{i}"))
                 .spawn(move || {
-                    rt.block_on(async move {
-                        let worker = Arc::new(Worker {
-                            gw,
-                            upstreams: Arc::default(),
-                            access: AccessBatch::default(),
-                        });
-                        match TcpListener::from_std(listener) {
-                            Ok(l) => worker.accept(l, shutdown).await,
-                            Err(e) => tracing::error!(error = %e, "gateway worker listener"),
+                    let worker = Arc::new(Worker {
+                        gw,
+                        upstreams: Arc::default(),
+                        access: AccessBatch::default(),
+                    });
+                    rt.block_on({
+                        let worker = worker.clone();
+                        async move {
+                            match TcpListener::from_std(listener) {
+                                Ok(l) => worker.accept(l, shutdown).await,
+                                Err(e) => tracing::error!(error = %e, "gateway worker listener"),
+                            }
                         }
                     });
+                    // Connections still open after the drain are dropped with the runtime;
+                    // their requests are recorded as they go, and handed over here.
+                    drop(rt);
+                    worker.flush_access();
                     let _ = tx.send(());
                 })?;
             done.push(rx);
@@ -268,7 +275,6 @@ impl Worker {
         }
         flusher.abort();
         sweeper.abort();
-        self.flush_access();
     }
 
     fn flush_access(&self) {

@@ -193,6 +193,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     platform.shutdown().await;
     let _ = gw_task.await;
+    // The gateway's last access records and the instances' last lines, stored before exit.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), platform.flush_logs())
+        .await
+        .is_err()
+    {
+        tracing::warn!("log lines still unwritten after 10 s; exiting without them");
+    }
     // Followers of live logs keep their streams open; do not wait on them forever.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
     Ok(())

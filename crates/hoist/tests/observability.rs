@@ -412,3 +412,51 @@ fn logs_past_their_age_are_removed() {
             .contains("new=1")
     );
 }
+
+#[test]
+fn every_request_answered_before_a_stop_is_in_the_access_log_after_the_restart() {
+    let mut server = Server::start("stop-flush", &[]);
+    server.deploy_probe("shop", WHOLE_CORE);
+    let gw_port = server.gw_port;
+    // Requests keep coming while the server stops, so the gateway's last batch of access
+    // records is still open when SIGTERM arrives.
+    let client = std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0..5000 {
+            let host = format!("shop.localhost:{gw_port}");
+            match common::http(gw_port, &host, &format!("/?last={i}")) {
+                Ok((200, _)) => answered.push(i),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        answered
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = server.terminate(Duration::from_secs(40));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "the server did not stop cleanly: {stopped:?}"
+    );
+    let answered = client.join().expect("client thread");
+    assert!(
+        !answered.is_empty(),
+        "no request was answered before the stop"
+    );
+    server.spawn();
+    let out = server.hoist_ok(&["logs", "shop", "--stream", "access", "--grep", "last="]);
+    let missing: Vec<_> = answered
+        .iter()
+        .filter(|i| !out.contains(&format!("GET /?last={i} ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered requests have no access line after the restart: {missing:?}",
+        missing.len(),
+        answered.len()
+    );
+}

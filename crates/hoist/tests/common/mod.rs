@@ -51,7 +51,7 @@ impl Server {
         s
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
