@@ -8,7 +8,8 @@ machine's whole share). Both proxies sit in front of that same instance:
   instance's own loopback, with a socket made inside its network namespace;
 - nginx (Debian's, `worker_processes 2`, one per core; `keepalive 64` upstream connections,
   HTTP/1.1, `Connection ""`; the same Host and X-Forwarded-* headers the gateway sets; its
-  access log as REQUEST_LOGGING says, below) runs from a temporary prefix and reaches the app at the instance's guest address
+  access log as REQUEST_LOGGING says, below; `worker_priority` the same as the gateway
+  threads' nice value, GATEWAY_NICE below) runs from a temporary prefix and reaches the app at the instance's guest address
   through the veth pair (read from the instance's /etc/hosts in its bundle directory).
 
 1. Throughput: `wrk -t2 -c64 -d10s --latency` on loopback against each proxy, interleaved
@@ -65,6 +66,10 @@ if LOGGING not in ("both", "off", "hoist-only"):
     raise SystemExit(f"REQUEST_LOGGING={LOGGING}: expected both, off or hoist-only")
 LOGGING_OFF = LOGGING == "off"
 NGINX_LOGS = LOGGING == "both"
+# Both proxies run at this scheduling priority: Hoist's gateway threads with --gateway-nice
+# (its default is -5) and nginx's workers with `worker_priority`, so neither is ahead of the
+# other in the CPU queue. GATEWAY_NICE=0 runs both at the default priority of a process.
+NICE = int(os.environ.get("GATEWAY_NICE", "-5"))
 NAME, APP_PORT = "fast", 8080
 HOST = f"{NAME}.localhost"
 
@@ -99,6 +104,7 @@ memory = 2048
 '''
 
 NGINX_CONF = '''worker_processes 2;
+worker_priority {nice};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -194,7 +200,7 @@ class Nginx:
         with open(conf, "w") as f:
             access_log = self.prefix + "/access.log" if NGINX_LOGS else "off"
             f.write(NGINX_CONF.format(prefix=self.prefix, upstream=upstream, port=self.port,
-                                      access_log=access_log))
+                                      access_log=access_log, nice=NICE))
         self.proc = subprocess.Popen(
             ["/usr/sbin/nginx", "-p", self.prefix, "-c", conf, "-e", self.prefix + "/error.log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -328,6 +334,11 @@ def main():
     try:
         extra = (("--gateway-workers", WORKERS) if WORKERS else ()) + \
             (("--no-request-logging",) if LOGGING_OFF else ())
+        if "--gateway-nice" in subprocess.run([HOIST, "server", "--help"], capture_output=True,
+                                              text=True).stdout:
+            extra += (f"--gateway-nice={NICE}",)
+        elif NICE:
+            raise SystemExit(f"{HOIST} has no --gateway-nice; run with GATEWAY_NICE=0")
         server = Server("proxy", extra)
         url, flags = deploy(server, repo)  # builds the go runtime the first time (~1 min)
         guest, instance = guest_address(server)
@@ -405,6 +416,7 @@ def main():
         ("request logging", {"both": "both proxies (each its default access log)",
                              "off": "neither (Hoist --no-request-logging, nginx access_log off)",
                              "hoist-only": "Hoist only (nginx access_log off)"}[LOGGING]),
+        ("scheduling priority of both proxies", f"nice {NICE} (--gateway-nice, worker_priority)"),
         ("throughput hoist / nginx, median of the rounds",
          f"{median(ratios):9.2f}   (quartiles {pct(ratios, 25):.2f}-{pct(ratios, 75):.2f}; "
          f"hoist ahead in {sum(r > 1 for r in ratios)} of {len(ratios)} rounds)"),

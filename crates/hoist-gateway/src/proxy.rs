@@ -36,6 +36,8 @@ pub struct GatewayConfig {
     pub workers: usize,
     /// Per-request statistics and access records (off only to measure what they cost).
     pub record_requests: bool,
+    /// The workers' scheduling priority (`nice`), 0 to leave it as the process has it.
+    pub nice: i32,
 }
 
 impl GatewayConfig {
@@ -47,6 +49,7 @@ impl GatewayConfig {
             request_timeout: RequestLimits::MAX_REQUEST_DURATION,
             workers: 1,
             record_requests: true,
+            nice: 0,
         }
     }
 }
@@ -138,12 +141,18 @@ impl Gateway {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let gw = self.clone();
             let shutdown = shutdown.clone();
+            let nice = self.config.nice;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             std::thread::Builder::new()
                 .name(format!("gateway-{i}"))
                 .spawn(move || {
+                    if nice != 0
+                        && let Err(e) = set_thread_nice(nice)
+                    {
+                        tracing::warn!(error = %e, nice, "gateway worker keeps the server's priority");
+                    }
                     let worker = Arc::new(Worker {
                         gw,
                         upstreams: Arc::default(),
@@ -170,6 +179,20 @@ impl Gateway {
             let _ = rx.await;
         }
         Ok(())
+    }
+}
+
+/// Sets the calling thread's nice value (on Linux, `setpriority` on a thread id applies to
+/// that thread alone).
+fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let rc =
+        unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as nix::libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

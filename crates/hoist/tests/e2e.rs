@@ -366,3 +366,61 @@ fn the_api_needs_a_token_and_describes_itself() {
         assert!(runtimes.contains(r), "{runtimes}");
     }
 }
+
+/// The nice value of each of the server's threads named `gateway-N`.
+fn gateway_thread_nice(pid: u32) -> Vec<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    let mut nice = Vec::new();
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.starts_with("gateway-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).expect("thread stat");
+        // Fields after the command name start at field 3 (state); nice is field 19.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        nice.push(fields[16].parse().expect("nice value"));
+    }
+    nice
+}
+
+#[test]
+fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
+    let default = Server::start("nice-default", &[]);
+    let pid = default.pid().expect("server running");
+    assert_eq!(gateway_thread_nice(pid), vec![-5], "default --gateway-nice");
+
+    let chosen = Server::start(
+        "nice-chosen",
+        &["--gateway-nice", "-2", "--gateway-workers", "2"],
+    );
+    let pid = chosen.pid().expect("server running");
+    assert_eq!(gateway_thread_nice(pid), vec![-2, -2]);
+    // The rest of the server keeps its own priority.
+    let main: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(main[16], "0");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["server", "--gateway-nice", "40"])
+        .output()
+        .expect("run hoist");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--gateway-nice") && stderr.contains("-20..=19"),
+        "{stderr}"
+    );
+}

@@ -85,6 +85,11 @@ impl Server {
         );
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`, as a crash or an OOM kill of the server would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
