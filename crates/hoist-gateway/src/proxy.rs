@@ -463,17 +463,9 @@ impl Worker {
             .then(|| head_of(&req));
         let req = req.map(Some);
         let body = outcome.body.clone();
-        let resp = match self
-            .forward(
-                req,
-                &client_ip,
-                host_value.as_ref(),
-                &pool,
-                admitted.guard,
-                &body,
-            )
-            .await
-        {
+        let send =
+            |req, guard| self.forward(req, &client_ip, host_value.as_ref(), &pool, guard, &body);
+        let resp = match send(req, admitted.guard).await {
             Forwarded::Answered(resp) => resp,
             Forwarded::Unanswered(page) => {
                 let Some(head) = replay else {
@@ -490,18 +482,7 @@ impl Worker {
                 };
                 outcome.instance = Some(admitted.guard.upstream().instance.clone());
                 outcome.cold |= admitted.cold;
-                let req = Request::from_parts(head, None);
-                match self
-                    .forward(
-                        req,
-                        &client_ip,
-                        host_value.as_ref(),
-                        &pool,
-                        admitted.guard,
-                        &body,
-                    )
-                    .await
-                {
+                match send(Request::from_parts(head, None), admitted.guard).await {
                     Forwarded::Answered(resp) | Forwarded::Unanswered(resp) => resp,
                 }
             }
