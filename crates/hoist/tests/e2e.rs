@@ -390,18 +390,35 @@ fn gateway_thread_nice(pid: u32) -> Vec<i64> {
     nice
 }
 
+/// The gateway's threads are started by a task after the API answers, and each sets its own
+/// priority once it runs: wait (bounded) until they show `want` before comparing.
+fn settled_gateway_thread_nice(pid: u32, want: &[i64]) -> Vec<i64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let nice = gateway_thread_nice(pid);
+        if nice == want || std::time::Instant::now() > deadline {
+            return nice;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
     let default = Server::start("nice-default", &[]);
     let pid = default.pid().expect("server running");
-    assert_eq!(gateway_thread_nice(pid), vec![-5], "default --gateway-nice");
+    assert_eq!(
+        settled_gateway_thread_nice(pid, &[-5]),
+        vec![-5],
+        "default --gateway-nice"
+    );
 
     let chosen = Server::start(
         "nice-chosen",
         &["--gateway-nice", "-2", "--gateway-workers", "2"],
     );
     let pid = chosen.pid().expect("server running");
-    assert_eq!(gateway_thread_nice(pid), vec![-2, -2]);
+    assert_eq!(settled_gateway_thread_nice(pid, &[-2, -2]), vec![-2, -2]);
     // The rest of the server keeps its own priority.
     let main: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .unwrap()
