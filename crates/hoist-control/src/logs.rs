@@ -170,7 +170,9 @@ async fn flush(store: &Arc<Store>, out: &broadcast::Sender<Event>, lines: Vec<Ne
             if out.receiver_count() == 0 {
                 return;
             }
+            // A line not stored (its service was deleted meanwhile) is not shown either.
             for (l, id) in lines.into_iter().zip(ids) {
+                let Some(id) = id else { continue };
                 let _ = out.send(Event::Log(LogLine {
                     id,
                     service: l.service,

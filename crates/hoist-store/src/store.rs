@@ -1,3 +1,4 @@
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -883,38 +884,81 @@ impl Store {
     // ---- logs -------------------------------------------------------------------------
 
     /// Appends lines: access lines to the service's access log files, the others to SQLite in
-    /// one transaction; enforces the per-service size cap. Ids follow the order of `lines`.
-    pub fn append_logs(&self, lines: &[NewLogLine]) -> Result<Vec<i64>, StoreError> {
+    /// one transaction; enforces the per-service size cap. Ids follow the order of `lines`;
+    /// a line that is not stored gets `None`.
+    ///
+    /// A service's log holds the lines of its own lifetime. Lines are written a little after
+    /// they happen (the gateway hands access records over in batches, the log hub in turn),
+    /// so a line can arrive after its service was deleted, or after a service of the same
+    /// name was created again. It is dropped if its service is not on record, if it predates
+    /// the service's creation, or if it names a deployment that is not the service's.
+    pub fn append_logs(&self, lines: &[NewLogLine]) -> Result<Vec<Option<i64>>, StoreError> {
         // Ids are handed out and every line written under the one lock, so each file holds
         // its lines in id order whoever calls.
         let mut conn = self.conn();
         let first = self
             .next_log_id
             .fetch_add(lines.len() as i64, std::sync::atomic::Ordering::Relaxed);
-        let ids: Vec<i64> = (first..first + lines.len() as i64).collect();
-        let mut access: std::collections::BTreeMap<&str, Vec<AccessLine<'_>>> =
-            std::collections::BTreeMap::new();
+        let mut ids: Vec<Option<i64>> = Vec::with_capacity(lines.len());
+        // Per service: when it was created, `None` if it is not on record. Per deployment:
+        // whether it is that service's.
+        let mut services: HashMap<&str, Option<i64>> = HashMap::new();
+        let mut deployments: HashMap<(&str, &str), bool> = HashMap::new();
+        let mut access: BTreeMap<&str, Vec<AccessLine<'_>>> = BTreeMap::new();
         let mut other = Vec::new();
-        for (l, id) in lines.iter().zip(&ids) {
+        for (l, id) in lines.iter().zip(first..) {
+            let service = match services.get(l.service.as_str()) {
+                Some(known) => *known,
+                None => {
+                    let known = conn
+                        .prepare_cached("SELECT created_at FROM services WHERE name = ?1")?
+                        .query_row(params![l.service], |r| r.get(0))
+                        .optional()?;
+                    services.insert(&l.service, known);
+                    known
+                }
+            };
+            let mut kept = service.is_some_and(|created| l.ts >= created);
+            if kept && let Some(d) = l.deployment.as_deref() {
+                let key = (l.service.as_str(), d);
+                kept = match deployments.get(&key) {
+                    Some(ours) => *ours,
+                    None => {
+                        let ours = conn
+                            .prepare_cached(
+                                "SELECT 1 FROM deployments WHERE id = ?1 AND service = ?2",
+                            )?
+                            .query_row(params![d, l.service], |_| Ok(()))
+                            .optional()?
+                            .is_some();
+                        deployments.insert(key, ours);
+                        ours
+                    }
+                };
+            }
+            if !kept {
+                ids.push(None);
+                continue;
+            }
+            ids.push(Some(id));
             if l.stream == LogStream::Access {
                 access
                     .entry(l.service.as_str())
                     .or_default()
                     .push(AccessLine {
-                        id: *id,
+                        id,
                         ts: l.ts,
                         instance: l.instance.as_deref(),
                         text: &l.line,
                     });
             } else {
-                other.push((l, *id));
+                other.push((l, id));
             }
         }
         if !other.is_empty() {
             Self::insert_sql_logs(&mut conn, &other, self.log_cap())?;
         }
-        // The access log gets what the service's other lines leave of the cap. A service
-        // not on record (deleted meanwhile) gets no access log.
+        // The access log gets what the service's other lines leave of the cap.
         for (service, lines) in &access {
             let used: Option<i64> = conn
                 .prepare_cached("SELECT log_bytes FROM services WHERE name = ?1")?
@@ -940,7 +984,7 @@ impl Store {
         cap: i64,
     ) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        let mut grown: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut grown: HashMap<&str, i64> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO logs (id, service, deployment, instance, stream, ts, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

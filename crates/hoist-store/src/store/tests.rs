@@ -224,7 +224,7 @@ fn reopen_keeps_data() -> TestResult {
         ..UsageDelta::default()
     };
     store.add_usage(&web, "2026-11-25", &delta)?;
-    let ids = store.append_logs(&[log_line(
+    let ids = store.append_all(&[log_line(
         "web",
         Some(&d),
         Some(&instance),
@@ -269,7 +269,7 @@ fn reopen_keeps_data() -> TestResult {
     assert_eq!(texts(&logs), ["hello"]);
     assert_eq!(logs[0].id, ids[0]);
     // Log ids keep growing across restarts, so `after_id` followers never miss lines.
-    let more = store.append_logs(&[log_line("web", None, None, LogStream::System, "again")])?;
+    let more = store.append_all(&[log_line("web", None, None, LogStream::System, "again")])?;
     assert!(more[0] > ids[0]);
     Ok(())
 }
@@ -1241,10 +1241,10 @@ fn append_and_query_logs() -> TestResult {
         log_line("web", Some(&d2), Some(&i2), LogStream::Stderr, "oops"),
         log_line("web", Some(&d2), Some(&i2), LogStream::Stdout, "world"),
     ];
-    let ids = store.append_logs(&lines)?;
+    let ids = store.append_all(&lines)?;
     assert_eq!(ids.len(), lines.len());
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    assert!(store.append_logs(&[])?.is_empty());
+    assert!(store.append_all(&[])?.is_empty());
 
     let query = |filter: LogFilter| store.query_logs("web", &filter);
     let all = query(LogFilter::default())?;
@@ -1341,7 +1341,7 @@ fn append_and_query_logs() -> TestResult {
     assert!(store.query_logs("nope", &LogFilter::default())?.is_empty());
 
     // Following: a later batch is exactly what comes after the last id seen.
-    let more = store.append_logs(&[log_line(
+    let more = store.append_all(&[log_line(
         "web",
         Some(&d2),
         Some(&i2),
@@ -1377,7 +1377,7 @@ fn log_cap_drops_oldest_lines() -> TestResult {
     let web = service("web")?;
     store.ensure_service(&web)?;
     store.ensure_service(&service("api")?)?;
-    store.append_logs(&[log_line("api", None, None, LogStream::Stdout, "kept")])?;
+    store.append_all(&[log_line("api", None, None, LogStream::Stdout, "kept")])?;
 
     const LINE: usize = 1024 * 1024;
     let cost = LINE as i64 + 64;
@@ -1399,12 +1399,12 @@ fn log_cap_drops_oldest_lines() -> TestResult {
     };
 
     // 40 MiB: under the 50 MiB cap, nothing goes.
-    let first = store.append_logs(&batch(0, 40))?;
+    let first = store.append_all(&batch(0, 40))?;
     assert_eq!(web_stats(&store)?, (40, first[0]));
     assert_eq!(log_bytes(&store, "web")?, 40 * cost);
 
     // 55 MiB: over the cap, the oldest fifth (11 lines) is dropped.
-    store.append_logs(&batch(40, 55))?;
+    store.append_all(&batch(40, 55))?;
     assert_eq!(web_stats(&store)?, (44, first[11]));
     assert_eq!(log_bytes(&store, "web")?, 44 * cost);
     let oldest = store.query_logs(
@@ -1435,7 +1435,7 @@ fn store_is_usable_from_many_threads() -> TestResult {
                     let mut ids = Vec::new();
                     for n in 0..25 {
                         let line = format!("thread {t} line {n}");
-                        ids.extend(store.append_logs(&[log_line(
+                        ids.extend(store.append_all(&[log_line(
                             "web",
                             None,
                             None,
@@ -1488,7 +1488,7 @@ fn delete_service_removes_everything() -> TestResult {
                 ..UsageDelta::default()
             },
         )?;
-        store.append_logs(&[
+        store.append_all(&[
             log_line(name.as_str(), Some(&d), None, LogStream::Build, "built"),
             log_line(name.as_str(), Some(&d), Some(&i), LogStream::Stdout, "up"),
         ])?;
@@ -1580,7 +1580,7 @@ fn grep_finds_lines_before_and_after_they_are_indexed_and_other_filters_apply() 
         LogStream::Access,
         "GET / 504 Timeout",
     ));
-    store.append_logs(&lines)?;
+    store.append_all(&lines)?;
     let grep = |text: &str, streams: Vec<LogStream>| -> Result<Vec<String>, StoreError> {
         Ok(store
             .query_logs(
@@ -1649,7 +1649,7 @@ fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -
     store.ensure_service(&service("api")?)?;
     let i1 = InstanceId::generate();
     let t = now_ms();
-    let ids = store.append_logs(&[
+    let ids = store.append_all(&[
         log_line("web", None, Some(&i1), LogStream::Stdout, "booting"),
         access("web", Some(&i1), t, "GET / 200 1.0ms"),
         access("web", None, t + 1, "GET /slow 503 9.0ms"),
@@ -1755,7 +1755,7 @@ fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -
         .open(&file)?
         .write_all(b"999999\t1\t-\tGET /cut")?;
     let store = Store::open(&dir.db())?;
-    let again = store.append_logs(&[access("web", None, t + 3, "GET /next 200 1.0ms")])?;
+    let again = store.append_all(&[access("web", None, t + 3, "GET /next 200 1.0ms")])?;
     assert_eq!(again[0], ids[5] + 1);
     assert!(!std::fs::read_to_string(&file)?.contains("/cut"));
     assert_eq!(
@@ -1771,11 +1771,11 @@ fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -
     assert_eq!(access_files(&dir, "web")?.len(), 2);
     // A line is cut at 16 KiB, so the id of a segment's last line is always found again.
     let long = format!("GET /{}", "a".repeat(70_000));
-    let long_id = store.append_logs(&[access("web", None, t + 4, &long)])?[0];
+    let long_id = store.append_all(&[access("web", None, t + 4, &long)])?[0];
     drop(store);
     let store = Store::open(&dir.db())?;
     assert_eq!(
-        store.append_logs(&[access("web", None, t + 5, "GET /later")])?[0],
+        store.append_all(&[access("web", None, t + 5, "GET /later")])?[0],
         long_id + 1
     );
     let tail = store.query_logs(
@@ -1792,11 +1792,48 @@ fn access_lines_live_in_segment_files_and_read_back_with_the_others_in_order() -
     // not kept.
     assert!(store.delete_service(&web)?);
     assert!(!dir.0.join("access-log/web").exists());
-    store.append_logs(&[access("web", None, t, "GET / 200")])?;
+    assert_eq!(
+        store.append_logs(&[access("web", None, t, "GET / 200")])?,
+        [None]
+    );
     assert!(!dir.0.join("access-log/web").exists());
     assert_eq!(
         texts(&store.query_logs("api", &LogFilter::default())?),
         ["POST /x 201 2.0ms"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_service_created_again_gets_none_of_the_lines_of_the_one_deleted_before() -> TestResult {
+    let dir = TempDir::new("log_lifetime")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    let old = new_deployment(&store, &web)?;
+    let before = now_ms();
+    store.append_all(&[access("web", None, before, "GET /old 200")])?;
+    assert!(store.delete_service(&web)?);
+    // Created again in a later millisecond; its first deployment is a new one.
+    std::thread::sleep(Duration::from_millis(2));
+    store.ensure_service(&web)?;
+    let new = new_deployment(&store, &web)?;
+    let late = |deployment: &DeploymentId, text: &str| NewLogLine {
+        deployment: Some(deployment.to_string()),
+        ..log_line("web", None, None, LogStream::Stdout, text)
+    };
+    // What the old service's requests and instances left in flight arrives now.
+    let ids = store.append_logs(&[
+        access("web", None, before + 1, "GET /in-flight 200"),
+        late(&old, "old instance shutting down"),
+        access("web", None, now_ms(), "GET /new 200"),
+        late(&new, "new instance up"),
+    ])?;
+    assert!(ids[0].is_none() && ids[1].is_none(), "{ids:?}");
+    assert!(ids[2].is_some() && ids[3].is_some(), "{ids:?}");
+    assert_eq!(
+        texts(&store.query_logs("web", &LogFilter::default())?),
+        ["GET /new 200", "new instance up"]
     );
     Ok(())
 }
@@ -1809,14 +1846,14 @@ fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
     store.ensure_service(&web)?;
     // A 1 MiB cap: segments of 100 KiB (a tenth).
     store.set_log_cap(1024 * 1024);
-    store.append_logs(&[log_line("web", None, None, LogStream::Stdout, "kept")])?;
+    store.append_all(&[log_line("web", None, None, LogStream::Stdout, "kept")])?;
     let text = "x".repeat(1000);
     let t = now_ms();
     for batch in 0..40 {
         let lines: Vec<NewLogLine> = (0..100)
             .map(|i| access("web", None, t, &format!("{batch:02}-{i:03} {text}")))
             .collect();
-        store.append_logs(&lines)?;
+        store.append_all(&lines)?;
     }
     // 4 MB written, at most the cap kept, in whole segments, the oldest gone first.
     let bytes = store.access_log_bytes(&web);
@@ -1834,14 +1871,14 @@ fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
     // written to since, so it stays.
     std::thread::sleep(Duration::from_millis(5));
     let cutoff = now_ms();
-    store.append_logs(&[access("web", None, cutoff, "fresh")])?;
+    store.append_all(&[access("web", None, cutoff, "fresh")])?;
     store.prune_logs_before(cutoff)?;
     let left = store.query_logs("web", &LogFilter::default())?;
     // Only the newest segment (two batches) and the fresh line.
     assert!(left.len() <= 201, "{}", left.len());
     assert_eq!(left.last().map(|l| l.line.as_str()), Some("fresh"));
     // Far in the future, nothing is left at all.
-    let last = store.append_logs(&[access("web", None, now_ms(), "last")])?[0];
+    let last = store.append_all(&[access("web", None, now_ms(), "last")])?[0];
     store.prune_logs_before(i64::MAX)?;
     assert!(store.query_logs("web", &LogFilter::default())?.is_empty());
     assert_eq!(store.access_log_bytes(&web), 0);
@@ -1849,13 +1886,27 @@ fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
     drop(store);
     let store = Store::open(&dir.db())?;
     store.set_log_cap(1024 * 1024);
-    assert!(store.append_logs(&[access("web", None, now_ms(), "x")])?[0] > last);
+    assert!(store.append_all(&[access("web", None, now_ms(), "x")])?[0] > last);
     store.prune_logs_before(i64::MAX)?;
     // And writing goes on after that.
-    store.append_logs(&[access("web", None, now_ms(), "again")])?;
+    store.append_all(&[access("web", None, now_ms(), "again")])?;
     assert_eq!(
         texts(&store.query_logs("web", &LogFilter::default())?),
         ["again"]
     );
     Ok(())
+}
+
+impl Store {
+    /// [`Store::append_logs`] for lines that must all be stored.
+    fn append_all(&self, lines: &[NewLogLine]) -> Result<Vec<i64>, crate::StoreError> {
+        self.append_logs(lines)?
+            .into_iter()
+            .map(|id| {
+                id.ok_or_else(|| {
+                    crate::StoreError::Corrupt(format!("a line was not stored: {lines:?}"))
+                })
+            })
+            .collect()
+    }
 }
