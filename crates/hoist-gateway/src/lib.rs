@@ -10,6 +10,6 @@ mod table;
 pub use observe::{AccessLog, AccessRecord, LATENCY_BOUNDS_S, RequestStats, StatsSnapshot};
 pub use proxy::{Gateway, GatewayConfig};
 pub use table::{
-    Activator, Admitted, InFlight, PoolLimits, Rejection, RoutingTable, ServicePool, Upstream,
-    UpstreamState, UpstreamUsage,
+    Activator, Admitted, InFlight, PoolLimits, Rejection, RoutingTable, ServicePool, Traffic,
+    Upstream, UpstreamState, UpstreamUsage,
 };

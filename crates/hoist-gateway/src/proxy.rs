@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::connections::{Connections, Lent};
 use crate::observe::{AccessBatch, AccessLog, AccessRecord};
-use crate::table::{InFlight, Rejection, RoutingTable, ServicePool};
+use crate::table::{InFlight, Rejection, RoutingTable, ServicePool, Traffic};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -450,7 +450,8 @@ impl Worker {
         if let Some(rejected) = self.check_limits(&req) {
             return (rejected, Some(outcome));
         }
-        let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
+        let traffic = Traffic::of_path(req.uri().path());
+        let admitted = match pool.acquire(self.gw.config.hold_timeout, traffic).await {
             Ok(a) => a,
             Err(rejection) => return (rejected(pool.name(), rejection), Some(outcome)),
         };
@@ -474,7 +475,7 @@ impl Worker {
                 tracing::warn!(service = pool.name(), instance = %upstream.instance,
                     "instance died right after its thaw; retrying on another");
                 pool.remove(&upstream.instance);
-                let admitted = match pool.acquire(self.gw.config.hold_timeout).await {
+                let admitted = match pool.acquire(self.gw.config.hold_timeout, traffic).await {
                     Ok(a) => a,
                     Err(rejection) => {
                         return (rejected(pool.name(), rejection), Some(outcome));

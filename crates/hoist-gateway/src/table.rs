@@ -49,6 +49,31 @@ impl UpstreamState {
     }
 }
 
+/// Whether a request keeps its instance from going idle.
+///
+/// Health checks (an uptime monitor polling `/kaithhealth`) are answered like any request,
+/// by thawing or starting an instance if need be, but do not count as activity: a service
+/// polled every minute still freezes `idle_freeze` and stops `idle_stop` after its last
+/// real request, as it would without the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    User,
+    HealthCheck,
+}
+
+impl Traffic {
+    /// The path the platform polls for readiness, and so the one monitors poll too.
+    pub const HEALTH_PATH: &'static str = "/kaithhealth";
+
+    pub fn of_path(path: &str) -> Traffic {
+        if path == Traffic::HEALTH_PATH {
+            Traffic::HealthCheck
+        } else {
+            Traffic::User
+        }
+    }
+}
+
 /// State and in-flight count share one word so that "admit a request" and "freeze because
 /// idle" cannot both succeed: each is a compare-and-swap on the same value.
 const STATE_SHIFT: u32 = 32;
@@ -73,7 +98,8 @@ pub struct Upstream {
     pub port: u16,
     freezer: Option<Freezer>,
     word: AtomicU64,
-    /// When the last request finished (or the instance became ready).
+    /// When the last user request finished, or the instance became ready or was thawed for
+    /// one (health checks leave it alone).
     idle_since: AtomicU64,
     active_since: AtomicU64,
     active_ms: AtomicU64,
@@ -144,7 +170,12 @@ impl Upstream {
     }
 
     /// Admits a request if the instance is ready and below `limit`.
-    fn try_admit(self: &Arc<Self>, limit: u32, pool: &Arc<ServicePool>) -> Option<InFlight> {
+    fn try_admit(
+        self: &Arc<Self>,
+        limit: u32,
+        pool: &Arc<ServicePool>,
+        traffic: Traffic,
+    ) -> Option<InFlight> {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
             let in_flight = cur & COUNT_MASK;
@@ -165,6 +196,7 @@ impl Upstream {
                     return Some(InFlight {
                         upstream: self.clone(),
                         pool: pool.clone(),
+                        traffic,
                     });
                 }
                 Err(actual) => cur = actual,
@@ -172,13 +204,21 @@ impl Upstream {
         }
     }
 
-    fn finish(&self) {
+    fn finish(&self, traffic: Traffic) {
         let prev = self.word.fetch_sub(1, Ordering::AcqRel);
-        if prev & COUNT_MASK == 1 {
-            let now = now_ms();
+        let last = prev & COUNT_MASK == 1;
+        if !last && traffic == Traffic::HealthCheck {
+            return;
+        }
+        let now = now_ms();
+        if last {
             let since = self.active_since.load(Ordering::Acquire);
             self.active_ms
                 .fetch_add(now.saturating_sub(since), Ordering::AcqRel);
+        }
+        // Also when others are still in flight: a health check that outlasts this request
+        // must not leave the idle clock at an older user request.
+        if traffic == Traffic::User {
             self.idle_since.store(now, Ordering::Release);
         }
     }
@@ -230,6 +270,11 @@ impl Upstream {
 
     /// Thaws a frozen instance; `Ok(false)` if it was not frozen (someone else thawed it).
     pub fn thaw(&self) -> std::io::Result<bool> {
+        self.thaw_for(Traffic::User)
+    }
+
+    /// [`Upstream::thaw`] for a request of kind `traffic`.
+    fn thaw_for(&self, traffic: Traffic) -> std::io::Result<bool> {
         if !self.transition(UpstreamState::Frozen, UpstreamState::Thawing) {
             return Ok(false);
         }
@@ -240,8 +285,11 @@ impl Upstream {
         let since = self.frozen_since.load(Ordering::Acquire);
         self.frozen_ms
             .fetch_add(now_ms().saturating_sub(since), Ordering::AcqRel);
-        // Thawing counts as activity: the instance is not frozen again right away.
-        self.idle_since.store(now_ms(), Ordering::Release);
+        // Thawing for a user counts as activity: the instance is not frozen again right away.
+        // Thawed for a health check, it freezes again once that is answered.
+        if traffic == Traffic::User {
+            self.idle_since.store(now_ms(), Ordering::Release);
+        }
         match result {
             Ok(()) => {
                 self.thawed_at.store(now_ms(), Ordering::Release);
@@ -298,6 +346,7 @@ pub struct UpstreamUsage {
 pub struct InFlight {
     upstream: Arc<Upstream>,
     pool: Arc<ServicePool>,
+    traffic: Traffic,
 }
 
 impl InFlight {
@@ -308,7 +357,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.upstream.finish();
+        self.upstream.finish(self.traffic);
         if self.pool.waiting.load(Ordering::Acquire) > 0 {
             self.pool.changed.notify_waiters();
         }
@@ -370,6 +419,10 @@ pub struct ServicePool {
     failure: Mutex<Option<String>>,
     failures: AtomicU64,
     cold_starts: AtomicU64,
+    /// When a user request last found no instance ready (ms, 0 for never). An instance the
+    /// activator starts has been idle since then: one started only to answer a health check
+    /// is frozen and stopped as soon as the scaler sees it idle.
+    wanted_at: AtomicU64,
     next: AtomicU32,
     activator: Arc<dyn Activator>,
     stats: crate::observe::RequestStats,
@@ -409,6 +462,7 @@ impl ServicePool {
             failures: AtomicU64::new(0),
             stats: crate::observe::RequestStats::default(),
             cold_starts: AtomicU64::new(0),
+            wanted_at: AtomicU64::new(0),
             next: AtomicU32::new(0),
             activator,
         })
@@ -565,6 +619,9 @@ impl ServicePool {
         match result {
             Ok(upstream) => {
                 self.starting.fetch_sub(1, Ordering::AcqRel);
+                upstream
+                    .idle_since
+                    .store(self.wanted_at.load(Ordering::Acquire), Ordering::Release);
                 self.add(upstream);
             }
             Err(reason) => {
@@ -578,7 +635,7 @@ impl ServicePool {
 
     /// Fewest in-flight requests among ready instances below the concurrency limit; ties
     /// rotate so idle instances share the load.
-    fn try_pick(self: &Arc<Self>) -> Option<InFlight> {
+    fn try_pick(self: &Arc<Self>, traffic: Traffic) -> Option<InFlight> {
         let list = self.upstreams.load();
         let n = list.len();
         if n == 0 {
@@ -592,7 +649,7 @@ impl ServicePool {
                 .map(|i| &list[(start + i) % n])
                 .filter(|u| u.state() == UpstreamState::Ready)
                 .min_by_key(|u| u.in_flight())?;
-            if let Some(g) = best.try_admit(limit, self) {
+            if let Some(g) = best.try_admit(limit, self, traffic) {
                 return Some(g);
             }
         }
@@ -600,11 +657,11 @@ impl ServicePool {
     }
 
     /// Thaws one frozen instance, if there is one; true if the caller should pick again.
-    fn thaw_one(&self) -> bool {
+    fn thaw_one(&self, traffic: Traffic) -> bool {
         let list = self.upstreams.load();
         for u in list.iter() {
             if u.state() == UpstreamState::Frozen {
-                match u.thaw() {
+                match u.thaw_for(traffic) {
                     Ok(true) => {
                         self.changed.notify_waiters();
                         return true;
@@ -660,12 +717,19 @@ impl ServicePool {
 
     /// Finds an instance for one request: a ready one at once if there is room, otherwise
     /// thaws a frozen one, starts a new one, or waits (bounded in count and time) for one.
-    pub async fn acquire(self: &Arc<Self>, hold: Duration) -> Result<Admitted, Rejection> {
-        if let Some(g) = self.try_pick() {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        hold: Duration,
+        traffic: Traffic,
+    ) -> Result<Admitted, Rejection> {
+        if let Some(g) = self.try_pick(traffic) {
             return Ok(Admitted {
                 guard: g,
                 cold: false,
             });
+        }
+        if traffic == Traffic::User {
+            self.wanted_at.store(now_ms(), Ordering::Release);
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let _waiting = Waiting(&self.waiting);
@@ -676,10 +740,10 @@ impl ServicePool {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(g) = self.try_pick() {
+            if let Some(g) = self.try_pick(traffic) {
                 return Ok(Admitted { guard: g, cold });
             }
-            if self.thaw_one() {
+            if self.thaw_one(traffic) {
                 continue;
             }
             if !self.deployed.load(Ordering::Acquire) {
@@ -794,7 +858,7 @@ mod tests {
         let (p, starts) = pool(2, 1);
         let u = upstream("i-1");
         p.add(u.clone());
-        let a = p.acquire(HOLD).await.unwrap();
+        let a = p.acquire(HOLD, Traffic::User).await.unwrap();
         assert!(!a.cold);
         assert_eq!(u.in_flight(), 1);
         drop(a);
@@ -809,12 +873,12 @@ mod tests {
         let (a, b) = (upstream("i-a"), upstream("i-b"));
         p.add(a.clone());
         p.add(b.clone());
-        let g1 = p.acquire(HOLD).await.unwrap();
-        let g2 = p.acquire(HOLD).await.unwrap();
+        let g1 = p.acquire(HOLD, Traffic::User).await.unwrap();
+        let g2 = p.acquire(HOLD, Traffic::User).await.unwrap();
         assert_eq!((a.in_flight(), b.in_flight()), (1, 1));
         drop(g1);
         let first = g2.guard.upstream().instance.clone();
-        let g3 = p.acquire(HOLD).await.unwrap();
+        let g3 = p.acquire(HOLD, Traffic::User).await.unwrap();
         assert_ne!(
             g3.guard.upstream().instance,
             first,
@@ -829,7 +893,7 @@ mod tests {
         for _ in 0..20 {
             let p = p.clone();
             waiters.push(tokio::spawn(async move {
-                p.acquire(HOLD).await.map(|a| a.cold)
+                p.acquire(HOLD, Traffic::User).await.map(|a| a.cold)
             }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -861,7 +925,9 @@ mod tests {
         for _ in 0..10 {
             let p = p.clone();
             waiters.push(tokio::spawn(async move {
-                p.acquire(Duration::from_millis(300)).await.err()
+                p.acquire(Duration::from_millis(300), Traffic::User)
+                    .await
+                    .err()
             }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -880,7 +946,7 @@ mod tests {
         let (p, _) = pool(80, 10);
         let waiter = {
             let p = p.clone();
-            tokio::spawn(async move { p.acquire(HOLD).await.err() })
+            tokio::spawn(async move { p.acquire(HOLD, Traffic::User).await.err() })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         p.start_finished(Err("exit code 3".into()));
@@ -895,18 +961,23 @@ mod tests {
     async fn at_the_limits_the_queue_is_bounded_and_waits_end_in_overloaded() {
         let (p, _) = pool(1, 1);
         p.add(upstream("i-1"));
-        let busy = p.acquire(HOLD).await.unwrap();
+        let busy = p.acquire(HOLD, Traffic::User).await.unwrap();
         // The queue holds max(1 * 1, 10) requests; the one after is refused at once.
         let mut held = Vec::new();
         for _ in 0..10 {
             let p = p.clone();
             held.push(tokio::spawn(async move {
-                p.acquire(Duration::from_millis(200)).await.err()
+                p.acquire(Duration::from_millis(200), Traffic::User)
+                    .await
+                    .err()
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let t = Instant::now();
-        assert_eq!(p.acquire(HOLD).await.err(), Some(Rejection::Overloaded));
+        assert_eq!(
+            p.acquire(HOLD, Traffic::User).await.err(),
+            Some(Rejection::Overloaded)
+        );
         assert!(t.elapsed() < Duration::from_millis(100));
         for h in held {
             assert_eq!(h.await.unwrap(), Some(Rejection::Overloaded));
@@ -919,10 +990,10 @@ mod tests {
     async fn a_slot_freed_goes_to_a_waiting_request() {
         let (p, _) = pool(1, 1);
         p.add(upstream("i-1"));
-        let busy = p.acquire(HOLD).await.unwrap();
+        let busy = p.acquire(HOLD, Traffic::User).await.unwrap();
         let waiter = {
             let p = p.clone();
-            tokio::spawn(async move { p.acquire(HOLD).await.is_ok() })
+            tokio::spawn(async move { p.acquire(HOLD, Traffic::User).await.is_ok() })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(busy);
@@ -934,7 +1005,7 @@ mod tests {
         let (p, _) = pool(80, 10);
         let held = {
             let p = p.clone();
-            tokio::spawn(async move { p.acquire(HOLD).await.is_ok() })
+            tokio::spawn(async move { p.acquire(HOLD, Traffic::User).await.is_ok() })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(p.waiting(), 1);
@@ -947,7 +1018,10 @@ mod tests {
     async fn no_live_deployment_is_refused() {
         let (p, starts) = pool(80, 10);
         p.set_deployed(false);
-        assert_eq!(p.acquire(HOLD).await.err(), Some(Rejection::NotDeployed));
+        assert_eq!(
+            p.acquire(HOLD, Traffic::User).await.err(),
+            Some(Rejection::NotDeployed)
+        );
         assert_eq!(starts.0.load(Ordering::SeqCst), 0);
     }
 
@@ -957,26 +1031,108 @@ mod tests {
         let u = upstream("i-1");
         p.add(u.clone());
         assert!(u.transition(UpstreamState::Ready, UpstreamState::Freezing));
-        assert!(u.try_admit(80, &p).is_none());
+        assert!(u.try_admit(80, &p, Traffic::User).is_none());
         assert!(u.transition(UpstreamState::Freezing, UpstreamState::Frozen));
         assert!(u.thaw().unwrap());
         assert_eq!(u.state(), UpstreamState::Ready);
-        assert!(u.try_admit(80, &p).is_some());
+        assert!(u.try_admit(80, &p, Traffic::User).is_some());
         p.remove("i-1");
         assert_eq!(u.state(), UpstreamState::Retired);
-        assert!(u.try_admit(80, &p).is_none());
+        assert!(u.try_admit(80, &p, Traffic::User).is_none());
     }
 
     #[test]
     fn active_time_counts_only_with_requests_in_flight() {
         let (p, _) = pool(80, 10);
         let u = upstream("i-1");
-        let g = u.try_admit(80, &p).unwrap();
+        let g = u.try_admit(80, &p, Traffic::User).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         drop(g);
         std::thread::sleep(Duration::from_millis(30));
         let usage = u.usage();
         assert!((25..60).contains(&usage.active_ms), "{usage:?}");
         assert!(u.idle_for() >= Duration::from_millis(25));
+    }
+
+    #[test]
+    fn health_checks_do_not_reset_the_idle_clock() {
+        let (p, _) = pool(80, 10);
+        let u = upstream("i-1");
+        std::thread::sleep(Duration::from_millis(40));
+        let health = u.try_admit(80, &p, Traffic::HealthCheck).unwrap();
+        // A user request that ends while the health check is still in flight is what the
+        // idle clock counts from.
+        let user = u.try_admit(80, &p, Traffic::User).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        drop(user);
+        std::thread::sleep(Duration::from_millis(40));
+        drop(health);
+        let idle = u.idle_for();
+        assert!(idle >= Duration::from_millis(35), "{idle:?}");
+        assert!(idle < Duration::from_millis(75), "{idle:?}");
+        // Only health checks since: the clock goes on from the user request.
+        for _ in 0..3 {
+            drop(u.try_admit(80, &p, Traffic::HealthCheck).unwrap());
+        }
+        assert!(u.idle_for() >= idle);
+        // Active (billed) time counts both.
+        assert!(u.usage().active_ms >= 75, "{:?}", u.usage());
+        assert_eq!(u.usage().requests, 5);
+    }
+
+    #[test]
+    fn a_thaw_for_a_health_check_leaves_the_instance_as_idle_as_it_was() {
+        let (p, _) = pool(80, 10);
+        let u = upstream("i-1");
+        p.add(u.clone());
+        assert!(u.transition(UpstreamState::Ready, UpstreamState::Frozen));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(u.thaw_for(Traffic::HealthCheck).unwrap());
+        assert!(u.idle_for() >= Duration::from_millis(25));
+        assert!(u.transition(UpstreamState::Ready, UpstreamState::Frozen));
+        assert!(u.thaw_for(Traffic::User).unwrap());
+        assert!(u.idle_for() < Duration::from_millis(25));
+    }
+
+    #[tokio::test]
+    async fn an_instance_started_only_for_a_health_check_is_idle_from_the_last_user_request() {
+        let (p, starts) = pool(80, 10);
+        let held = tokio::spawn({
+            let p = p.clone();
+            async move { p.acquire(HOLD, Traffic::HealthCheck).await.map(|a| a.cold) }
+        });
+        while starts.0.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let u = upstream("i-1");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        p.start_finished(Ok(u.clone()));
+        assert_eq!(held.await.ok(), Some(Ok(true)));
+        // No user ever asked: idle since the clock began, not since the start.
+        assert!(
+            u.idle_for() >= Duration::from_millis(30),
+            "{:?}",
+            u.idle_for()
+        );
+
+        // A user request that waits for a start makes the new instance as fresh as it is.
+        let (p, starts) = pool(80, 10);
+        let held = tokio::spawn({
+            let p = p.clone();
+            async move { p.acquire(HOLD, Traffic::User).await.map(|a| a.cold) }
+        });
+        while starts.0.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let fresh = upstream("i-2");
+        p.start_finished(Ok(fresh.clone()));
+        assert_eq!(held.await.ok(), Some(Ok(true)));
+        assert_eq!(fresh.in_flight(), 0);
+        assert!(
+            fresh.idle_for() < Duration::from_millis(20),
+            "{:?}",
+            fresh.idle_for()
+        );
     }
 }

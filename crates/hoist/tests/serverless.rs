@@ -142,6 +142,60 @@ fn an_idle_instance_freezes_thaws_on_a_request_and_stops_and_the_next_request_st
     assert!(cli.starts_with("DAY"), "{cli}");
 }
 
+/// `GET /kaithhealth`, asserting the app (not the gateway) answered it: the probe has no
+/// such route, and any answer is what readiness asks for.
+fn health_check(server: &Server, name: &str) {
+    let (status, body) = server.get(name, "/kaithhealth");
+    assert_eq!((status, body.as_str()), (404, "not found\n"));
+}
+
+#[test]
+fn health_checks_are_answered_but_do_not_keep_a_service_alive() {
+    let server = Server::start("health", &[]);
+    server.deploy_probe("mon", FAST);
+    instance_answering(&server, "mon");
+    let last_request = Instant::now();
+
+    // A monitor polls every 100 ms: the instance still freezes between polls and stops
+    // idle_stop (2 s) after the last user request. Bounded at 8 s.
+    let mut frozen_between = 0;
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let running = server.running("mon");
+        if running.is_empty() {
+            break;
+        }
+        frozen_between += running.iter().filter(|(_, s)| s == "frozen").count();
+        assert!(
+            last_request.elapsed() < Duration::from_secs(8),
+            "still running under health checks: {running:?}"
+        );
+        health_check(&server, "mon");
+    }
+    let stopped_after = last_request.elapsed();
+    assert!(
+        stopped_after >= Duration::from_millis(1800),
+        "stopped after {stopped_after:?}"
+    );
+    assert!(frozen_between >= 3, "frozen {frozen_between} times");
+
+    // From zero, a health check starts an instance to answer it, which is not kept.
+    let colds = cold_starts(&server, "mon");
+    health_check(&server, "mon");
+    assert_eq!(cold_starts(&server, "mon"), colds + 1);
+    wait_until(
+        "the instance started for a health check stops",
+        Duration::from_secs(3),
+        || server.running("mon").is_empty().then_some(()),
+        || format!("{:?}", server.running("mon")),
+    );
+
+    // A user's request still keeps its instance for idle_stop.
+    let id = instance_answering(&server, "mon");
+    wait_for_state(&server, "mon", &id, "frozen", Duration::from_secs(3));
+    assert_eq!(server.running("mon").len(), 1);
+}
+
 #[test]
 fn concurrent_requests_to_a_stopped_service_share_one_cold_start() {
     let server = Server::start("share", &[]);
