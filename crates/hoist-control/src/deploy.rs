@@ -160,8 +160,6 @@ impl DeployRequest {
             }
             .to_layer()?,
         };
-        // Checked now, so a bad combination fails the request rather than the build.
-        Scaling::default().apply(&flags.scaling)?;
         Ok(Validated {
             name,
             source,
@@ -191,17 +189,20 @@ impl Platform {
         req: DeployRequest,
     ) -> Result<DeploymentRecord, ControlError> {
         let v = req.validate()?;
+        let scaling = self
+            .store
+            .get_service(&v.name)?
+            .and_then(|s| s.scaling)
+            .unwrap_or_default();
+        // Checked now against the service's current settings (the ones the flags do not name
+        // keep their values), so a bad combination fails the request rather than the build.
+        scaling.apply(&v.flags.scaling)?;
         let id = DeploymentId::generate();
         let request = req.redacted();
         self.store.ensure_service(&v.name)?;
         self.store
             .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
         let cancel = CancellationToken::new();
-        let scaling = self
-            .store
-            .get_service(&v.name)?
-            .and_then(|s| s.scaling)
-            .unwrap_or_default();
         {
             let mut services = self.state();
             let state = self.ensure_state(&mut services, &v.name, scaling);
@@ -550,9 +551,6 @@ fn resolve_spec(
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
     }
     let layer = layer.merge(v.flags.clone());
-    // Scaling settings not named by this deploy keep the service's current values (so a
-    // `hoist scale` survives a redeploy).
-    let scaling = scaling.apply(&layer.scaling)?;
     let files: Vec<String> = std::fs::read_dir(app_root)
         .map(|entries| {
             entries
@@ -562,14 +560,15 @@ fn resolve_spec(
         })
         .unwrap_or_default();
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
-    let mut spec = ServiceSpec::resolve(
+    // Scaling settings not named by this deploy keep the service's current values (so a
+    // `hoist scale` survives a redeploy).
+    ServiceSpec::resolve(
         v.name.clone(),
         v.source.clone(),
         Some(branch.to_string()),
         v.root.clone(),
         layer,
         Runtime::detect(&names),
-    )?;
-    spec.scaling = scaling;
-    Ok(spec)
+        scaling,
+    )
 }

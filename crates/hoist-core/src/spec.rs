@@ -31,7 +31,9 @@ pub struct ServiceSpec {
 
 impl ServiceSpec {
     /// Turns the merged settings into a complete spec, filling defaults and reporting the first
-    /// setting that is still missing, with a hint on where to set it.
+    /// setting that is still missing, with a hint on where to set it. Scaling settings the
+    /// layer does not name keep their values in `scaling` (the service's current ones), and
+    /// the combination is what is checked.
     pub fn resolve(
         name: ServiceName,
         source: String,
@@ -39,6 +41,7 @@ impl ServiceSpec {
         root_dir: RootDir,
         layer: SpecLayer,
         detected_runtime: Option<Runtime>,
+        scaling: Scaling,
     ) -> Result<ServiceSpec, SpecError> {
         if source.trim().is_empty() {
             return Err(SpecError::Missing {
@@ -63,7 +66,7 @@ impl ServiceSpec {
             hint: "set --start, `startCommand` in leapcell.yaml or `start` in hoist.toml".into(),
         })?;
         layer.env.check_size()?;
-        let scaling = Scaling::default().apply(&layer.scaling)?;
+        let scaling = scaling.apply(&layer.scaling)?;
         Ok(ServiceSpec {
             name,
             source,
@@ -140,6 +143,7 @@ mod tests {
             RootDir::new("app").unwrap(),
             layer,
             detected,
+            Scaling::default(),
         )
     }
 
@@ -227,6 +231,7 @@ mod tests {
             RootDir::root(),
             start("x"),
             Some(Runtime::Go),
+            Scaling::default(),
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("branch"));
@@ -238,6 +243,7 @@ mod tests {
             RootDir::root(),
             start("x"),
             Some(Runtime::Go),
+            Scaling::default(),
         )
         .unwrap();
         assert_eq!(spec.branch, None);
@@ -249,6 +255,7 @@ mod tests {
             RootDir::root(),
             start("x"),
             Some(Runtime::Go),
+            Scaling::default(),
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("source"));

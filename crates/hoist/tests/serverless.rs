@@ -669,6 +669,22 @@ fn oversized_requests_are_refused_without_starting_anything_and_bad_scaling_is_n
     // The service itself is fine: a normal request starts an instance.
     assert_eq!(server.get("guarded", "/").0, 200);
     assert_eq!(server.running("guarded").len(), 1);
+
+    // A deploy's scaling flags are checked against the service's current settings, not the
+    // defaults: with idle_stop at 1h, an idle_freeze of 20m is fine, one of 2h is not.
+    server.hoist_ok(&["scale", "guarded", "--idle-stop", "1h"]);
+    let repo = common::git_repo(&common::probe_app(), "guarded");
+    let repo = repo.to_str().expect("utf-8 path");
+    let err = server.hoist_err(&["deploy", repo, "--name", "guarded", "--idle-freeze", "2h"]);
+    assert!(
+        err.contains("idle_freeze") && err.contains("idle_stop"),
+        "{err}"
+    );
+    server.deploy_ok(&[repo, "--name", "guarded", "--idle-freeze", "20m"]);
+    let scaling = &server.service("guarded")["scaling"];
+    assert_eq!(scaling["idle_freeze_ms"], 20 * 60_000, "{scaling}");
+    assert_eq!(scaling["idle_stop_ms"], 60 * 60_000, "{scaling}");
+    assert_eq!(scaling["max_instances"], 3, "kept: {scaling}");
 }
 
 /// Product bug, kept as a repro: `Upstream::freeze` (hoist-gateway/src/table.rs) moves an

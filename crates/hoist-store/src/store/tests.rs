@@ -64,6 +64,7 @@ fn spec(name: &ServiceName, start: &str) -> Result<ServiceSpec, SpecError> {
             ..SpecLayer::default()
         },
         Some(Runtime::Python),
+        Scaling::default(),
     )
 }
 
