@@ -35,6 +35,28 @@ pub fn prepare_host() -> Result<HostNet, SandboxError> {
         "FORWARD",
         &["-i", "hh+", "-o", "hh+", "-j", "DROP"],
     )?;
+    // Inbound traffic reaches an app only through the gateway, which connects inside the
+    // instance's namespace. An app bound to 0.0.0.0 must not also answer on its veth address
+    // to host processes (OUTPUT) or to anything routed through the host (FORWARD): only
+    // packets of connections the instance opened itself go out to it.
+    for chain in ["FORWARD", "OUTPUT"] {
+        ensure_rule(
+            "filter",
+            "-I",
+            chain,
+            &[
+                "-o",
+                "hh+",
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "DROP",
+            ],
+        )?;
+    }
     Ok(HostNet { subnet: SUBNET })
 }
 

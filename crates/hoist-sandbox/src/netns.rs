@@ -237,10 +237,13 @@ impl NetNs {
         let veth = format!("{VETH_PREFIX}{key}");
         let (host, guest) = slot_addrs(slot);
         // Two `ip -batch` runs instead of eight `ip` runs: process start is most of the cost.
+        // No IPv6 link-local addresses on the pair: instance networking and its filter (see
+        // `host`) are IPv4 only, and an app bound to `::` would answer on fe80:: otherwise.
         let host_side = format!(
             "netns add {name}\n\
              link add {veth} type veth peer name eth0 netns {name}\n\
              addr add {host}/30 dev {veth}\n\
+             link set {veth} addrgenmode none\n\
              link set {veth} up\n"
         );
         if let Err(e) = ip_batch(None, &host_side).await {
@@ -250,6 +253,7 @@ impl NetNs {
         let ns_side = format!(
             "link set lo up\n\
              addr add {guest}/30 dev eth0\n\
+             link set eth0 addrgenmode none\n\
              link set eth0 up\n\
              route add default via {host}\n"
         );

@@ -202,6 +202,49 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
     assert_eq!(reply, "hello from the host\n");
     let _ = greeter.join();
 
+    // Inbound traffic reaches the app only through the gateway: the probe listens on
+    // 0.0.0.0:8080, yet its own address is closed to the host, over IPv4 and IPv6.
+    let instance = common::probe_instance(&server.get("boxed", "/").1);
+    let hosts = std::fs::read_to_string(
+        server
+            .data
+            .join("run/bundles")
+            .join(&instance)
+            .join("hosts"),
+    )
+    .expect("the instance's /etc/hosts");
+    // The instance's own line names it by its hostname, the service's name.
+    let guest: std::net::IpAddr = hosts
+        .lines()
+        .find_map(|l| l.strip_suffix("\tboxed"))
+        .unwrap_or_else(|| panic!("the instance's address in {hosts}"))
+        .parse()
+        .expect("an address");
+    let direct =
+        std::net::TcpStream::connect_timeout(&(guest, 8080).into(), Duration::from_secs(1));
+    assert!(direct.is_err(), "{guest}:8080 answered the host directly");
+    let ip = |args: &[&str]| -> String {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let host_side = hosts
+        .lines()
+        .find_map(|l| l.strip_suffix("\thost.hoist.internal"))
+        .unwrap_or_else(|| panic!("the host's address in {hosts}"));
+    let link = ip(&["-o", "-4", "addr", "show", "to", host_side]);
+    let link = link
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("the link with {host_side}: {link}"));
+    assert_eq!(
+        ip(&["-o", "-6", "addr", "show", "dev", link]),
+        "",
+        "IPv6 on {link}"
+    );
+
     let before = server.get("boxed", "/").1;
     let (status, _) = server.get("boxed", "/alloc?mb=400");
     assert_ne!(
