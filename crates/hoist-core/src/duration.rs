@@ -44,6 +44,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     Ok(total)
 }
 
+/// A duration as people read it, to the precision that matters at its size: `850ms`, `2.5s`,
+/// `15m0s`, `2h30m`.
+pub fn duration_text(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

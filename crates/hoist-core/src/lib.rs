@@ -39,7 +39,7 @@ mod scaling;
 mod spec;
 mod state;
 
-pub use duration::parse_duration;
+pub use duration::{duration_text, parse_duration};
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
 pub use error::{SpecError, StateError};
 pub use ids::{DeploymentId, InstanceId};

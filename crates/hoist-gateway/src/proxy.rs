@@ -20,7 +20,10 @@ use crate::connections::{Connections, Lent};
 use crate::observe::{AccessBatch, AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool, Traffic};
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// Response bodies fail with hyper's errors or the gateway's own (a response past the request
+/// timeout); either way the client's connection is closed mid-body.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -536,10 +539,8 @@ impl Worker {
             .boxed()
         });
 
-        let sent = tokio::time::timeout(
-            self.gw.config.request_timeout,
-            self.upstreams.send(&upstream, req),
-        );
+        let deadline = tokio::time::Instant::now() + self.gw.config.request_timeout;
+        let sent = tokio::time::timeout_at(deadline, self.upstreams.send(&upstream, req));
         Forwarded::Answered(match sent.await {
             Ok(Ok((mut resp, lent))) => {
                 // The client hears our HTTP version, not the instance's (a Python server
@@ -567,6 +568,8 @@ impl Worker {
                         inner: body,
                         _guard: guard,
                         connection: Some(lent),
+                        deadline,
+                        timer: None,
                     }
                     .boxed()
                 })
@@ -584,9 +587,9 @@ impl Worker {
                 StatusCode::GATEWAY_TIMEOUT,
                 "Gateway timeout",
                 &format!(
-                    "{} did not answer within {} minutes.",
+                    "{} did not answer within {}.",
                     escape(name),
-                    self.gw.config.request_timeout.as_secs() / 60
+                    hoist_core::duration_text(self.gw.config.request_timeout.as_millis() as u64)
                 ),
             ),
         })
@@ -778,12 +781,12 @@ impl Drop for Recorded {
 
 impl Body for Recorded {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
@@ -808,14 +811,25 @@ fn epoch_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Keeps the request counted as in flight until its response body is done.
+/// Keeps the request counted as in flight until its response body is done, and no longer
+/// than the request timeout: a response still streaming then is cut, so a stalled stream
+/// cannot keep its instance busy (and billed, and unfrozen) forever.
 struct GuardedBody {
     inner: Incoming,
     _guard: InFlight,
     /// The upstream connection, given back for the next request once this body is read to
     /// its end; closed if the body is abandoned halfway.
     connection: Option<Lent>,
+    deadline: tokio::time::Instant,
+    /// Armed only once the body makes its reader wait: most bodies are read without waiting
+    /// and need no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The error a response body ends with when the request timeout passes mid-body.
+#[derive(Debug, thiserror::Error)]
+#[error("the response was still streaming when the request timeout passed")]
+struct BodyTimeout;
 
 impl Drop for GuardedBody {
     fn drop(&mut self) {
@@ -830,12 +844,12 @@ impl Drop for GuardedBody {
 
 impl Body for GuardedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
@@ -844,9 +858,19 @@ impl Body for GuardedBody {
                 }
             }
             Poll::Ready(Some(Err(_))) => self.connection = None,
-            _ => {}
+            Poll::Pending => {
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.connection = None;
+                    return Poll::Ready(Some(Err(BodyTimeout.into())));
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {}
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use futures_util::StreamExt;
+use hoist_core::duration_text;
 use serde_json::Value;
 
 pub(crate) struct Api {
@@ -420,15 +421,6 @@ pub(crate) fn format_ts(ms: i64) -> String {
         rem % 60,
         ms.rem_euclid(1000)
     )
-}
-
-fn duration_text(ms: u64) -> String {
-    match ms {
-        0..1000 => format!("{ms}ms"),
-        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
 }
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {

@@ -31,6 +31,11 @@ pub struct ServerArgs {
     /// How long an instance may take to answer HTTP after its start command runs.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     start_timeout: std::time::Duration,
+    /// How long a request may take, from when it reaches the instance to the end of its
+    /// response: `504` if the answer has not begun by then, and a response still streaming is
+    /// cut. Upgraded connections (WebSocket) are not limited.
+    #[arg(long, default_value = "15m", value_parser = parse_timeout)]
+    request_timeout: std::time::Duration,
     /// How long a build command may run.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     build_timeout: std::time::Duration,
@@ -102,6 +107,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     hoist_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// A duration that lets something happen at all.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("'{s}' must be more than zero")),
+        d => Ok(d),
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -155,6 +168,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(GatewayConfig {
         // A request may wait out a whole cold start.
         hold_timeout: args.start_timeout + std::time::Duration::from_secs(5),
+        request_timeout: args.request_timeout,
         workers: usize::from(args.gateway_workers),
         nice: i32::from(args.gateway_nice),
         record_requests: !args.no_request_logging,

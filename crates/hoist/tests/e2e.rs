@@ -484,3 +484,37 @@ fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_request_past_the_request_timeout_gets_504_and_a_stream_still_running_is_cut() {
+    let server = Server::start("timeout", &["--request-timeout", "2s"]);
+    server.deploy_probe("slow", &[]);
+
+    let started = std::time::Instant::now();
+    let a = server.raw_get("slow", "/sleep?ms=4000", "", Duration::from_secs(10));
+    assert_eq!(a.status, 504, "{a:?}");
+    assert!(a.body.contains("did not answer within 2.0s"), "{}", a.body);
+    assert!(started.elapsed() < Duration::from_millis(3500));
+
+    // Headers in time, then a line every 250 ms for 5 s: cut at the 2 s mark, with no
+    // end-of-body marker, so the client knows the response is incomplete.
+    let started = std::time::Instant::now();
+    let a = server.raw_get("slow", "/trickle?n=20&ms=250", "", Duration::from_secs(10));
+    let took = started.elapsed();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body.contains("tick 3"), "{a:?}");
+    assert!(!a.body.contains("tick 19"), "{a:?}");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_millis(4000),
+        "cut after {took:?}"
+    );
+    // The instance is free again, and serves.
+    let view = server.service("slow");
+    assert_eq!(view["running"][0]["in_flight"], 0, "{view}");
+    assert_eq!(server.get("slow", "/").0, 200);
+
+    let err = server.hoist_err(&["server", "--request-timeout", "soon"]);
+    assert!(err.contains("--request-timeout"), "{err}");
+    let err = server.hoist_err(&["server", "--request-timeout", "0s"]);
+    assert!(err.contains("must be more than zero"), "{err}");
+}

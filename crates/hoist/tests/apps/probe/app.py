@@ -40,6 +40,18 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/sleep":
             time.sleep(int(q.get("ms", "100")) / 1000)
             self.reply(200, f"slept {os.environ.get('HOIST_INSTANCE', '')}\n")
+        elif url.path == "/trickle":
+            # A response that streams: a line every `ms`, `n` lines, then the end.
+            n, every = int(q.get("n", "10")), int(q.get("ms", "500")) / 1000
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(n):
+                self.wfile.write(f"tick {i}\n".encode())
+                self.wfile.flush()
+                time.sleep(every)
+            self.close_connection = True
         elif url.path == "/threads":
             # Idle threads make the cgroup freezer take longer (each must be stopped).
             n = int(q.get("n", "100"))
