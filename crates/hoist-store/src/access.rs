@@ -212,11 +212,23 @@ impl AccessFiles {
             .map_err(|e| io("appending to", &last.path, e))?;
         last.bytes += buf.len() as u64;
         last.written_ms = now;
+        Self::trim_segments(segments, cap);
+        Ok(())
+    }
+
+    /// Drops a service's oldest segments while its access log is over `cap` bytes (the newest
+    /// segment always stays): for when the service's other lines grow into the cap.
+    pub(crate) fn trim(&self, service: &str, cap: u64) {
+        if let Some(segments) = self.services().get_mut(service) {
+            Self::trim_segments(segments, cap);
+        }
+    }
+
+    fn trim_segments(segments: &mut Segments, cap: u64) {
         while segments.list.len() > 1 && segments.bytes() > cap {
             let oldest = segments.list.remove(0);
             remove(&oldest.path);
         }
-        Ok(())
     }
 
     /// Bytes of access log kept for a service.

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -958,19 +958,29 @@ impl Store {
         if !other.is_empty() {
             Self::insert_sql_logs(&mut conn, &other, self.log_cap())?;
         }
-        // The access log gets what the service's other lines leave of the cap.
-        for (service, lines) in &access {
+        // The access log gets what the service's other lines leave of the cap, whichever of
+        // the two grew: its oldest access lines go before any of its own output.
+        let grown: BTreeSet<&str> = access
+            .keys()
+            .copied()
+            .chain(other.iter().map(|(l, _)| l.service.as_str()))
+            .collect();
+        for service in grown {
             let used: Option<i64> = conn
                 .prepare_cached("SELECT log_bytes FROM services WHERE name = ?1")?
                 .query_row(params![service], |r| r.get(0))
                 .optional()?;
-            if let Some(used) = used {
-                let room = (self.log_cap() - used.max(0)).max(0) as u64;
+            let Some(used) = used else { continue };
+            let room = (self.log_cap() - used.max(0)).max(0) as u64;
+            match access.get(service) {
                 // The lines already committed to SQLite must still reach followers, and the
                 // other services' access lines their files.
-                if let Err(e) = self.access.append(service, lines, room) {
-                    tracing::error!(service, lines = lines.len(), error = %e, "access lines lost");
+                Some(lines) => {
+                    if let Err(e) = self.access.append(service, lines, room) {
+                        tracing::error!(service, lines = lines.len(), error = %e, "access lines lost");
+                    }
                 }
+                None => self.access.trim(service, room),
             }
         }
         drop(conn);

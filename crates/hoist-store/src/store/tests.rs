@@ -1898,6 +1898,64 @@ fn access_log_retention_removes_whole_segments_by_size_and_age() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn a_service_s_own_output_pushes_out_its_oldest_access_lines_first() -> TestResult {
+    let dir = TempDir::new("access_gives_way")?;
+    let store = Store::open(&dir.db())?;
+    let web = service("web")?;
+    store.ensure_service(&web)?;
+    let cap: u64 = 1024 * 1024;
+    store.set_log_cap(cap);
+    let text = "x".repeat(1000);
+    // 800 KB of requests, in segments of about 100 KB.
+    for batch in 0..8 {
+        let lines: Vec<NewLogLine> = (0..100)
+            .map(|i| access("web", None, now_ms(), &format!("{batch}-{i:03} {text}")))
+            .collect();
+        store.append_all(&lines)?;
+    }
+    assert!(store.access_log_bytes(&web) > 700 * 1024);
+    // Then 600 KB of the app's own output, and no request: the total stays within the cap
+    // (give or take the newest segment, which always stays) and none of the output is lost.
+    for batch in 0..6 {
+        let lines: Vec<NewLogLine> = (0..100)
+            .map(|i| {
+                log_line(
+                    "web",
+                    None,
+                    None,
+                    LogStream::Stdout,
+                    &format!("out {batch}-{i:03} {text}"),
+                )
+            })
+            .collect();
+        store.append_all(&lines)?;
+    }
+    let own = count(
+        &store,
+        "SELECT count(*) FROM logs WHERE service = 'web'",
+        [],
+    )?;
+    assert_eq!(own, 600);
+    let own_bytes = 600 * (1000 + 8 + 64);
+    let access = store.access_log_bytes(&web);
+    assert!(
+        own_bytes + access <= cap + cap / 10,
+        "{own_bytes} + {access} over the cap"
+    );
+    // What is left of the access log is its newest lines.
+    let kept = store.query_logs(
+        "web",
+        &LogFilter {
+            streams: vec![LogStream::Access],
+            ..LogFilter::default()
+        },
+    )?;
+    assert!(kept.last().is_some_and(|l| l.line.starts_with("7-099")));
+    assert!(kept.first().is_some_and(|l| !l.line.starts_with("0-")));
+    Ok(())
+}
+
 impl Store {
     /// [`Store::append_logs`] for lines that must all be stored.
     fn append_all(&self, lines: &[NewLogLine]) -> Result<Vec<i64>, crate::StoreError> {
