@@ -412,8 +412,58 @@ impl Platform {
             .launch(plan.clone(), Some(cancel), false)
             .await
             .map_err(|f| f.reason)?;
+        // The first instance proved the deployment starts. The switch gets as many as serve
+        // now (at least the minimum), as env changes and rollbacks do: a loaded service must
+        // not drop to one instance and a wave of cold starts.
+        let want = {
+            let running = self
+                .state()
+                .get(&v.name)
+                .and_then(|s| s.live.as_ref())
+                .map_or(0, |l| l.instances.len());
+            let scaling = plan.spec.scaling;
+            running
+                .max(scaling.min_instances as usize)
+                .min(scaling.max_instances as usize)
+        };
+        let mut handles = vec![handle];
+        if want > 1 {
+            sink(
+                OutputStream::System,
+                format!(
+                    "starting {} more instances to match the live ones",
+                    want - 1
+                ),
+            );
+            let mut more = tokio::task::JoinSet::new();
+            for _ in 1..want {
+                let me = self.clone();
+                let plan = plan.clone();
+                let cancel = cancel.clone();
+                more.spawn(async move { me.launch(plan, Some(&cancel), false).await });
+            }
+            while let Some(joined) = more.join_next().await {
+                match joined {
+                    Ok(Ok(h)) => handles.push(h),
+                    // The deployment works; the scaler makes up for a start that did not.
+                    Ok(Err(f)) => sink(
+                        OutputStream::System,
+                        format!("an extra instance did not start: {}", f.reason),
+                    ),
+                    Err(e) => sink(
+                        OutputStream::System,
+                        format!("an extra instance's start panicked: {e}"),
+                    ),
+                }
+            }
+        }
+        let stop_all = |handles: Vec<crate::instance::InstanceHandle>| {
+            for h in handles {
+                self.stopping.spawn(h.stop());
+            }
+        };
         if cancel.is_cancelled() {
-            self.stopping.spawn(handle.stop());
+            stop_all(handles);
             return Err(CANCELLED.into());
         }
 
@@ -422,7 +472,7 @@ impl Platform {
         let plan = match self.persist_flag_env(&v.name, &v.env, &plan) {
             Ok(p) => p,
             Err(e) => {
-                self.stopping.spawn(handle.stop());
+                stop_all(handles);
                 return Err(e.to_string());
             }
         };
@@ -432,7 +482,7 @@ impl Platform {
             .set_live(&v.name, id)
             .and_then(|_| self.store.set_service_scaling(&v.name, &scaling))
         {
-            self.stopping.spawn(handle.stop());
+            stop_all(handles);
             return Err(e.to_string());
         }
         {
@@ -441,7 +491,7 @@ impl Platform {
             state.scaling = scaling;
             state.pool.set_limits(crate::platform::limits(&scaling));
         }
-        self.switch_live(plan.clone(), vec![handle], None).await;
+        self.switch_live(plan.clone(), handles, None).await;
         // An `env set` while this deploy built: its instances have the older environment.
         if let Err(e) = self.roll_out_env(&v.name).await {
             sink(

@@ -568,6 +568,29 @@ fn a_persistent_instance_is_never_frozen_and_scale_and_stop_take_effect_at_once(
         colds,
         "starts for the minimum are not cold starts"
     );
+
+    // A redeploy switches to as many new instances as serve now (here the minimum of 2),
+    // all ready at the switch rather than one plus a start afterwards.
+    server.hoist_ok(&["scale", "warm", "--min-instances", "2"]);
+    let before = wait_until(
+        "two instances serve",
+        Duration::from_secs(15),
+        || {
+            let r = server.running("warm");
+            (r.len() == 2 && r.iter().all(|(_, s)| s == "ready")).then_some(r)
+        },
+        || format!("{:?}", server.running("warm")),
+    );
+    server.deploy_probe("warm", &["--env", "VERSION=v2"]);
+    let after = server.running("warm");
+    assert_eq!(after.len(), 2, "{after:?}");
+    for (id, state) in &after {
+        assert_eq!(state, "ready", "{after:?}");
+        assert!(
+            before.iter().all(|(old, _)| old != id),
+            "{before:?} -> {after:?}"
+        );
+    }
 }
 
 #[test]
