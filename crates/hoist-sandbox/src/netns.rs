@@ -39,6 +39,8 @@ pub struct NetNsPool {
     spare_dir: PathBuf,
     target: usize,
     refilling: AtomicBool,
+    /// Set by [`NetNsPool::drain`]: no spare is made after it, so none outlives the server.
+    closed: AtomicBool,
 }
 
 const SLOT_DIR: &str = "/run/hoist/net";
@@ -51,6 +53,7 @@ impl NetNsPool {
             spare_dir,
             target,
             refilling: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -70,7 +73,10 @@ impl NetNsPool {
 
     /// Tops the spares up to the target, once at a time.
     pub fn refill(self: &Arc<Self>) {
-        if self.target == 0 || self.refilling.swap(true, Ordering::AcqRel) {
+        if self.target == 0
+            || self.closed.load(Ordering::Acquire)
+            || self.refilling.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let pool = self.clone();
@@ -78,7 +84,9 @@ impl NetNsPool {
             // Not while the start that took a spare is booting: on two cores the two `ip`
             // processes would slow exactly the start the spare was meant to speed up.
             tokio::time::sleep(REFILL_DELAY).await;
-            while pool.spares.lock().unwrap_or_else(|p| p.into_inner()).len() < pool.target {
+            while !pool.closed.load(Ordering::Acquire)
+                && pool.spares.lock().unwrap_or_else(|p| p.into_inner()).len() < pool.target
+            {
                 let key = fresh_key();
                 let marker = pool.spare_dir.join(format!("{NETNS_PREFIX}{key}"));
                 if std::fs::create_dir_all(&pool.spare_dir)
@@ -104,8 +112,14 @@ impl NetNsPool {
         });
     }
 
-    /// Removes the spares (on shutdown), so they do not outlive the server.
+    /// Removes the spares (on shutdown), so they do not outlive the server; a refill that is
+    /// making one is waited for (bounded), as what it makes would otherwise be left behind.
     pub async fn drain(&self) {
+        self.closed.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.refilling.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let spares = std::mem::take(&mut *self.spares.lock().unwrap_or_else(|p| p.into_inner()));
         for ns in spares {
             let _ = ns.remove().await;
@@ -399,5 +413,41 @@ async fn ip_batch(netns: Option<&str>, script: &str) -> Result<(), SandboxError>
             command: format!("ip -batch ({})", script.lines().next().unwrap_or_default()),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Makes real namespaces: needs root, as the whole suite does.
+    #[tokio::test]
+    async fn no_spare_outlives_a_drain_not_even_one_being_made() {
+        let dir = std::env::temp_dir().join(format!("hoist-spares-{}", std::process::id()));
+        let pool = NetNsPool::new(dir.clone(), 2);
+        // The refill waits before it makes anything: the drain comes in that window.
+        pool.refill();
+        pool.drain().await;
+        tokio::time::sleep(REFILL_DELAY * 4).await;
+        let left: Vec<NetNs> = std::mem::take(&mut *pool.spares.lock().unwrap());
+        for ns in &left {
+            let _ = ns.remove().await;
+        }
+        let markers = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((left.len(), markers), (0, 0), "spares made after the drain");
+
+        // A pool not drained does make its spares.
+        let pool = NetNsPool::new(dir.clone(), 1);
+        pool.refill();
+        tokio::time::sleep(REFILL_DELAY).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pool.spares.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let made = pool.spares.lock().unwrap().len();
+        pool.drain().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(made, 1);
     }
 }
