@@ -710,12 +710,12 @@ fn oversized_requests_are_refused_without_starting_anything_and_bad_scaling_is_n
     assert_eq!(scaling["max_instances"], 3, "kept: {scaling}");
 }
 
-/// Product bug, kept as a repro: `Upstream::freeze` (hoist-gateway/src/table.rs) moves an
-/// instance Ready -> Freezing -> Frozen without waking the pool's waiters. A request that
-/// arrives in the Freezing window finds no ready instance, nothing to thaw and no reason to
-/// start one, and sleeps until something else changes the pool: idle_stop, another request's
-/// end, or the hold timeout (65 s). Many idle threads widen the window (the freezer has to stop
-/// each), so this finds it within a few dozen tries.
+/// Regression test of a fixed bug: an instance moved Ready -> Freezing -> Frozen without
+/// waking the pool's waiters, so a request that arrived in the Freezing window found no ready
+/// instance, nothing to thaw and no reason to start one, and slept until something else
+/// changed the pool (idle_stop, another request, or the 65 s hold timeout). The scaler now
+/// wakes the pool once a freeze ends. Many idle threads widen the window (the freezer has to
+/// stop each), so this found it within a few dozen tries; it passes in 60 s now.
 #[test]
 #[ignore = "slow (over 60 s of freeze/thaw tries); run with --include-ignored after touching the freeze path"]
 fn a_request_arriving_while_its_instance_freezes_is_answered_at_once() {
