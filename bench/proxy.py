@@ -10,7 +10,10 @@ machine's whole share). Both proxies sit in front of that same instance:
   HTTP/1.1, `Connection ""`; the same Host and X-Forwarded-* headers the gateway sets; its
   access log as REQUEST_LOGGING says, below; `worker_priority` the same as the gateway
   threads' nice value, GATEWAY_NICE below) runs from a temporary prefix and reaches the app at the instance's guest address
-  through the veth pair (read from the instance's /etc/hosts in its bundle directory).
+  through the veth pair (read from the instance's /etc/hosts in its bundle directory). Hoist
+  closes that address to the host (apps are reached only through the gateway), so the script
+  opens the app's port to the host while it runs (an iptables ACCEPT in OUTPUT, removed at the
+  end) for nginx and the direct baseline.
 
 1. Throughput: `wrk -t2 -c64 -d10s --latency` on loopback against each proxy, interleaved
    hoist, nginx, direct, then nginx, hoist, direct... (which proxy goes first alternates) for
@@ -176,6 +179,14 @@ def deploy(server, repo):
     return p.stdout.strip().splitlines()[-1], extra
 
 
+def open_to_host(guest, port):
+    """Lets host processes connect to guest:port past Hoist's inbound filter; returns the rule
+    to delete afterwards."""
+    rule = ["OUTPUT", "-d", guest, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"]
+    subprocess.run(["iptables", "-I"] + rule[:1] + ["1"] + rule[1:], check=True)
+    return rule
+
+
 def guest_address(server):
     """The ready instance's guest IP, from the /etc/hosts Hoist wrote into its bundle dir."""
     status = server.hoist("status", NAME)
@@ -327,7 +338,7 @@ def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     ensure_tools()
     repo = git_repo(None, {"main.go": MAIN_GO, "go.mod": GO_MOD, "hoist.toml": TOML})
-    server = nginx = None
+    server = nginx = opened = None
     runs = {"hoist": [], "nginx": [], "direct": []}
     cpu_us = {"hoist": [], "nginx": []}  # the proxy's own CPU time per request
     seq_gw, seq_direct, c1 = [], [], {}
@@ -342,6 +353,7 @@ def main():
         server = Server("proxy", extra)
         url, flags = deploy(server, repo)  # builds the go runtime the first time (~1 min)
         guest, instance = guest_address(server)
+        opened = open_to_host(guest, APP_PORT)
         status, body = get(guest, APP_PORT)
         if status != 200:
             raise SystemExit(f"the host cannot reach the app at {guest}:{APP_PORT}: {status}")
@@ -394,6 +406,8 @@ def main():
     finally:
         if nginx:
             nginx.stop()
+        if opened:
+            subprocess.run(["iptables", "-D"] + opened, check=False)
         if server:
             server.stop()
         shutil.rmtree(repo, ignore_errors=True)
