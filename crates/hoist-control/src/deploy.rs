@@ -431,30 +431,18 @@ impl Platform {
             sink(
                 OutputStream::System,
                 format!(
-                    "starting {} more instances to match the live ones",
+                    "starting {} more to match the instances serving now",
                     want - 1
                 ),
             );
-            let mut more = tokio::task::JoinSet::new();
-            for _ in 1..want {
-                let me = self.clone();
-                let plan = plan.clone();
-                let cancel = cancel.clone();
-                more.spawn(async move { me.launch(plan, Some(&cancel), false).await });
-            }
-            while let Some(joined) = more.join_next().await {
-                match joined {
-                    Ok(Ok(h)) => handles.push(h),
-                    // The deployment works; the scaler makes up for a start that did not.
-                    Ok(Err(f)) => sink(
-                        OutputStream::System,
-                        format!("an extra instance did not start: {}", f.reason),
-                    ),
-                    Err(e) => sink(
-                        OutputStream::System,
-                        format!("an extra instance's start panicked: {e}"),
-                    ),
-                }
+            let (more, failures) = self.launch_many(&plan, want - 1, Some(cancel)).await;
+            handles.extend(more);
+            // The deployment works; the scaler makes up for a start that did not.
+            for reason in failures {
+                sink(
+                    OutputStream::System,
+                    format!("an extra instance did not start: {reason}"),
+                );
             }
         }
         let stop_all = |handles: Vec<crate::instance::InstanceHandle>| {

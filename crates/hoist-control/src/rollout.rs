@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hoist_core::{DeploymentId, DeploymentState, ServiceName};
 use hoist_store::{DeploymentRecord, LogStream, NewLogLine, now_ms};
+use tokio_util::sync::CancellationToken;
 
 use crate::instance::{InstanceHandle, InstancePlan};
 use crate::platform::LiveDeployment;
@@ -84,6 +85,33 @@ impl Platform {
         }
     }
 
+    /// Starts `n` instances of `plan` at once; the ones that started, and why the others did
+    /// not.
+    pub(crate) async fn launch_many(
+        self: &Arc<Self>,
+        plan: &Arc<InstancePlan>,
+        n: usize,
+        cancel: Option<&CancellationToken>,
+    ) -> (Vec<InstanceHandle>, Vec<String>) {
+        let mut started = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let me = self.clone();
+            let plan = plan.clone();
+            let cancel = cancel.cloned();
+            started.spawn(async move { me.launch(plan, cancel.as_ref(), false).await });
+        }
+        let mut handles = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(joined) = started.join_next().await {
+            match joined {
+                Ok(Ok(h)) => handles.push(h),
+                Ok(Err(f)) => failures.push(f.reason),
+                Err(e) => failures.push(format!("instance start panicked: {e}")),
+            }
+        }
+        (handles, failures)
+    }
+
     /// Replaces the live plan with `next` (same deployment or another): starts as many
     /// instances as are running now (at least the minimum, and at least one when `verify`),
     /// waits until they are ready, then switches. Returns how many instances were replaced.
@@ -104,24 +132,12 @@ impl Platform {
                 state.and_then(|s| s.live.as_ref()).map(|l| l.plan.key()),
             )
         };
-        let mut started = tokio::task::JoinSet::new();
-        for _ in 0..running {
-            let me = self.clone();
-            let plan = next.clone();
-            started.spawn(async move { me.launch(plan, None, false).await });
-        }
-        let mut handles = Vec::new();
-        let mut failure = None;
-        while let Some(joined) = started.join_next().await {
-            match joined {
-                Ok(Ok(h)) => handles.push(h),
-                Ok(Err(f)) => failure = Some(f.reason),
-                Err(e) => failure = Some(format!("instance start panicked: {e}")),
-            }
-        }
+        let (handles, mut failures) = self.launch_many(&next, running, None).await;
         if running > 0 && handles.is_empty() {
             return Err(ReplaceError::Start(
-                failure.unwrap_or_else(|| "no instance started".into()),
+                failures
+                    .pop()
+                    .unwrap_or_else(|| "no instance started".into()),
             ));
         }
         let replaced = self

@@ -1094,45 +1094,43 @@ mod tests {
         assert!(u.idle_for() < Duration::from_millis(25));
     }
 
+    /// An instance started for one request of kind `traffic` that left before it was ready:
+    /// its idle clock is what the pool gave it, untouched by any request.
+    async fn started_for_one_that_left(traffic: Traffic) -> Arc<Upstream> {
+        let (p, starts) = pool(80, 10);
+        let held = tokio::spawn({
+            let p = p.clone();
+            async move { p.acquire(HOLD, traffic).await.is_ok() }
+        });
+        while starts.0.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        held.abort();
+        let _ = held.await;
+        let u = upstream("i-1");
+        p.start_finished(Ok(u.clone()));
+        u
+    }
+
     #[tokio::test]
     async fn an_instance_started_only_for_a_health_check_is_idle_from_the_last_user_request() {
-        let (p, starts) = pool(80, 10);
-        let held = tokio::spawn({
-            let p = p.clone();
-            async move { p.acquire(HOLD, Traffic::HealthCheck).await.map(|a| a.cold) }
-        });
-        while starts.0.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let u = upstream("i-1");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        p.start_finished(Ok(u.clone()));
-        assert_eq!(held.await.ok(), Some(Ok(true)));
+        // The clock begins well before the requests below.
+        now_ms();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         // No user ever asked: idle since the clock began, not since the start.
+        let health = started_for_one_that_left(Traffic::HealthCheck).await;
         assert!(
-            u.idle_for() >= Duration::from_millis(30),
+            health.idle_for() >= Duration::from_millis(130),
             "{:?}",
-            u.idle_for()
+            health.idle_for()
         );
-
-        // A user request that waits for a start makes the new instance as fresh as it is.
-        let (p, starts) = pool(80, 10);
-        let held = tokio::spawn({
-            let p = p.clone();
-            async move { p.acquire(HOLD, Traffic::User).await.map(|a| a.cold) }
-        });
-        while starts.0.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let fresh = upstream("i-2");
-        p.start_finished(Ok(fresh.clone()));
-        assert_eq!(held.await.ok(), Some(Ok(true)));
-        assert_eq!(fresh.in_flight(), 0);
+        // A user asked 30 ms before it was ready: idle since then.
+        let user = started_for_one_that_left(Traffic::User).await;
+        let idle = user.idle_for();
         assert!(
-            fresh.idle_for() < Duration::from_millis(20),
-            "{:?}",
-            fresh.idle_for()
+            idle >= Duration::from_millis(25) && idle < Duration::from_millis(100),
+            "{idle:?}"
         );
     }
 }
