@@ -15,6 +15,9 @@ mkdir -p "$HOIST_DATA_DIR"
 
 if ! curl -fsS http://127.0.0.1:7070/healthz >/dev/null 2>&1; then
   echo "==> starting hoist server (log: $HOIST_DATA_DIR/server.log)"
+  # Apps reach no port of this host unless it is listed, e.g. HOIST_HOST_PORTS=5432 for a
+  # PostgreSQL here (the server reads the variable, as it would --host-ports 5432).
+  echo "    host ports open to apps: ${HOIST_HOST_PORTS:-none (set HOIST_HOST_PORTS=5432,6379 to open some)}"
   nohup "$hoist" server --data-dir "$HOIST_DATA_DIR" >>"$HOIST_DATA_DIR/server.log" 2>&1 &
   for _ in $(seq 1 100); do
     curl -fsS http://127.0.0.1:7070/healthz >/dev/null 2>&1 && break

@@ -22,12 +22,18 @@ pub struct Builder {
     sandboxes: Arc<Sandboxes>,
     work_dir: PathBuf,
     layers_dir: PathBuf,
+    /// Package caches, one set per service and runtime: `caches/<service>/<runtime>/<tool>`.
+    /// A cache is code the next build runs, so one tenant's build must never see another's.
     cache_dir: PathBuf,
+    /// Where caches shared by every service lived before they were per service.
+    legacy_cache_dir: PathBuf,
 }
 
 pub struct BuildRequest {
     /// Used for the sandbox and work directory names; unique per build.
     pub id: String,
+    /// Whose package caches the build gets: a service's builds share them, no one else does.
+    pub service: hoist_core::ServiceName,
     pub runtime: RuntimeImage,
     /// The fetched tree, as returned by [`Builder::source_dir`].
     pub root_dir: String,
@@ -48,7 +54,8 @@ impl Builder {
             sandboxes,
             work_dir: data_dir.join("builds"),
             layers_dir: data_dir.join("layers"),
-            cache_dir: data_dir.join("build-cache"),
+            cache_dir: data_dir.join("caches"),
+            legacy_cache_dir: data_dir.join("build-cache"),
         }
     }
 
@@ -61,9 +68,54 @@ impl Builder {
         self.upper(id).join("app")
     }
 
-    /// Removes build work directories left by an interrupted run.
+    /// Removes build work directories left by an interrupted run, caches of deleted services
+    /// that could not be removed at once, and the old caches every service shared (anyone may
+    /// have written into those).
     pub fn remove_stale(&self) {
         let _ = std::fs::remove_dir_all(&self.work_dir);
+        let _ = std::fs::remove_dir_all(&self.legacy_cache_dir);
+        if let Ok(entries) = std::fs::read_dir(&self.cache_dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(DELETED_PREFIX)
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
+    fn service_caches(&self, service: &hoist_core::ServiceName) -> PathBuf {
+        self.cache_dir.join(service.as_str())
+    }
+
+    /// Removes a deleted service's package caches, so a later service of the same name starts
+    /// with none. A build of it still winding down may write into them meanwhile, so they are
+    /// first moved aside (the name is free at once) and removed from there; what cannot be
+    /// removed now goes at the next start.
+    pub async fn remove_caches(&self, service: &hoist_core::ServiceName) -> Result<(), BuildError> {
+        let dir = self.service_caches(service);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let aside = self.cache_dir.join(format!(
+            "{DELETED_PREFIX}{}-{}",
+            service.as_str(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::rename(&dir, &aside)
+            .map_err(BuildError::io(format!("moving {} aside", dir.display())))?;
+        let context = format!("removing {}", aside.display());
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(aside))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(BuildError::io(context))
     }
 
     pub fn discard(&self, id: &str) {
@@ -108,8 +160,8 @@ impl Builder {
         log: &LogSink,
     ) -> Result<(), BuildError> {
         let rt = req.runtime.runtime.as_str();
-        let caches = self.cache_dir.join(rt);
-        // Package caches speed up the next build but are not part of the image.
+        let caches = self.service_caches(&req.service).join(rt);
+        // Package caches speed up the service's next build but are not part of the image.
         let cache_mounts = [
             ("pip", "/root/.cache/pip"),
             ("npm", "/root/.npm"),
@@ -195,6 +247,10 @@ impl Builder {
         }
     }
 }
+
+/// Names under `caches/` that are not a service's: a deleted service's caches being removed.
+/// Service names start with a letter, so none can take this form.
+const DELETED_PREFIX: &str = ".deleted-";
 
 /// apt's downloaded lists and packages are build leftovers, not part of the image. This runs
 /// on the host over a tree the build wrote, so nothing is followed through a symlink: a build

@@ -372,6 +372,7 @@ impl Platform {
             .build(
                 BuildRequest {
                     id: build_id,
+                    service: v.name.clone(),
                     runtime: runtime.clone(),
                     root_dir: v.root.as_str().to_string(),
                     build_command: spec.build_command.clone(),

@@ -485,7 +485,7 @@ impl Platform {
         Ok(n)
     }
 
-    /// Stops the service's instances, removes its route, images and logs.
+    /// Stops the service's instances, removes its route, images, logs and build caches.
     pub async fn delete(&self, name: &ServiceName) -> Result<(), ControlError> {
         if self.store.get_service(name)?.is_none() {
             return Err(ControlError::ServiceNotFound(name.to_string()));
@@ -512,6 +512,10 @@ impl Platform {
             }
         }
         self.store.delete_service(name)?;
+        // Its package caches go with it: a later service of the same name is someone else.
+        if let Err(e) = self.builder.remove_caches(name).await {
+            tracing::warn!(service = %name, error = %e, "removing the build caches of a deleted service");
+        }
         for image in images {
             if !self.store.image_in_use(&image)? {
                 let path = self.layer_path(&image);

@@ -32,6 +32,10 @@ pub enum SandboxError {
         "neither /run nor /dev/shm is a tmpfs; sandbox state (which holds apps' environment) must not go to disk"
     )]
     NoTmpfs,
+    #[error(
+        "host port {0} is the server's own gateway or API port; instances and builds never reach those"
+    )]
+    ReservedHostPort(u16),
     #[error("{0} is a directory from an older version; remove it after stopping every instance")]
     LegacyRunDir(PathBuf),
 }

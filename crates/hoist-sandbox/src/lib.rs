@@ -17,7 +17,7 @@ pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write
 pub use cgroup::{CgroupStats, Freezer, OwnedCgroup};
 pub use crun::{Crun, ExitStatus, RunningContainer};
 pub use error::SandboxError;
-pub use host::{HostNet, prepare_host, runtime_dir};
+pub use host::{HostInput, HostNet, prepare_host, runtime_dir};
 pub use netns::{NetNs, NetNsPool, SUBNET};
 pub use overlay::{Overlay, unmount};
 pub use probe::probe_http;

@@ -41,19 +41,23 @@ pub struct NetNsPool {
     refilling: AtomicBool,
     /// Set by [`NetNsPool::drain`]: no spare is made after it, so none outlives the server.
     closed: AtomicBool,
+    /// The interface group of every host-side veth made here: the server's host filter
+    /// (`HostInput`) matches on it.
+    group: u32,
 }
 
 const SLOT_DIR: &str = "/run/hoist/net";
 const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl NetNsPool {
-    pub fn new(spare_dir: PathBuf, target: usize) -> Arc<NetNsPool> {
+    pub fn new(spare_dir: PathBuf, target: usize, group: u32) -> Arc<NetNsPool> {
         Arc::new(NetNsPool {
             spares: Mutex::new(Vec::new()),
             spare_dir,
             target,
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            group,
         })
     }
 
@@ -67,7 +71,7 @@ impl NetNsPool {
                 let _ = std::fs::remove_file(self.spare_dir.join(&ns.name));
                 Ok(ns)
             }
-            None => Self::create(&fresh_key()).await,
+            None => self.create(&fresh_key()).await,
         }
     }
 
@@ -95,7 +99,7 @@ impl NetNsPool {
                 {
                     break;
                 }
-                match Self::create(&key).await {
+                match pool.create(&key).await {
                     Ok(ns) => pool
                         .spares
                         .lock()
@@ -139,10 +143,10 @@ impl NetNsPool {
 
     /// Creates namespace `hoist-<key>` with its veth and routes. `key` must be at most 13
     /// characters so the veth name stays within IFNAMSIZ.
-    async fn create(key: &str) -> Result<NetNs, SandboxError> {
+    async fn create(&self, key: &str) -> Result<NetNs, SandboxError> {
         let name = format!("{NETNS_PREFIX}{key}");
         let slot = take_slot(&name)?;
-        match NetNs::create(slot, key).await {
+        match NetNs::create(slot, key, self.group).await {
             Ok(ns) => Ok(ns),
             Err(e) => {
                 release_slot(slot, &name);
@@ -246,16 +250,18 @@ fn slot_addrs(slot: usize) -> (Ipv4Addr, Ipv4Addr) {
 }
 
 impl NetNs {
-    async fn create(slot: usize, key: &str) -> Result<NetNs, SandboxError> {
+    async fn create(slot: usize, key: &str, group: u32) -> Result<NetNs, SandboxError> {
         let name = format!("{NETNS_PREFIX}{key}");
         let veth = format!("{VETH_PREFIX}{key}");
         let (host, guest) = slot_addrs(slot);
         // Two `ip -batch` runs instead of eight `ip` runs: process start is most of the cost.
         // No IPv6 link-local addresses on the pair: instance networking and its filter (see
         // `host`) are IPv4 only, and an app bound to `::` would answer on fe80:: otherwise.
+        // The group, set before the link is up, is what the host filter knows this server by.
         let host_side = format!(
             "netns add {name}\n\
              link add {veth} type veth peer name eth0 netns {name}\n\
+             link set {veth} group {group}\n\
              addr add {host}/30 dev {veth}\n\
              link set {veth} addrgenmode none\n\
              link set {veth} up\n"
@@ -310,14 +316,18 @@ impl NetNs {
 
     /// Opens a TCP connection to `127.0.0.1:port` inside the namespace.
     pub async fn connect(&self, port: u16) -> io::Result<TcpStream> {
+        self.connect_to(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+    }
+
+    /// Opens a TCP connection to `addr` from inside the namespace.
+    pub(crate) async fn connect_to(&self, addr: SocketAddr) -> io::Result<TcpStream> {
         let ns = self.file.try_clone()?;
         let std_sock = tokio::task::spawn_blocking(move || socket_in(&ns))
             .await
             .map_err(io::Error::other)??;
         let sock = TcpSocket::from_std_stream(std_sock);
-        let stream = sock
-            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-            .await?;
+        let stream = sock.connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
     }
@@ -424,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn no_spare_outlives_a_drain_not_even_one_being_made() {
         let dir = std::env::temp_dir().join(format!("hoist-spares-{}", std::process::id()));
-        let pool = NetNsPool::new(dir.clone(), 2);
+        let pool = NetNsPool::new(dir.clone(), 2, 1);
         // The refill waits before it makes anything: the drain comes in that window.
         pool.refill();
         pool.drain().await;
@@ -438,7 +448,7 @@ mod tests {
         assert_eq!((left.len(), markers), (0, 0), "spares made after the drain");
 
         // A pool not drained does make its spares.
-        let pool = NetNsPool::new(dir.clone(), 1);
+        let pool = NetNsPool::new(dir.clone(), 1, 1);
         pool.refill();
         tokio::time::sleep(REFILL_DELAY).await;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

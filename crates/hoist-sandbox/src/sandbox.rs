@@ -114,7 +114,7 @@ impl Sandboxes {
         Ok(Sandboxes {
             root: root.to_path_buf(),
             crun: Crun::new(root.join("crun")),
-            pool: NetNsPool::new(root.join("netns-spares"), 2),
+            pool: NetNsPool::new(root.join("netns-spares"), 2, crate::host::link_group(root)),
             shared_roots: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -419,7 +419,7 @@ impl Sandboxes {
 /// The host's resolver configuration as seen from another network namespace: with
 /// systemd-resolved, /etc/resolv.conf names 127.0.0.53, which inside a sandbox is the
 /// sandbox's own loopback; the upstream servers are in resolved's own file.
-fn host_resolv_conf() -> &'static str {
+pub(crate) fn host_resolv_conf() -> &'static str {
     let loopback_only = std::fs::read_to_string("/etc/resolv.conf").is_ok_and(|t| {
         let servers: Vec<&str> = t
             .lines()

@@ -76,6 +76,23 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = -5, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i8).range(-20..=19))]
     gateway_nice: i8,
+    /// TCP ports of the host that instances and builds may connect to (through
+    /// `host.hoist.internal` or any host address), e.g. `5432,6379` for a database and a cache
+    /// on the host. None by default: every other host port is refused, and the server's own
+    /// gateway and API ports can never be opened.
+    #[arg(long, env = "HOIST_HOST_PORTS", value_delimiter = ',', value_name = "PORTS",
+          value_parser = parse_host_port)]
+    host_ports: Vec<u16>,
+}
+
+/// One port of `--host-ports`.
+fn parse_host_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "'{s}' is not a TCP port (1-65535); give a comma-separated list like 5432,6379"
+        )),
+    }
 }
 
 fn default_gateway_workers() -> u16 {
@@ -133,6 +150,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("restricting {}", args.data_dir.display()))?;
     hoist_sandbox::prepare_host().context("preparing the host for sandboxes")?;
+    // Before any sandbox exists, so none is ever unfiltered.
+    let host_input = hoist_sandbox::HostInput::install(
+        &args.data_dir,
+        &args.host_ports,
+        &[args.listen.port(), args.api_listen.port()],
+    )
+    .context("opening --host-ports to instances and builds")?;
     // Instances are created ahead of time by `crun create`, which exits; their init processes
     // must become ours so their exit status can be read.
     hoist_sandbox::become_subreaper()?;
@@ -215,6 +239,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining instances");
     shutdown.cancel();
     platform.shutdown().await;
+    host_input.remove();
     let _ = gw_task.await;
     // The gateway's last access records and the instances' last lines, stored before exit.
     if tokio::time::timeout(std::time::Duration::from_secs(10), platform.flush_logs())

@@ -150,7 +150,10 @@ fn two_services_listen_on_the_same_port_and_unknown_hosts_get_404() {
 
 #[test]
 fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
-    let server = Server::start("sandbox", &[]);
+    // A service on the host (a database, say), opened to instances with --host-ports.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let server = Server::start("sandbox", &["--host-ports", &port.to_string()]);
     let repo = git_repo(&probe_app(), "sandbox");
     let path = repo.to_str().unwrap();
     server.deploy_ok(&[path, "--name", "boxed", "--memory", "128"]);
@@ -185,9 +188,7 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
         "host.hoist.internal resolves: {resolved}"
     );
 
-    // A service on the host (a database, say) is reachable by its stable name.
-    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = host_service.local_addr().unwrap().port();
+    // The opened host service is reachable by its stable name.
     let greeter = std::thread::spawn(move || {
         if let Ok((mut conn, _)) = host_service.accept() {
             let _ = conn.write_all(b"hello from the host\n");

@@ -416,8 +416,8 @@ impl Drop for Gate {
 
 #[test]
 fn a_failed_start_answers_every_held_request_with_503_and_the_reason() {
-    let server = Server::start("fail", &[]);
     let gate = Gate::new();
+    let server = Server::start("fail", &["--host-ports", &gate.port.to_string()]);
     let port = format!("GATE_PORT={}", gate.port);
     server.deploy_probe("gated", &["--env", &port]);
     server.hoist_ok(&["stop", "gated"]);

@@ -506,3 +506,46 @@ impl Server {
             .and_then(|t| t.trim().parse().ok())
     }
 }
+
+impl Server {
+    /// Like [`Server::start`], but with the gateway and the API on every address (`0.0.0.0`),
+    /// as an operator may bind them: then only the host filter keeps instances off them.
+    pub fn start_wildcard(name: &str, extra: &[&str]) -> Server {
+        let data = scratch(name);
+        let (api_port, gw_port) = (free_port(), free_port());
+        let log = std::fs::File::create(data.with_extension("log")).expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("0.0.0.0:{gw_port}"))
+            .arg("--api-listen")
+            .arg(format!("0.0.0.0:{api_port}"))
+            .args(extra)
+            .env("HOIST_RUNTIME_CACHE", runtime_cache())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hoist server");
+        let server = Server {
+            child: Some(child),
+            data,
+            api_port,
+            gw_port,
+            extra: Vec::new(),
+        };
+        wait_until(
+            "the server answers /healthz",
+            Duration::from_secs(20),
+            || matches!(http(api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
+            || format!("see {}", server.data.with_extension("log").display()),
+        );
+        server
+    }
+}
+
+/// The reach app: `/reach?port=N` tries a TCP connect to `host.hoist.internal:N`.
+pub fn reach_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/reach")
+}
