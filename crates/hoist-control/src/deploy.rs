@@ -338,13 +338,9 @@ impl Platform {
             format!("commit {} on branch {}", fetched.commit, fetched.branch),
         );
 
-        let app_root = v.root.join_onto(&src);
-        if !app_root.is_dir() {
-            return Err(format!(
-                "root directory '{}' does not exist in the repository",
-                v.root
-            ));
-        }
+        // Component by component, never through a symlink: the repository decides what its
+        // tree holds, and a link must not make the server read a host directory.
+        let app_root = v.root.resolve_in(&src).map_err(|e| e.to_string())?;
         let base = self
             .state()
             .get(&v.name)
@@ -566,21 +562,42 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
     (!prefix.is_empty()).then_some((top, prefix))
 }
 
+/// A config file of the app root (already resolved without symlinks), if it is a regular
+/// file there: a symlinked `hoist.toml` must not make the server read a host file (and quote
+/// it back in an error message). Opened with `O_NOFOLLOW`, so a link cannot slip in between
+/// the check and the read either.
+fn read_config(app_root: &Path, file: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(app_root.join(file))
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    // Config files are small; a huge one is read only as far as the limit, and then fails to
+    // parse with a clear message rather than filling the server's memory.
+    let mut text = String::new();
+    f.by_ref()
+        .take(CONFIG_LIMIT)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// The most of a config file read: far beyond any real `hoist.toml` (the env alone is capped
+/// at 3 KB).
+const CONFIG_LIMIT: u64 = 1 << 20;
+
 fn resolve_spec(
     app_root: &Path,
     v: &Validated,
     branch: &str,
     scaling: Scaling,
 ) -> Result<ServiceSpec, SpecError> {
-    // Only regular files: a repository must not make the server read a host file through a
-    // symlink (and quote it back in an error message).
-    let read = |file: &str| {
-        let path = app_root.join(file);
-        std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file())
-            .then(|| std::fs::read_to_string(&path).ok())
-            .flatten()
-    };
+    let read = |file: &str| read_config(app_root, file);
     let mut layer = SpecLayer::default();
     if let Some(text) = read("leapcell.yaml").or_else(|| read("leapcell.yml")) {
         layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);
