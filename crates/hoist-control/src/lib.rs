@@ -7,6 +7,7 @@ mod env;
 mod error;
 mod instance;
 mod logs;
+mod mask;
 mod metrics;
 mod observe;
 mod platform;

@@ -2,9 +2,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::SpecError;
+use crate::{SpecError, echo};
 
 const FIELD: &str = "root_dir";
+/// PATH_MAX: a longer root could not be opened anyway.
+const MAX_LEN: usize = 4096;
 
 /// The directory inside the repository that holds the app (for monorepos).
 ///
@@ -25,6 +27,13 @@ impl RootDir {
                 FIELD,
                 text,
                 "must be a path relative to the repository root",
+            ));
+        }
+        if text.len() > MAX_LEN {
+            return Err(SpecError::invalid(
+                FIELD,
+                text,
+                "must be at most 4096 bytes (the longest path Linux opens)",
             ));
         }
         if text.contains('\0') {
@@ -70,8 +79,9 @@ impl RootDir {
     /// otherwise resolve the link against different roots, and an absolute link means a host
     /// path to one and a container path to the other.
     pub fn resolve_in(&self, checkout: &Path) -> Result<PathBuf, SpecError> {
+        // Up to 4096 bytes long: each path quoted is cut (crate::echo).
         let refuse = |message: String| SpecError::Root {
-            root: self.to_string(),
+            root: echo(&self.to_string()).into_owned(),
             message,
         };
         let mut path = checkout.to_path_buf();
@@ -79,9 +89,10 @@ impl RootDir {
         for part in self.0.split('/').filter(|p| !p.is_empty()) {
             path.push(part);
             walked.push(part);
-            let here = walked.join("/");
+            let full = walked.join("/");
+            let here = echo(&full);
             // The whole root is the subject when the link is its last component.
-            let subject = if here == self.0 {
+            let subject = if full == self.0 {
                 String::new()
             } else {
                 format!("{here} is ")
@@ -97,9 +108,12 @@ impl RootDir {
                 let target = std::fs::read_link(&path).unwrap_or_default();
                 return Err(refuse(
                     match inside_target(&walked[..walked.len() - 1], &target) {
-                        Some(inner) => format!(
-                            "{subject}a symlink to {inner} inside the repository; give --root {inner} instead"
-                        ),
+                        Some(inner) => {
+                            let inner = echo(&inner);
+                            format!(
+                                "{subject}a symlink to {inner} inside the repository; give --root {inner} instead"
+                            )
+                        }
                         None => format!("{subject}a symlink to outside the repository"),
                     },
                 ));
@@ -251,6 +265,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("relative")
+        );
+    }
+
+    #[test]
+    fn a_huge_root_is_refused_and_quoted_short() {
+        RootDir::new(&"a/".repeat(2048)).unwrap();
+        let err = RootDir::new(&"a".repeat(100_000)).unwrap_err().to_string();
+        assert!(
+            err.contains("at most 4096 bytes") && err.len() < 300,
+            "{err}"
         );
     }
 
