@@ -31,7 +31,8 @@ impl ApiError {
     pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            error: hoist_core::echo_within(&error.into(), MAX_ERROR_CHARS).into_owned(),
+            error: hoist_core::echo_within(&hoist_core::echo_words(&error.into()), MAX_ERROR_CHARS)
+                .into_owned(),
         }
     }
 }
@@ -69,12 +70,9 @@ type ApiResult<T> = Result<T, ApiError>;
 const MAX_ERROR_CHARS: usize = 800;
 
 /// A request body that did not parse: serde's message quotes the offending field or value,
-/// which is cut like any echoed input.
+/// which `ApiError::new` cuts like any echoed input.
 fn bad_body(e: axum::extract::rejection::JsonRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        hoist_core::echo_within(&e.body_text(), hoist_core::ECHO_LIMIT * 3),
-    )
+    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
 fn service_name(name: &str) -> ApiResult<ServiceName> {

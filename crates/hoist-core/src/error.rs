@@ -22,6 +22,38 @@ pub fn echo_within(value: &str, limit: usize) -> Cow<'_, str> {
     }
 }
 
+/// A message some parser composed around the input (serde's "unknown field `…`"), with each
+/// word longer than [`ECHO_LIMIT`] characters cut as [`echo`] cuts a value: the parser's own
+/// words stay readable, whichever of them quotes the input.
+pub fn echo_words(message: &str) -> Cow<'_, str> {
+    if message.len() <= ECHO_LIMIT {
+        return Cow::Borrowed(message);
+    }
+    let mut words = message.split(' ').map(echo_word);
+    if !words.clone().any(|w| matches!(w, Cow::Owned(_))) {
+        return Cow::Borrowed(message);
+    }
+    let mut out = words.next().map(Cow::into_owned).unwrap_or_default();
+    for w in words {
+        out.push(' ');
+        out.push_str(&w);
+    }
+    Cow::Owned(out)
+}
+
+/// One word of [`echo_words`]: the quotes and punctuation around it are kept, so the cut reads
+/// "field `abc… (N bytes)`,".
+fn echo_word(word: &str) -> Cow<'_, str> {
+    let core = word.trim_start_matches(['`', '\'', '"', '(', '[', '{']);
+    let lead = &word[..word.len() - core.len()];
+    let core_end = core.trim_end_matches(['`', '\'', '"', ':', ',', ';', '.', ')', ']', '}']);
+    let trail = &core[core_end.len()..];
+    match echo(core_end) {
+        Cow::Borrowed(_) => Cow::Borrowed(word),
+        Cow::Owned(cut) => Cow::Owned(format!("{lead}{cut}{trail}")),
+    }
+}
+
 /// Room for a parser's message around a quoted value (see [`echo_within`]).
 pub const MESSAGE_LIMIT: usize = 400;
 
@@ -122,6 +154,16 @@ mod tests {
             text.ends_with("(100000 bytes)': must be at most 63 characters"),
             "{text}"
         );
+
+        let long = "b".repeat(10_000);
+        let serde = format!("{long}: unknown field `{long}`, expected `source`");
+        let shown = echo_words(&serde);
+        assert!(shown.len() < 300, "{shown}");
+        assert!(
+            shown.contains(": unknown field `bbb") && shown.ends_with(" expected `source`"),
+            "{shown}"
+        );
+        assert!(matches!(echo_words("short words only"), Cow::Borrowed(_)));
 
         let err = SpecError::file("hoist.toml", "y".repeat(10_000));
         assert!(err.to_string().len() < MESSAGE_LIMIT + 40);
