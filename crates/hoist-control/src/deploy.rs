@@ -581,47 +581,22 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
     (!prefix.is_empty()).then_some((top, prefix))
 }
 
-/// A config file of the app root (already resolved without symlinks), if it is a regular
-/// file there: a symlinked `hoist.toml` must not make the server read a host file (and quote
-/// it back in an error message). Opened with `O_NOFOLLOW`, so a link cannot slip in between
-/// the check and the read either.
-fn read_config(app_root: &Path, file: &str) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(app_root.join(file))
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    // Config files are small; a huge one is read only as far as the limit, and then fails to
-    // parse with a clear message rather than filling the server's memory.
-    let mut text = String::new();
-    f.by_ref()
-        .take(CONFIG_LIMIT)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
-/// The most of a config file read: far beyond any real `hoist.toml` (the env alone is capped
-/// at 3 KB).
-const CONFIG_LIMIT: u64 = 1 << 20;
-
 fn resolve_spec(
     app_root: &Path,
     v: &Validated,
     branch: &str,
     scaling: Scaling,
 ) -> Result<ServiceSpec, SpecError> {
-    let read = |file: &str| read_config(app_root, file);
+    let read = |file: &'static str| crate::config_file::read_config(app_root, file);
     let mut layer = SpecLayer::default();
-    if let Some(text) = read("leapcell.yaml").or_else(|| read("leapcell.yml")) {
+    let leapcell = match read("leapcell.yaml")? {
+        Some(text) => Some(text),
+        None => read("leapcell.yml")?,
+    };
+    if let Some(text) = leapcell {
         layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);
     }
-    if let Some(text) = read("hoist.toml") {
+    if let Some(text) = read("hoist.toml")? {
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
     }
     let layer = layer.merge(v.flags.clone());

@@ -2,6 +2,7 @@
 //! It owns the deployment pipeline (fetch, build, start, switch), supervises instances
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
+mod config_file;
 mod deploy;
 mod env;
 mod error;
