@@ -195,6 +195,11 @@ fn a_deployments_spec_env_from_hoist_toml_survives_a_restart() {
     server.wait_for("flavored", "/env", "\"FLAVOR\": \"from-the-repo\"", LONG);
     server.restart();
     assert_eq!(spec_env(&server), before);
+    // The repository's default did not become one of the service's own variables (which
+    // would override the next hoist.toml): the start-up seal of pre-sealing databases did
+    // that to every spec's env.
+    let names = server.hoist_ok(&["env", "ls", "flavored"]);
+    assert!(!names.contains("FLAVOR"), "{names}");
 }
 
 #[test]
