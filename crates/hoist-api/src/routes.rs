@@ -26,10 +26,13 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// Each value an error quotes is cut where it is quoted ([`hoist_core::echo`]); this cut
+    /// of the whole message is the last guard, so that no error body grows with its input.
     pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            error: error.into(),
+            error: hoist_core::echo_within(&hoist_core::echo_words(&error.into()), MAX_ERROR_CHARS)
+                .into_owned(),
         }
     }
 }
@@ -62,6 +65,15 @@ impl From<hoist_store::StoreError> for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest error message the API returns: room for a rule and a few quoted values.
+const MAX_ERROR_CHARS: usize = 800;
+
+/// A request body that did not parse: serde's message quotes the offending field or value,
+/// which `ApiError::new` cuts like any echoed input.
+fn bad_body(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+}
 
 fn service_name(name: &str) -> ApiResult<ServiceName> {
     ServiceName::from_str(name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
@@ -147,7 +159,7 @@ async fn scale_service(
     body: Result<Json<ScalingRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let name = service_name(&name)?;
-    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(bad_body)?;
     let layer = req.to_layer().map_err(ControlError::from)?;
     Ok(Json(s.platform.scale(&name, &layer)?).into_response())
 }
@@ -189,7 +201,7 @@ async fn change_service_env(
     body: Result<Json<EnvChange>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let name = service_name(&name)?;
-    let Json(change) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(change) = body.map_err(bad_body)?;
     Ok(Json(s.platform.change_env(&name, change).await?).into_response())
 }
 
@@ -233,7 +245,7 @@ async fn create_deployment(
     State(s): State<Arc<AppState>>,
     body: Result<Json<DeployRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(bad_body)?;
     let record = s.platform.deploy(req).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
@@ -322,7 +334,8 @@ async fn service_logs(
         }
         streams.push(LogStream::parse(part).ok_or_else(|| {
             bad(format!(
-                "unknown log stream '{part}': expected stdout, stderr, access, build or system"
+                "unknown log stream '{}': expected stdout, stderr, access, build or system",
+                hoist_core::echo(part)
             ))
         })?);
     }
@@ -330,7 +343,8 @@ async fn service_logs(
         .since
         .map(|d| {
             hoist_core::parse_duration(&d)
-                .map(|d| hoist_store::now_ms() - d.as_millis() as i64)
+                // At most 100 years (parse_duration's bound): the subtraction cannot wrap.
+                .map(|d| hoist_store::now_ms().saturating_sub(hoist_core::millis(d) as i64))
                 .map_err(|e| bad(e.to_string()))
         })
         .transpose()?;
@@ -349,7 +363,8 @@ async fn service_logs(
         Some("ndjson") | None => stream::Format::Ndjson,
         Some(other) => {
             return Err(bad(format!(
-                "unknown format '{other}': expected ndjson or sse"
+                "unknown format '{}': expected ndjson or sse",
+                hoist_core::echo(other)
             )));
         }
     };
@@ -419,7 +434,7 @@ async fn service_series(
         None => std::time::Duration::from_secs(3600),
     }
     .min(std::time::Duration::from_secs(24 * 3600));
-    let since = hoist_store::now_ms() - back.as_millis() as i64;
+    let since = hoist_store::now_ms() - hoist_core::millis(back) as i64;
     Ok(Json(s.platform.store().minutes(&name, since)?).into_response())
 }
 
@@ -440,4 +455,29 @@ async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
 
 async fn list_runtimes(State(s): State<Arc<AppState>>) -> Json<Vec<hoist_build::RuntimeInfo>> {
     Json(s.platform.runtimes().list())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_quoting_a_huge_input_stays_short_and_names_the_problem() {
+        let huge = "a".repeat(100_000);
+        let err = service_name(&huge).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.error.len() < 300, "{} bytes", err.error.len());
+        assert!(
+            err.error.starts_with("invalid name 'aaaa")
+                && err.error.ends_with("must be at most 63 characters"),
+            "{}",
+            err.error
+        );
+        let err = deployment_id(&huge).unwrap_err();
+        assert!(err.error.len() < 300, "{}", err.error);
+        // The last guard: no message is longer than MAX_ERROR_CHARS (and the cut says so).
+        let err = ApiError::new(StatusCode::BAD_REQUEST, "x".repeat(50_000));
+        assert!(err.error.chars().count() < MAX_ERROR_CHARS + 30);
+        assert!(err.error.ends_with("(50000 bytes)"), "{}", err.error);
+    }
 }

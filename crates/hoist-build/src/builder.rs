@@ -130,10 +130,10 @@ impl Builder {
 
     async fn run(&self, req: &BuildRequest, log: &LogSink) -> Result<BuildOutput, BuildError> {
         let upper = self.upper(&req.id);
-        let app_dir = upper.join("app").join(&req.root_dir);
-        if !app_dir.is_dir() {
-            return Err(BuildError::RootMissing(req.root_dir.clone()));
-        }
+        // Not `is_dir()`: it follows symlinks, and this runs on the host, where a root that
+        // is a link would be checked (and, by the directory listing, read) against a host
+        // directory. Inside the sandbox `/app/<root>` resolves in the container's own root.
+        hoist_core::RootDir::new(&req.root_dir)?.resolve_in(&upper.join("app"))?;
         if let Some(command) = req.build_command.as_deref() {
             self.run_command(req, command, &upper, log).await?;
             prune(&upper);

@@ -10,8 +10,9 @@ pub enum BuildError {
     BranchMissing { branch: String, source_url: String },
     #[error("fetching {source_url} failed: {message}")]
     Fetch { source_url: String, message: String },
-    #[error("root directory '{0}' does not exist in the repository")]
-    RootMissing(String),
+    /// The root directory is missing, or not a real directory of the checkout (a symlink).
+    #[error(transparent)]
+    Root(#[from] hoist_core::SpecError),
     #[error("building runtime {runtime} failed: {message}")]
     Runtime { runtime: String, message: String },
     #[error("build command failed with {0}")]

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::instance::InstancePlan;
 use crate::{ControlError, Platform};
 
+/// PATH_MAX; browsers and git hosts cap URLs well below it.
+const MAX_SOURCE_LEN: usize = 4096;
+
 const CANCELLED: &str = "cancelled: a newer deployment of this service was started";
 
 /// A deploy as the client asks for it; every field but `source` is optional and, when given,
@@ -113,6 +116,13 @@ impl DeployRequest {
                 field: "source",
                 hint: "give a git URL or the path of a local git repository".into(),
             });
+        }
+        if source.len() > MAX_SOURCE_LEN {
+            return Err(SpecError::invalid(
+                "source",
+                source,
+                "must be at most 4096 bytes (no URL or path is longer)",
+            ));
         }
         if !hoist_core::is_remote_source(&source) && !Path::new(&source).is_absolute() {
             return Err(SpecError::invalid(
@@ -261,6 +271,12 @@ impl Platform {
         cancel: CancellationToken,
     ) {
         let sink = self.build_sink(&v.name, &id);
+        // The flags' env reaches the build and the first instances before it joins the
+        // service env: its values are masked in the log from the start.
+        let mask_source = format!("deploy {id}");
+        self.logs
+            .masks()
+            .set(v.name.as_str(), &mask_source, crate::env::values(&v.env));
         // Each stage watches the token itself and cleans up what it started (a sandbox, a git
         // process); dropping the whole pipeline mid-await would leak them.
         let outcome = self.pipeline(&id, &v, &sink, &cancel).await;
@@ -289,6 +305,9 @@ impl Platform {
         }
         self.builder
             .discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
+        // Live, the values are the service env's now (masked as that); failed or cancelled,
+        // they were never anybody's but the lines of this run are stored already.
+        self.logs.masks().clear(v.name.as_str(), &mask_source);
         let mut services = self.state();
         if let Some(s) = services.get_mut(&v.name)
             && s.pending.as_ref().is_some_and(|(p, _)| p == &id)
@@ -338,13 +357,9 @@ impl Platform {
             format!("commit {} on branch {}", fetched.commit, fetched.branch),
         );
 
-        let app_root = v.root.join_onto(&src);
-        if !app_root.is_dir() {
-            return Err(format!(
-                "root directory '{}' does not exist in the repository",
-                v.root
-            ));
-        }
+        // Component by component, never through a symlink: the repository decides what its
+        // tree holds, and a link must not make the server read a host directory.
+        let app_root = v.root.resolve_in(&src).map_err(|e| e.to_string())?;
         let base = self
             .state()
             .get(&v.name)
@@ -573,20 +588,16 @@ fn resolve_spec(
     branch: &str,
     scaling: Scaling,
 ) -> Result<ServiceSpec, SpecError> {
-    // Only regular files: a repository must not make the server read a host file through a
-    // symlink (and quote it back in an error message).
-    let read = |file: &str| {
-        let path = app_root.join(file);
-        std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file())
-            .then(|| std::fs::read_to_string(&path).ok())
-            .flatten()
-    };
+    let read = |file: &'static str| crate::config_file::read_config(app_root, file);
     let mut layer = SpecLayer::default();
-    if let Some(text) = read("leapcell.yaml").or_else(|| read("leapcell.yml")) {
+    let leapcell = match read("leapcell.yaml")? {
+        Some(text) => Some(text),
+        None => read("leapcell.yml")?,
+    };
+    if let Some(text) = leapcell {
         layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);
     }
-    if let Some(text) = read("hoist.toml") {
+    if let Some(text) = read("hoist.toml")? {
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
     }
     let layer = layer.merge(v.flags.clone());

@@ -94,6 +94,11 @@ impl Platform {
                 return Ok((next, revision, false));
             }
             if let Some(revision) = self.store_env(name, &next, revision)? {
+                // The new values are masked in the service's log lines from now on, and the
+                // replaced ones too: instances that still run with them drain after this.
+                let masks = self.logs.masks();
+                masks.set(name.as_str(), "env", values(&next));
+                masks.set(name.as_str(), "env (previous)", values(&current));
                 return Ok((next, revision, true));
             }
         }
@@ -206,7 +211,14 @@ impl Platform {
 
     /// Seals the plain-text environments that versions before sealing kept in specs, then
     /// removes every plain copy from the database.
+    ///
+    /// Once, for a database an older version made: in a later one a spec's `env` is the
+    /// repository's `[env]`, not a secret, and sealing it as the service's own would make it
+    /// override the next hoist.toml.
     pub(crate) fn seal_legacy_env(&self) -> Result<(), ControlError> {
+        if !self.store.legacy_plain_env_pending()? {
+            return Ok(());
+        }
         for svc in self.store.list_services()? {
             let (sealed, revision) = self.store.service_env(&svc.name)?;
             if sealed.is_some() {
@@ -252,6 +264,11 @@ pub(crate) fn combined(files: &EnvVars, service: &EnvVars) -> Result<EnvVars, Sp
         ));
     }
     Ok(env)
+}
+
+/// The values of an environment, for masking them in log lines.
+pub(crate) fn values(env: &EnvVars) -> impl Iterator<Item = String> + '_ {
+    env.iter().map(|(_, v)| v.to_string())
 }
 
 /// Names only: values never reach a log line.

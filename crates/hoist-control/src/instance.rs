@@ -365,7 +365,13 @@ impl Platform {
                     if t.len() == TAIL_LINES {
                         t.pop_front();
                     }
-                    t.push_back(line.clone());
+                    // The tail goes into a failed start's reason and event, past the log
+                    // hub's masking.
+                    t.push_back(
+                        logs.masks()
+                            .apply(&service, &line)
+                            .unwrap_or_else(|| line.clone()),
+                    );
                 }
                 logs.try_write(NewLogLine {
                     service: service.clone(),

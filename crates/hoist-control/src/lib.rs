@@ -2,11 +2,13 @@
 //! It owns the deployment pipeline (fetch, build, start, switch), supervises instances
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
+mod config_file;
 mod deploy;
 mod env;
 mod error;
 mod instance;
 mod logs;
+mod mask;
 mod metrics;
 mod observe;
 mod platform;

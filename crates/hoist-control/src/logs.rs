@@ -1,6 +1,8 @@
 //! The log hub: every line (build output, app output, Hoist's own notes) goes through one
 //! writer task that stores it in batches and then tells live followers, so a follower never
-//! sees a line that is not yet durable and the app's pipe is never blocked on SQLite.
+//! sees a line that is not yet durable and the app's pipe is never blocked on SQLite. The
+//! writer masks each service's secret values in its lines (see [`crate::mask`]) before they
+//! are stored or shown, whichever way they came in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use hoist_store::{LogLine, NewLogLine, Store};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::mask::Masks;
 
 /// What followers of logs and deployments receive.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +45,7 @@ pub struct LogHub {
     /// Lines dropped per service because the writer was a full queue behind; the writer
     /// turns the counts into a line of their own.
     dropped: Arc<Mutex<HashMap<String, u64>>>,
+    masks: Masks,
 }
 
 const BATCH: usize = 512;
@@ -52,6 +57,8 @@ impl LogHub {
         let out = events.clone();
         let dropped: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let counts = dropped.clone();
+        let masks = Masks::default();
+        let mask = masks.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -77,23 +84,30 @@ impl LogHub {
                         Item::Line(l) => lines.push(l),
                         Item::Lines(many) => lines.extend(many),
                         Item::Event(e) => {
-                            flush(&store, &out, std::mem::take(&mut lines)).await;
+                            flush(&store, &out, &mask, std::mem::take(&mut lines)).await;
                             let _ = out.send(e);
                         }
                         Item::Flushed(done) => {
-                            flush(&store, &out, std::mem::take(&mut lines)).await;
+                            flush(&store, &out, &mask, std::mem::take(&mut lines)).await;
                             let _ = done.send(());
                         }
                     }
                 }
-                flush(&store, &out, lines).await;
+                flush(&store, &out, &mask, lines).await;
             }
         });
         LogHub {
             tx,
             events,
             dropped,
+            masks,
         }
+    }
+
+    /// The secret values masked in each service's lines; kept current by whoever changes
+    /// them (the service env when it is stored, a deploy's `--env` flags while it runs).
+    pub fn masks(&self) -> &Masks {
+        &self.masks
     }
 
     pub async fn write(&self, line: NewLogLine) {
@@ -153,10 +167,18 @@ impl LogHub {
     }
 }
 
-async fn flush(store: &Arc<Store>, out: &broadcast::Sender<Event>, lines: Vec<NewLogLine>) {
+async fn flush(
+    store: &Arc<Store>,
+    out: &broadcast::Sender<Event>,
+    masks: &Masks,
+    mut lines: Vec<NewLogLine>,
+) {
     if lines.is_empty() {
         return;
     }
+    // Before anything keeps the line: the database, its WAL, the access log's segments and
+    // every follower see the masked text only.
+    masks.apply_all(lines.iter_mut().map(|l| (l.service.as_str(), &mut l.line)));
     let store = store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         let ids = store.append_logs(&lines);

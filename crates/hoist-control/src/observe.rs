@@ -213,6 +213,17 @@ impl Platform {
     /// Stores an event with the last log lines of its instance (or service) as context,
     /// a moment later so the lines on their way to the log are there too.
     pub(crate) fn record_event(&self, mut event: NewEvent) {
+        // A 5xx event quotes the request's path, which may carry a secret as the access line
+        // does; the context lines given here were not through the log hub either.
+        let masks = self.logs.masks();
+        if let Some(masked) = masks.apply(&event.service, &event.detail) {
+            event.detail = masked;
+        }
+        for line in &mut event.context {
+            if let Some(masked) = masks.apply(&event.service, line) {
+                *line = masked;
+            }
+        }
         let store = self.store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -212,6 +212,9 @@ impl Platform {
         for svc in self.store.list_services()? {
             let scaling = svc.scaling.unwrap_or_default();
             let (env, revision) = self.service_env(&svc.name)?;
+            self.logs
+                .masks()
+                .set(svc.name.as_str(), "env", crate::env::values(&env));
             let plan = svc
                 .live_deployment
                 .as_ref()

@@ -50,10 +50,7 @@ impl SpecLayer {
     pub fn from_leapcell_yaml(text: &str) -> Result<SpecLayer, SpecError> {
         use serde_yaml_ng::Value;
 
-        let file_error = |message: String| SpecError::File {
-            file: LEAPCELL,
-            message,
-        };
+        let file_error = |message: String| SpecError::file(LEAPCELL, message);
         let document: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| file_error(format!("not valid YAML: {e}")))?;
         let mapping = match document {
@@ -66,10 +63,11 @@ impl SpecLayer {
         let mut layer = SpecLayer::default();
         for (key, value) in mapping {
             let Value::String(key) = key else { continue };
-            let key_error = |e: SpecError| file_error(format!("key `{key}`: {e}"));
+            let key_error = |e: SpecError| file_error(format!("key `{}`: {e}", crate::echo(&key)));
             let type_error = |expected: &str| {
                 file_error(format!(
-                    "key `{key}`: must be {expected}, got {}",
+                    "key `{}`: must be {expected}, got {}",
+                    crate::echo(&key),
                     yaml_kind(&value)
                 ))
             };
@@ -128,10 +126,7 @@ impl SpecLayer {
     pub fn from_hoist_toml(text: &str) -> Result<SpecLayer, SpecError> {
         use toml::Value;
 
-        let file_error = |message: String| SpecError::File {
-            file: HOIST_TOML,
-            message,
-        };
+        let file_error = |message: String| SpecError::file(HOIST_TOML, message);
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| file_error(format!("not valid TOML: {}", e.to_string().trim_end())))?;
 
@@ -139,10 +134,11 @@ impl SpecLayer {
         let mut build_key: Option<&str> = None;
         let mut start_key: Option<&str> = None;
         for (key, value) in &table {
-            let key_error = |e: SpecError| file_error(format!("key `{key}`: {e}"));
+            let key_error = |e: SpecError| file_error(format!("key `{}`: {e}", crate::echo(key)));
             let type_error = |expected: &str| {
                 file_error(format!(
-                    "key `{key}`: must be {expected}, got {}",
+                    "key `{}`: must be {expected}, got {}",
+                    crate::echo(key),
                     value.type_str()
                 ))
             };
@@ -203,7 +199,8 @@ impl SpecLayer {
                 }
                 _ => {
                     return Err(file_error(format!(
-                        "unknown key `{key}`; expected one of runtime, build, start, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop"
+                        "unknown key `{}`; expected one of runtime, build, start, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop",
+                        crate::echo(key)
                     )));
                 }
             }

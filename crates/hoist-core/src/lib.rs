@@ -39,9 +39,11 @@ mod scaling;
 mod spec;
 mod state;
 
-pub use duration::{duration_text, parse_duration};
+pub use duration::{
+    MAX_DURATION, duration_text, millis, parse_duration, parse_duration_in, span_text,
+};
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
-pub use error::{SpecError, StateError};
+pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words};
 pub use ids::{DeploymentId, InstanceId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{SpecError, parse_duration};
+use crate::{SpecError, millis, parse_duration_in};
 
 /// How a service scales: how many instances may run, how many requests each takes at once, and
 /// when an idle instance is frozen and then stopped.
@@ -57,6 +57,10 @@ pub const MAX_INSTANCES_LIMIT: u32 = 100;
 pub const CONCURRENCY_LIMIT: u32 = 1000;
 /// Below this, freezing and thawing would happen between the requests of one page load.
 pub const MIN_IDLE_FREEZE: Duration = Duration::from_millis(100);
+/// The longest an idle instance is kept (frozen or not). A week covers any traffic pattern
+/// with a weekly rhythm; an instance wanted around for longer than that is what persistent
+/// mode (`min_instances`) is for, and holding memory for an idle one beyond it is a typo more
+/// likely than a wish.
 const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl ScalingLayer {
@@ -83,16 +87,11 @@ impl ScalingLayer {
                 SpecError::invalid(field, value.trim(), "must be a whole number, 0 or more")
             })
         };
+        // Checked against the bounds here, before the conversion to milliseconds: a huge
+        // value must be refused, not wrapped into an ordinary-looking one. How idle_stop
+        // relates to idle_freeze is checked by `Scaling::validate`, once both are known.
         let duration = |field: &'static str| {
-            parse_duration(value)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|_| {
-                    SpecError::invalid(
-                        field,
-                        value.trim(),
-                        "expected a duration like 500ms, 30s or 15m",
-                    )
-                })
+            parse_duration_in(field, value, MIN_IDLE_FREEZE, MAX_IDLE).map(millis)
         };
         match key.replace('-', "_").as_str() {
             "min_instances" => self.min_instances = Some(count("min_instances")?),
@@ -292,6 +291,40 @@ mod tests {
             let err = Scaling::default().apply(&layer).unwrap_err().to_string();
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
+    }
+
+    #[test]
+    fn idle_durations_are_checked_at_and_past_their_bounds() {
+        for field in ["idle_freeze", "idle_stop"] {
+            let mut l = ScalingLayer::default();
+            l.set(field, "100ms").unwrap();
+            l.set(field, "7d").unwrap();
+            l.set(field, "168h").unwrap();
+            for bad in ["99ms", "7d1ms", "8d", "213503982335d", "36500d"] {
+                let err = l.set(field, bad).unwrap_err().to_string();
+                assert!(
+                    err.starts_with(&format!("invalid {field} '{bad}'")),
+                    "{field} {bad}: {err}"
+                );
+            }
+        }
+        // The overflow of issue 11: 213503982335 days were stored as 34,448,384 ms.
+        let mut l = ScalingLayer::default();
+        assert!(l.set("idle_stop", "213503982335d").is_err());
+        assert_eq!(l.idle_stop_ms, None);
+        // A stored value past the bound (written by hand, or by an older version) is refused
+        // by validate, as before.
+        let stored = Scaling {
+            idle_stop_ms: u64::MAX,
+            ..Scaling::default()
+        };
+        assert!(
+            stored
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("idle_stop")
+        );
     }
 
     #[test]

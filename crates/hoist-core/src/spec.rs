@@ -97,9 +97,14 @@ fn deserialize_branch<'de, D: Deserializer<'de>>(
 ///
 /// A subset of `git check-ref-format`: enough to refuse anything that could be mistaken for a git
 /// option or revision expression when passed to `git fetch`/`git clone`.
+const MAX_BRANCH_LEN: usize = 255;
+
 pub fn validate_branch(branch: &str) -> Result<(), SpecError> {
     let rule = if branch.is_empty() {
         Some("must not be empty")
+    } else if branch.len() > MAX_BRANCH_LEN {
+        // Each ref is a file under .git/refs: longer than a file name may be, it cannot exist.
+        Some("must be at most 255 bytes")
     } else if branch.starts_with('-') {
         Some("must not start with '-'")
     } else if branch.chars().any(char::is_control) {
@@ -324,6 +329,7 @@ mod tests {
             "v1.0",
             "user@host",
             "a_b",
+            &"b".repeat(255),
         ] {
             validate_branch(branch).unwrap();
         }
@@ -354,6 +360,7 @@ mod tests {
             ("a.lock", "'.lock'"),
             ("a/.b", "component"),
             (".a", "start with '.'"),
+            (&"b".repeat(256), "at most 255 bytes"),
         ];
         for (branch, rule) in cases {
             let err = validate_branch(branch).unwrap_err();

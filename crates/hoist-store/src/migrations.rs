@@ -137,7 +137,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         INSERT INTO logs_text(logs_text, rowid, line) VALUES ('delete', old.id, old.line);
     END;
     "#,
+    // 6: whether a database from before sealing (schema 1 or 2, whose specs held the service
+    // env in plain text) still waits for its values to be sealed and the plain copies removed.
+    // The server does that once, with the master key (`migrate` sets the row); later specs'
+    // `env` is hoist.toml's `[env]`, part of the repository, and must be left alone.
+    r#"
+    CREATE TABLE legacy_plain_env (pending INTEGER NOT NULL);
+    "#,
 ];
+
+/// The first schema whose specs no longer hold the service env in plain text.
+const SEALED_ENV_SCHEMA: i64 = 3;
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -148,11 +158,19 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    if version == known {
+        return Ok(());
     }
+    // All in one transaction: what the upgrade learns about the starting schema (a legacy
+    // env to seal) must not be lost to a crash between two migrations.
+    let tx = conn.transaction()?;
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        tx.execute_batch(sql)?;
+    }
+    if (1..SEALED_ENV_SCHEMA).contains(&version) {
+        tx.execute("INSERT INTO legacy_plain_env (pending) VALUES (1)", [])?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
     Ok(())
 }

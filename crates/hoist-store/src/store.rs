@@ -303,11 +303,31 @@ impl Store {
         Ok((changed == 1).then_some(next))
     }
 
+    /// Whether this database was made by a version before sealing and its plain-text env
+    /// values still wait to be sealed and scrubbed ([`Store::scrub_plain_env`]).
+    pub fn legacy_plain_env_pending(&self) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM legacy_plain_env", [], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
     /// Removes environment values that versions before sealing kept in plain text inside
     /// specs and deploy requests, then rewrites the file so no copy of them is left in free
     /// pages or the WAL. Returns how many rows held some.
+    ///
+    /// Only for a database from before sealing ([`Store::legacy_plain_env_pending`]), once:
+    /// in a later one a spec's `env` is hoist.toml's `[env]`, which the deployment needs (run
+    /// on every start, this emptied it, and a deployment's `spec.env` read `{}` after a
+    /// restart). Clears the pending mark.
     pub fn scrub_plain_env(&self) -> Result<usize, StoreError> {
         let conn = self.conn();
+        if conn.query_row("SELECT count(*) FROM legacy_plain_env", [], |r| {
+            r.get::<_, i64>(0)
+        })? == 0
+        {
+            return Ok(0);
+        }
         let mut n = conn.execute(
             "UPDATE services SET spec = json_remove(spec, '$.env')
              WHERE json_type(spec, '$.env') IS NOT NULL",
@@ -323,6 +343,7 @@ impl Store {
              WHERE json_array_length(request, '$.env') > 0",
             [],
         )?;
+        conn.execute("DELETE FROM legacy_plain_env", [])?;
         if n > 0 {
             conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
         }
@@ -1142,7 +1163,7 @@ impl Store {
         }
         // As a subquery, so a UNION (the grep above) is ordered and limited as a whole.
         if let Some(tail) = filter.tail {
-            args.push((tail as i64).into());
+            args.push(i64::try_from(tail).unwrap_or(i64::MAX).into());
             sql = format!(
                 "SELECT * FROM (SELECT * FROM ({sql}) ORDER BY id DESC LIMIT ?{}) ORDER BY id",
                 args.len()

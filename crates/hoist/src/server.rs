@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -29,15 +30,15 @@ pub struct ServerArgs {
     #[arg(long, env = "HOIST_RUNTIME_CACHE")]
     runtime_cache: Option<PathBuf>,
     /// How long an instance may take to answer HTTP after its start command runs.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_start_timeout)]
     start_timeout: std::time::Duration,
     /// How long a request may take, from when it reaches the instance to the end of its
     /// response: `504` if the answer has not begun by then, and a response still streaming is
     /// cut. Upgraded connections (WebSocket) are not limited.
-    #[arg(long, default_value = "15m", value_parser = parse_timeout)]
+    #[arg(long, default_value = "15m", value_parser = parse_request_timeout)]
     request_timeout: std::time::Duration,
     /// How long a build command may run.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_build_timeout)]
     build_timeout: std::time::Duration,
     /// Builds that may run at once.
     #[arg(long, default_value_t = 2)]
@@ -51,7 +52,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     keep_images: u16,
     /// How long log lines and events are kept.
-    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    #[arg(long, default_value = "7d", value_parser = parse_log_retention)]
     log_retention: std::time::Duration,
     /// Most log bytes kept per service (e.g. 100MB, 1GB); the oldest go first.
     #[arg(long, default_value = "100MB", value_parser = parse_size)]
@@ -60,7 +61,7 @@ pub struct ServerArgs {
     #[arg(long)]
     no_request_logging: bool,
     /// How often per-service metrics are sampled (one minute; shorter for tests).
-    #[arg(long, default_value = "1m", value_parser = parse_duration, hide = true)]
+    #[arg(long, default_value = "1m", value_parser = parse_metrics_resolution, hide = true)]
     metrics_resolution: std::time::Duration,
     /// Gateway threads, each with its own event loop. The default is half the cores: the
     /// gateway shares the machine with the apps behind it, and on 2 cores one worker beat
@@ -100,36 +101,83 @@ fn default_gateway_workers() -> u16 {
     (cores / 2).clamp(1, 1024) as u16
 }
 
-/// "100MB", "1GB", "512KB" or a number of bytes (powers of 1024).
+/// "100MB", "1GB", "512KB" or a number of bytes (powers of 1024); 1 MB to 1 TB, for
+/// `--log-max-size`: below 1 MB a service's log holds less than its last build, and a cap past
+/// 1 TB is no cap (and stays far from the i64 range SQLite counts bytes in).
 fn parse_size(s: &str) -> Result<u64, String> {
+    const MIN: u64 = 1 << 20;
+    const MAX: u64 = 1 << 40;
+    let shown = hoist_core::echo(s.trim());
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size like 100MB"))?;
+    let out_of_range = || format!("invalid --log-max-size '{shown}': must be between 1MB and 1TB");
+    let n: u64 = match digits.parse() {
+        Ok(n) => n,
+        Err(_) if !digits.is_empty() => return Err(out_of_range()),
+        Err(_) => {
+            return Err(format!(
+                "invalid --log-max-size '{shown}': not a size like 100MB"
+            ));
+        }
+    };
     let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" => 1 << 10,
         "M" | "MB" => 1 << 20,
         "G" | "GB" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use KB, MB or GB)")),
+        "T" | "TB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid --log-max-size '{shown}': unknown size unit (use KB, MB, GB or TB)"
+            ));
+        }
     };
     n.checked_mul(factor)
-        .filter(|b| *b >= 1 << 20)
-        .ok_or_else(|| format!("'{s}' must be between 1MB and 16EB"))
+        .filter(|b| (MIN..=MAX).contains(b))
+        .ok_or_else(out_of_range)
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    hoist_core::parse_duration(s).map_err(|e| e.to_string())
+/// The server's durations, each with its bounds: the lower one lets the thing happen at all,
+/// the upper one catches a typo (or an overflow) that would make it wait forever.
+fn parse_start_timeout(s: &str) -> Result<Duration, String> {
+    // An app that has not answered HTTP within an hour is not starting.
+    bounded("--start-timeout", s, Duration::from_secs(1), 3600)
 }
 
-/// A duration that lets something happen at all.
-fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("'{s}' must be more than zero")),
-        d => Ok(d),
-    }
+fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    // A day: longer requests are jobs, not requests (WebSocket connections are not limited).
+    bounded("--request-timeout", s, Duration::from_secs(1), 24 * 3600)
+}
+
+fn parse_build_timeout(s: &str) -> Result<Duration, String> {
+    // The longest real builds (a large Rust workspace from scratch) take an hour or two.
+    bounded("--build-timeout", s, Duration::from_secs(1), 24 * 3600)
+}
+
+fn parse_log_retention(s: &str) -> Result<Duration, String> {
+    // Ten years: logs are not an archive.
+    bounded("--log-retention", s, Duration::from_secs(1), 3650 * 86_400)
+}
+
+fn parse_metrics_resolution(s: &str) -> Result<Duration, String> {
+    bounded("--metrics-resolution", s, Duration::from_millis(100), 3600)
+}
+
+fn bounded(field: &'static str, s: &str, min: Duration, max_secs: u64) -> Result<Duration, String> {
+    let max = Duration::from_secs(max_secs);
+    hoist_core::parse_duration_in(field, s, min, max).map_err(|e| {
+        if hoist_core::parse_duration(s).is_ok_and(|d| d.is_zero()) {
+            format!(
+                "invalid {field} '{}': must be more than zero (between {} and {})",
+                s.trim(),
+                hoist_core::span_text(min),
+                hoist_core::span_text(max)
+            )
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -265,5 +313,70 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_duration_option_is_checked_against_its_bounds() {
+        type Parse = fn(&str) -> Result<Duration, String>;
+        let options: [(&str, Parse, &str, &str); 5] = [
+            ("--start-timeout", parse_start_timeout, "1s", "1h"),
+            ("--request-timeout", parse_request_timeout, "1s", "24h"),
+            ("--build-timeout", parse_build_timeout, "1s", "24h"),
+            ("--log-retention", parse_log_retention, "1s", "3650d"),
+            (
+                "--metrics-resolution",
+                parse_metrics_resolution,
+                "100ms",
+                "1h",
+            ),
+        ];
+        for (field, parse, min, max) in options {
+            parse(min).unwrap_or_else(|e| panic!("{field} {min}: {e}"));
+            parse(max).unwrap_or_else(|e| panic!("{field} {max}: {e}"));
+            for bad in ["0s", "99ms", &format!("{max}1ms"), "213503982335d", "soon"] {
+                let err = parse(bad).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("invalid {field} '{bad}'")),
+                    "{err}"
+                );
+            }
+        }
+        assert!(
+            parse_request_timeout("0s")
+                .unwrap_err()
+                .contains("must be more than zero")
+        );
+    }
+
+    #[test]
+    fn log_max_size_is_checked_against_its_bounds() {
+        assert_eq!(parse_size("1MB"), Ok(1 << 20));
+        assert_eq!(parse_size("100MB"), Ok(100 << 20));
+        assert_eq!(parse_size("1TB"), Ok(1 << 40));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        for bad in [
+            "1048575",
+            "1025GB",
+            "2TB",
+            "18446744073709551615GB",
+            "99999999999999999999999",
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert_eq!(
+                err,
+                format!("invalid --log-max-size '{bad}': must be between 1MB and 1TB")
+            );
+        }
+        assert!(
+            parse_size("10XB")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(parse_size("MB").unwrap_err().contains("not a size"));
     }
 }

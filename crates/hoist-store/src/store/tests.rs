@@ -1969,3 +1969,61 @@ impl Store {
             .collect()
     }
 }
+
+// ---- legacy plain-text env --------------------------------------------------------------
+
+/// A spec whose `env` is hoist.toml's `[env]` (schema 3 on) survives every reopen; only a
+/// database from before sealing has its specs' plain env scrubbed, and only once.
+#[test]
+fn only_a_database_from_before_sealing_has_its_spec_env_scrubbed() -> TestResult {
+    let with_env = r#"{"env":{"MODE":"from-hoist-toml"}}"#;
+    let spec_env = |store: &Store, web: &ServiceName| -> Result<serde_json::Value, String> {
+        let svc = store
+            .get_service(web)
+            .map_err(|e| e.to_string())?
+            .ok_or("service lost")?;
+        Ok(svc.spec["env"].clone())
+    };
+    let web = service("web")?;
+
+    // Today's database: the env in specs is the repository's and is kept across opens.
+    let dir = TempDir::new("spec_env_kept")?;
+    let store = Store::open(&dir.db())?;
+    store.ensure_service(&web)?;
+    store
+        .conn()
+        .execute("UPDATE services SET spec = ?1", [with_env])?;
+    assert!(!store.legacy_plain_env_pending()?);
+    assert_eq!(store.scrub_plain_env()?, 0);
+    drop(store);
+    let store = Store::open(&dir.db())?;
+    assert_eq!(store.scrub_plain_env()?, 0);
+    assert_eq!(spec_env(&store, &web)?["MODE"], "from-hoist-toml");
+    drop(store);
+
+    // A database as a version before sealing (schema 2) left it: scrubbed once.
+    let dir = TempDir::new("spec_env_legacy")?;
+    let conn = Connection::open(dir.db())?;
+    conn.execute_batch(MIGRATIONS[0])?;
+    conn.execute_batch(MIGRATIONS[1])?;
+    conn.pragma_update(None, "user_version", 2)?;
+    conn.execute(
+        "INSERT INTO services (name, spec, created_at, updated_at) VALUES (?1, ?2, 1, 2)",
+        [web.as_str(), with_env],
+    )?;
+    drop(conn);
+    let store = Store::open(&dir.db())?;
+    assert!(store.legacy_plain_env_pending()?);
+    assert_eq!(store.scrub_plain_env()?, 1);
+    assert!(!store.legacy_plain_env_pending()?);
+    assert_eq!(spec_env(&store, &web)?, serde_json::Value::Null);
+    // A later spec with an [env] is not scrubbed by the next start.
+    store
+        .conn()
+        .execute("UPDATE services SET spec = ?1", [with_env])?;
+    drop(store);
+    let store = Store::open(&dir.db())?;
+    assert_eq!(store.scrub_plain_env()?, 0);
+    assert_eq!(spec_env(&store, &web)?["MODE"], "from-hoist-toml");
+    Ok(())
+}

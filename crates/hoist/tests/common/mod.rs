@@ -549,3 +549,36 @@ impl Server {
 pub fn reach_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/reach")
 }
+
+/// Every regular file under `dir` (symlinks not followed) that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_containing(&e.path(), needle));
+        } else if meta.is_file()
+            && let Ok(bytes) = std::fs::read(e.path())
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(e.path());
+        }
+    }
+    found
+}
+
+/// `n` random lowercase hex digits (from the kernel's generator), for secrets a test plants.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("/dev/urandom");
+    let mut hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.truncate(n);
+    hex
+}
