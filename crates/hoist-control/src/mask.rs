@@ -85,6 +85,13 @@ impl Masks {
         self.set(service, source, std::iter::empty());
     }
 
+    /// Forgets every value of a deleted service: a service created later under its name is
+    /// someone else's, whose lines must not be masked with the old one's secrets.
+    pub fn forget(&self, service: &str) {
+        let mut all = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        all.remove(service);
+    }
+
     /// `line` with every secret value of `service` replaced by [`MASK`].
     pub fn apply(&self, service: &str, line: &str) -> Option<String> {
         let all = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -186,6 +193,16 @@ mod tests {
         );
         masks.set("shop", "env", Vec::new());
         assert_eq!(masks.apply("shop", "service-secret"), None);
+        assert!(masks.inner.read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_deleted_service_s_values_are_forgotten() {
+        let masks = Masks::default();
+        masks.set("shop", "env", strings(&["service-secret"]));
+        masks.set("shop", "deploy d-1", strings(&["flag-secret-1"]));
+        masks.forget("shop");
+        assert_eq!(masks.apply("shop", "service-secret flag-secret-1"), None);
         assert!(masks.inner.read().unwrap().is_empty());
     }
 }

@@ -515,6 +515,9 @@ impl Platform {
             }
         }
         self.store.delete_service(name)?;
+        // Lines still arriving from its stopping instances are dropped by the store, which
+        // no longer knows the service, so its secrets need masking no more.
+        self.logs.masks().forget(name.as_str());
         // Its package caches go with it: a later service of the same name is someone else.
         if let Err(e) = self.builder.remove_caches(name).await {
             tracing::warn!(service = %name, error = %e, "removing the build caches of a deleted service");
