@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hoist_build::{OutputStream, merge_lines};
 use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
-use hoist_gateway::Upstream;
+use hoist_gateway::{Upstream, UpstreamState};
 use hoist_sandbox::{Freezer, LaunchSpec, Launched, Privileges, ProcessSpec, Sandbox, probe_http};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
@@ -416,14 +416,21 @@ impl Platform {
                 self.system_line(&plan, Some(&id), format!("instance {id} stopped"));
             }
             Some(exit) => {
-                shared.upstream.retire();
-                let was_frozen = matches!(
-                    *shared
-                        .recorded_state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()),
-                    InstanceState::Frozen
+                // The live state counts too: the recorded one follows it only at the
+                // scaler's next tick, so a death right after a freeze would read "ready".
+                let frozen_now = matches!(
+                    shared.upstream.state(),
+                    UpstreamState::Freezing | UpstreamState::Frozen
                 );
+                shared.upstream.retire();
+                let was_frozen = frozen_now
+                    || matches!(
+                        *shared
+                            .recorded_state
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()),
+                        InstanceState::Frozen
+                    );
                 self.record_usage(&shared);
                 sandbox.destroy().await;
                 let reason = if was_frozen {
