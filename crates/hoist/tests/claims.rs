@@ -291,10 +291,10 @@ fn du(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The line saying what the 11th deploy removed is written after the deployment is announced
-/// live (`collect_images` runs after `announce(Live)` in hoist-control/src/deploy.rs), and the
-/// CLI ends its deploy at that announcement, so `hoist deploy` never shows it: only
-/// `hoist logs NAME --build` does. The last assertion is the repro of that.
+/// Also a regression test: the deploy's stream ended once the pipeline was over, sending only
+/// the lines already stored, so the pipeline's last line (what clean-up freed, written just
+/// before) was missing from `hoist deploy`'s output whenever it was still queued for the
+/// store (seen under load; `hoist logs NAME --build` had it).
 #[test]
 fn the_last_10_images_are_kept_by_default_and_the_11th_oldest_is_removed_with_its_space() {
     let server = shared_server();
