@@ -1,8 +1,8 @@
 //! End-to-end checks of README claims the other suites leave unchecked: billing figures of a
 //! known workload, a graceful stop's refusals, cap, clean-up and stored last lines, image
-//! clean-up at its default, `--max-builds 1`, the rate of `http_5xx` events, OOM events, the
-//! values of `/metrics` gauges, and the master key. Request limits at their exact boundaries,
-//! WebSockets past the request timeout and `--grep`'s cap are in `limits.rs`.
+//! clean-up at its default, `--max-builds 1`, the rate of `http_5xx` events, OOM events,
+//! and the values of `/metrics` gauges. Request limits at their exact boundaries, WebSockets
+//! past the request timeout, `--grep`'s cap and the master key are in `limits.rs`.
 //!
 //! Tests whose server settings agree share one server (`shared_server()`); each deploys its own
 //! service of the claims app (tests/apps/claims). Every wait is bounded, only loopback is used.
@@ -16,18 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, claims_app, deploy_claims, exchange, git_repo, metric, shared_server, utc_day_now,
-    wait_until,
+    Server, claims_app, deploy_claims, exchange, git_repo, metric, shared_server, unique,
+    utc_day_now, wait_until,
 };
-
-/// A word no other run or test writes.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{tag}-{nanos:x}-{}", std::process::id())
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -611,70 +602,4 @@ fn metrics_gauges_show_requests_in_flight_and_waiting_instance_cpu_and_the_data_
         size >= db as f64,
         "data dir {size} bytes, hoist.db alone {db}"
     );
-}
-
-const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-const KEY_3: &str = "3333333333333333333333333333333333333333333333333333333333333333";
-
-#[test]
-fn hoist_master_key_is_taken_and_a_wrong_key_is_refused_at_start() {
-    let secret = unique("sealed");
-    let mut server = Server::start_env("master-key", &[], &[("HOIST_MASTER_KEY", KEY_1)]);
-    assert!(
-        !server.data.join("master.key").exists(),
-        "the key came from HOIST_MASTER_KEY; no key file is made"
-    );
-    server.deploy_probe("keyed", &["--env", &format!("SECRET={secret}")]);
-    let env_has_secret = |server: &Server| {
-        wait_until(
-            "the app sees its secret",
-            Duration::from_secs(60),
-            || {
-                server
-                    .get("keyed", "/env")
-                    .1
-                    .contains(&secret)
-                    .then_some(())
-            },
-            || server.get("keyed", "/env").1,
-        )
-    };
-    env_has_secret(&server);
-    let stop = |server: &mut Server| {
-        let exit = server.terminate(Duration::from_secs(45));
-        assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
-    };
-    stop(&mut server);
-    server.spawn_env(&[("HOIST_MASTER_KEY", KEY_1)]);
-    env_has_secret(&server);
-    stop(&mut server);
-
-    // Another key in HOIST_MASTER_KEY, a changed key file, a malformed key: each refused.
-    std::fs::write(server.data.join("master.key"), format!("{KEY_3}\n")).unwrap();
-    std::fs::set_permissions(
-        server.data.join("master.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let cases: [(&[(&str, &str)], &str); 3] = [
-        (
-            &[("HOIST_MASTER_KEY", KEY_2)],
-            "does not open with this master key",
-        ),
-        (&[], "does not open with this master key"),
-        (&[("HOIST_MASTER_KEY", "not-hex")], "expected 64 hex digits"),
-    ];
-    for (env, says) in cases {
-        let (status, stderr) = server.start_refused(env, Duration::from_secs(30));
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{env:?}: the server must exit non-zero, got {status:?}\n{stderr}"
-        );
-        assert!(stderr.contains(says), "{env:?}: {stderr}");
-        assert!(!stderr.contains(&secret), "{stderr}");
-    }
-    // Nothing was harmed: the right key still opens everything.
-    server.spawn_env(&[("HOIST_MASTER_KEY", KEY_1)]);
-    env_has_secret(&server);
 }

@@ -1,6 +1,7 @@
-//! End-to-end checks of README claims about limits: request limits at their exact boundaries
-//! (sent over raw sockets, so the bytes are exactly those counted), WebSocket connections past
-//! the request timeout, and `--grep`'s cap of the newest 10,000 matches.
+//! End-to-end checks of README claims about limits and refusals: request limits at their exact
+//! boundaries (sent over raw sockets, so the bytes are exactly those counted), WebSocket
+//! connections past the request timeout, `--grep`'s cap of the newest 10,000 matches, and a
+//! server that takes `HOIST_MASTER_KEY` and refuses to start with a wrong key.
 //!
 //! The boundary and grep tests share one default server; each deploys its own service of the
 //! claims app (tests/apps/claims). Every wait is bounded, only loopback is used.
@@ -11,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Answer, Server, deploy_claims, shared_server, wait_until};
+use common::{Answer, Server, deploy_claims, shared_server, unique, wait_until};
 
 /// Sends `head` then `body` on a new connection from another thread while this one reads
 /// the answer (a server may answer, and close, before the body is all sent).
@@ -232,4 +233,70 @@ fn grep_shows_the_newest_10000_matches_and_tail_changes_that() {
     check(&[], 2_001);
     check(&["--tail", "500"], 11_501);
     check(&["--tail", "12000"], 1);
+}
+
+const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const KEY_3: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+
+#[test]
+fn hoist_master_key_is_taken_and_a_wrong_key_is_refused_at_start() {
+    let secret = unique("sealed");
+    let mut server = Server::start_env("master-key", &[], &[("HOIST_MASTER_KEY", KEY_1)]);
+    assert!(
+        !server.data.join("master.key").exists(),
+        "the key came from HOIST_MASTER_KEY; no key file is made"
+    );
+    server.deploy_probe("keyed", &["--env", &format!("SECRET={secret}")]);
+    let env_has_secret = |server: &Server| {
+        wait_until(
+            "the app sees its secret",
+            Duration::from_secs(60),
+            || {
+                server
+                    .get("keyed", "/env")
+                    .1
+                    .contains(&secret)
+                    .then_some(())
+            },
+            || server.get("keyed", "/env").1,
+        )
+    };
+    env_has_secret(&server);
+    let stop = |server: &mut Server| {
+        let exit = server.terminate(Duration::from_secs(45));
+        assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    };
+    stop(&mut server);
+    server.spawn_env(&[("HOIST_MASTER_KEY", KEY_1)]);
+    env_has_secret(&server);
+    stop(&mut server);
+
+    // Another key in HOIST_MASTER_KEY, a changed key file, a malformed key: each refused.
+    std::fs::write(server.data.join("master.key"), format!("{KEY_3}\n")).unwrap();
+    std::fs::set_permissions(
+        server.data.join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("HOIST_MASTER_KEY", KEY_2)],
+            "does not open with this master key",
+        ),
+        (&[], "does not open with this master key"),
+        (&[("HOIST_MASTER_KEY", "not-hex")], "expected 64 hex digits"),
+    ];
+    for (env, says) in cases {
+        let (status, stderr) = server.start_refused(env, Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{env:?}: the server must exit non-zero, got {status:?}\n{stderr}"
+        );
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
+        assert!(!stderr.contains(&secret), "{stderr}");
+    }
+    // Nothing was harmed: the right key still opens everything.
+    server.spawn_env(&[("HOIST_MASTER_KEY", KEY_1)]);
+    env_has_secret(&server);
 }

@@ -701,3 +701,12 @@ pub fn shared_server() -> std::sync::Arc<Server> {
     *slot = Arc::downgrade(&s);
     s
 }
+
+/// A word no other run or test writes.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{nanos:x}-{}", std::process::id())
+}
