@@ -67,7 +67,10 @@ pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Re
                 && is_settled(now.state)
                 && !platform.is_in_pipeline(&now.service, &id)
             {
-                // Lines stored before the state changed may not have been broadcast to us yet.
+                // Lines stored before the state changed may not have been broadcast to us yet,
+                // and the pipeline's last lines (what image clean-up freed) may still be on
+                // their way to the store: wait for them, then send what is stored.
+                platform.logs().flushed().await;
                 for l in send_backlog(last_id) {
                     let _ = tx.send(line(&Event::Log(l))).await;
                 }

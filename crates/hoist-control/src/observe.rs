@@ -178,7 +178,10 @@ impl Platform {
     fn error_event(&self, windows: &mut HashMap<Arc<str>, ErrorWindow>, r: &AccessRecord) {
         let second = r.ts_ms / 1000;
         let w = windows.entry(r.service.clone()).or_default();
-        if w.second != second {
+        // Only a later second opens a new window: each gateway worker hands over its own
+        // batches, so records of an earlier second can arrive after a later one's, and going
+        // back to their second would allow a second event in it.
+        if second > w.second {
             w.second = second;
             w.sent = 0;
         }

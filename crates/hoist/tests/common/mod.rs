@@ -582,3 +582,207 @@ pub fn random_hex(n: usize) -> String {
     hex.truncate(n);
     hex
 }
+
+impl Server {
+    /// Like `start`, with extra environment variables for the server process.
+    pub fn start_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Server {
+            child: None,
+            data: scratch(name),
+            api_port: free_port(),
+            gw_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn_env(env);
+        s
+    }
+
+    /// Starts the server again on the same data dir and ports with `env` (after `terminate`
+    /// or `kill9`), waiting until it answers.
+    pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
+        let child = self
+            .command(env)
+            .stdout(Stdio::null())
+            .stderr(self.log_file())
+            .spawn()
+            .expect("start hoist server");
+        self.child = Some(child);
+        wait_until(
+            "hoist server answers /healthz",
+            Duration::from_secs(20),
+            || matches!(http(self.api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
+            || format!("see {}", self.data.with_extension("log").display()),
+        );
+    }
+
+    /// Runs `hoist server` on this data dir with `env` when it is expected not to come up:
+    /// returns its exit status (None if it still ran after `within`, then killed) and stderr.
+    pub fn start_refused(
+        &self,
+        env: &[(&str, &str)],
+        within: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let err_path = self.data.with_extension("refused.log");
+        let err = std::fs::File::create(&err_path).expect("stderr file");
+        let mut child = self
+            .command(env)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("start hoist server");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        (status, stderr)
+    }
+
+    fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.gw_port))
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .args(&self.extra)
+            .env("HOIST_RUNTIME_CACHE", runtime_cache())
+            .env_remove("HOIST_MASTER_KEY")
+            .envs(env.iter().copied());
+        cmd
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .expect("server log")
+    }
+
+    /// `GET /metrics` (the Prometheus text), asserting 200.
+    pub fn metrics_text(&self) -> String {
+        let head = format!(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.token()
+        );
+        let a = exchange(self.api_port, head.as_bytes(), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    }
+
+    /// The sandboxes the server has now (instances, spares, builds): ids and network
+    /// namespaces.
+    pub fn sandbox_ids(&self) -> (Vec<String>, Vec<String>) {
+        let mut ids = Vec::new();
+        let mut netns = Vec::new();
+        for e in std::fs::read_dir(self.data.join("run/bundles"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            ids.push(e.file_name().to_string_lossy().to_string());
+            if let Ok(ns) = std::fs::read_to_string(e.path().join("netns")) {
+                netns.push(ns.trim().to_string());
+            }
+        }
+        (ids, netns)
+    }
+}
+
+/// The value of the first sample of `text` (Prometheus exposition) whose line starts with
+/// `series`, if any.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What is left on the host of the sandboxes `ids` (and network namespaces `netns`): mounts,
+/// cgroups in every hierarchy (`/sys/fs/cgroup/*/hoist/ID` on v1, `/sys/fs/cgroup/hoist/ID`
+/// on v2), crun state under `run` (the data dir's run dir, resolved before it went away) and
+/// network namespaces.
+pub fn host_leftovers(run: &Path, ids: &[String], netns: &[String]) -> Vec<String> {
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.path().is_dir() {
+            bases.push(e.path());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found = Vec::new();
+    for id in ids {
+        if mounts.contains(&format!("/{id}/")) || mounts.contains(&format!("/{id} ")) {
+            found.push(format!("mount of {id}"));
+        }
+        for base in &bases {
+            let cg = base.join("hoist").join(id);
+            if cg.exists() {
+                found.push(format!("cgroup {}", cg.display()));
+            }
+        }
+        if run.join("crun").join(id).exists() {
+            found.push(format!("crun container {id}"));
+        }
+    }
+    for ns in netns {
+        if Path::new("/run/netns").join(ns).exists() {
+            found.push(format!("netns {ns}"));
+        }
+    }
+    found
+}
+
+/// The app of claims.rs and limits.rs (tests/apps/claims): known workloads, standard library
+/// only.
+pub fn claims_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/claims")
+}
+
+/// Deploys the claims app as `name` from a fresh repository; returns the deploy's output.
+pub fn deploy_claims(server: &Server, name: &str, flags: &[&str]) -> String {
+    let repo = git_repo(&claims_app(), &format!("{name}-{}", server.api_port));
+    server.deploy_ok(&[&[repo.to_str().unwrap(), "--name", name], flags].concat())
+}
+
+/// One default server for the tests of a binary that hold it at the same time; the last one
+/// to let go stops it (a static `Server` would never be dropped, leaving its sandboxes).
+pub fn shared_server() -> std::sync::Arc<Server> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, Weak};
+    static SLOT: Mutex<Weak<Server>> = Mutex::new(Weak::new());
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let mut slot = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = slot.upgrade() {
+        return s;
+    }
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let s = Arc::new(Server::start(&format!("shared-{n}"), &[]));
+    *slot = Arc::downgrade(&s);
+    s
+}
+
+/// A word no other run or test writes.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{nanos:x}-{}", std::process::id())
+}
