@@ -435,42 +435,6 @@ fn the_api_needs_a_token_and_describes_itself() {
     }
 }
 
-/// Runs `hoist server` with `args`, which it should refuse; returns its exit code (None if it
-/// had to be killed: it did not refuse within 10 s) and stderr. It gets a scratch data dir
-/// and free ports, so a server that wrongly starts touches nothing and is stopped.
-fn refused_server(args: &[&str]) -> (Option<i32>, String) {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let data = common::scratch(&format!("refused-server-{run}"));
-    let stderr_path = data.with_extension("stderr");
-    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoist"))
-        .args(["server", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("run hoist server");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status.code();
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&stderr_path);
-    let _ = std::fs::remove_dir_all(&data);
-    (code, text)
-}
-
 /// The nice value of each of the server's threads named `gateway-N`.
 fn gateway_thread_nice(pid: u32) -> Vec<i64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
@@ -540,7 +504,7 @@ fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
         .collect();
     assert_eq!(main[16], "0");
 
-    let (code, stderr) = refused_server(&["--gateway-nice", "40"]);
+    let (code, stderr) = common::refused_server(&["--gateway-nice", "40"]);
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {stderr}");
     assert!(
         stderr.contains("--gateway-nice") && stderr.contains("-20..=19"),
@@ -577,10 +541,10 @@ fn a_request_past_the_request_timeout_gets_504_and_a_stream_still_running_is_cut
     assert_eq!(view["running"][0]["in_flight"], 0, "{view}");
     assert_eq!(server.get("slow", "/").0, 200);
 
-    let (code, err) = refused_server(&["--request-timeout", "soon"]);
+    let (code, err) = common::refused_server(&["--request-timeout", "soon"]);
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {err}");
     assert!(err.contains("--request-timeout"), "{err}");
-    let (code, err) = refused_server(&["--request-timeout", "0s"]);
+    let (code, err) = common::refused_server(&["--request-timeout", "0s"]);
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {err}");
     assert!(err.contains("must be more than zero"), "{err}");
 }

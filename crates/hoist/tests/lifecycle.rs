@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, git_repo, probe_app, wait_until};
+use common::{Server, files_containing, git_repo, probe_app, wait_until};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -35,28 +35,6 @@ fn app_env(server: &Server, service: &str) -> serde_json::Value {
     let (status, body) = server.get(service, "/env");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(body.trim()).expect("probe /env is JSON")
-}
-
-/// Every regular file under `dir` (symlinks not followed) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
-            continue;
-        };
-        if meta.is_dir() {
-            found.extend(files_containing(&e.path(), needle));
-        } else if meta.is_file()
-            && let Ok(bytes) = std::fs::read(e.path())
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            found.push(e.path());
-        }
-    }
-    found
 }
 
 /// Requests in a loop from a few threads until stopped (or a bound on time and count),
@@ -373,68 +351,10 @@ fn old_images_are_collected_beyond_the_kept_number_and_cannot_be_rolled_back_to(
     assert_eq!(app_env(&server, "gc")["FLAVOR"], "b");
 }
 
-/// Every mounted cgroup hierarchy (v1 controllers, named ones like systemd, and the unified
-/// v2 one), from the mount table: wherever crun or Hoist may have made a sandbox's cgroup.
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
-    let mounts: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
-            let (before, after) = l.split_once(" - ")?;
-            let fstype = after.split_whitespace().next()?;
-            (fstype == "cgroup" || fstype == "cgroup2")
-                .then(|| before.split_whitespace().nth(4).map(PathBuf::from))?
-        })
-        .collect();
-    assert!(
-        !mounts.is_empty(),
-        "no cgroup hierarchy is mounted:\n{info}"
-    );
-    mounts
-}
-
-/// What a server may leave on the host, for its own sandboxes: mounts under its run dir,
-/// cgroups (`hoist/<id>` in every mounted hierarchy), network namespaces and crun containers.
+/// What a server may leave on the host of its sandboxes `ids` and namespaces `netns`.
 fn leftovers(server: &Server, ids: &[String], netns: &[String]) -> Vec<String> {
     let run = std::fs::canonicalize(server.data.join("run")).unwrap_or_default();
-    let mut found = Vec::new();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let hierarchies = cgroup_mounts();
-    for id in ids {
-        if mounts.contains(&format!("/bundles/{id}/")) {
-            found.push(format!("mount of {id}"));
-        }
-        for base in &hierarchies {
-            let cgroup = base.join("hoist").join(id);
-            if cgroup.exists() {
-                found.push(format!("cgroup {}", cgroup.display()));
-            }
-        }
-        if run.join("crun").join(id).exists() {
-            found.push(format!("crun container {id}"));
-        }
-    }
-    for ns in netns {
-        if Path::new("/run/netns").join(ns).exists() {
-            found.push(format!("netns {ns}"));
-        }
-    }
-    found
-}
-
-/// The sandboxes the server has now: their ids and network namespaces.
-fn sandboxes(server: &Server) -> (Vec<String>, Vec<String>) {
-    let bundles = server.data.join("run/bundles");
-    let mut ids = Vec::new();
-    let mut netns = Vec::new();
-    for e in std::fs::read_dir(bundles).into_iter().flatten().flatten() {
-        ids.push(e.file_name().to_string_lossy().to_string());
-        if let Ok(ns) = std::fs::read_to_string(e.path().join("netns")) {
-            netns.push(ns.trim().to_string());
-        }
-    }
-    (ids, netns)
+    common::host_leftovers(&run, ids, netns)
 }
 
 #[test]
@@ -513,7 +433,7 @@ fn kill_9_during_a_build_a_start_and_after_going_live_loses_nothing_and_leaves_n
                 || server.service("tough")["instances"].to_string(),
             );
         }
-        let (ids, netns) = sandboxes(&server);
+        let (ids, netns) = server.sandbox_ids();
         assert!(!ids.is_empty(), "{point}: sandboxes exist before the kill");
         // The check below can see what a kill leaves: now, before it, it sees the sandboxes.
         let present = leftovers(&server, &ids, &netns);
@@ -560,7 +480,7 @@ fn kill_9_during_a_build_a_start_and_after_going_live_loses_nothing_and_leaves_n
         "--env",
         "VERSION=two",
     ]);
-    let (ids, netns) = sandboxes(&server);
+    let (ids, netns) = server.sandbox_ids();
     server.restart();
     server.wait_for("tough", "/", "probe two", RESTART_DEADLINE);
     let left = leftovers(&server, &ids, &netns);
@@ -629,7 +549,7 @@ fn the_later_of_two_deploys_wins_and_builds_run_at_most_two_at_once() {
         || (deployment_state(&server, &earlier)["state"] == "building").then_some(()),
         || deployment_state(&server, &earlier).to_string(),
     );
-    let (build_ids, build_netns) = sandboxes(&server);
+    let (build_ids, build_netns) = server.sandbox_ids();
     let later = submit(&server, &[path, "--name", "race", "--env", "VERSION=later"]);
     wait_until(
         "the later deploy goes live",

@@ -9,8 +9,6 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{Server, git_repo, probe_app, reach_app};
 
@@ -138,46 +136,21 @@ fn only_the_host_ports_the_operator_opened_are_reachable_from_instances_and_buil
     }
 }
 
-/// Runs `hoist server` with `args` and a fresh data dir, expecting it to exit on its own with
-/// an error within 30 s; returns its stderr.
-fn server_refuses(name: &str, args: &[&str]) -> String {
-    let data = common::scratch(name);
-    let err_file = data.with_extension("err");
-    let err = std::fs::File::create(&err_file).expect("stderr file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(args)
-        .env("HOIST_RUNTIME_CACHE", common::runtime_cache())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("start hoist server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_file(&err_file);
-    let status = status.unwrap_or_else(|| panic!("server {args:?} kept running:\n{stderr}"));
-    assert!(!status.success(), "server {args:?} exited 0:\n{stderr}");
+/// Runs `hoist server` with `args`, expecting it to exit on its own with an error; returns
+/// its stderr.
+fn server_refuses(args: &[&str]) -> String {
+    let (code, stderr) = common::refused_server(args);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "server {args:?} did not refuse (exit {code:?}):\n{stderr}"
+    );
     stderr
 }
 
 #[test]
 fn bad_host_ports_are_refused_with_the_reason() {
     for bad in ["abc", "0", "70000", "5432,,6379", "5432;6379"] {
-        let err = server_refuses("badports", &["--host-ports", bad]);
+        let err = server_refuses(&["--host-ports", bad]);
         assert!(
             err.contains("is not a TCP port (1-65535)"),
             "--host-ports {bad}: {err}"
@@ -188,10 +161,7 @@ fn bad_host_ports_are_refused_with_the_reason() {
     drop(_l);
     for flag in ["--listen", "--api-listen"] {
         let addr = format!("127.0.0.1:{port}");
-        let err = server_refuses(
-            "ownports",
-            &[flag, &addr, "--host-ports", &format!("22,{port}")],
-        );
+        let err = server_refuses(&[flag, &addr, "--host-ports", &format!("22,{port}")]);
         assert!(
             err.contains(&format!(
                 "host port {port} is the server's own gateway or API port"

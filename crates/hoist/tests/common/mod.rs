@@ -630,18 +630,7 @@ impl Server {
             .stderr(err)
             .spawn()
             .expect("start hoist server");
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut child, within);
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         (status, stderr)
     }
@@ -710,21 +699,32 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every mounted cgroup hierarchy (v1 controllers, named ones like systemd, and the unified
+/// v2 one), from the mount table: wherever crun or Hoist may have made a sandbox's cgroup.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
+    let mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| {
+            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+            let (before, after) = l.split_once(" - ")?;
+            let fstype = after.split_whitespace().next()?;
+            (fstype == "cgroup" || fstype == "cgroup2")
+                .then(|| before.split_whitespace().nth(4).map(PathBuf::from))?
+        })
+        .collect();
+    assert!(
+        !mounts.is_empty(),
+        "no cgroup hierarchy is mounted:\n{info}"
+    );
+    mounts
+}
+
 /// What is left on the host of the sandboxes `ids` (and network namespaces `netns`): mounts,
-/// cgroups in every hierarchy (`/sys/fs/cgroup/*/hoist/ID` on v1, `/sys/fs/cgroup/hoist/ID`
-/// on v2), crun state under `run` (the data dir's run dir, resolved before it went away) and
-/// network namespaces.
+/// cgroups (`hoist/ID`) in every mounted hierarchy (see [`cgroup_mounts`]), crun state under
+/// `run` (the data dir's run dir, resolved before it went away) and network namespaces.
 pub fn host_leftovers(run: &Path, ids: &[String], netns: &[String]) -> Vec<String> {
-    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
-    for e in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if e.path().is_dir() {
-            bases.push(e.path());
-        }
-    }
+    let bases = cgroup_mounts();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut found = Vec::new();
     for id in ids {
@@ -785,4 +785,52 @@ pub fn unique(tag: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{tag}-{nanos:x}-{}", std::process::id())
+}
+
+/// Runs `hoist server` with `args`, which it should refuse; returns its exit code (None if it
+/// had to be killed: it did not refuse within 30 s) and stderr. It gets a scratch data dir
+/// and free ports (unless `args` name them), so a server that wrongly starts touches nothing
+/// and is stopped.
+pub fn refused_server(args: &[&str]) -> (Option<i32>, String) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = scratch(&format!("refused-server-{run}"));
+    let stderr_path = data.with_extension("stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["server", "--data-dir"])
+        .arg(&data)
+        .args(
+            ["--listen", "--api-listen"]
+                .into_iter()
+                .filter(|flag| !args.contains(flag))
+                .flat_map(|flag| [flag, "127.0.0.1:0"]),
+        )
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("run hoist server");
+    let code = wait_exit(&mut child, Duration::from_secs(30)).and_then(|s| s.code());
+    let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&stderr_path);
+    let _ = std::fs::remove_dir_all(&data);
+    (code, text)
+}
+
+/// Waits up to `within` for `child` to exit on its own; kills it (and returns `None`) if it
+/// is still running then.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
