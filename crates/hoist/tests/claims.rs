@@ -42,12 +42,6 @@ fn seconds_of(text: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn deployment(server: &Server, id: &str) -> serde_json::Value {
-    let (status, d) = server.api("GET", &format!("/v1/deployments/{id}"), None);
-    assert_eq!(status, 200, "{d}");
-    d
-}
-
 fn newest_deployment(server: &Server, name: &str) -> String {
     server.service(name)["deployments"][0]["id"]
         .as_str()
@@ -303,7 +297,7 @@ fn the_last_10_images_are_kept_by_default_and_the_11th_oldest_is_removed_with_it
         }
         last_output = server.deploy_ok(&[path, "--name", "gc10", "--memory", "256"]);
         let id = newest_deployment(&server, "gc10");
-        let image = deployment(&server, &id)["image"]
+        let image = server.deployment(&id)["image"]
             .as_str()
             .unwrap_or_else(|| panic!("{id} has an image"))
             .replace(':', "-");
@@ -353,52 +347,25 @@ fn the_last_10_images_are_kept_by_default_and_the_11th_oldest_is_removed_with_it
     );
 }
 
-fn submit(server: &Server, args: &[&str]) -> String {
-    let out = server.hoist_ok(&[&["deploy"], args, &["--no-wait"]].concat());
-    out.split_whitespace()
-        .find(|w| w.starts_with("d-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no deployment id in {out}"))
-}
-
 #[test]
 fn with_max_builds_1_a_second_deploy_waits_while_the_first_builds() {
     let server = Server::start("one-build", &["--max-builds", "1"]);
     let repo = git_repo(&claims_app(), "one-build");
     let path = repo.to_str().unwrap();
-    let first = submit(&server, &[path, "--name", "first", "--build", "sleep 4"]);
+    let first = server.submit(&[path, "--name", "first", "--build", "sleep 4"]);
     wait_until(
         "the first deploy builds",
         Duration::from_secs(60),
-        || (deployment(&server, &first)["state"] == "building").then_some(()),
-        || deployment(&server, &first).to_string(),
+        || (server.deployment(&first)["state"] == "building").then_some(()),
+        || server.deployment(&first).to_string(),
     );
-    let second = submit(&server, &[path, "--name", "second", "--build", "sleep 2"]);
+    let second = server.submit(&[path, "--name", "second", "--build", "sleep 2"]);
     let (mut most_building, mut saw_wait) = (0, false);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let states: Vec<String> = [&first, &second]
-            .iter()
-            .map(|id| {
-                deployment(&server, id)["state"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .collect();
+    server.follow_until_live(&[&first, &second], Duration::from_secs(120), |states| {
         let building = states.iter().filter(|s| *s == "building").count();
         most_building = most_building.max(building);
         saw_wait |= states[0] == "building" && states[1] == "queued";
-        if states.iter().all(|s| s == "live") {
-            break;
-        }
-        assert!(
-            states.iter().all(|s| s != "failed" && s != "cancelled"),
-            "{states:?}"
-        );
-        assert!(Instant::now() < deadline, "not both live: {states:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
+    });
     assert_eq!(most_building, 1, "one build at a time");
     assert!(
         saw_wait,

@@ -521,20 +521,6 @@ fn sigterm_lets_requests_in_flight_finish() {
 }
 
 /// Submits a deploy and returns at once with its id.
-fn submit(server: &Server, args: &[&str]) -> String {
-    let out = server.hoist_ok(&[&["deploy"], args, &["--no-wait"]].concat());
-    out.split_whitespace()
-        .find(|w| w.starts_with("d-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no deployment id in {out}"))
-}
-
-fn deployment_state(server: &Server, id: &str) -> serde_json::Value {
-    let (status, d) = server.api("GET", &format!("/v1/deployments/{id}"), None);
-    assert_eq!(status, 200, "{d}");
-    d
-}
-
 #[test]
 fn the_later_of_two_deploys_wins_and_builds_run_at_most_two_at_once() {
     let server = Server::start("concurrent", &[]);
@@ -542,29 +528,29 @@ fn the_later_of_two_deploys_wins_and_builds_run_at_most_two_at_once() {
     let path = repo.to_str().unwrap();
 
     // One service, two deploys: the slow earlier one is cancelled, its build sandbox removed.
-    let earlier = submit(&server, &[path, "--name", "race", "--build", "sleep 60"]);
+    let earlier = server.submit(&[path, "--name", "race", "--build", "sleep 60"]);
     wait_until(
         "the earlier deploy builds",
         Duration::from_secs(60),
-        || (deployment_state(&server, &earlier)["state"] == "building").then_some(()),
-        || deployment_state(&server, &earlier).to_string(),
+        || (server.deployment(&earlier)["state"] == "building").then_some(()),
+        || server.deployment(&earlier).to_string(),
     );
     let (build_ids, build_netns) = server.sandbox_ids();
-    let later = submit(&server, &[path, "--name", "race", "--env", "VERSION=later"]);
+    let later = server.submit(&[path, "--name", "race", "--env", "VERSION=later"]);
     wait_until(
         "the later deploy goes live",
         LONG,
-        || (deployment_state(&server, &later)["state"] == "live").then_some(()),
-        || deployment_state(&server, &later).to_string(),
+        || (server.deployment(&later)["state"] == "live").then_some(()),
+        || server.deployment(&later).to_string(),
     );
     let d = wait_until(
         "the earlier deploy is cancelled",
         Duration::from_secs(10),
         || {
-            let d = deployment_state(&server, &earlier);
+            let d = server.deployment(&earlier);
             (d["state"] == "cancelled").then_some(d)
         },
-        || deployment_state(&server, &earlier).to_string(),
+        || server.deployment(&earlier).to_string(),
     );
     assert!(d.to_string().contains("a newer deployment"), "{d}");
     assert!(server.get("race", "/").1.starts_with("probe later"));
@@ -574,34 +560,15 @@ fn the_later_of_two_deploys_wins_and_builds_run_at_most_two_at_once() {
     // Three services at once: two build, the third waits for a slot.
     let ids: Vec<String> = ["one", "two", "three"]
         .iter()
-        .map(|n| submit(&server, &[path, "--name", n, "--build", "sleep 3"]))
+        .map(|n| server.submit(&[path, "--name", n, "--build", "sleep 3"]))
         .collect();
-    let mut most_building = 0;
-    let mut saw_queued = false;
-    let deadline = Instant::now() + LONG;
-    loop {
-        let states: Vec<String> = ids
-            .iter()
-            .map(|id| {
-                deployment_state(&server, id)["state"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .collect();
+    let (mut most_building, mut saw_queued) = (0, false);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    server.follow_until_live(&ids, LONG, |states| {
         let building = states.iter().filter(|s| *s == "building").count();
         most_building = most_building.max(building);
         saw_queued |= building == 2 && states.iter().any(|s| s == "queued");
-        if states.iter().all(|s| s == "live") {
-            break;
-        }
-        assert!(
-            states.iter().all(|s| s != "failed" && s != "cancelled"),
-            "{states:?}"
-        );
-        assert!(Instant::now() < deadline, "not all live: {states:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
+    });
     assert_eq!(most_building, 2, "two builds ran in parallel");
     assert!(saw_queued, "the third deploy waited for a build slot");
 }

@@ -40,49 +40,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(name: &str, extra: &[&str]) -> Server {
-        let mut s = Server {
-            child: None,
-            data: scratch(name),
-            api_port: free_port(),
-            gw_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.spawn();
-        s
+        Server::start_env(name, extra, &[])
     }
 
+    /// Starts the server again on the same data dir and ports (after `terminate` or `kill9`),
+    /// waiting until it answers.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&self.data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.gw_port))
-            .arg("--api-listen")
-            .arg(format!("127.0.0.1:{}", self.api_port))
-            .args(&self.extra)
-            .env("HOIST_RUNTIME_CACHE", runtime_cache())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start hoist server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = http(self.api_port, "127.0.0.1", "/healthz") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "hoist server did not come up; see {}",
-            self.data.with_extension("log").display()
-        );
+        self.spawn_env(&[]);
     }
 
     /// The server process's id, while it runs.
@@ -832,5 +796,55 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::Ex
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    /// `hoist deploy ARGS --no-wait`: the new deployment's id.
+    pub fn submit(&self, args: &[&str]) -> String {
+        let out = self.hoist_ok(&[&["deploy"], args, &["--no-wait"]].concat());
+        out.split_whitespace()
+            .find(|w| w.starts_with("d-"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no deployment id in {out}"))
+    }
+
+    /// `GET /v1/deployments/ID`.
+    pub fn deployment(&self, id: &str) -> serde_json::Value {
+        let (status, d) = self.api("GET", &format!("/v1/deployments/{id}"), None);
+        assert_eq!(status, 200, "{d}");
+        d
+    }
+
+    /// Reads the states of deployments `ids` every 100 ms, handing each reading to `each`,
+    /// until all are live; fails if one fails or is cancelled, or after `within`.
+    pub fn follow_until_live(
+        &self,
+        ids: &[&str],
+        within: Duration,
+        mut each: impl FnMut(&[String]),
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let states: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    self.deployment(id)["state"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect();
+            each(&states);
+            if states.iter().all(|s| s == "live") {
+                return;
+            }
+            assert!(
+                states.iter().all(|s| s != "failed" && s != "cancelled"),
+                "{states:?}"
+            );
+            assert!(Instant::now() < deadline, "not all live: {states:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
