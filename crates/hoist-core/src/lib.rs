@@ -45,7 +45,7 @@ pub use error::{SpecError, StateError};
 pub use ids::{DeploymentId, InstanceId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
-pub use memory::MemoryMb;
+pub use memory::{CPU_PERIOD_US, MemoryMb, cpu_quota_us};
 pub use name::ServiceName;
 pub use port::Port;
 pub use root_dir::RootDir;
