@@ -47,10 +47,10 @@ pub struct ProcessSpec {
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     pub hostname: String,
-    /// Mounted by the caller with every flag the sandbox's `/` must have (read-only for
-    /// instances, always `nodev,nosuid`): crun's `root.readonly` is not used, since its
-    /// read-only remount of `/` (MS_BIND|MS_REMOUNT|MS_RDONLY) clears `nodev` and `nosuid`,
-    /// while the bind mount crun makes of the rootfs keeps the flags of the mount it copies.
+    /// The root filesystem. crun's `root.readonly` is not used: crun 1.8 remounts the root
+    /// with MS_BIND (and MS_RDONLY) alone, which clears `nodev` and `nosuid`, so the root's
+    /// flags (read-only for instances, always `nodev,nosuid`) are set after `crun create`
+    /// instead, by `overlay::seal_container_root`.
     pub rootfs: PathBuf,
     pub process: ProcessSpec,
     /// `None` when the limit is enforced by the owned parent cgroup instead (cgroup v1).
