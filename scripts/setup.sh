@@ -10,8 +10,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # crun runs the sandboxes, mmdebstrap builds the runtimes, iproute2 and iptables wire the
-# instances' network, git fetches sources.
-packages=(crun mmdebstrap iproute2 iptables git ca-certificates curl build-essential pkg-config)
+# instances' network, git fetches sources, tini (its static build) is every sandbox's PID 1.
+packages=(crun mmdebstrap iproute2 iptables git ca-certificates curl build-essential pkg-config tini)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -47,7 +47,7 @@ pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words
 pub use ids::{DeploymentId, InstanceId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
-pub use memory::MemoryMb;
+pub use memory::{CPU_PERIOD_US, MemoryMb, cpu_quota_us};
 pub use name::ServiceName;
 pub use port::Port;
 pub use root_dir::RootDir;

@@ -71,14 +71,24 @@ impl MemoryMb {
         }
     }
 
-    /// cgroup CPU quota for the given period.
-    ///
-    /// Never below 1000 µs because the kernel rejects smaller quotas; that only matters for
-    /// periods far shorter than the usual 100 ms.
+    /// cgroup CPU quota for the given period: [`cpu_quota_us`] of [`MemoryMb::cpu_millicores`].
     pub fn cpu_quota_us(self, period_us: u64) -> i64 {
-        let quota = u128::from(period_us) * u128::from(self.cpu_millicores()) / 1000;
-        i64::try_from(quota).unwrap_or(i64::MAX).max(1000)
+        cpu_quota_us(self.cpu_millicores(), period_us)
     }
+}
+
+/// The CFS period of every sandbox's CPU limit (the kernel's default, 100 ms).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// cgroup CPU quota of `millicores` for the given period. The one place a quota is computed:
+/// instances (through [`MemoryMb::cpu_quota_us`]) and builds (a fixed 2000 millicores) both
+/// end up here, and the sandbox bundle writes what this returns.
+///
+/// Never below 1000 µs because the kernel rejects smaller quotas; that only matters for
+/// periods far shorter than the usual 100 ms.
+pub fn cpu_quota_us(millicores: u32, period_us: u64) -> i64 {
+    let quota = u128::from(period_us) * u128::from(millicores) / 1000;
+    i64::try_from(quota).unwrap_or(i64::MAX).max(1000)
 }
 
 /// Splits a lowercase size into number and MB multiplier; "mib"/"gib" are accepted because
@@ -275,6 +285,12 @@ mod tests {
         assert_eq!(m(128).cpu_quota_us(100_000), 7_200);
         assert_eq!(m(128).cpu_quota_us(1_000), 1_000);
         assert_eq!(m(7076).cpu_quota_us(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn build_quota_is_two_cores() {
+        assert_eq!(cpu_quota_us(2000, CPU_PERIOD_US), 200_000);
+        assert_eq!(cpu_quota_us(0, CPU_PERIOD_US), 1_000);
     }
 
     #[test]

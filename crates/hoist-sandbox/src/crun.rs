@@ -1,10 +1,8 @@
-//! The crun driver. Builds run in the foreground under a `crun run` child, whose exit status
-//! and pipes are the app's. Instances are created ahead of time (`crun create`) and started on
-//! demand; see `process.rs` for how their init is watched.
+//! The crun driver. Sandboxes are created (`crun create`: instances ahead of time, builds just
+//! before they run) and then started; see `process.rs` for how their init is watched.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -18,12 +16,6 @@ pub struct Crun {
     state_root: PathBuf,
 }
 
-#[derive(Debug)]
-pub struct RunningContainer {
-    pub id: String,
-    pub child: Child,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
     pub code: Option<i32>,
@@ -31,14 +23,15 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
-    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
-        // crun reports a container killed by signal N as exit code 128+N.
-        match (status.code(), status.signal()) {
-            (Some(c), _) if c > 128 && c < 160 => ExitStatus {
+    /// The app's own exit from the sandbox init's: tini exits 128+N when the app was killed by
+    /// signal N, so an app OOM-killed under tini shows as exit code 137, which is signal 9.
+    pub fn through_init(self) -> ExitStatus {
+        match self.code {
+            Some(c) if c > 128 && c < 160 => ExitStatus {
                 code: None,
                 signal: Some(c - 128),
             },
-            (code, signal) => ExitStatus { code, signal },
+            _ => self,
         }
     }
 
@@ -71,26 +64,6 @@ impl Crun {
         let mut c = Command::new(&self.binary);
         c.arg("--root").arg(&self.state_root);
         c
-    }
-
-    pub fn spawn(&self, id: &str, bundle: &Path) -> Result<RunningContainer, SandboxError> {
-        let child = self
-            .cmd()
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at the server's terminal must not reach apps.
-            .process_group(0)
-            .spawn()
-            .map_err(SandboxError::io("starting crun"))?;
-        Ok(RunningContainer {
-            id: id.to_string(),
-            child,
-        })
     }
 
     /// `crun create`: sets the container up (namespaces, mounts, cgroup, seccomp) and leaves
@@ -138,8 +111,16 @@ impl Crun {
         }
     }
 
+    /// Sends `signal` to every process of the container.
     pub async fn kill(&self, id: &str, signal: &str) -> Result<(), SandboxError> {
         self.simple(&["kill", "--all", id, signal]).await
+    }
+
+    /// Sends `signal` to the container's init only, which passes it on to the app's process
+    /// group: each process gets it once (with `--all` the app's main process would get it
+    /// from crun and again from the init).
+    pub async fn kill_init(&self, id: &str, signal: &str) -> Result<(), SandboxError> {
+        self.simple(&["kill", id, signal]).await
     }
 
     /// Removes the container's state; `force` kills it first if it still runs.
@@ -231,5 +212,27 @@ impl Crun {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitStatus;
+
+    #[test]
+    fn the_inits_128_plus_n_is_the_apps_signal() {
+        let code = |c| ExitStatus {
+            code: Some(c),
+            signal: None,
+        };
+        let signal = |s| ExitStatus {
+            code: None,
+            signal: Some(s),
+        };
+        assert_eq!(code(137).through_init(), signal(9));
+        assert_eq!(code(143).through_init(), signal(15));
+        assert_eq!(code(3).through_init(), code(3));
+        assert_eq!(code(128).through_init(), code(128));
+        assert_eq!(signal(9).through_init(), signal(9));
     }
 }

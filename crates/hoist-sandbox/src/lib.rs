@@ -15,7 +15,7 @@ mod seccomp;
 
 pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
 pub use cgroup::{CgroupStats, Freezer, OwnedCgroup};
-pub use crun::{Crun, ExitStatus, RunningContainer};
+pub use crun::{Crun, ExitStatus};
 pub use error::SandboxError;
 pub use host::{HostInput, HostNet, prepare_host, runtime_dir};
 pub use netns::{NetNs, NetNsPool, SUBNET};

@@ -44,7 +44,8 @@ impl Overlay {
             ));
         }
         // nosuid: a build runs as root and could leave a setuid binary in its layer; on the
-        // host side of the mount that must not mean anything.
+        // host side of the mount that must not mean anything. (crun's own bind of the root
+        // drops these flags inside the sandbox; `seal_container_root` puts them back there.)
         let flags = if upper.is_none() {
             MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID
         } else {
@@ -83,6 +84,38 @@ impl Drop for Overlay {
             let _ = unmount(&self.target);
         }
     }
+}
+
+/// Remounts `/` of the container whose init is `pid` (created, not yet started) `nodev,nosuid`,
+/// and read-only if `readonly`.
+///
+/// crun 1.8 (Debian 12's) bind-mounts the root onto itself and then remounts it with only
+/// MS_BIND (and MS_RDONLY for `root.readonly`), which clears `nodev` and `nosuid` whatever the
+/// mount under it had, and no OCI field sets flags on the root. So the flags are set here,
+/// before the sandbox's process runs. A mount namespace can only be joined by a thread that
+/// shares no filesystem attributes (root, cwd) with others, hence the short-lived thread that
+/// unshares them first; it ends with the remount, so no other code ever runs in that namespace.
+pub(crate) fn seal_container_root(pid: i32, readonly: bool) -> Result<(), SandboxError> {
+    let ns_path = format!("/proc/{pid}/ns/mnt");
+    let ns =
+        std::fs::File::open(&ns_path).map_err(SandboxError::io(format!("opening {ns_path}")))?;
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+    if readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let remount = std::thread::spawn(move || -> nix::Result<()> {
+        use nix::sched::{CloneFlags, setns, unshare};
+        unshare(CloneFlags::CLONE_FS)?;
+        setns(&ns, CloneFlags::CLONE_NEWNS)?;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+    });
+    let result = remount
+        .join()
+        .map_err(|_| SandboxError::Host("the root remount thread panicked".into()))?;
+    result.map_err(|source| SandboxError::Mount {
+        target: PathBuf::from(format!("/ of container process {pid}")),
+        source,
+    })
 }
 
 /// Detaches a mount; a mount that is already gone is not an error, so cleanup is idempotent.

@@ -1,9 +1,8 @@
-//! The container's init process, however it was started.
+//! The container's init process.
 //!
-//! Builds run under `crun run` in the foreground: crun is our child and its exit status is the
-//! app's. Instances are made ahead of time with `crun create` (the warm pool), which exits once
-//! the container is set up; the container's init is then re-parented to this server, which is a
-//! child subreaper, and watched through a pidfd. Being its parent is what lets us read its exit
+//! Builds and instances are made with `crun create` (instances ahead of time, in the warm
+//! pool), which exits once the container is set up; the container's init is then re-parented to
+//! this server, which is a child subreaper, and watched through a pidfd. Being its parent is what lets us read its exit
 //! status (code, signal) rather than only learn that it is gone.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -24,7 +23,6 @@ pub fn become_subreaper() -> Result<(), SandboxError> {
 
 #[derive(Debug)]
 pub(crate) enum Process {
-    Foreground(tokio::process::Child),
     Adopted(Adopted),
 }
 
@@ -129,28 +127,19 @@ fn pidfd_exited(fd: &OwnedFd) -> bool {
 impl Process {
     pub(crate) async fn wait(&mut self) -> ExitStatus {
         match self {
-            Process::Foreground(child) => match child.wait().await {
-                Ok(s) => ExitStatus::from_std(s),
-                Err(_) => UNKNOWN,
-            },
             Process::Adopted(a) => a.wait().await,
         }
     }
 
     pub(crate) fn running(&mut self) -> bool {
         match self {
-            Process::Foreground(child) => matches!(child.try_wait(), Ok(None)),
             Process::Adopted(a) => a.try_wait().is_none(),
         }
     }
 
-    /// SIGKILL to the process we hold: crun itself for a foreground run (whose container
-    /// then dies with it while still being set up), or the container's init.
+    /// SIGKILL to the container's init.
     pub(crate) fn kill(&mut self) {
         match self {
-            Process::Foreground(child) => {
-                let _ = child.start_kill();
-            }
             Process::Adopted(a) => {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(a.pid),

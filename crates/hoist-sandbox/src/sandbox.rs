@@ -109,6 +109,13 @@ impl std::fmt::Display for SandboxExit {
 impl Sandboxes {
     /// `root` holds bundles and crun's state; it is private to this server.
     pub fn new(root: &Path) -> Result<Sandboxes, SandboxError> {
+        if !Path::new(crate::bundle::HOST_INIT).is_file() {
+            return Err(SandboxError::Host(format!(
+                "{} (every sandbox's PID 1) is missing: install Debian's tini package \
+                 (scripts/setup.sh does)",
+                crate::bundle::HOST_INIT
+            )));
+        }
         std::fs::create_dir_all(root.join("crun"))
             .map_err(SandboxError::io(format!("creating {}", root.display())))?;
         Ok(Sandboxes {
@@ -195,24 +202,26 @@ impl Sandboxes {
         self.pool.drain().await;
     }
 
-    /// Runs `spec` in a new sandbox at once (`crun run` in the foreground); for builds.
+    /// Runs `spec` in a new sandbox at once; for builds. Created and started as instances
+    /// are, since the root's mount flags are set between the two (see
+    /// `overlay::seal_container_root`).
     pub async fn launch(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
-        self.make(id, spec, false).await
+        let mut launched = self.make(id, spec).await?;
+        if let Err(e) = launched.sandbox.start().await {
+            launched.sandbox.destroy().await;
+            return Err(e);
+        }
+        Ok(launched)
     }
 
     /// Sets a sandbox up completely but leaves its process waiting before its first
     /// instruction; [`Sandbox::start`] lets it run. This is the warm pool's unit: everything
     /// slow about a start (namespaces, mounts, cgroups, seccomp, crun itself) is paid here.
     pub async fn create(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
-        self.make(id, spec, true).await
+        self.make(id, spec).await
     }
 
-    async fn make(
-        &self,
-        id: &str,
-        spec: LaunchSpec,
-        create_only: bool,
-    ) -> Result<Launched, SandboxError> {
+    async fn make(&self, id: &str, spec: LaunchSpec) -> Result<Launched, SandboxError> {
         let mut timings = LaunchTimings::default();
         let dir = self.root.join("bundles").join(id);
         std::fs::create_dir_all(&dir)
@@ -248,14 +257,7 @@ impl Sandboxes {
         timings.bundle = t.elapsed();
 
         let t = Instant::now();
-        let spawned = if create_only {
-            self.crun_create(id, &dir).await
-        } else {
-            self.crun.spawn(id, &dir).map(|mut c| {
-                let out = (c.child.stdout.take(), c.child.stderr.take());
-                (Process::Foreground(c.child), out)
-            })
-        };
+        let spawned = self.crun_create(id, &dir, spec.upper.is_none()).await;
         let (process, (stdout, stderr)) = match spawned {
             Ok(p) => p,
             Err(e) => {
@@ -294,11 +296,13 @@ impl Sandboxes {
         }
     }
 
-    /// `crun create`, then adopts the container's init (see `process.rs`).
+    /// `crun create`, seals the container's root (see `overlay::seal_container_root`), then
+    /// adopts the container's init (see `process.rs`).
     async fn crun_create(
         &self,
         id: &str,
         dir: &Path,
+        readonly_root: bool,
     ) -> Result<(Process, (Option<ChildStdout>, Option<ChildStderr>)), SandboxError> {
         let pid_file = dir.join("pid");
         let mut child = self.crun.create(id, dir, &pid_file)?;
@@ -336,6 +340,7 @@ impl Sandboxes {
             .and_then(|t| t.trim().parse().ok())
             .ok_or_else(|| SandboxError::Host("crun create wrote no pid file".into()))?;
         let adopted = Adopted::open(pid)?;
+        crate::overlay::seal_container_root(pid, readonly_root)?;
         Ok((Process::Adopted(adopted), (stdout, stderr)))
     }
 
@@ -397,7 +402,6 @@ impl Sandboxes {
         let sandbox_spec = SandboxSpec {
             hostname: spec.hostname.clone(),
             rootfs: rootfs.target().to_path_buf(),
-            readonly_root: spec.upper.is_none(),
             process: spec.process.clone(),
             memory_bytes: cgroup.limit_in_spec().then_some(memory_bytes as i64),
             cpu_millicores: spec.cpu_millicores,
@@ -465,19 +469,19 @@ impl Sandbox {
     pub fn pid(&self) -> Option<i32> {
         match &self.process {
             Process::Adopted(a) => Some(a.pid()),
-            Process::Foreground(c) => c.id().map(|p| p as i32),
         }
     }
 
     /// Waits for the app to exit.
     pub async fn wait(&mut self) -> SandboxExit {
-        let status: ExitStatus = self.process.wait().await;
+        let status: ExitStatus = self.process.wait().await.through_init();
         SandboxExit {
             status,
             oom_killed: status.signal == Some(9) && self.cgroup.oom_kills() > 0,
         }
     }
 
+    /// Sends `signal` to every process of the sandbox.
     pub async fn signal(&self, signal: &str) -> Result<(), SandboxError> {
         self.crun.kill(&self.id, signal).await
     }
@@ -486,7 +490,8 @@ impl Sandbox {
     pub async fn stop(mut self, grace: Duration) -> SandboxExit {
         // A frozen app cannot act on SIGTERM.
         let _ = self.cgroup.freezer().thaw();
-        let _ = self.signal("TERM").await;
+        // To the init, which passes it to the app's process group once.
+        let _ = self.crun.kill_init(&self.id, "TERM").await;
         let exit = match tokio::time::timeout(grace, self.wait()).await {
             Ok(exit) => exit,
             Err(_) => {
