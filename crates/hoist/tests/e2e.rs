@@ -173,7 +173,7 @@ fn instances_are_sandboxed_and_an_oom_kill_only_restarts_that_instance() {
         serde_json::from_str(server.get("boxed", "/ps").1.trim()).expect("pid list");
     assert!(
         pids.contains(&1),
-        "the app is PID 1 of its own namespace: {pids:?}"
+        "the instance has its own PID namespace (its init is PID 1): {pids:?}"
     );
     assert!(
         pids.len() <= 3,
