@@ -11,9 +11,10 @@ export HOIST_RUNTIME_CACHE=${HOIST_RUNTIME_CACHE:-/var/cache/hoist/runtimes}
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # No doc tests: the crates have none, and an empty doc-test run must not be the last word.
+# --no-fail-fast: one failing test binary must not hide what the others would have said.
 log=$(mktemp)
 set +e
-cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -150,8 +150,7 @@ class Server(ThreadingHTTPServer):
 
 
 def terminate(signum, frame):
-    # PID 1 of its sandbox ignores SIGTERM without a handler. The line is the app's last
-    # output, written while the platform stops.
+    # The line is the app's last output, written while the platform stops it.
     print(f"terminating {os.environ.get('TERM_WORD', '')}", flush=True)
     os._exit(0)
 
