@@ -473,15 +473,19 @@ fn running_build(server: &Server) -> Option<String> {
 
 #[test]
 fn a_build_gets_two_cpus_and_4_gb_and_stops_at_the_build_timeout() {
-    let server = Server::start("iso-build", &["--build-timeout", "5s"]);
+    // A build that waits for a word from the test (over the network, to the host, on a port
+    // the server opens to its sandboxes) while the test reads its limits, then stops on its
+    // own; its deployment succeeds.
+    let gate = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = gate.local_addr().unwrap().port();
+    let server = Server::start(
+        "iso-build",
+        &["--build-timeout", "5s", "--host-ports", &port.to_string()],
+    );
     let repo = git_repo(&probe_app(), "build");
     let path = repo.to_str().unwrap();
     server.deploy_ok(&[path, "--name", "slow", "--env", "VERSION=first"]);
 
-    // A build that waits for a word from the test (over the network, to the host) while the
-    // test reads its limits, then stops on its own; its deployment succeeds.
-    let gate = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = gate.local_addr().unwrap().port();
     let waiting = format!(
         "python3 -c 'import socket; s = socket.create_connection((\"host.hoist.internal\", {port}), timeout=30); s.sendall(b\"in\"); s.recv(2)'"
     );
