@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connections::{Connections, Lent};
+use crate::listen::{Acceptor, ConnLimit, InUse};
 use crate::observe::{AccessBatch, AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool, Traffic};
 
@@ -41,6 +42,9 @@ pub struct GatewayConfig {
     pub record_requests: bool,
     /// The workers' scheduling priority (`nice`), 0 to leave it as the process has it.
     pub nice: i32,
+    /// Client connections open at once, over all workers; at the cap the one idle longest is
+    /// closed to make room, or new ones wait in the backlog (see `listen`).
+    pub max_connections: usize,
 }
 
 impl GatewayConfig {
@@ -53,6 +57,7 @@ impl GatewayConfig {
             workers: 1,
             record_requests: true,
             nice: 0,
+            max_connections: 10_000,
         }
     }
 }
@@ -135,6 +140,8 @@ impl Gateway {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
+        // One cap for the whole gateway: the descriptors it guards are the process's.
+        let limit = ConnLimit::new(self.config.max_connections, "gateway", shutdown.clone());
         let mut listeners = vec![listener];
         for _ in 1..self.config.workers.max(1) {
             listeners.push(reuseport_listener(addr)?);
@@ -143,7 +150,7 @@ impl Gateway {
         for (i, listener) in listeners.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let gw = self.clone();
-            let shutdown = shutdown.clone();
+            let limit = limit.clone();
             let nice = self.config.nice;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -165,7 +172,7 @@ impl Gateway {
                         let worker = worker.clone();
                         async move {
                             match TcpListener::from_std(listener) {
-                                Ok(l) => worker.accept(l, shutdown).await,
+                                Ok(l) => worker.accept(l, limit).await,
                                 Err(e) => tracing::error!(error = %e, "gateway worker listener"),
                             }
                         }
@@ -226,23 +233,19 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 }
 
 impl Worker {
-    /// Accepts until `shutdown`, then lets open connections finish the requests they carry
-    /// (keep-alive connections are closed after their current response), for at most
-    /// `DRAIN_LIMIT`.
-    async fn accept(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    /// Accepts until the limit's shutdown token is cancelled, then lets open connections
+    /// finish the requests they carry (connections between requests, or still sending a
+    /// head, are closed at once), for at most `DRAIN_LIMIT`.
+    async fn accept(self: Arc<Self>, listener: TcpListener, limit: Arc<ConnLimit>) {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Heads larger than this get hyper's own 431; a slow client gets 30 s to send its
-        // head (slowloris).
+        // head (slowloris), and a kept-alive connection 30 s between requests.
         builder
             .http1()
             .max_buf_size(RequestLimits::MAX_HEADERS_TOTAL + RequestLimits::MAX_HEADER_LINE)
             .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            .header_read_timeout(crate::listen::HEAD_TIMEOUT);
+        let connections = tokio_util::task::TaskTracker::new();
         let sweeper = tokio::spawn({
             let upstreams = self.upstreams.clone();
             async move {
@@ -262,38 +265,30 @@ impl Worker {
                     .await
             }
         });
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gateway accept");
-                        continue;
-                    }
-                },
-                _ = shutdown.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
+        let mut acceptor = Acceptor::new(listener, limit);
+        while let Some((conn, peer)) = acceptor.accept().await {
+            let _ = conn.set_nodelay(true);
+            let state = conn.state().clone();
             let worker = self.clone();
             // The client's address as a header value, made once for all of the connection's
             // requests.
             let client_ip = HeaderValue::from_str(&peer.ip().to_string()).ok();
-            let svc = hyper::service::service_fn(move |req| {
-                worker.clone().handle(req, client_ip.clone())
+            let svc = hyper::service::service_fn({
+                let state = state.clone();
+                move |req| worker.clone().handle(req, client_ip.clone(), state.begin())
             });
-            let conn = graceful.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
+            let http = builder
+                .serve_connection_with_upgrades(TokioIo::new(conn), svc)
+                .into_owned();
+            connections.spawn(async move {
+                if let Err(e) = crate::listen::drive(http, state).await {
                     tracing::debug!(error = %e, %peer, "gateway connection");
                 }
             });
         }
-        drop(listener);
-        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        drop(acceptor);
+        connections.close();
+        if tokio::time::timeout(DRAIN_LIMIT, connections.wait())
             .await
             .is_err()
         {
@@ -376,9 +371,10 @@ impl Worker {
         self: Arc<Self>,
         req: Request<Incoming>,
         client_ip: Option<HeaderValue>,
+        in_use: InUse,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if !self.gw.config.record_requests {
-            return Ok(self.route(req, client_ip).await.0);
+            return Ok(tracked(self.route(req, client_ip).await.0, in_use));
         }
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -388,8 +384,11 @@ impl Worker {
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         let (resp, outcome) = self.route(req, client_ip).await;
         let Some(outcome) = outcome else {
-            return Ok(resp);
+            return Ok(tracked(resp, in_use));
         };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            in_use.set_upgraded();
+        }
         let pending = Pending {
             started,
             ts_ms: epoch_ms(),
@@ -404,6 +403,7 @@ impl Worker {
                 inner,
                 bytes_out: 0,
                 pending: Some(pending),
+                _in_use: in_use,
             }
             .boxed()
         }))
@@ -415,12 +415,13 @@ impl Worker {
         req: Request<Incoming>,
         client_ip: Option<HeaderValue>,
     ) -> (Response<ProxyBody>, Option<Outcome>) {
-        // A clone of the Host header's value shares its bytes: no copy per request.
-        let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let host_value = match request_host(&req) {
+            Ok(h) => h,
+            Err(why) => {
+                let page = page(StatusCode::BAD_REQUEST, "Bad request", why);
+                return (page, None);
+            }
+        };
         let host = host_value
             .as_ref()
             .and_then(|h| h.to_str().ok())
@@ -513,6 +514,11 @@ impl Worker {
                 .cloned()
                 .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(path);
+            // The target's authority is what was routed on (RFC 9112 §3.2.2): the app hears
+            // it as Host, whatever Host said.
+            if let Some(v) = host {
+                req.headers_mut().insert(header::HOST, v.clone());
+            }
         }
         let client_version = req.version();
         let upgrade = is_upgrade(req.headers());
@@ -575,6 +581,16 @@ impl Worker {
                 })
             }
             Ok(Err(_)) if body_count.over.load(Ordering::Acquire) => self.too_large(),
+            // The client's body broke (a malformed chunk, a connection closed mid-body): the
+            // client's error, not the app's, so no 502 and no 5xx event for the app.
+            Ok(Err(e)) if body_count.client_failed.load(Ordering::Acquire) => {
+                tracing::debug!(service = name, error = %e, "request body from the client failed");
+                page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request body was malformed or ended early.",
+                )
+            }
             Ok(Err(e)) => {
                 tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
                 return Forwarded::Unanswered(page(
@@ -677,6 +693,8 @@ struct BodyCount {
     bytes: AtomicU64,
     /// The body went over the limit (the answer is a 413).
     over: AtomicBool,
+    /// Reading the body from the client failed (the answer is a 400).
+    client_failed: AtomicBool,
 }
 
 impl Body for LimitedBody {
@@ -705,7 +723,10 @@ impl Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.count.client_failed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -748,6 +769,8 @@ struct Recorded {
     inner: ProxyBody,
     bytes_out: u64,
     pending: Option<Pending>,
+    /// Keeps the client connection busy until the body is done.
+    _in_use: InUse,
 }
 
 impl Drop for Recorded {
@@ -880,6 +903,47 @@ impl Body for GuardedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A response that keeps its client connection busy until its body is done.
+fn tracked(resp: Response<ProxyBody>, in_use: InUse) -> Response<ProxyBody> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        in_use.set_upgraded();
+    }
+    resp.map(|body| crate::listen::Tracked::new(body, in_use).boxed())
+}
+
+/// The host a request is for, as RFC 9112 §3.2 has it: the authority of an absolute-form
+/// target (which wins over the Host header, §3.2.2), else the Host header. More than one Host
+/// line, none at all in an HTTP/1.1 request, or one that is no `host[:port]` is refused (400):
+/// a proxy that routed by one Host and passed both on would let the app see another.
+fn request_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has more than one Host header.");
+    }
+    if let Some(authority) = req.uri().authority() {
+        if authority.as_str().contains('@') {
+            return Err("The request target names a user; a host is expected.");
+        }
+        return Ok(HeaderValue::from_str(authority.as_str()).ok());
+    }
+    match header {
+        None if req.version() == Version::HTTP_11 => Err("The request has no Host header."),
+        None => Ok(None),
+        // Allowed when the target has no authority (RFC 9110 §7.2); routes nowhere.
+        Some(v) if v.is_empty() => Ok(Some(v.clone())),
+        // A clone of the Host header's value shares its bytes: no copy per request.
+        Some(v) if v.as_bytes().iter().all(|&b| is_host_byte(b)) => Ok(Some(v.clone())),
+        Some(_) => Err("The Host header is not a host name with an optional port."),
+    }
+}
+
+/// Bytes of `uri-host [":" port]` (RFC 3986: reg-name, IPv4, or an IP literal in brackets). A
+/// byte scan rather than `Authority` parsing, which copies the value.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
 
 fn strip_port(host: &str) -> &str {

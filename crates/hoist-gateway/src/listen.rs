@@ -1,0 +1,654 @@
+//! Client connections of a listener: how many may be open at once, which one makes room when
+//! that many are, and what an accept error costs.
+//!
+//! Every open client connection holds a file descriptor, and a server out of descriptors can
+//! do nothing at all: not accept, not answer its API, not run `crun` to stop an instance. So
+//! each listener (the gateway's, the API's) admits at most `max` connections. At the cap, the
+//! connection idle longest (between requests on a keep-alive connection) is closed to make
+//! room, as nginx reuses its idle keep-alive connections; a connection that has not sent a
+//! whole request head yet (a slow client, or a slowloris) is not idle and is never closed for
+//! room. When every connection under the cap is busy, the listener stops accepting: new
+//! connections wait in the kernel's backlog until one closes or goes idle (a slow head is
+//! closed after [`HEAD_TIMEOUT`]), rather than being accepted and closed at once, which would
+//! spend a descriptor and a handshake on each only to refuse it.
+//!
+//! An accept that fails for the listener's sake (out of descriptors or memory) is retried after
+//! a back-off that doubles up to a second, and logged at most once a second with a count:
+//! retried at once, it fails again at once, forever, with a log line each time.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a new connection may take to send its first request head; later heads get the
+/// same from hyper's own header timeout. A connection that sends nothing at all, or only part
+/// of the HTTP/2 preface, is otherwise held forever by hyper-util (its protocol sniffing has no
+/// timeout).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The first and the longest wait after an accept error.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this long about failed accepts; the others are counted in it.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The open connections of one listener (shared by all of its accepting threads) and its cap.
+pub struct ConnLimit {
+    /// Names the listener in log lines.
+    what: &'static str,
+    max: usize,
+    slots: Mutex<Slots>,
+    /// A connection closed or went idle while an acceptor waited for room.
+    changed: Notify,
+    /// Acceptors waiting for room; only then must a connection going idle wake them.
+    waiting: AtomicU32,
+    /// Orders connections by when they last went idle: a counter, not a clock, so the request
+    /// path reads no clock for it.
+    seq: AtomicU64,
+    /// Every connection's close token is a child: cancelling it closes them all gracefully.
+    shutdown: CancellationToken,
+    errors: Mutex<ErrorLog>,
+}
+
+#[derive(Default)]
+struct Slots {
+    open: HashMap<u64, Entry>,
+    /// Open connections that count toward the cap (those closed to make room no longer do,
+    /// while they finish closing).
+    counted: usize,
+    next_id: u64,
+}
+
+struct Entry {
+    conn: Arc<ConnState>,
+    evicted: bool,
+}
+
+/// What the listener knows of one connection.
+pub struct ConnState {
+    limit: Arc<ConnLimit>,
+    /// 0 while the connection is busy (reading a head, answering, or new); otherwise the
+    /// limit's sequence number from when it last went idle.
+    idle: AtomicU64,
+    in_flight: AtomicU32,
+    /// It has had a request; before that the first-head timeout applies.
+    served: AtomicBool,
+    /// It was switched to another protocol (WebSocket): never idle in HTTP's sense.
+    upgraded: AtomicBool,
+    /// Asks the connection to close once its current request is done.
+    close: CancellationToken,
+}
+
+/// A connection's place under the cap, given back when dropped (with the socket it goes with).
+pub struct Slot {
+    id: u64,
+    conn: Arc<ConnState>,
+}
+
+impl ConnLimit {
+    /// A cap of `max` connections (at least one) for the listener `what`; cancelling
+    /// `shutdown` asks every connection to close after its current request.
+    pub fn new(max: usize, what: &'static str, shutdown: CancellationToken) -> Arc<ConnLimit> {
+        Arc::new(ConnLimit {
+            what,
+            max: max.max(1),
+            slots: Mutex::new(Slots::default()),
+            changed: Notify::new(),
+            waiting: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+            shutdown,
+            errors: Mutex::new(ErrorLog::default()),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Connections open now that count toward the cap.
+    pub fn open(&self) -> usize {
+        self.lock().counted
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Held only for map updates that cannot leave it half done.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for room for one more connection: at the cap, closes the connection idle longest,
+    /// or waits until one closes or goes idle.
+    pub async fn reserve(self: &Arc<Self>) -> Slot {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            let _waiting = {
+                let mut slots = self.lock();
+                if slots.counted < self.max {
+                    return self.admit(&mut slots);
+                }
+                // Registered before looking for an idle connection, so one that goes idle
+                // right after the look still wakes this wait.
+                notified.as_mut().enable();
+                let waiting = Waiting::new(&self.waiting);
+                if self.evict_idle(&mut slots) {
+                    return self.admit(&mut slots);
+                }
+                waiting
+            };
+            notified.await;
+        }
+    }
+
+    fn admit(self: &Arc<Self>, slots: &mut Slots) -> Slot {
+        let id = slots.next_id;
+        slots.next_id += 1;
+        let conn = Arc::new(ConnState {
+            limit: self.clone(),
+            idle: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            served: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            close: self.shutdown.child_token(),
+        });
+        slots.open.insert(
+            id,
+            Entry {
+                conn: conn.clone(),
+                evicted: false,
+            },
+        );
+        slots.counted += 1;
+        Slot { id, conn }
+    }
+
+    /// Closes the connection idle longest, if one is; it stops counting toward the cap at
+    /// once (it closes within moments: it has nothing in flight).
+    fn evict_idle(&self, slots: &mut Slots) -> bool {
+        let oldest = slots
+            .open
+            .values_mut()
+            .filter(|e| !e.evicted && !e.conn.upgraded.load(Ordering::Relaxed))
+            .filter_map(|e| {
+                let since = e.conn.idle.load(Ordering::SeqCst);
+                (since != 0).then_some((since, e))
+            })
+            .min_by_key(|(since, _)| *since);
+        let Some((since, entry)) = oldest else {
+            return false;
+        };
+        // A request that began since the look makes it busy again: then it is not taken.
+        if entry
+            .conn
+            .idle
+            .compare_exchange(since, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        entry.evicted = true;
+        entry.conn.close.cancel();
+        slots.counted -= 1;
+        true
+    }
+
+    /// Closes the connection idle longest, if any (out of descriptors below the cap: the one
+    /// freed lets the next accept succeed).
+    pub fn shed_idle(&self) -> bool {
+        self.evict_idle(&mut self.lock())
+    }
+
+    fn release(&self, id: u64) {
+        {
+            let mut slots = self.lock();
+            if let Some(entry) = slots.open.remove(&id)
+                && !entry.evicted
+            {
+                slots.counted -= 1;
+            }
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Counts a failed accept and logs it, at most once a second.
+    fn accept_failed(&self, e: &io::Error) {
+        let mut log = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        log.failed += 1;
+        let now = Instant::now();
+        if log
+            .last
+            .is_some_and(|t| now.duration_since(t) < ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        let since_last = std::mem::take(&mut log.failed);
+        log.last = Some(now);
+        drop(log);
+        tracing::error!(
+            listener = self.what,
+            error = %e,
+            failed = since_last,
+            open = self.open(),
+            max = self.max,
+            "accepting connections failed; retrying after a pause (failures counted since the last line)"
+        );
+    }
+}
+
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    failed: u64,
+}
+
+/// Counts an acceptor as waiting for room while it lives.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU32) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.conn.limit.release(self.id);
+    }
+}
+
+impl Slot {
+    pub fn conn(&self) -> &Arc<ConnState> {
+        &self.conn
+    }
+}
+
+impl ConnState {
+    /// Marks a request as begun on this connection until the returned guard is dropped (when
+    /// its response body is done).
+    pub fn begin(self: &Arc<Self>) -> InUse {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+        self.idle.store(0, Ordering::SeqCst);
+        InUse(self.clone())
+    }
+
+    /// The connection now speaks another protocol (101 Switching Protocols): it is never taken
+    /// for idle.
+    pub fn set_upgraded(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived: a head (or body) is being read, so the connection is not idle.
+    fn touch(&self) {
+        if self.idle.load(Ordering::Relaxed) != 0 {
+            self.idle.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::SeqCst) != 0
+    }
+}
+
+/// A request in progress on a connection; the connection is idle again once every one is
+/// dropped.
+pub struct InUse(Arc<ConnState>);
+
+impl InUse {
+    /// See [`ConnState::set_upgraded`].
+    pub fn set_upgraded(&self) {
+        self.0.set_upgraded();
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let conn = &self.0;
+        if conn.in_flight.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        let limit = &conn.limit;
+        let seq = limit.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        conn.idle.store(seq, Ordering::SeqCst);
+        if limit.waiting.load(Ordering::SeqCst) > 0 {
+            limit.changed.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its request counted on the connection until it is done.
+pub struct Tracked<B> {
+    inner: B,
+    _in_use: InUse,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(inner: B, in_use: InUse) -> Tracked<B> {
+        Tracked {
+            inner,
+            _in_use: in_use,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client socket with its place under the cap: the place is given back when the socket is
+/// closed, also when it outlives its HTTP connection (an upgrade to WebSocket).
+pub struct Conn {
+    stream: TcpStream,
+    slot: Slot,
+}
+
+impl Conn {
+    pub fn state(&self) -> &Arc<ConnState> {
+        self.slot.conn()
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.stream.set_nodelay(nodelay)
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.slot.conn.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Accepts connections from one listener under a [`ConnLimit`] shared with the listener's
+/// other acceptors.
+pub struct Acceptor {
+    listener: TcpListener,
+    limit: Arc<ConnLimit>,
+    backoff: Duration,
+}
+
+impl Acceptor {
+    pub fn new(listener: TcpListener, limit: Arc<ConnLimit>) -> Acceptor {
+        Acceptor {
+            listener,
+            limit,
+            backoff: BACKOFF_MIN,
+        }
+    }
+
+    /// The next connection once there is room for it; `None` once the limit's shutdown token
+    /// is cancelled.
+    pub async fn accept(&mut self) -> Option<(Conn, SocketAddr)> {
+        let shutdown = self.limit.shutdown.clone();
+        let slot = tokio::select! {
+            slot = self.limit.reserve() => slot,
+            _ = shutdown.cancelled() => return None,
+        };
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.cancelled() => return None,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    self.backoff = BACKOFF_MIN;
+                    return Some((Conn { stream, slot }, peer));
+                }
+                // The peer's doing (it reset before we took the connection): the next one
+                // is unaffected.
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    self.limit.accept_failed(&e);
+                    if is_out_of_descriptors(&e) {
+                        self.limit.shed_idle();
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.backoff) => {}
+                        _ = shutdown.cancelled() => return None,
+                    }
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    )
+}
+
+/// Drives one HTTP connection to its end. Asked to close (to make room, or at shutdown), it
+/// finishes the request it is answering and writes out its response first (hyper's graceful
+/// shutdown, which closes a connection between requests at once); one that has not sent a
+/// whole first head yet is dropped there and then, as it is when no head arrived within
+/// [`HEAD_TIMEOUT`] (hyper would wait out its header timeout for it).
+pub async fn drive<C>(conn: C, state: Arc<ConnState>) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::pin!(conn);
+    let first_head = tokio::time::sleep(HEAD_TIMEOUT);
+    tokio::pin!(first_head);
+    let mut closing = false;
+    let mut first_pending = true;
+    loop {
+        tokio::select! {
+            biased;
+            done = conn.as_mut() => return done,
+            _ = state.close.cancelled(), if !closing => {
+                if !state.served.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut first_head, if first_pending => {
+                first_pending = false;
+                if !state.served.load(Ordering::Relaxed) {
+                    tracing::debug!("connection closed: no request head within {HEAD_TIMEOUT:?}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(max: usize) -> Arc<ConnLimit> {
+        ConnLimit::new(max, "test", CancellationToken::new())
+    }
+
+    /// Finishes one request on the slot's connection, leaving it idle.
+    fn serve_one(slot: &Slot) {
+        drop(slot.conn().begin());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_connection_idle_longest_is_closed_first() {
+        let l = limit(3);
+        let a = l.reserve().await;
+        let b = l.reserve().await;
+        let c = l.reserve().await;
+        serve_one(&b);
+        serve_one(&a);
+        // c is still reading its first head: not idle.
+        let d = tokio::time::timeout(Duration::from_secs(1), l.reserve())
+            .await
+            .expect("room made at once");
+        assert!(b.conn().close.is_cancelled(), "b went idle first");
+        assert!(!a.conn().close.is_cancelled());
+        assert!(!c.conn().close.is_cancelled());
+        assert_eq!(l.open(), 3, "the closing one no longer counts");
+        drop(b);
+        assert_eq!(l.open(), 3);
+        drop((a, c, d));
+        assert_eq!(l.open(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_reading_a_head_answering_or_upgraded_are_not_closed_for_room() {
+        let l = limit(3);
+        let reading = l.reserve().await;
+        serve_one(&reading);
+        // Bytes of its next head arrived.
+        reading.conn().touch();
+        let answering = l.reserve().await;
+        let in_use = answering.conn().begin();
+        let upgraded = l.reserve().await;
+        upgraded.conn().set_upgraded();
+        serve_one(&upgraded);
+        let next = l.reserve();
+        tokio::pin!(next);
+        // Paused time: the minute passes at once if nothing can happen before it.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), &mut next)
+                .await
+                .is_err(),
+            "nothing idle: the new connection waits"
+        );
+        for s in [&reading, &answering, &upgraded] {
+            assert!(!s.conn().close.is_cancelled());
+        }
+        // The answer is done: that connection is idle now and makes room for the waiting one.
+        drop(in_use);
+        let made = tokio::time::timeout(Duration::from_secs(1), next)
+            .await
+            .expect("room made once a connection went idle");
+        assert!(answering.conn().close.is_cancelled());
+        assert!(!reading.conn().close.is_cancelled());
+        assert!(!upgraded.conn().close.is_cancelled());
+        drop((made, reading, answering, upgraded));
+        assert_eq!(l.open(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_reserve_is_woken_by_a_connection_going_idle() {
+        let l = limit(1);
+        let busy = l.reserve().await;
+        let in_use = busy.conn().begin();
+        let waiter = tokio::spawn({
+            let l = l.clone();
+            async move { l.reserve().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(in_use);
+        let next = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
+        assert!(busy.conn().close.is_cancelled());
+        drop((busy, next));
+        assert_eq!(l.open(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_asks_every_connection_to_close() {
+        let token = CancellationToken::new();
+        let l = ConnLimit::new(4, "test", token.clone());
+        let a = l.reserve().await;
+        token.cancel();
+        assert!(a.conn().close.is_cancelled());
+    }
+
+    #[test]
+    fn failed_accepts_are_logged_at_most_once_a_second() {
+        let l = limit(1);
+        let e = io::Error::from_raw_os_error(nix::libc::EMFILE);
+        for _ in 0..1000 {
+            l.accept_failed(&e);
+        }
+        let log = l.errors.lock().unwrap();
+        assert_eq!(log.failed, 999, "one line, the rest counted for the next");
+        assert!(is_out_of_descriptors(&e));
+    }
+}
