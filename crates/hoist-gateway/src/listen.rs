@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -43,6 +44,40 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one log line per this long about failed accepts; the others are counted in it.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Descriptors kept for the server's own files (database, logs, `crun` and `ip` runs,
+/// sandboxes) when the default caps are worked out.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises this process's soft limit on open files to its hard limit, as servers do when they
+/// start (nginx's `worker_rlimit_nofile`, systemd's own services): the usual soft limit of
+/// 1024 is a few hundred clients. Returns the soft limit in force afterwards.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => hard,
+        Err(e) => {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// The default caps `(gateway, API)` under a limit of `open_files`: the API gets 256
+/// connections (an eighth of the limit when that is fewer), the gateway half of what is left
+/// after the API's and [`RESERVED_FILES`], since each client connection it proxies holds
+/// one to an instance as well.
+pub fn default_caps(open_files: u64) -> (usize, usize) {
+    let api = (open_files / 8).clamp(1, 256);
+    let gateway = (open_files.saturating_sub(RESERVED_FILES + api) / 2).max(16);
+    (gateway as usize, api as usize)
+}
 
 /// The open connections of one listener (shared by all of its accepting threads) and its cap.
 pub struct ConnLimit {
@@ -436,34 +471,62 @@ impl AsyncWrite for Conn {
 /// Accepts connections from one listener under a [`ConnLimit`] shared with the listener's
 /// other acceptors.
 pub struct Acceptor {
-    listener: TcpListener,
+    /// Polled for readiness itself: room is made for a connection (perhaps by closing an idle
+    /// one) only once one is waiting, never ahead of it.
+    listener: AsyncFd<std::net::TcpListener>,
     limit: Arc<ConnLimit>,
     backoff: Duration,
 }
 
 impl Acceptor {
-    pub fn new(listener: TcpListener, limit: Arc<ConnLimit>) -> Acceptor {
-        Acceptor {
+    pub fn new(listener: TcpListener, limit: Arc<ConnLimit>) -> io::Result<Acceptor> {
+        let listener = listener.into_std()?;
+        // SAFETY: a TcpListener owns its descriptor, which stays open and the same until the
+        // listener (owned by the AsyncFd from here on) is dropped.
+        let listener = unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)?;
+        Ok(Acceptor {
             listener,
             limit,
             backoff: BACKOFF_MIN,
-        }
+        })
     }
 
     /// The next connection once there is room for it; `None` once the limit's shutdown token
     /// is cancelled.
     pub async fn accept(&mut self) -> Option<(Conn, SocketAddr)> {
         let shutdown = self.limit.shutdown.clone();
-        let slot = tokio::select! {
-            slot = self.limit.reserve() => slot,
-            _ = shutdown.cancelled() => return None,
-        };
         loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+            let mut ready = tokio::select! {
+                ready = self.listener.readable() => match ready {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.failed(&e, &shutdown).await?;
+                        continue;
+                    }
+                },
                 _ = shutdown.cancelled() => return None,
             };
-            match accepted {
+            // Readiness is edge-triggered and outlives the accept that used it: only the
+            // kernel's queue says whether a connection is waiting now, and room must not be
+            // made (by closing an idle connection) for one that is not.
+            if !connection_waiting(self.listener.get_ref()) {
+                ready.clear_ready();
+                continue;
+            }
+            let slot = tokio::select! {
+                slot = self.limit.reserve() => slot,
+                _ = shutdown.cancelled() => return None,
+            };
+            let accepted = match ready.try_io(|l| l.get_ref().accept()) {
+                Ok(accepted) => accepted,
+                // Taken meanwhile (by nobody else today, but readiness is only a hint).
+                Err(_would_block) => continue,
+            };
+            let conn = accepted.and_then(|(stream, peer)| {
+                stream.set_nonblocking(true)?;
+                Ok((TcpStream::from_std(stream)?, peer))
+            });
+            match conn {
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
                     return Some((Conn { stream, slot }, peer));
@@ -472,19 +535,41 @@ impl Acceptor {
                 // is unaffected.
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
-                    self.limit.accept_failed(&e);
-                    if is_out_of_descriptors(&e) {
-                        self.limit.shed_idle();
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.backoff) => {}
-                        _ = shutdown.cancelled() => return None,
-                    }
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    drop(slot);
+                    self.failed(&e, &shutdown).await?;
                 }
             }
         }
     }
+
+    /// After an error of the listener's own: logs it (at most once a second), frees a
+    /// descriptor if that is what is missing, and pauses; `None` if shut down meanwhile.
+    async fn failed(&mut self, e: &io::Error, shutdown: &CancellationToken) -> Option<()> {
+        self.limit.accept_failed(e);
+        if is_out_of_descriptors(e) {
+            self.limit.shed_idle();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.backoff) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        Some(())
+    }
+}
+
+/// Whether `listener` has a connection in its accept queue (a zero-timeout poll).
+fn connection_waiting(listener: &std::net::TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = nix::libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: nix::libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { nix::libc::poll(&mut pfd, 1, 0) };
+    // An error of poll itself says nothing: let accept find out.
+    n != 0 && (n < 0 || pfd.revents != 0)
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -638,6 +723,19 @@ mod tests {
         let a = l.reserve().await;
         token.cancel();
         assert!(a.conn().close.is_cancelled());
+    }
+
+    #[test]
+    fn default_caps_leave_room_for_upstream_connections_and_the_servers_own_files() {
+        assert_eq!(default_caps(1024), (320, 128));
+        assert_eq!(default_caps(20_000), (9744, 256));
+        for files in [256, 1024, 4096, 65_536, 1 << 20] {
+            let (gateway, api) = default_caps(files);
+            assert!(
+                (2 * gateway + api) as u64 + RESERVED_FILES <= files.max(512),
+                "{files}: {gateway} {api}"
+            );
+        }
     }
 
     #[test]

@@ -228,7 +228,9 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),
     )?;
-    listen(&fd, Backlog::new(1024)?)?;
+    // Room for a burst to wait in while the gateway is at its connection cap (the kernel
+    // clamps it to net.core.somaxconn).
+    listen(&fd, Backlog::new(4096).or_else(|_| Backlog::new(1024))?)?;
     Ok(std::net::TcpListener::from(fd))
 }
 
@@ -265,7 +267,13 @@ impl Worker {
                     .await
             }
         });
-        let mut acceptor = Acceptor::new(listener, limit);
+        let mut acceptor = match Acceptor::new(listener, limit) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway worker listener");
+                return;
+            }
+        };
         while let Some((conn, peer)) = acceptor.accept().await {
             let _ = conn.set_nodelay(true);
             let state = conn.state().clone();
