@@ -3,6 +3,7 @@
 //! touches the database on the request path.
 
 mod connections;
+mod headers;
 pub mod listen;
 mod observe;
 mod proxy;
