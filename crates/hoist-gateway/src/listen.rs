@@ -260,18 +260,14 @@ impl ConnLimit {
 
     /// Counts a failed accept and logs it, at most once a second.
     fn accept_failed(&self, e: &io::Error) {
-        let mut log = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        log.failed += 1;
-        let now = Instant::now();
-        if log
-            .last
-            .is_some_and(|t| now.duration_since(t) < ERROR_LOG_EVERY)
-        {
+        let due = self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(Instant::now());
+        let Some(since_last) = due else {
             return;
-        }
-        let since_last = std::mem::take(&mut log.failed);
-        log.last = Some(now);
-        drop(log);
+        };
         tracing::error!(
             listener = self.what,
             error = %e,
@@ -287,6 +283,22 @@ impl ConnLimit {
 struct ErrorLog {
     last: Option<Instant>,
     failed: u64,
+}
+
+impl ErrorLog {
+    /// Counts a failure at `now`; if a line is due, returns how many failures it reports
+    /// (this one and those since the line before).
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.failed += 1;
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < ERROR_LOG_EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.failed))
+    }
 }
 
 /// Counts an acceptor as waiting for room while it lives.
@@ -739,14 +751,21 @@ mod tests {
     }
 
     #[test]
-    fn failed_accepts_are_logged_at_most_once_a_second() {
-        let l = limit(1);
-        let e = io::Error::from_raw_os_error(nix::libc::EMFILE);
-        for _ in 0..1000 {
-            l.accept_failed(&e);
+    fn failed_accepts_are_logged_at_most_once_a_second_with_a_count() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.note(t0), Some(1), "the first one at once");
+        for i in 1..1000 {
+            assert_eq!(log.note(t0 + Duration::from_micros(i * 999)), None);
         }
-        let log = l.errors.lock().unwrap();
-        assert_eq!(log.failed, 999, "one line, the rest counted for the next");
-        assert!(is_out_of_descriptors(&e));
+        assert_eq!(
+            log.note(t0 + ERROR_LOG_EVERY),
+            Some(1000),
+            "a second later, with the 999 in between"
+        );
+        assert_eq!(log.note(t0 + ERROR_LOG_EVERY * 3 / 2), None);
+        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
+            nix::libc::EMFILE
+        )));
     }
 }
