@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::unix::AsyncFd;
@@ -92,7 +93,7 @@ pub struct ConnLimit {
     /// Orders connections by when they last went idle: a counter, not a clock, so the request
     /// path reads no clock for it.
     seq: AtomicU64,
-    /// Every connection's close token is a child: cancelling it closes them all gracefully.
+    /// Stops the acceptors, which then ask every connection to close gracefully.
     shutdown: CancellationToken,
     errors: Mutex<ErrorLog>,
 }
@@ -122,8 +123,11 @@ pub struct ConnState {
     served: AtomicBool,
     /// It was switched to another protocol (WebSocket): never idle in HTTP's sense.
     upgraded: AtomicBool,
-    /// Asks the connection to close once its current request is done.
-    close: CancellationToken,
+    /// Asks the connection to close once its current request is done: a flag and a waker
+    /// rather than a `CancellationToken`, whose every poll (one per wake of the connection's
+    /// task) takes two locks.
+    closing: AtomicBool,
+    close_waker: AtomicWaker,
 }
 
 /// A connection's place under the cap, given back when dropped (with the socket it goes with).
@@ -133,8 +137,9 @@ pub struct Slot {
 }
 
 impl ConnLimit {
-    /// A cap of `max` connections (at least one) for the listener `what`; cancelling
-    /// `shutdown` asks every connection to close after its current request.
+    /// A cap of `max` connections (at least one) for the listener `what`; once `shutdown` is
+    /// cancelled its acceptors stop and ask every connection to close after its current
+    /// request.
     pub fn new(max: usize, what: &'static str, shutdown: CancellationToken) -> Arc<ConnLimit> {
         Arc::new(ConnLimit {
             what,
@@ -195,7 +200,9 @@ impl ConnLimit {
             in_flight: AtomicU32::new(0),
             served: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
-            close: self.shutdown.child_token(),
+            // Shut down already (another acceptor got in first): closed as soon as it runs.
+            closing: AtomicBool::new(self.shutdown.is_cancelled()),
+            close_waker: AtomicWaker::new(),
         });
         slots.open.insert(
             id,
@@ -233,9 +240,16 @@ impl ConnLimit {
             return false;
         }
         entry.evicted = true;
-        entry.conn.close.cancel();
+        entry.conn.ask_to_close();
         slots.counted -= 1;
         true
+    }
+
+    /// Asks every open connection to close after its current request (at shutdown).
+    fn close_all(&self) {
+        for entry in self.lock().open.values() {
+            entry.conn.ask_to_close();
+        }
     }
 
     /// Closes the connection idle longest, if any (out of descriptors below the cap: the one
@@ -354,6 +368,15 @@ impl ConnState {
 
     pub fn is_idle(&self) -> bool {
         self.idle.load(Ordering::SeqCst) != 0
+    }
+
+    fn ask_to_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.close_waker.wake();
+    }
+
+    pub fn asked_to_close(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 }
 
@@ -516,7 +539,7 @@ impl Acceptor {
                         continue;
                     }
                 },
-                _ = shutdown.cancelled() => return None,
+                _ = shutdown.cancelled() => return self.shut_down(),
             };
             // Readiness is edge-triggered and outlives the accept that used it: only the
             // kernel's queue says whether a connection is waiting now, and room must not be
@@ -527,7 +550,7 @@ impl Acceptor {
             }
             let slot = tokio::select! {
                 slot = self.limit.reserve() => slot,
-                _ = shutdown.cancelled() => return None,
+                _ = shutdown.cancelled() => return self.shut_down(),
             };
             let accepted = match ready.try_io(|l| l.get_ref().accept()) {
                 Ok(accepted) => accepted,
@@ -554,6 +577,12 @@ impl Acceptor {
         }
     }
 
+    /// Stops accepting: every open connection of the listener is asked to close.
+    fn shut_down(&self) -> Option<(Conn, SocketAddr)> {
+        self.limit.close_all();
+        None
+    }
+
     /// After an error of the listener's own: logs it (at most once a second), frees a
     /// descriptor if that is what is missing, and pauses; `None` if shut down meanwhile.
     async fn failed(&mut self, e: &io::Error, shutdown: &CancellationToken) -> Option<()> {
@@ -563,7 +592,10 @@ impl Acceptor {
         }
         tokio::select! {
             _ = tokio::time::sleep(self.backoff) => {}
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => {
+                self.shut_down();
+                return None;
+            }
         }
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         Some(())
@@ -605,34 +637,56 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 /// shutdown, which closes a connection between requests at once); one that has not sent a
 /// whole first head yet is dropped there and then, as it is when no head arrived within
 /// [`HEAD_TIMEOUT`] (hyper would wait out its header timeout for it).
-pub async fn drive<C>(conn: C, state: Arc<ConnState>) -> Result<(), C::Error>
+pub fn drive<C>(conn: C, state: Arc<ConnState>) -> Drive<C>
 where
     C: GracefulConnection,
 {
-    tokio::pin!(conn);
-    let first_head = tokio::time::sleep(HEAD_TIMEOUT);
-    tokio::pin!(first_head);
-    let mut closing = false;
-    let mut first_pending = true;
-    loop {
-        tokio::select! {
-            biased;
-            done = conn.as_mut() => return done,
-            _ = state.close.cancelled(), if !closing => {
-                if !state.served.load(Ordering::Relaxed) {
-                    return Ok(());
+    Drive {
+        conn: Box::pin(conn),
+        state,
+        first_head: Some(Box::pin(tokio::time::sleep(HEAD_TIMEOUT))),
+        closing: false,
+    }
+}
+
+/// The future of [`drive`]: written out rather than a `select!`, so that a wake of the
+/// connection's task costs only hyper's own poll, a waker registration and two loads; the
+/// first-head timer is dropped as soon as a request came.
+pub struct Drive<C> {
+    conn: Pin<Box<C>>,
+    state: Arc<ConnState>,
+    first_head: Option<Pin<Box<tokio::time::Sleep>>>,
+    closing: bool,
+}
+
+impl<C: GracefulConnection> std::future::Future for Drive<C> {
+    type Output = Result<(), C::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.closing {
+            // Registered before the flag is read, so an ask after the read still wakes us.
+            this.state.close_waker.register(cx.waker());
+            if this.state.closing.load(Ordering::SeqCst) {
+                if !this.state.served.load(Ordering::Relaxed) {
+                    return Poll::Ready(Ok(()));
                 }
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut first_head, if first_pending => {
-                first_pending = false;
-                if !state.served.load(Ordering::Relaxed) {
-                    tracing::debug!("connection closed: no request head within {HEAD_TIMEOUT:?}");
-                    return Ok(());
-                }
+                this.closing = true;
+                this.conn.as_mut().graceful_shutdown();
             }
         }
+        if let Poll::Ready(done) = this.conn.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        if let Some(timer) = this.first_head.as_mut() {
+            if this.state.served.load(Ordering::Relaxed) {
+                this.first_head = None;
+            } else if timer.as_mut().poll(cx).is_ready() {
+                tracing::debug!("connection closed: no request head within {HEAD_TIMEOUT:?}");
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -661,9 +715,9 @@ mod tests {
         let d = tokio::time::timeout(Duration::from_secs(1), l.reserve())
             .await
             .expect("room made at once");
-        assert!(b.conn().close.is_cancelled(), "b went idle first");
-        assert!(!a.conn().close.is_cancelled());
-        assert!(!c.conn().close.is_cancelled());
+        assert!(b.conn().asked_to_close(), "b went idle first");
+        assert!(!a.conn().asked_to_close());
+        assert!(!c.conn().asked_to_close());
         assert_eq!(l.open(), 3, "the closing one no longer counts");
         drop(b);
         assert_eq!(l.open(), 3);
@@ -693,16 +747,16 @@ mod tests {
             "nothing idle: the new connection waits"
         );
         for s in [&reading, &answering, &upgraded] {
-            assert!(!s.conn().close.is_cancelled());
+            assert!(!s.conn().asked_to_close());
         }
         // The answer is done: that connection is idle now and makes room for the waiting one.
         drop(in_use);
         let made = tokio::time::timeout(Duration::from_secs(1), next)
             .await
             .expect("room made once a connection went idle");
-        assert!(answering.conn().close.is_cancelled());
-        assert!(!reading.conn().close.is_cancelled());
-        assert!(!upgraded.conn().close.is_cancelled());
+        assert!(answering.conn().asked_to_close());
+        assert!(!reading.conn().asked_to_close());
+        assert!(!upgraded.conn().asked_to_close());
         drop((made, reading, answering, upgraded));
         assert_eq!(l.open(), 0);
     }
@@ -723,7 +777,7 @@ mod tests {
             .await
             .expect("woken")
             .expect("no panic");
-        assert!(busy.conn().close.is_cancelled());
+        assert!(busy.conn().asked_to_close());
         drop((busy, next));
         assert_eq!(l.open(), 0);
     }
@@ -734,7 +788,14 @@ mod tests {
         let l = ConnLimit::new(4, "test", token.clone());
         let a = l.reserve().await;
         token.cancel();
-        assert!(a.conn().close.is_cancelled());
+        // What an acceptor does when it sees the token cancelled.
+        l.close_all();
+        assert!(a.conn().asked_to_close());
+        let late = l.reserve().await;
+        assert!(
+            late.conn().asked_to_close(),
+            "admitted after shutdown: closed at once"
+        );
     }
 
     #[test]
