@@ -3,6 +3,8 @@
 
 mod auth;
 mod routes;
+mod serve;
 mod stream;
 
 pub use routes::router;
+pub use serve::serve;

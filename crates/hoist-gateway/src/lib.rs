@@ -3,8 +3,12 @@
 //! touches the database on the request path.
 
 mod connections;
+mod headers;
+pub mod listen;
 mod observe;
 mod proxy;
+#[cfg(test)]
+mod proxy_tests;
 mod table;
 
 pub use observe::{AccessLog, AccessRecord, LATENCY_BOUNDS_S, RequestStats, StatsSnapshot};

@@ -11,12 +11,14 @@ use hoist_core::RequestLimits;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connections::{Connections, Lent};
+use crate::headers::{forwarded, is_upgrade, request_host, strip_hop_by_hop, strip_port};
+use crate::listen::{Acceptor, ConnLimit, InUse};
 use crate::observe::{AccessBatch, AccessLog, AccessRecord};
 use crate::table::{InFlight, Rejection, RoutingTable, ServicePool, Traffic};
 
@@ -41,6 +43,9 @@ pub struct GatewayConfig {
     pub record_requests: bool,
     /// The workers' scheduling priority (`nice`), 0 to leave it as the process has it.
     pub nice: i32,
+    /// Client connections open at once, over all workers; at the cap the one idle longest is
+    /// closed to make room, or new ones wait in the backlog (see `listen`).
+    pub max_connections: usize,
 }
 
 impl GatewayConfig {
@@ -53,6 +58,7 @@ impl GatewayConfig {
             workers: 1,
             record_requests: true,
             nice: 0,
+            max_connections: 10_000,
         }
     }
 }
@@ -72,19 +78,6 @@ struct Worker {
     upstreams: Arc<Connections>,
     access: AccessBatch,
 }
-
-/// Connection-scoped headers (RFC 9110 §7.6.1) that a proxy must not forward.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
@@ -135,6 +128,8 @@ impl Gateway {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
+        // One cap for the whole gateway: the descriptors it guards are the process's.
+        let limit = ConnLimit::new(self.config.max_connections, "gateway", shutdown.clone());
         let mut listeners = vec![listener];
         for _ in 1..self.config.workers.max(1) {
             listeners.push(reuseport_listener(addr)?);
@@ -143,7 +138,7 @@ impl Gateway {
         for (i, listener) in listeners.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let gw = self.clone();
-            let shutdown = shutdown.clone();
+            let limit = limit.clone();
             let nice = self.config.nice;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -165,7 +160,7 @@ impl Gateway {
                         let worker = worker.clone();
                         async move {
                             match TcpListener::from_std(listener) {
-                                Ok(l) => worker.accept(l, shutdown).await,
+                                Ok(l) => worker.accept(l, limit).await,
                                 Err(e) => tracing::error!(error = %e, "gateway worker listener"),
                             }
                         }
@@ -221,28 +216,26 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),
     )?;
-    listen(&fd, Backlog::new(1024)?)?;
+    // Room for a burst to wait in while the gateway is at its connection cap (the kernel
+    // clamps it to net.core.somaxconn).
+    listen(&fd, Backlog::new(4096).or_else(|_| Backlog::new(1024))?)?;
     Ok(std::net::TcpListener::from(fd))
 }
 
 impl Worker {
-    /// Accepts until `shutdown`, then lets open connections finish the requests they carry
-    /// (keep-alive connections are closed after their current response), for at most
-    /// `DRAIN_LIMIT`.
-    async fn accept(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    /// Accepts until the limit's shutdown token is cancelled, then lets open connections
+    /// finish the requests they carry (connections between requests, or still sending a
+    /// head, are closed at once), for at most `DRAIN_LIMIT`.
+    async fn accept(self: Arc<Self>, listener: TcpListener, limit: Arc<ConnLimit>) {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Heads larger than this get hyper's own 431; a slow client gets 30 s to send its
-        // head (slowloris).
+        // head (slowloris), and a kept-alive connection 30 s between requests.
         builder
             .http1()
             .max_buf_size(RequestLimits::MAX_HEADERS_TOTAL + RequestLimits::MAX_HEADER_LINE)
             .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            .header_read_timeout(crate::listen::HEAD_TIMEOUT);
+        let connections = tokio_util::task::TaskTracker::new();
         let sweeper = tokio::spawn({
             let upstreams = self.upstreams.clone();
             async move {
@@ -262,38 +255,36 @@ impl Worker {
                     .await
             }
         });
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gateway accept");
-                        continue;
-                    }
-                },
-                _ = shutdown.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
+        let mut acceptor = match Acceptor::new(listener, limit) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway worker listener");
+                return;
+            }
+        };
+        while let Some((conn, peer)) = acceptor.accept().await {
+            let _ = conn.set_nodelay(true);
+            let state = conn.state().clone();
             let worker = self.clone();
             // The client's address as a header value, made once for all of the connection's
             // requests.
             let client_ip = HeaderValue::from_str(&peer.ip().to_string()).ok();
-            let svc = hyper::service::service_fn(move |req| {
-                worker.clone().handle(req, client_ip.clone())
+            let svc = hyper::service::service_fn({
+                let state = state.clone();
+                move |req| worker.clone().handle(req, client_ip.clone(), state.begin())
             });
-            let conn = graceful.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
+            let http = builder
+                .serve_connection_with_upgrades(TokioIo::new(conn), svc)
+                .into_owned();
+            connections.spawn(async move {
+                if let Err(e) = crate::listen::drive(http, state).await {
                     tracing::debug!(error = %e, %peer, "gateway connection");
                 }
             });
         }
-        drop(listener);
-        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        drop(acceptor);
+        connections.close();
+        if tokio::time::timeout(DRAIN_LIMIT, connections.wait())
             .await
             .is_err()
         {
@@ -376,9 +367,10 @@ impl Worker {
         self: Arc<Self>,
         req: Request<Incoming>,
         client_ip: Option<HeaderValue>,
+        in_use: InUse,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if !self.gw.config.record_requests {
-            return Ok(self.route(req, client_ip).await.0);
+            return Ok(tracked(self.route(req, client_ip).await.0, in_use));
         }
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -388,8 +380,11 @@ impl Worker {
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         let (resp, outcome) = self.route(req, client_ip).await;
         let Some(outcome) = outcome else {
-            return Ok(resp);
+            return Ok(tracked(resp, in_use));
         };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            in_use.set_upgraded();
+        }
         let pending = Pending {
             started,
             ts_ms: epoch_ms(),
@@ -404,6 +399,7 @@ impl Worker {
                 inner,
                 bytes_out: 0,
                 pending: Some(pending),
+                _in_use: in_use,
             }
             .boxed()
         }))
@@ -415,12 +411,13 @@ impl Worker {
         req: Request<Incoming>,
         client_ip: Option<HeaderValue>,
     ) -> (Response<ProxyBody>, Option<Outcome>) {
-        // A clone of the Host header's value shares its bytes: no copy per request.
-        let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let host_value = match request_host(&req) {
+            Ok(h) => h,
+            Err(why) => {
+                let page = page(StatusCode::BAD_REQUEST, "Bad request", why);
+                return (page, None);
+            }
+        };
         let host = host_value
             .as_ref()
             .and_then(|h| h.to_str().ok())
@@ -513,6 +510,11 @@ impl Worker {
                 .cloned()
                 .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(path);
+            // The target's authority is what was routed on (RFC 9112 §3.2.2): the app hears
+            // it as Host, whatever Host said.
+            if let Some(v) = host {
+                req.headers_mut().insert(header::HOST, v.clone());
+            }
         }
         let client_version = req.version();
         let upgrade = is_upgrade(req.headers());
@@ -575,6 +577,16 @@ impl Worker {
                 })
             }
             Ok(Err(_)) if body_count.over.load(Ordering::Acquire) => self.too_large(),
+            // The client's body broke (a malformed chunk, a connection closed mid-body): the
+            // client's error, not the app's, so no 502 and no 5xx event for the app.
+            Ok(Err(e)) if body_count.client_failed.load(Ordering::Acquire) => {
+                tracing::debug!(service = name, error = %e, "request body from the client failed");
+                page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request body was malformed or ended early.",
+                )
+            }
             Ok(Err(e)) => {
                 tracing::warn!(service = name, instance = %upstream.instance, error = %e, "upstream request failed");
                 return Forwarded::Unanswered(page(
@@ -677,6 +689,8 @@ struct BodyCount {
     bytes: AtomicU64,
     /// The body went over the limit (the answer is a 413).
     over: AtomicBool,
+    /// Reading the body from the client failed (the answer is a 400).
+    client_failed: AtomicBool,
 }
 
 impl Body for LimitedBody {
@@ -705,7 +719,10 @@ impl Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.count.client_failed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -748,6 +765,8 @@ struct Recorded {
     inner: ProxyBody,
     bytes_out: u64,
     pending: Option<Pending>,
+    /// Keeps the client connection busy until the body is done.
+    _in_use: InUse,
 }
 
 impl Drop for Recorded {
@@ -882,64 +901,12 @@ impl Body for GuardedBody {
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host;
+/// A response that keeps its client connection busy until its body is done.
+fn tracked(resp: Response<ProxyBody>, in_use: InUse) -> Response<ProxyBody> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        in_use.set_upgraded();
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names instead of a lookup per name.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
-        return;
-    }
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-fn forwarded(headers: &mut HeaderMap, client_ip: Option<&HeaderValue>, host: Option<&HeaderValue>) {
-    if let Some(ip) = client_ip {
-        let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-            Some(prev) => HeaderValue::from_bytes(&[prev, b", ", ip.as_bytes()].concat()).ok(),
-            None => Some(ip.clone()),
-        };
-        if let Some(v) = xff {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(v) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), v.clone());
-    }
+    resp.map(|body| crate::listen::Tracked::new(body, in_use).boxed())
 }
 
 fn empty() -> ProxyBody {
@@ -993,33 +960,5 @@ mod tests {
         assert_eq!(g.service_for_host("a.b.localhost"), None);
         assert_eq!(g.service_for_host("shop.example.com"), None);
         assert_eq!(g.service_for_host("shoplocalhost"), None);
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-private"));
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert!(h.get("x-private").is_none());
-        assert!(h.get("keep-alive").is_none());
-        assert!(h.get("connection").is_none());
-        assert!(h.get("x-kept").is_some());
-    }
-
-    #[test]
-    fn forwarded_for_appends_the_peer() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        forwarded(
-            &mut h,
-            Some(&HeaderValue::from_static("127.0.0.1")),
-            Some(&HeaderValue::from_static("a.localhost")),
-        );
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "a.localhost");
     }
 }

@@ -84,9 +84,21 @@ fn pack(state: UpstreamState, in_flight: u64) -> u64 {
 }
 
 /// Milliseconds on a process-wide monotonic clock, so instants fit in atomics.
+///
+/// Tokio's clock is the system's monotonic clock (`Instant::now()`, no cost added) except in
+/// this crate's unit tests, which pause and advance it: their timing is then exact rather
+/// than at the mercy of a busy machine. The epoch is the system clock a minute before first
+/// use, so that no test runtime's paused clock (which starts at the system time it was made)
+/// begins before it, and 0 is never a real instant (it stands for "never" below).
 fn now_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        tokio::time::Instant::from_std(now.checked_sub(Duration::from_secs(60)).unwrap_or(now))
+    });
+    tokio::time::Instant::now()
+        .saturating_duration_since(*epoch)
+        .as_millis() as u64
 }
 
 /// One instance the gateway may send requests to.
@@ -853,7 +865,7 @@ mod tests {
 
     const HOLD: Duration = Duration::from_secs(5);
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn ready_instance_is_used_at_once_and_released_on_drop() {
         let (p, starts) = pool(2, 1);
         let u = upstream("i-1");
@@ -867,7 +879,7 @@ mod tests {
         assert_eq!(u.usage().requests, 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn fewest_in_flight_wins() {
         let (p, _) = pool(10, 2);
         let (a, b) = (upstream("i-a"), upstream("i-b"));
@@ -886,7 +898,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn concurrent_cold_requests_share_one_start() {
         let (p, starts) = pool(80, 10);
         let mut waiters = Vec::new();
@@ -896,6 +908,7 @@ mod tests {
                 p.acquire(HOLD, Traffic::User).await.map(|a| a.cold)
             }));
         }
+        // Paused time: the sleep ends only once every waiter has run as far as it can.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             starts.0.load(Ordering::SeqCst),
@@ -918,7 +931,7 @@ mod tests {
         assert_eq!(p.cold_starts(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn demand_beyond_concurrency_starts_more_instances_up_to_the_max() {
         let (p, starts) = pool(2, 3);
         let mut waiters = Vec::new();
@@ -941,7 +954,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_start_answers_the_held_requests_with_its_reason() {
         let (p, _) = pool(80, 10);
         let waiter = {
@@ -957,7 +970,7 @@ mod tests {
         assert_eq!(p.waiting(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn at_the_limits_the_queue_is_bounded_and_waits_end_in_overloaded() {
         let (p, _) = pool(1, 1);
         p.add(upstream("i-1"));
@@ -973,12 +986,13 @@ mod tests {
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let t = Instant::now();
+        let t = tokio::time::Instant::now();
         assert_eq!(
             p.acquire(HOLD, Traffic::User).await.err(),
             Some(Rejection::Overloaded)
         );
-        assert!(t.elapsed() < Duration::from_millis(100));
+        // On the paused clock any wait at all would show (it would end at the hold's end).
+        assert_eq!(t.elapsed(), Duration::ZERO, "refused without waiting");
         for h in held {
             assert_eq!(h.await.unwrap(), Some(Rejection::Overloaded));
         }
@@ -986,7 +1000,7 @@ mod tests {
         drop(busy);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_slot_freed_goes_to_a_waiting_request() {
         let (p, _) = pool(1, 1);
         p.add(upstream("i-1"));
@@ -1000,7 +1014,7 @@ mod tests {
         assert!(waiter.await.unwrap());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_client_that_goes_away_while_held_leaves_no_trace() {
         let (p, _) = pool(80, 10);
         let held = {
@@ -1014,7 +1028,7 @@ mod tests {
         assert_eq!(p.waiting(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn no_live_deployment_is_refused() {
         let (p, starts) = pool(80, 10);
         p.set_deployed(false);
@@ -1041,57 +1055,87 @@ mod tests {
         assert!(u.try_admit(80, &p, Traffic::User).is_none());
     }
 
-    #[test]
-    fn active_time_counts_only_with_requests_in_flight() {
+    /// Moves the paused clock on by `ms`.
+    async fn pass(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn active_time_counts_only_with_requests_in_flight() {
         let (p, _) = pool(80, 10);
         let u = upstream("i-1");
         let g = u.try_admit(80, &p, Traffic::User).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        pass(30).await;
+        let g2 = u.try_admit(80, &p, Traffic::User).unwrap();
+        pass(10).await;
         drop(g);
-        std::thread::sleep(Duration::from_millis(30));
+        pass(5).await;
+        drop(g2);
+        pass(40).await;
         let usage = u.usage();
-        assert!((25..60).contains(&usage.active_ms), "{usage:?}");
-        assert!(u.idle_for() >= Duration::from_millis(25));
+        assert_eq!(
+            usage.active_ms, 45,
+            "from the first admit to the last finish"
+        );
+        assert_eq!(u.idle_for(), Duration::from_millis(40));
+        // Busy again: counted as it goes, idle time is zero.
+        let _g = u.try_admit(80, &p, Traffic::User).unwrap();
+        pass(7).await;
+        assert_eq!(u.usage().active_ms, 52);
+        assert_eq!(u.idle_for(), Duration::ZERO);
     }
 
-    #[test]
-    fn health_checks_do_not_reset_the_idle_clock() {
+    #[tokio::test(start_paused = true)]
+    async fn health_checks_do_not_reset_the_idle_clock() {
         let (p, _) = pool(80, 10);
         let u = upstream("i-1");
-        std::thread::sleep(Duration::from_millis(40));
+        pass(40).await;
         let health = u.try_admit(80, &p, Traffic::HealthCheck).unwrap();
         // A user request that ends while the health check is still in flight is what the
         // idle clock counts from.
         let user = u.try_admit(80, &p, Traffic::User).unwrap();
-        std::thread::sleep(Duration::from_millis(40));
+        pass(40).await;
         drop(user);
-        std::thread::sleep(Duration::from_millis(40));
+        pass(40).await;
         drop(health);
-        let idle = u.idle_for();
-        assert!(idle >= Duration::from_millis(35), "{idle:?}");
-        assert!(idle < Duration::from_millis(75), "{idle:?}");
+        assert_eq!(
+            u.idle_for(),
+            Duration::from_millis(40),
+            "since the user request"
+        );
         // Only health checks since: the clock goes on from the user request.
         for _ in 0..3 {
             drop(u.try_admit(80, &p, Traffic::HealthCheck).unwrap());
+            pass(10).await;
         }
-        assert!(u.idle_for() >= idle);
+        assert_eq!(u.idle_for(), Duration::from_millis(70));
         // Active (billed) time counts both.
-        assert!(u.usage().active_ms >= 75, "{:?}", u.usage());
+        assert_eq!(u.usage().active_ms, 80, "{:?}", u.usage());
         assert_eq!(u.usage().requests, 5);
     }
 
-    #[test]
-    fn a_thaw_for_a_health_check_leaves_the_instance_as_idle_as_it_was() {
+    #[tokio::test(start_paused = true)]
+    async fn a_thaw_for_a_health_check_leaves_the_instance_as_idle_as_it_was() {
         let (p, _) = pool(80, 10);
         let u = upstream("i-1");
         p.add(u.clone());
         assert!(u.transition(UpstreamState::Ready, UpstreamState::Frozen));
-        std::thread::sleep(Duration::from_millis(30));
+        pass(30).await;
         assert!(u.thaw_for(Traffic::HealthCheck).unwrap());
-        assert!(u.idle_for() >= Duration::from_millis(25));
+        assert_eq!(u.idle_for(), Duration::from_millis(30));
         assert!(u.transition(UpstreamState::Ready, UpstreamState::Frozen));
+        pass(30).await;
         assert!(u.thaw_for(Traffic::User).unwrap());
-        assert!(u.idle_for() < Duration::from_millis(25));
+        assert_eq!(
+            u.idle_for(),
+            Duration::ZERO,
+            "a thaw for a user is activity"
+        );
+        // And the thaw is recent for exactly the window after it.
+        pass(2000).await;
+        assert!(u.thawed_within(Duration::from_millis(2000)));
+        pass(1).await;
+        assert!(!u.thawed_within(Duration::from_millis(2000)));
     }
 
     /// An instance started for one request of kind `traffic` that left before it was ready:
@@ -1102,10 +1146,9 @@ mod tests {
             let p = p.clone();
             async move { p.acquire(HOLD, traffic).await.is_ok() }
         });
-        while starts.0.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        // Paused time: the held request has asked for its start by the time this sleep ends.
         tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(starts.0.load(Ordering::SeqCst), 1);
         held.abort();
         let _ = held.await;
         let u = upstream("i-1");
@@ -1113,24 +1156,18 @@ mod tests {
         u
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_instance_started_only_for_a_health_check_is_idle_from_the_last_user_request() {
-        // The clock begins well before the requests below.
-        now_ms();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // No user ever asked: idle since the clock began, not since the start.
+        // No user ever asked: idle since the clock began (a minute before its first use),
+        // not since the start.
         let health = started_for_one_that_left(Traffic::HealthCheck).await;
         assert!(
-            health.idle_for() >= Duration::from_millis(130),
+            health.idle_for() >= Duration::from_secs(60),
             "{:?}",
             health.idle_for()
         );
-        // A user asked 30 ms before it was ready: idle since then.
+        // A user asked 30 ms before it was ready: idle since then, to the millisecond.
         let user = started_for_one_that_left(Traffic::User).await;
-        let idle = user.idle_for();
-        assert!(
-            idle >= Duration::from_millis(25) && idle < Duration::from_millis(100),
-            "{idle:?}"
-        );
+        assert_eq!(user.idle_for(), Duration::from_millis(30));
     }
 }

@@ -18,6 +18,8 @@ use crate::process::{Adopted, Process};
 const CGROUP_PARENT: &str = "hoist";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stop keeps killing an app that does not go away.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -494,13 +496,38 @@ impl Sandbox {
         let _ = self.crun.kill_init(&self.id, "TERM").await;
         let exit = match tokio::time::timeout(grace, self.wait()).await {
             Ok(exit) => exit,
-            Err(_) => {
-                let _ = self.signal("KILL").await;
-                self.wait().await
-            }
+            Err(_) => self.kill_and_wait().await,
         };
         self.destroy().await;
         exit
+    }
+
+    /// SIGKILLs the app and waits for it, for at most `KILL_WAIT`. Each round thaws it again
+    /// and signals its init directly when crun cannot run: out of file descriptors, the thaw
+    /// (a cgroup file write) and crun both fail, and on cgroup v1 a frozen process does not
+    /// die of SIGKILL until thawed, so one attempt and an unbounded wait left a server's
+    /// shutdown stuck for good. Past the bound the app is left to the next start's cleanup.
+    async fn kill_and_wait(&mut self) -> SandboxExit {
+        let deadline = Instant::now() + KILL_WAIT;
+        loop {
+            let _ = self.cgroup.freezer().thaw();
+            if self.signal("KILL").await.is_err() {
+                self.process.kill();
+            }
+            if let Ok(exit) = tokio::time::timeout(Duration::from_millis(250), self.wait()).await {
+                return exit;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(sandbox = %self.id, "still running after SIGKILL; leaving it to the next start's cleanup");
+                return SandboxExit {
+                    status: ExitStatus {
+                        code: None,
+                        signal: None,
+                    },
+                    oom_killed: false,
+                };
+            }
+        }
     }
 
     /// Removes what is left once the app has exited (or kills it first).
@@ -518,7 +545,13 @@ impl Sandbox {
                 self.process.kill();
                 let rel = format!("{CGROUP_PARENT}/{}", self.id);
                 let _ = tokio::task::spawn_blocking(move || OwnedCgroup::kill_stale(&rel)).await;
-                let _ = self.process.wait().await;
+                // Bounded, as in `kill_and_wait`.
+                if tokio::time::timeout(KILL_WAIT, self.process.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(sandbox = %self.id, "still running after SIGKILL; leaving it to the next start's cleanup");
+                }
             }
         }
         let _ = self.crun.delete(&self.id, true).await;

@@ -84,6 +84,16 @@ pub struct ServerArgs {
     #[arg(long, env = "HOIST_HOST_PORTS", value_delimiter = ',', value_name = "PORTS",
           value_parser = parse_host_port)]
     host_ports: Vec<u16>,
+    /// Client connections the gateway keeps open at once. At the cap the connection idle
+    /// longest (between requests) is closed to make room; when none is idle, new connections
+    /// wait in the listen backlog until one closes or goes idle. Default: half of the open
+    /// files the server may have, less the API's cap and 256 for its own files (a client
+    /// connection being proxied holds one to its instance as well).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// The same cap for the API (default 256, or an eighth of the open-file limit if less).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    api_max_connections: Option<u32>,
 }
 
 /// One port of `--host-ports`.
@@ -188,6 +198,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every client connection is a descriptor: the caps below are worked out from the limit.
+    let open_files = hoist_gateway::listen::raise_open_files_limit();
+    let (gateway_cap, api_cap) = hoist_gateway::listen::default_caps(open_files);
+    let max_connections = args.max_connections.map_or(gateway_cap, |n| n as usize);
+    let api_max_connections = args.api_max_connections.map_or(api_cap, |n| n as usize);
+    if (2 * max_connections + api_max_connections) as u64 > open_files {
+        tracing::warn!(
+            open_files,
+            max_connections,
+            api_max_connections,
+            "the connection caps exceed the open-file limit: a flood of clients can exhaust it"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     // Images hold whatever builds (running as root in their sandbox) wrote, setuid files
@@ -244,6 +267,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         workers: usize::from(args.gateway_workers),
         nice: i32::from(args.gateway_nice),
         record_requests: !args.no_request_logging,
+        max_connections,
         ..GatewayConfig::new(&args.domain)
     });
     let platform = Platform::start(
@@ -275,19 +299,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let gw_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone()));
     let api = hoist_api::router(platform.clone());
-    let api_shutdown = shutdown.clone();
-    let api_task = tokio::spawn(async move {
-        axum::serve(api_listener, api)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-    });
-    tracing::info!(gateway = %args.listen, api = %args.api_listen, domain = %args.domain, "hoist is up");
+    let api_limit =
+        hoist_gateway::listen::ConnLimit::new(api_max_connections, "API", shutdown.clone());
+    let api_task = tokio::spawn(hoist_api::serve(api_listener, api, api_limit));
+    tracing::info!(gateway = %args.listen, api = %args.api_listen, domain = %args.domain,
+        open_files, max_connections, api_max_connections, "hoist is up");
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining instances");
     shutdown.cancel();
-    platform.shutdown().await;
-    host_input.remove();
+    // Bounded whatever came before (instances drain for up to 30 s, then get 10 s to stop):
+    // what is still running then is cleaned up by the next start, as after a crash.
+    if tokio::time::timeout(SHUTDOWN_LIMIT, platform.shutdown())
+        .await
+        .is_err()
+    {
+        // Their host filter stays too: the next start refills it.
+        tracing::warn!("instances still stopping after {SHUTDOWN_LIMIT:?}; exiting without them");
+    } else {
+        host_input.remove();
+    }
     let _ = gw_task.await;
     // The gateway's last access records and the instances' last lines, stored before exit.
     if tokio::time::timeout(std::time::Duration::from_secs(10), platform.flush_logs())
@@ -300,6 +331,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
     Ok(())
 }
+
+/// The longest a clean stop waits for the platform.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};

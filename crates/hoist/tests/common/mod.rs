@@ -567,7 +567,7 @@ impl Server {
         let child = self
             .command(env)
             .stdout(Stdio::null())
-            .stderr(self.log_file())
+            .stderr(self.open_log())
             .spawn()
             .expect("start hoist server");
         self.child = Some(child);
@@ -615,7 +615,7 @@ impl Server {
         cmd
     }
 
-    fn log_file(&self) -> std::fs::File {
+    fn open_log(&self) -> std::fs::File {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -846,5 +846,66 @@ impl Server {
             assert!(Instant::now() < deadline, "not all live: {states:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Server {
+    /// [`Server::start`] with the server's open-file limit (soft and hard) set to `nofile`
+    /// (by `prlimit`, which then runs the server in its own process).
+    pub fn start_with_nofile(name: &str, nofile: u64, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            data: scratch(name),
+            api_port: free_port(),
+            gw_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s.log_file())
+            .expect("server log");
+        let child = Command::new("prlimit")
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_hoist"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&s.data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", s.gw_port))
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{}", s.api_port))
+            .args(&s.extra)
+            .env("HOIST_RUNTIME_CACHE", runtime_cache())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hoist server under prlimit");
+        s.child = Some(child);
+        wait_until(
+            "the server answers /healthz",
+            Duration::from_secs(20),
+            || matches!(http(s.api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
+            || format!("see {}", s.log_file().display()),
+        );
+        s
+    }
+
+    /// Where the server's stderr goes.
+    pub fn log_file(&self) -> PathBuf {
+        self.data.with_extension("log")
+    }
+
+    /// The server process's resident memory in KB (0 if it is not running).
+    pub fn rss_kb(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 }
