@@ -860,25 +860,21 @@ impl Server {
             gw_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(s.log_file())
-            .expect("server log");
-        let child = Command::new("prlimit")
-            .arg(format!("--nofile={nofile}:{nofile}"))
-            .arg(env!("CARGO_BIN_EXE_hoist"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&s.data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", s.gw_port))
-            .arg("--api-listen")
-            .arg(format!("127.0.0.1:{}", s.api_port))
-            .args(&s.extra)
-            .env("HOIST_RUNTIME_CACHE", runtime_cache())
+        // The server's own command line, run by prlimit.
+        let server = s.command(&[]);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(server.get_program())
+            .args(server.get_args());
+        for (key, value) in server.get_envs() {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        let child = cmd
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(s.open_log())
             .spawn()
             .expect("start hoist server under prlimit");
         s.child = Some(child);
