@@ -323,16 +323,19 @@ mod tests {
         std::fs::remove_dir_all(base).unwrap();
     }
 
+    /// The error of resolving `root` in `repo`, as a user reads it.
+    fn resolve_err(repo: &Path, root: &str) -> String {
+        RootDir::new(root)
+            .unwrap()
+            .resolve_in(repo)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn refuses_a_symlink_out_of_the_repository() {
         let (base, repo) = checkout("out");
-        let err = |root: &str| {
-            RootDir::new(root)
-                .unwrap()
-                .resolve_in(&repo)
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |root: &str| resolve_err(&repo, root);
         assert_eq!(
             err("srvlink"),
             "--root srvlink: a symlink to outside the repository"
@@ -351,13 +354,7 @@ mod tests {
     #[test]
     fn refuses_a_symlink_inside_the_repository_naming_its_target() {
         let (base, repo) = checkout("in");
-        let err = |root: &str| {
-            RootDir::new(root)
-                .unwrap()
-                .resolve_in(&repo)
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |root: &str| resolve_err(&repo, root);
         assert_eq!(
             err("applink"),
             "--root applink: a symlink to app inside the repository; give --root app instead"

@@ -331,16 +331,23 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn builds_hold_no_mknod_and_instances_nothing() {
-        let build = sandbox(Privileges::Build, 2000);
-        let caps = build
-            .process()
+    fn capabilities(spec: &Spec) -> &oci_spec::runtime::LinuxCapabilities {
+        spec.process()
             .as_ref()
             .unwrap()
             .capabilities()
             .as_ref()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn resources(spec: &Spec) -> &oci_spec::runtime::LinuxResources {
+        spec.linux().as_ref().unwrap().resources().as_ref().unwrap()
+    }
+
+    #[test]
+    fn builds_hold_no_mknod_and_instances_nothing() {
+        let build = sandbox(Privileges::Build, 2000);
+        let caps = capabilities(&build);
         for set in [caps.effective(), caps.bounding(), caps.permitted()] {
             let set = set.as_ref().unwrap();
             assert!(!set.contains(&Capability::Mknod));
@@ -348,13 +355,7 @@ mod tests {
             assert!(set.contains(&Capability::Chown), "apt-get needs CHOWN");
         }
         let instance = sandbox(Privileges::None, 72);
-        let caps = instance
-            .process()
-            .as_ref()
-            .unwrap()
-            .capabilities()
-            .as_ref()
-            .unwrap();
+        let caps = capabilities(&instance);
         assert!(caps.effective().as_ref().unwrap().is_empty());
         assert!(caps.bounding().as_ref().unwrap().is_empty());
     }
@@ -362,16 +363,7 @@ mod tests {
     #[test]
     fn the_device_cgroup_denies_all_but_the_default_nodes() {
         let s = sandbox(Privileges::Build, 2000);
-        let devices = s
-            .linux()
-            .as_ref()
-            .unwrap()
-            .resources()
-            .as_ref()
-            .unwrap()
-            .devices()
-            .clone()
-            .unwrap();
+        let devices = resources(&s).devices().clone().unwrap();
         assert_eq!(devices[0].to_string(), "a *:* rwm");
         assert!(!devices[0].allow());
         let allowed: Vec<String> = devices[1..]
@@ -432,16 +424,7 @@ mod tests {
         for mb in [128, 256, 1769, 3538, 7076] {
             let memory = hoist_core::MemoryMb::new(mb).unwrap();
             let s = sandbox(Privileges::None, memory.cpu_millicores());
-            let cpu = s
-                .linux()
-                .as_ref()
-                .unwrap()
-                .resources()
-                .as_ref()
-                .unwrap()
-                .cpu()
-                .clone()
-                .unwrap();
+            let cpu = resources(&s).cpu().clone().unwrap();
             assert_eq!(cpu.period(), Some(hoist_core::CPU_PERIOD_US));
             assert_eq!(
                 cpu.quota(),

@@ -564,18 +564,24 @@ impl Server {
     /// Starts the server again on the same data dir and ports with `env` (after `terminate`
     /// or `kill9`), waiting until it answers.
     pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
-        let child = self
-            .command(env)
+        let cmd = self.command(env);
+        self.launch(cmd);
+    }
+
+    /// Runs `cmd` (a server command line) as this server, its stderr to the server log, and
+    /// waits until it answers.
+    fn launch(&mut self, mut cmd: Command) {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(self.open_log())
             .spawn()
-            .expect("start hoist server");
+            .unwrap_or_else(|e| panic!("start hoist server ({cmd:?}): {e}"));
         self.child = Some(child);
         wait_until(
             "hoist server answers /healthz",
             Duration::from_secs(20),
             || matches!(http(self.api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
-            || format!("see {}", self.data.with_extension("log").display()),
+            || format!("see {}", self.log_file().display()),
         );
     }
 
@@ -872,18 +878,7 @@ impl Server {
                 None => cmd.env_remove(key),
             };
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(s.open_log())
-            .spawn()
-            .expect("start hoist server under prlimit");
-        s.child = Some(child);
-        wait_until(
-            "the server answers /healthz",
-            Duration::from_secs(20),
-            || matches!(http(s.api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
-            || format!("see {}", s.log_file().display()),
-        );
+        s.launch(cmd);
         s
     }
 
