@@ -40,6 +40,11 @@ use tokio_util::sync::CancellationToken;
 /// timeout).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a connection closed to make room may take to finish closing. It had nothing in
+/// flight, but hyper may still be writing its last response to a client that does not read
+/// it; since it no longer counts toward the cap, it must not stay open for good.
+const EVICTED_CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
 /// The first and the longest wait after an accept error.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -127,6 +132,8 @@ pub struct ConnState {
     /// rather than a `CancellationToken`, whose every poll (one per wake of the connection's
     /// task) takes two locks.
     closing: AtomicBool,
+    /// It was closed to make room (so it is no longer counted): its close is bounded.
+    evicted: AtomicBool,
     close_waker: AtomicWaker,
 }
 
@@ -202,6 +209,7 @@ impl ConnLimit {
             upgraded: AtomicBool::new(false),
             // Shut down already (another acceptor got in first): closed as soon as it runs.
             closing: AtomicBool::new(self.shutdown.is_cancelled()),
+            evicted: AtomicBool::new(false),
             close_waker: AtomicWaker::new(),
         });
         slots.open.insert(
@@ -240,6 +248,7 @@ impl ConnLimit {
             return false;
         }
         entry.evicted = true;
+        entry.conn.evicted.store(true, Ordering::SeqCst);
         entry.conn.ask_to_close();
         slots.counted -= 1;
         true
@@ -347,7 +356,7 @@ impl ConnState {
     /// Marks a request as begun on this connection until the returned guard is dropped (when
     /// its response body is done).
     pub fn begin(self: &Arc<Self>) -> InUse {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.served.store(true, Ordering::Relaxed);
         self.idle.store(0, Ordering::SeqCst);
         InUse(self.clone())
@@ -394,12 +403,20 @@ impl InUse {
 impl Drop for InUse {
     fn drop(&mut self) {
         let conn = &self.0;
-        if conn.in_flight.fetch_sub(1, Ordering::Relaxed) != 1 {
+        if conn.in_flight.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
         }
         let limit = &conn.limit;
         let seq = limit.seq.fetch_add(1, Ordering::Relaxed) + 1;
         conn.idle.store(seq, Ordering::SeqCst);
+        // A request begun on another stream (HTTP/2) between the count and the store set
+        // idle to 0 before this store: take the mark back, or a busy connection looks idle.
+        if conn.in_flight.load(Ordering::SeqCst) != 0 {
+            let _ = conn
+                .idle
+                .compare_exchange(seq, 0, Ordering::SeqCst, Ordering::SeqCst);
+            return;
+        }
         if limit.waiting.load(Ordering::SeqCst) > 0 {
             limit.changed.notify_waiters();
         }
@@ -645,6 +662,7 @@ where
         conn: Box::pin(conn),
         state,
         first_head: Some(Box::pin(tokio::time::sleep(HEAD_TIMEOUT))),
+        close_by: None,
         closing: false,
     }
 }
@@ -656,6 +674,8 @@ pub struct Drive<C> {
     conn: Pin<Box<C>>,
     state: Arc<ConnState>,
     first_head: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Armed when a connection closed to make room starts closing.
+    close_by: Option<Pin<Box<tokio::time::Sleep>>>,
     closing: bool,
 }
 
@@ -673,10 +693,19 @@ impl<C: GracefulConnection> std::future::Future for Drive<C> {
                 }
                 this.closing = true;
                 this.conn.as_mut().graceful_shutdown();
+                if this.state.evicted.load(Ordering::SeqCst) {
+                    this.close_by = Some(Box::pin(tokio::time::sleep(EVICTED_CLOSE_LIMIT)));
+                }
             }
         }
         if let Poll::Ready(done) = this.conn.as_mut().poll(cx) {
             return Poll::Ready(done);
+        }
+        if let Some(timer) = this.close_by.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("connection closed for room dropped after {EVICTED_CLOSE_LIMIT:?}");
+            return Poll::Ready(Ok(()));
         }
         if let Some(timer) = this.first_head.as_mut() {
             if this.state.served.load(Ordering::Relaxed) {
@@ -780,6 +809,58 @@ mod tests {
         assert!(busy.conn().asked_to_close());
         drop((busy, next));
         assert_eq!(l.open(), 0);
+    }
+
+    /// A real HTTP/1 connection whose client asked for a 1 MB answer and reads none of it:
+    /// hyper is stuck writing it, and so never finishes closing.
+    async fn unread_answer() -> (
+        impl GracefulConnection<Error = hyper::Error>,
+        tokio::io::DuplexStream,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(vec![b'x'; 1 << 20]),
+            )))
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc);
+        (conn, client)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closed_for_room_is_dropped_if_it_does_not_finish_closing() {
+        let l = limit(1);
+        let old = l.reserve().await;
+        serve_one(&old);
+        let (stuck, _client) = unread_answer().await;
+        let conn = tokio::spawn(drive(stuck, old.conn().clone()));
+        tokio::task::yield_now().await;
+        let _new = l.reserve().await;
+        assert!(old.conn().asked_to_close());
+        tokio::time::sleep(EVICTED_CLOSE_LIMIT + Duration::from_millis(1)).await;
+        assert!(
+            conn.is_finished(),
+            "uncounted, it must not stay open for good"
+        );
+
+        // Asked to close at shutdown instead, a connection keeps its drain time.
+        let token = CancellationToken::new();
+        let l = ConnLimit::new(1, "test", token.clone());
+        let draining = l.reserve().await;
+        serve_one(&draining);
+        let (stuck, _client2) = unread_answer().await;
+        let conn = tokio::spawn(drive(stuck, draining.conn().clone()));
+        tokio::task::yield_now().await;
+        l.close_all();
+        tokio::time::sleep(EVICTED_CLOSE_LIMIT * 2).await;
+        assert!(!conn.is_finished(), "the drain limit bounds it, not this");
+        conn.abort();
     }
 
     #[tokio::test(start_paused = true)]

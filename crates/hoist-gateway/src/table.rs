@@ -85,20 +85,23 @@ fn pack(state: UpstreamState, in_flight: u64) -> u64 {
 
 /// Milliseconds on a process-wide monotonic clock, so instants fit in atomics.
 ///
-/// Tokio's clock is the system's monotonic clock (`Instant::now()`, no cost added) except in
-/// this crate's unit tests, which pause and advance it: their timing is then exact rather
-/// than at the mercy of a busy machine. The epoch is the system clock a minute before first
-/// use, so that no test runtime's paused clock (which starts at the system time it was made)
+/// The system's monotonic clock, except in this crate's unit tests, which read tokio's clock
+/// so they can pause and advance it: their timing is then exact rather than at the mercy of a
+/// busy machine. (Only there: with tokio's `test-util` on, as in any `cargo test` build of the
+/// server, tokio's clock takes a lock on every read.) The epoch is a minute before first use,
+/// so that no test runtime's paused clock (which starts at the system time it was made)
 /// begins before it, and 0 is never a real instant (it stands for "never" below).
 fn now_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    #[cfg(not(test))]
+    use std::time::Instant as Clock;
+    #[cfg(test)]
+    use tokio::time::Instant as Clock;
+    static EPOCH: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
     let epoch = EPOCH.get_or_init(|| {
-        let now = Instant::now();
-        tokio::time::Instant::from_std(now.checked_sub(Duration::from_secs(60)).unwrap_or(now))
+        let now = Clock::now();
+        now.checked_sub(Duration::from_secs(60)).unwrap_or(now)
     });
-    tokio::time::Instant::now()
-        .saturating_duration_since(*epoch)
-        .as_millis() as u64
+    Clock::now().saturating_duration_since(*epoch).as_millis() as u64
 }
 
 /// One instance the gateway may send requests to.
