@@ -33,13 +33,17 @@ pub(crate) fn read_config(
     if !f.metadata().is_ok_and(|m| m.is_file()) {
         return Err(refuse("is not a regular file".into()));
     }
-    // Config files are small; a huge one is read only as far as the limit, and then fails to
-    // parse with a clear message rather than filling the server's memory.
-    let mut text = String::new();
+    // Config files are small; a huge one is refused after the limit's worth of reading,
+    // rather than filling the server's memory or being cut silently.
+    let mut bytes = Vec::new();
     f.by_ref()
-        .take(CONFIG_LIMIT)
-        .read_to_string(&mut text)
+        .take(CONFIG_LIMIT + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    if bytes.len() as u64 > CONFIG_LIMIT {
+        return Err(refuse(format!("is larger than {} MB", CONFIG_LIMIT >> 20)));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| refuse("is not valid UTF-8 text".into()))?;
     Ok(Some(text))
 }
 
@@ -74,6 +78,11 @@ mod tests {
         );
         let err = read_config(&app, "leapcell.yml").unwrap_err().to_string();
         assert!(err.starts_with("leapcell.yml: "), "{err}");
+        // Past the limit: refused, not cut where the limit falls.
+        let big = format!("port = 8080\n{}", "# padding\n".repeat(120_000));
+        std::fs::write(app.join("big.toml"), big).unwrap();
+        let err = read_config(&app, "big.toml").unwrap_err().to_string();
+        assert_eq!(err, "big.toml: is larger than 1 MB");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

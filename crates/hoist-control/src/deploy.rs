@@ -306,7 +306,9 @@ impl Platform {
         self.builder
             .discard(&format!("b-{}", id.as_str().trim_start_matches("d-")));
         // Live, the values are the service env's now (masked as that); failed or cancelled,
-        // they were never anybody's but the lines of this run are stored already.
+        // they were never anybody's. Either way this run's lines are masked as they are
+        // stored, so the values stay in the mask until every line queued so far is stored.
+        self.logs.flushed().await;
         self.logs.masks().clear(v.name.as_str(), &mask_source);
         let mut services = self.state();
         if let Some(s) = services.get_mut(&v.name)

@@ -61,8 +61,20 @@ impl ServiceMasks {
 impl Masks {
     /// Replaces the values of `source` for `service` (an empty set removes the source).
     pub fn set(&self, service: &str, source: &str, values: impl IntoIterator<Item = String>) {
+        // A multi-line value (a PEM key) is printed over several log lines, each masked on
+        // its own: so each of its lines is a value too.
         let values: BTreeSet<String> = values
             .into_iter()
+            .flat_map(|v| {
+                let lines: Vec<String> = if v.contains('\n') {
+                    v.lines()
+                        .map(|l| l.trim_end_matches('\r').to_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                std::iter::once(v).chain(lines)
+            })
             .filter(|v| v.chars().count() >= MIN_MASKED_LEN)
             .collect();
         let mut all = self.inner.write().unwrap_or_else(|p| p.into_inner());
@@ -204,5 +216,17 @@ mod tests {
         masks.forget("shop");
         assert_eq!(masks.apply("shop", "service-secret flag-secret-1"), None);
         assert!(masks.inner.read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_value_is_masked() {
+        let masks = Masks::default();
+        let pem = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcN\nLYLI\n-----END KEY-----";
+        masks.set("shop", "env", strings(&[pem]));
+        for line in pem.lines().filter(|l| l.len() >= MIN_MASKED_LEN) {
+            assert_eq!(masks.apply("shop", line).as_deref(), Some("***"), "{line}");
+        }
+        // Too short to tell from ordinary text, as any value.
+        assert_eq!(masks.apply("shop", "LYLI"), None);
     }
 }
