@@ -478,10 +478,7 @@ fn a_build_gets_two_cpus_and_4_gb_and_stops_at_the_build_timeout() {
     // own; its deployment succeeds.
     let gate = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = gate.local_addr().unwrap().port();
-    let server = Server::start(
-        "iso-build",
-        &["--build-timeout", "5s", "--host-ports", &port.to_string()],
-    );
+    let server = Server::start("iso-build", &["--host-ports", &port.to_string()]);
     let repo = git_repo(&probe_app(), "build");
     let path = repo.to_str().unwrap();
     server.deploy_ok(&[path, "--name", "slow", "--env", "VERSION=first"]);
@@ -489,21 +486,23 @@ fn a_build_gets_two_cpus_and_4_gb_and_stops_at_the_build_timeout() {
     let waiting = format!(
         "python3 -c 'import socket; s = socket.create_connection((\"host.hoist.internal\", {port}), timeout=30); s.sendall(b\"in\"); s.recv(2)'"
     );
-    let deploy = {
+    let (done, deploy) = std::sync::mpsc::channel();
+    {
         let (path, waiting) = (path.to_string(), waiting.clone());
         let api = server.api_port;
         let data = server.data.clone();
         std::thread::spawn(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_hoist"))
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoist"))
                 .args(["deploy", &path, "--name", "slow", "--env", "VERSION=second"])
                 .args(["--build", &waiting])
                 .env("HOIST_API", format!("http://127.0.0.1:{api}"))
                 .env("HOIST_DATA_DIR", data)
                 .env_remove("HOIST_TOKEN")
                 .output()
-                .expect("run hoist deploy")
-        })
-    };
+                .expect("run hoist deploy");
+            let _ = done.send(out);
+        });
+    }
     gate.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + LONG;
     let mut conn = loop {
@@ -523,7 +522,9 @@ fn a_build_gets_two_cpus_and_4_gb_and_stops_at_the_build_timeout() {
     let memory = memory_limit(&build);
     conn.write_all(b"go").unwrap();
     drop(conn);
-    let out = deploy.join().unwrap();
+    let out = deploy
+        .recv_timeout(LONG)
+        .expect("the waiting build's deploy ends");
     assert!(
         out.status.success(),
         "the waiting build's deploy: {}",
@@ -538,7 +539,10 @@ fn a_build_gets_two_cpus_and_4_gb_and_stops_at_the_build_timeout() {
     server.wait_for("slow", "/", "probe second", LONG);
 
     // A build past --build-timeout is stopped, its deployment fails naming the limit, and the
-    // previous deployment keeps serving.
+    // previous deployment keeps serving. A server of its own: a limit this short would also
+    // race the build above on a busy machine.
+    let server = Server::start("iso-build-timeout", &["--build-timeout", "5s"]);
+    server.deploy_ok(&[path, "--name", "slow", "--env", "VERSION=second"]);
     let started = Instant::now();
     let err = server.deploy_err(&[
         path,
