@@ -93,12 +93,13 @@ fn deserialize_branch<'de, D: Deserializer<'de>>(
     Ok(branch)
 }
 
+/// The longest branch name taken (git's own refs are file names, at most 255 bytes).
+const MAX_BRANCH_LEN: usize = 255;
+
 /// Sanity-checks a git branch name.
 ///
 /// A subset of `git check-ref-format`: enough to refuse anything that could be mistaken for a git
 /// option or revision expression when passed to `git fetch`/`git clone`.
-const MAX_BRANCH_LEN: usize = 255;
-
 pub fn validate_branch(branch: &str) -> Result<(), SpecError> {
     let rule = if branch.is_empty() {
         Some("must not be empty")

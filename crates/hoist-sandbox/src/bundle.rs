@@ -420,17 +420,20 @@ mod tests {
     }
 
     #[test]
-    fn the_cpu_quota_is_the_one_memory_computes() {
-        for mb in [128, 256, 1769, 3538, 7076] {
+    fn the_cpu_quota_follows_the_memory_table() {
+        // The README's table: proportional up to one core at 1769 MB, whole cores above.
+        for (mb, quota) in [
+            (128, 7_200),
+            (256, 14_400),
+            (1769, 100_000),
+            (3538, 200_000),
+            (7076, 400_000),
+        ] {
             let memory = hoist_core::MemoryMb::new(mb).unwrap();
             let s = sandbox(Privileges::None, memory.cpu_millicores());
             let cpu = resources(&s).cpu().clone().unwrap();
             assert_eq!(cpu.period(), Some(hoist_core::CPU_PERIOD_US));
-            assert_eq!(
-                cpu.quota(),
-                Some(memory.cpu_quota_us(hoist_core::CPU_PERIOD_US)),
-                "{mb}"
-            );
+            assert_eq!(cpu.quota(), Some(quota), "{mb} MB");
         }
     }
 }

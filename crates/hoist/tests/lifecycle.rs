@@ -520,7 +520,6 @@ fn sigterm_lets_requests_in_flight_finish() {
     }
 }
 
-/// Submits a deploy and returns at once with its id.
 #[test]
 fn the_later_of_two_deploys_wins_and_builds_run_at_most_two_at_once() {
     let server = Server::start("concurrent", &[]);
