@@ -233,6 +233,22 @@ impl HostInput {
         );
         let rules = filter.rules(open, never, &resolvers);
         restore(&rules)?;
+        // Below every server's jump (those are inserted at the top), shared by all servers
+        // and never removed: a sandbox link whose server has no filter in place (stopped
+        // with a sandbox it could not kill, say) reaches nothing on the host either.
+        ensure_rule(
+            "filter",
+            "-A",
+            "INPUT",
+            &[
+                "-i",
+                "hh+",
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "icmp-port-unreachable",
+            ],
+        )?;
         // After the chain exists: a jump to a missing chain is refused.
         ensure_rule("filter", "-I", "INPUT", &filter.jump_spec())?;
         Ok(filter)
@@ -399,7 +415,7 @@ mod tests {
         let jumps = jumps_to(&second.chain);
         second.remove();
         let jumps_after_remove = jumps_to(&first.chain);
-        // With the filter gone the namespace reaches both: the rules were what refused.
+        // With the server's filter gone, the shared catch-all still refuses both.
         let seen_unfiltered = (reaches(&ns, a).await, reaches(&ns, b).await);
         let _ = ns.remove().await;
         let _ = std::fs::remove_dir_all(&data);
@@ -411,6 +427,10 @@ mod tests {
             "one jump to the server's chain, however often it starts"
         );
         assert_eq!(jumps_after_remove, 0);
-        assert_eq!(seen_unfiltered, (true, true));
+        assert_eq!(
+            seen_unfiltered,
+            (false, false),
+            "a link with no server's filter reaches nothing"
+        );
     }
 }
