@@ -36,6 +36,8 @@ pub struct Server {
     pub api_port: u16,
     pub gw_port: u16,
     extra: Vec<String>,
+    /// The address the gateway and the API listen on.
+    host: &'static str,
 }
 
 impl Server {
@@ -475,37 +477,16 @@ impl Server {
     /// Like [`Server::start`], but with the gateway and the API on every address (`0.0.0.0`),
     /// as an operator may bind them: then only the host filter keeps instances off them.
     pub fn start_wildcard(name: &str, extra: &[&str]) -> Server {
-        let data = scratch(name);
-        let (api_port, gw_port) = (free_port(), free_port());
-        let log = std::fs::File::create(data.with_extension("log")).expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("0.0.0.0:{gw_port}"))
-            .arg("--api-listen")
-            .arg(format!("0.0.0.0:{api_port}"))
-            .args(extra)
-            .env("HOIST_RUNTIME_CACHE", runtime_cache())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start hoist server");
-        let server = Server {
-            child: Some(child),
-            data,
-            api_port,
-            gw_port,
-            extra: Vec::new(),
+        let mut s = Server {
+            child: None,
+            data: scratch(name),
+            api_port: free_port(),
+            gw_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            host: "0.0.0.0",
         };
-        wait_until(
-            "the server answers /healthz",
-            Duration::from_secs(20),
-            || matches!(http(api_port, "127.0.0.1", "/healthz"), Ok((200, _))).then_some(()),
-            || format!("see {}", server.data.with_extension("log").display()),
-        );
-        server
+        s.spawn();
+        s
     }
 }
 
@@ -556,6 +537,7 @@ impl Server {
             api_port: free_port(),
             gw_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1",
         };
         s.spawn_env(env);
         s
@@ -611,9 +593,9 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.gw_port))
+            .arg(format!("{}:{}", self.host, self.gw_port))
             .arg("--api-listen")
-            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg(format!("{}:{}", self.host, self.api_port))
             .args(&self.extra)
             .env("HOIST_RUNTIME_CACHE", runtime_cache())
             .env_remove("HOIST_MASTER_KEY")
@@ -865,6 +847,7 @@ impl Server {
             api_port: free_port(),
             gw_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1",
         };
         // The server's own command line, run by prlimit.
         let server = s.command(&[]);
