@@ -45,6 +45,18 @@ impl Server {
         Server::start_env(name, extra, &[])
     }
 
+    /// A server on a fresh data dir and free ports, listening on `host`, not started yet.
+    fn unstarted(name: &str, extra: &[&str], host: &'static str) -> Server {
+        Server {
+            child: None,
+            data: scratch(name),
+            api_port: free_port(),
+            gw_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            host,
+        }
+    }
+
     /// Starts the server again on the same data dir and ports (after `terminate` or `kill9`),
     /// waiting until it answers.
     pub fn spawn(&mut self) {
@@ -477,14 +489,7 @@ impl Server {
     /// Like [`Server::start`], but with the gateway and the API on every address (`0.0.0.0`),
     /// as an operator may bind them: then only the host filter keeps instances off them.
     pub fn start_wildcard(name: &str, extra: &[&str]) -> Server {
-        let mut s = Server {
-            child: None,
-            data: scratch(name),
-            api_port: free_port(),
-            gw_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            host: "0.0.0.0",
-        };
+        let mut s = Server::unstarted(name, extra, "0.0.0.0");
         s.spawn();
         s
     }
@@ -531,14 +536,7 @@ pub fn random_hex(n: usize) -> String {
 impl Server {
     /// Like `start`, with extra environment variables for the server process.
     pub fn start_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut s = Server {
-            child: None,
-            data: scratch(name),
-            api_port: free_port(),
-            gw_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            host: "127.0.0.1",
-        };
+        let mut s = Server::unstarted(name, extra, "127.0.0.1");
         s.spawn_env(env);
         s
     }
@@ -841,14 +839,7 @@ impl Server {
     /// [`Server::start`] with the server's open-file limit (soft and hard) set to `nofile`
     /// (by `prlimit`, which then runs the server in its own process).
     pub fn start_with_nofile(name: &str, nofile: u64, extra: &[&str]) -> Server {
-        let mut s = Server {
-            child: None,
-            data: scratch(name),
-            api_port: free_port(),
-            gw_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            host: "127.0.0.1",
-        };
+        let mut s = Server::unstarted(name, extra, "127.0.0.1");
         // The server's own command line, run by prlimit.
         let server = s.command(&[]);
         let mut cmd = Command::new("prlimit");
