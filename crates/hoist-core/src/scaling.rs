@@ -180,11 +180,38 @@ impl Scaling {
     pub fn is_persistent(&self) -> bool {
         self.min_instances > 0
     }
+
+    /// How many instances a switch to a new plan (a deploy, an env change, a rollback)
+    /// starts, given how many serve now: as many as serve (a loaded service must not drop to
+    /// one instance and a wave of cold starts), at least the minimum, and at least one when
+    /// the new plan must prove it starts; never more than `max_instances`.
+    pub fn target_instances(&self, running: usize, at_least_one: bool) -> usize {
+        running
+            .max(self.min_instances as usize)
+            .max(usize::from(at_least_one))
+            .min(self.max_instances as usize)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_starts_what_serves_now_within_min_and_max() {
+        let s = Scaling {
+            min_instances: 2,
+            max_instances: 4,
+            ..Scaling::default()
+        };
+        assert_eq!(s.target_instances(0, false), 2);
+        assert_eq!(s.target_instances(3, false), 3);
+        // More serve than the (lowered) maximum allows: the switch brings them down to it.
+        assert_eq!(s.target_instances(9, true), 4);
+        let serverless = Scaling::default();
+        assert_eq!(serverless.target_instances(0, false), 0);
+        assert_eq!(serverless.target_instances(0, true), 1);
+    }
 
     #[test]
     fn defaults_are_serverless() {
