@@ -25,15 +25,17 @@ pub fn now_ms() -> i64 {
 }
 
 /// The UTC day of `ms` (milliseconds since the Unix epoch) as `YYYY-MM-DD`: the key usage is
-/// summed under. A time past what a calendar date of four-digit years holds (a clock off by
-/// millennia) counts to the first or last such day, so the key keeps its form.
+/// summed under. A time outside the years 0000 to 9999 (a clock off by millennia) counts to
+/// the first or last day of that span, so the key keeps its one form.
 pub fn utc_day(ms: i64) -> String {
     let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
         jiff::Timestamp::MIN
     } else {
         jiff::Timestamp::MAX
     });
-    jiff::tz::Offset::UTC.to_datetime(ts).date().to_string()
+    let date = jiff::tz::Offset::UTC.to_datetime(ts).date();
+    date.clamp(jiff::civil::date(0, 1, 1), jiff::civil::date(9999, 12, 31))
+        .to_string()
 }
 
 /// `day` as the calendar date it writes, if it is one in exactly the form [`utc_day`] gives
