@@ -45,11 +45,11 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A duration as Hoist prints every one of them, bounds and measurements alike: the form the
-/// parser reads, to the precision that matters at its size. `0s`, `850ms`, `2.5s`, `45s`,
-/// `1m30s`, `15m`, `2h30m`, `1d`, `7d`. From a minute up, the two largest units are shown and
-/// the rest is cut (`15m` for 15 minutes and 400 ms); under a minute a part second shows its
-/// tenths, cut too.
+/// A duration as Hoist prints every one of them, bounds and measurements alike, to the
+/// precision that matters at its size: `0s`, `850ms`, `2.5s`, `45s`, `1m30s`, `15m`, `2h30m`,
+/// `1d`, `7d`. From a minute up, the two largest units are shown and the rest is cut (`15m`
+/// for 15 minutes and 400 ms); under a minute a part second shows its tenths, cut too. All but
+/// those tenths are in the form [`parse_duration`] reads, so a printed bound can be typed back.
 pub fn format_duration(d: Duration) -> String {
     let ms = millis(d);
     let (days, hours) = (ms / 86_400_000, ms / 3_600_000 % 24);
