@@ -33,8 +33,8 @@ def main():
     runs = {"on": [], "off": []}
     cpu_us = {"on": [], "off": []}
     try:
-        servers["on"] = Server("log-on", (), api_port=17370, gw_port=18380)
-        servers["off"] = Server("log-off", ("--no-request-logging",), api_port=17470, gw_port=18480)
+        servers["on"] = Server("log-on", ())
+        servers["off"] = Server("log-off", ("--no-request-logging",))
         for s in servers.values():
             deploy(s, repo)
         urls = {k: f"http://127.0.0.1:{s.gw_port}/" for k, s in servers.items()}

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -13,7 +14,15 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # HOIST_BIN points the benchmarks at another build, e.g. one made with CARGO_TARGET_DIR set.
 HOIST = os.environ.get("HOIST_BIN", os.path.join(ROOT, "target", "release", "hoist"))
-API_PORT, GW_PORT = 17070, 18080
+
+
+def free_port():
+    """A loopback port nothing listens on now. Every benchmark server takes two of these
+    rather than fixed ones: another Hoist server (a developer's, another benchmark's) may
+    hold any fixed port, and a benchmark must neither fail nor talk to that one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # A minimal stdlib Python HTTP app: the fast, dependency-free app the benchmarks deploy.
@@ -40,33 +49,51 @@ HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), H).serve_forever()
 
 class Server:
     def __init__(self, name, extra=(), api_port=None, gw_port=None, data=None):
-        # The module's ports at call time: some benchmarks set their own before starting.
-        api_port, gw_port = api_port or API_PORT, gw_port or GW_PORT
+        self.api_port, self.gw_port = api_port or free_port(), gw_port or free_port()
         self.data = data or tempfile.mkdtemp(prefix=f"hoist-bench-{name}-")
-        self.api_port, self.gw_port = api_port, gw_port
         self.log = open(self.data + ".log", "a")
-        self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{api_port}", HOIST_DATA_DIR=self.data)
+        # HOIST_TOKEN is set once the server has made its token: a token from the caller's
+        # environment belongs to some other server.
+        self.env = dict(os.environ, HOIST_API=f"http://127.0.0.1:{self.api_port}",
+                        HOIST_DATA_DIR=self.data)
+        self.env.pop("HOIST_TOKEN", None)
         self.env.setdefault("HOIST_RUNTIME_CACHE", "/var/cache/hoist/runtimes")
         self.proc = subprocess.Popen(
-            [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{gw_port}",
-             "--api-listen", f"127.0.0.1:{api_port}", *extra],
+            [HOIST, "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.gw_port}",
+             "--api-listen", f"127.0.0.1:{self.api_port}", *extra],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
-        for _ in range(200):
+        # Ready when the API on our port takes our token: a /healthz answer alone could come
+        # from another server that holds the port while ours failed to bind it.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"hoist server exited ({self.proc.returncode}); see {self.log.name}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1)
+                token = open(os.path.join(self.data, "admin-token")).read().strip()
+                req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/v1/services",
+                                             headers={"Authorization": f"Bearer {token}"})
+                urllib.request.urlopen(req, timeout=1).close()
+                self.token = self.env["HOIST_TOKEN"] = token
                 return
             except OSError:
                 time.sleep(0.05)
-        raise SystemExit("hoist server did not start; see " + self.log.name)
+        self.proc.kill()
+        raise SystemExit("hoist server did not start within 30 s; see " + self.log.name)
+
+    def api(self, path):
+        """GET an API path with this server's token; the parsed JSON."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
 
     def hoist(self, *args):
         return subprocess.run([HOIST, *args], env=self.env, check=True, capture_output=True, text=True).stdout
 
     def metrics(self, prefix):
         """The values of the /metrics series whose line starts with `prefix`."""
-        token = open(os.path.join(self.data, "admin-token")).read().strip()
         req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/metrics",
-                                     headers={"Authorization": f"Bearer {token}"})
+                                     headers={"Authorization": f"Bearer {self.token}"})
         text = urllib.request.urlopen(req, timeout=10).read().decode()
         return [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix)]
 

@@ -21,14 +21,12 @@ from proxy import GO_MOD, MAIN_GO, TOML, cpu_seconds, wrk
 
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 DURATION = int(os.environ.get("DURATION", "5"))
-PORTS = {"old": (17570, 18580), "new": (17670, 18680)}
 
 
 def start(key, binary, extra, repo):
     # Server and deploy() take the binary from these module globals.
     common.HOIST = proxy.HOIST = binary
-    api, gw = PORTS[key]
-    server = Server(f"compare-{key}", extra, api_port=api, gw_port=gw)
+    server = Server(f"compare-{key}", extra)
     proxy.deploy(server, repo)
     return server
 

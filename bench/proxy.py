@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 
-from common import GW_PORT, HOIST, Server, git_repo, median, table
+from common import HOIST, Server, free_port, git_repo, median, table
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "10"))  # seconds per wrk run
@@ -146,12 +146,6 @@ def ensure_tools():
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(host, port, host_header=None, path="/"):
@@ -358,7 +352,7 @@ def main():
         if status != 200:
             raise SystemExit(f"the host cannot reach the app at {guest}:{APP_PORT}: {status}")
         nginx = Nginx(f"{guest}:{APP_PORT}")
-        targets = {"hoist": GW_PORT, "nginx": nginx.port}
+        targets = {"hoist": server.gw_port, "nginx": nginx.port}
         urls = {name: f"http://127.0.0.1:{port}/" for name, port in targets.items()}
         urls["direct"] = f"http://{guest}:{APP_PORT}/"
         proxy_pid = {"hoist": server.proc.pid, "nginx": nginx.proc.pid}
@@ -396,7 +390,7 @@ def main():
         idle.append(wait_quiet(QUIET_WAIT))
         for r in range(ROUNDS):
             touch()
-            seq_gw += sequential("127.0.0.1", GW_PORT, HOST)
+            seq_gw += sequential("127.0.0.1", server.gw_port, HOST)
             touch()
             seq_direct += sequential(guest, APP_PORT)
         for name in ("hoist", "nginx", "direct"):

@@ -15,21 +15,15 @@ bare process has).
 """
 
 import http.client
-import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import common
 from common import Server, git_repo, median, table
-
-# Own ports, so this can run beside the other benchmarks.
-API_PORT, GW_PORT = 17170, 18180
-common.API_PORT, common.GW_PORT = API_PORT, GW_PORT
 
 RUNS = int(os.environ.get("RUNS", "15"))
 APP = common.MINIMAL_APP
@@ -79,20 +73,8 @@ def bare_boot(repo, rootfs):
     return times
 
 
-def api(server, path):
-    req = urllib.request.Request(f"http://127.0.0.1:{API_PORT}{path}",
-                                 headers={"Authorization": "Bearer " + token(server)})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
-
-
-def token(server):
-    with open(os.path.join(server.data, "admin-token")) as f:
-        return f.read().strip()
-
-
 def running(server):
-    return api(server, "/v1/services/mini")["running"]
+    return server.api("/v1/services/mini")["running"]
 
 
 def wait_until(cond, timeout=10.0):
@@ -126,11 +108,11 @@ def main():
             if not wait_until(lambda: not running(server)):
                 raise SystemExit("instances did not stop")
             time.sleep(0.5)  # the warm pool refills after each start
-            conn = http.client.HTTPConnection("127.0.0.1", GW_PORT, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", server.gw_port, timeout=30)
             cold.append(timed_get(conn))
             conn.close()
 
-        conn = http.client.HTTPConnection("127.0.0.1", GW_PORT, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", server.gw_port, timeout=30)
         warm, thaw = [], []
         for _ in range(RUNS):
             for _ in range(20):

@@ -20,8 +20,6 @@ import time
 import common
 from common import Server, git_repo, median, table
 
-API_PORT, GW_PORT = 17270, 18280
-common.API_PORT, common.GW_PORT = API_PORT, GW_PORT
 N = int(os.environ.get("SERVICES", "1000"))
 REQUESTS = 3000
 APP = common.MINIMAL_APP
@@ -37,8 +35,8 @@ def rss_mb(pid):
     return float("nan")
 
 
-def latencies(host, expect):
-    conn = http.client.HTTPConnection("127.0.0.1", GW_PORT, timeout=10)
+def latencies(port, host, expect):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     out = []
     for i in range(REQUESTS + 200):
         t0 = time.perf_counter()
@@ -54,8 +52,8 @@ def latencies(host, expect):
 
 
 def measure(server):
-    return (rss_mb(server.proc.pid), latencies("probe.localhost", 200),
-            latencies("nothing-here.localhost", 404))
+    return (rss_mb(server.proc.pid), latencies(server.gw_port, "probe.localhost", 200),
+            latencies(server.gw_port, "nothing-here.localhost", 404))
 
 
 def main():

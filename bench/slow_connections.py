@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 
-from common import GW_PORT, MINIMAL_APP, Server, git_repo, median, table
+from common import MINIMAL_APP, Server, git_repo, median, table
 
 SLOW = int(os.environ.get("SLOW", "5000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -50,8 +50,8 @@ def raise_own_limit(need):
         raise SystemExit(f"this process may open {soft} files; {need} slow connections need more")
 
 
-def keep_alive_latencies():
-    conn = http.client.HTTPConnection("127.0.0.1", GW_PORT, timeout=10)
+def keep_alive_latencies(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     times = []
     try:
         for i in range(WARMUP + REQUESTS):
@@ -69,11 +69,11 @@ def keep_alive_latencies():
     return times
 
 
-def new_connection_latencies():
+def new_connection_latencies(port):
     times = []
     for _ in range(CONNECTS):
         t0 = time.perf_counter()
-        conn = http.client.HTTPConnection("127.0.0.1", GW_PORT, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             conn.request("GET", "/", headers={"Host": HOST, "Connection": "close"})
             r = conn.getresponse()
@@ -86,11 +86,11 @@ def new_connection_latencies():
     return times
 
 
-def hold_slow(n):
-    partial = f"GET / HTTP/1.1\r\nHost: {HOST}:{GW_PORT}\r\nX-Slow: ".encode()
+def hold_slow(port, n):
+    partial = f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-Slow: ".encode()
     held = []
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", GW_PORT), timeout=5)
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(partial)
         held.append(s)
     return held
@@ -134,16 +134,16 @@ def main():
                                    "held p99")}
         notes = []
         for rnd in range(ROUNDS):
-            ka, new = keep_alive_latencies(), new_connection_latencies()
+            ka, new = keep_alive_latencies(server.gw_port), new_connection_latencies(server.gw_port)
             results["idle ka"].append(median(ka))
             results["idle p99"].append(p99(ka))
             results["idle new"].append(median(new))
 
             log0 = os.path.getsize(server.log.name)
             t0 = time.monotonic()
-            held = hold_slow(SLOW)
+            held = hold_slow(server.gw_port, SLOW)
             opened = time.monotonic() - t0
-            ka, new = keep_alive_latencies(), new_connection_latencies()
+            ka, new = keep_alive_latencies(server.gw_port), new_connection_latencies(server.gw_port)
             results["held ka"].append(median(ka))
             results["held p99"].append(p99(ka))
             results["held new"].append(median(new))

@@ -367,7 +367,8 @@ impl Platform {
             .get(&v.name)
             .map(|s| s.scaling)
             .unwrap_or_default();
-        let spec = resolve_spec(&app_root, v, &fetched.branch, base).map_err(|e| e.to_string())?;
+        let spec =
+            resolve_spec(&app_root, v, &fetched.branch, base, sink).map_err(|e| e.to_string())?;
         self.store
             .set_deployment_spec(id, &spec)
             .map_err(|e| e.to_string())?;
@@ -589,6 +590,7 @@ fn resolve_spec(
     v: &Validated,
     branch: &str,
     scaling: Scaling,
+    sink: &LogSink,
 ) -> Result<ServiceSpec, SpecError> {
     let read = |file: &'static str| crate::config_file::read_config(app_root, file);
     let mut layer = SpecLayer::default();
@@ -597,7 +599,13 @@ fn resolve_spec(
         None => read("leapcell.yml")?,
     };
     if let Some(text) = leapcell {
-        layer = layer.merge(SpecLayer::from_leapcell_yaml(&text)?);
+        let (leapcell, warnings) = SpecLayer::from_leapcell_yaml(&text)?;
+        // Leapcell's own settings (region, …) deploy unchanged; the build log says which
+        // ones had no effect here.
+        for warning in warnings {
+            sink(OutputStream::System, format!("warning: {warning}"));
+        }
+        layer = layer.merge(leapcell);
     }
     if let Some(text) = read("hoist.toml")? {
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);

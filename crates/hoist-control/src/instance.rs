@@ -272,7 +272,7 @@ impl Platform {
             self.record_event(hoist_store::NewEvent {
                 service: plan.service.to_string(),
                 ts: now_ms(),
-                kind: "start_failed",
+                kind: hoist_core::EventKind::StartFailed,
                 instance: Some(id.to_string()),
                 deployment: Some(plan.deployment.to_string()),
                 detail: first_line(&reason).to_string(),

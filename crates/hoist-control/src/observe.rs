@@ -205,7 +205,7 @@ impl Platform {
         self.record_event(NewEvent {
             service: r.service.to_string(),
             ts: r.ts_ms,
-            kind: "http_5xx",
+            kind: hoist_core::EventKind::Http5xx,
             instance,
             deployment: None,
             detail,
@@ -265,7 +265,11 @@ impl Platform {
         self.record_event(NewEvent {
             service: service.to_string(),
             ts: now_ms(),
-            kind: if oom { "oom" } else { "crash" },
+            kind: if oom {
+                hoist_core::EventKind::Oom
+            } else {
+                hoist_core::EventKind::Crash
+            },
             instance: Some(instance.to_string()),
             deployment: Some(deployment.to_string()),
             detail,

@@ -142,7 +142,7 @@ pub struct ServiceView {
     /// Recent instances with their final state and usage (from the database).
     pub instances: Vec<InstanceRecord>,
     /// Events of the last 24 hours by kind (`hoist events` lists them).
-    pub events_24h: std::collections::BTreeMap<String, u64>,
+    pub events_24h: std::collections::BTreeMap<hoist_core::EventKind, u64>,
 }
 
 impl Platform {

@@ -2,16 +2,16 @@ use std::time::Duration;
 
 use crate::SpecError;
 
-const RULE: &str =
-    "expected a duration like 500ms, 30s, 15m, 1h, 2h30m or 7d (a bare number is seconds)";
+const EXAMPLES: &str = "500ms, 30s, 15m, 1h, 2h30m or 7d";
 
 /// The longest duration any text parses to: about 100 years. Nothing Hoist waits for comes
 /// close, and below it every duration's milliseconds fit an `i64` (SQLite's integers, and
 /// "now minus a window" arithmetic) with room to spare, so no caller can overflow converting.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// Parses human durations such as "500ms", "30s", "15m", "1h", "2h30m", "7d" or "1h 5m 10s";
-/// a bare number means seconds. At most [`MAX_DURATION`].
+/// Parses human durations such as "500ms", "30s", "15m", "1h", "2h30m", "7d" or "1h 5m 10s".
+/// A number without a unit is refused: `5` could mean seconds, milliseconds or minutes
+/// depending on who wrote it, so the writer says which. At most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     parse_named("duration", text)
 }
@@ -29,7 +29,11 @@ pub fn parse_duration_in(
         return Err(SpecError::invalid(
             field,
             text.trim(),
-            format!("must be between {} and {}", span_text(min), span_text(max)),
+            format!(
+                "must be between {} and {}",
+                format_duration(min),
+                format_duration(max)
+            ),
         ));
     }
     Ok(d)
@@ -41,24 +45,41 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A bound as people say it: `100ms`, `1s`, `15 minutes`, `24 hours`, `7 days`.
-pub fn span_text(d: Duration) -> String {
+/// A duration as Hoist prints every one of them, bounds and measurements alike, to the
+/// precision that matters at its size: `0s`, `850ms`, `2.5s`, `45s`, `1m30s`, `15m`, `2h30m`,
+/// `1d`, `7d`. From a minute up, the two largest units are shown and the rest is cut (`15m`
+/// for 15 minutes and 400 ms); under a minute a part second shows its tenths, cut too. All but
+/// those tenths are in the form [`parse_duration`] reads, so a printed bound can be typed back.
+pub fn format_duration(d: Duration) -> String {
     let ms = millis(d);
-    let plural = |n: u64, unit: &str| {
-        if n == 1 {
-            format!("1 {unit}")
+    let (days, hours) = (ms / 86_400_000, ms / 3_600_000 % 24);
+    let (minutes, seconds) = (ms / 60_000 % 60, ms / 1000 % 60);
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
         } else {
-            format!("{n} {unit}s")
+            format!("{big}{big_unit}{small}{small_unit}")
         }
     };
     match ms {
         0 => "0s".into(),
-        ms if ms % 86_400_000 == 0 => plural(ms / 86_400_000, "day"),
-        ms if ms % 3_600_000 == 0 => plural(ms / 3_600_000, "hour"),
-        ms if ms % 60_000 == 0 => plural(ms / 60_000, "minute"),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
+        1..1000 => format!("{ms}ms"),
+        1000..60_000 if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        1000..60_000 => format!("{}.{}s", ms / 1000, ms % 1000 / 100),
+        60_000..3_600_000 => pair(minutes, "m", seconds, "s"),
+        3_600_000..86_400_000 => pair(hours, "h", minutes, "m"),
+        _ => pair(days, "d", hours, "h"),
     }
+}
+
+/// [`format_duration`] for a bound; kept under its old name for the CLI's callers.
+pub fn span_text(d: Duration) -> String {
+    format_duration(d)
+}
+
+/// [`format_duration`] of milliseconds; kept under its old name for the CLI's callers.
+pub fn duration_text(ms: u64) -> String {
+    format_duration(Duration::from_millis(ms))
 }
 
 fn parse_named(field: &'static str, text: &str) -> Result<Duration, SpecError> {
@@ -74,13 +95,20 @@ fn parse_named(field: &'static str, text: &str) -> Result<Duration, SpecError> {
 }
 
 fn parse_any(field: &'static str, text: &str) -> Result<Duration, SpecError> {
-    let err = || SpecError::invalid(field, text.trim(), RULE);
     let input = text.trim();
+    let err = || SpecError::invalid(field, input, format!("expected a duration like {EXAMPLES}"));
     if input.is_empty() {
         return Err(err());
     }
     if input.bytes().all(|b| b.is_ascii_digit()) {
-        return input.parse().map(Duration::from_secs).map_err(|_| err());
+        return Err(SpecError::invalid(
+            field,
+            input,
+            format!(
+                "add a unit, e.g. {}s (durations are written like {EXAMPLES})",
+                crate::echo(input)
+            ),
+        ));
     }
 
     let mut total = Duration::ZERO;
@@ -110,17 +138,6 @@ fn parse_any(field: &'static str, text: &str) -> Result<Duration, SpecError> {
     Ok(total)
 }
 
-/// A duration as people read it, to the precision that matters at its size: `850ms`, `2.5s`,
-/// `15m0s`, `2h30m`.
-pub fn duration_text(ms: u64) -> String {
-    match ms {
-        0..1000 => format!("{ms}ms"),
-        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,9 +154,9 @@ mod tests {
             ("1m500ms", Duration::from_millis(60_500)),
             ("1h 30m", Duration::from_secs(5400)),
             ("7d", Duration::from_secs(7 * 86_400)),
-            (" 45 ", Duration::from_secs(45)),
-            ("0", Duration::ZERO),
+            (" 45s ", Duration::from_secs(45)),
             ("0s", Duration::ZERO),
+            ("0ms", Duration::ZERO),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).unwrap(), expected, "{text:?}");
@@ -159,7 +176,6 @@ mod tests {
             "10 s",
             "5w",
             "1H",
-            "99999999999999999999",
             "99999999999999999h",
         ] {
             let err = parse_duration(bad).unwrap_err();
@@ -175,7 +191,7 @@ mod tests {
     #[test]
     fn nothing_past_100_years_parses() {
         assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
-        for too_long in ["36501d", "213503982335d", "18446744073709551615"] {
+        for too_long in ["36501d", "213503982335d", "18446744073709551615s"] {
             let msg = parse_duration(too_long).unwrap_err().to_string();
             assert!(
                 msg.starts_with(&format!("invalid duration '{too_long}'"))
@@ -209,10 +225,7 @@ mod tests {
         let msg = parse_duration_in("idle_stop", "8d", min, max)
             .unwrap_err()
             .to_string();
-        assert_eq!(
-            msg,
-            "invalid idle_stop '8d': must be between 100ms and 7 days"
-        );
+        assert_eq!(msg, "invalid idle_stop '8d': must be between 100ms and 7d");
         let msg = parse_duration_in("idle_stop", "soon", min, max)
             .unwrap_err()
             .to_string();
@@ -223,12 +236,73 @@ mod tests {
     }
 
     #[test]
-    fn bounds_read_as_people_say_them() {
-        assert_eq!(span_text(Duration::from_millis(100)), "100ms");
-        assert_eq!(span_text(Duration::from_secs(1)), "1s");
-        assert_eq!(span_text(Duration::from_secs(90)), "90s");
-        assert_eq!(span_text(Duration::from_secs(900)), "15 minutes");
-        assert_eq!(span_text(Duration::from_secs(3600)), "1 hour");
-        assert_eq!(span_text(Duration::from_secs(86_400 * 7)), "7 days");
+    fn a_number_without_a_unit_is_refused_asking_for_one() {
+        for (bare, hint) in [("5", "5s"), (" 30 ", "30s"), ("0", "0s")] {
+            let msg = parse_duration(bare).unwrap_err().to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "invalid duration '{}': add a unit, e.g. {hint}",
+                    bare.trim()
+                )),
+                "{bare:?}: {msg}"
+            );
+        }
+        let msg = parse_duration_in("idle_stop", "900", Duration::ZERO, MAX_DURATION)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("invalid idle_stop '900': add a unit, e.g. 900s"),
+            "{msg}"
+        );
+        // A number too long for any integer still gets the same advice, its echo cut.
+        let huge = "9".repeat(300);
+        let msg = parse_duration(&huge).unwrap_err().to_string();
+        assert!(msg.contains("add a unit"), "{msg}");
+        assert!(msg.len() < 600, "{msg}");
+    }
+
+    #[test]
+    fn every_duration_prints_one_way() {
+        let cases = [
+            (0, "0s"),
+            (1, "1ms"),
+            (850, "850ms"),
+            (1000, "1s"),
+            (2500, "2.5s"),
+            (2599, "2.5s"),
+            (45_000, "45s"),
+            (59_999, "59.9s"),
+            (60_000, "1m"),
+            (90_000, "1m30s"),
+            (15 * 60_000, "15m"),
+            (15 * 60_000 + 400, "15m"),
+            (3_600_000, "1h"),
+            (9_000_000, "2h30m"),
+            (86_400_000, "1d"),
+            (7 * 86_400_000, "7d"),
+            (36 * 3_600_000, "1d12h"),
+        ];
+        for (ms, text) in cases {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text, "{ms} ms");
+            // The old names print the same.
+            assert_eq!(duration_text(ms), text);
+            assert_eq!(span_text(d), text);
+        }
+        // What is printed exactly reads back as the same duration.
+        for ms in [
+            0,
+            1,
+            850,
+            1000,
+            45_000,
+            60_000,
+            90_000,
+            9_000_000,
+            7 * 86_400_000,
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{ms} ms");
+        }
     }
 }

@@ -24,9 +24,11 @@ macro_rules! serde_via_str {
     };
 }
 
+mod config;
 mod duration;
 mod env;
 mod error;
+mod event;
 mod ids;
 mod layer;
 mod limits;
@@ -38,12 +40,16 @@ mod runtime;
 mod scaling;
 mod spec;
 mod state;
+mod variants;
 
+pub use config::ConfigWarning;
 pub use duration::{
-    MAX_DURATION, duration_text, millis, parse_duration, parse_duration_in, span_text,
+    MAX_DURATION, duration_text, format_duration, millis, parse_duration, parse_duration_in,
+    span_text,
 };
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
 pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words};
+pub use event::EventKind;
 pub use ids::{DeploymentId, InstanceId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
@@ -55,6 +61,7 @@ pub use runtime::Runtime;
 pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer};
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
+pub use variants::{parse_variant, variant_list};
 
 /// Whether a deploy source names a remote repository (`https://…`, `ssh://…`, `git@host:path`)
 /// rather than a local path.

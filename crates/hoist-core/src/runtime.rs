@@ -1,10 +1,23 @@
-use std::fmt;
 use std::str::FromStr;
 
-use crate::SpecError;
+use crate::{SpecError, variant_list};
 
 /// The base image family a service is built and run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Runtime {
     Python,
     Node,
@@ -15,22 +28,10 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    pub const ALL: [Runtime; 5] = [
-        Runtime::Python,
-        Runtime::Node,
-        Runtime::Go,
-        Runtime::Rust,
-        Runtime::Debian,
-    ];
+    pub const ALL: &'static [Runtime] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Runtime::Python => "python",
-            Runtime::Node => "node",
-            Runtime::Go => "go",
-            Runtime::Rust => "rust",
-            Runtime::Debian => "debian",
-        }
+        self.into()
     }
 
     /// Guesses the runtime from the file names at the app root.
@@ -89,15 +90,9 @@ impl FromStr for Runtime {
             SpecError::invalid(
                 "runtime",
                 s.trim(),
-                "must be one of python, node, go, rust, debian",
+                format!("must be one of {}", variant_list::<Runtime>()),
             )
         })
-    }
-}
-
-impl fmt::Display for Runtime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -109,7 +104,7 @@ mod tests {
 
     #[test]
     fn canonical_names_roundtrip() {
-        for runtime in Runtime::ALL {
+        for &runtime in Runtime::ALL {
             assert_eq!(runtime.as_str().parse::<Runtime>().unwrap(), runtime);
             assert_eq!(runtime.to_string(), runtime.as_str());
         }

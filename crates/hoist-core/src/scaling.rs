@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{SpecError, millis, parse_duration_in};
+use crate::{SpecError, format_duration, millis, parse_duration_in};
 
 /// How a service scales: how many instances may run, how many requests each takes at once, and
 /// when an idle instance is frozen and then stopped.
@@ -151,17 +151,22 @@ impl Scaling {
         if freeze < MIN_IDLE_FREEZE || freeze > MAX_IDLE {
             return Err(SpecError::invalid(
                 "idle_freeze",
-                format!("{}ms", self.idle_freeze_ms),
-                "must be between 100ms and 7 days",
+                format_duration(freeze),
+                format!(
+                    "must be between {} and {}",
+                    format_duration(MIN_IDLE_FREEZE),
+                    format_duration(MAX_IDLE)
+                ),
             ));
         }
         if self.idle_stop() < freeze || self.idle_stop() > MAX_IDLE {
             return Err(SpecError::invalid(
                 "idle_stop",
-                format!("{}ms", self.idle_stop_ms),
+                format_duration(self.idle_stop()),
                 format!(
-                    "must be at least idle_freeze ({}ms) and at most 7 days",
-                    self.idle_freeze_ms
+                    "must be at least idle_freeze ({}) and at most {}",
+                    format_duration(freeze),
+                    format_duration(MAX_IDLE)
                 ),
             ));
         }

@@ -1,10 +1,23 @@
-use std::fmt;
 use std::str::FromStr;
 
-use crate::{SpecError, StateError};
+use crate::{SpecError, StateError, parse_variant};
 
 /// Where a deployment is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum DeploymentState {
     Queued,
     Fetching,
@@ -18,28 +31,10 @@ pub enum DeploymentState {
 }
 
 impl DeploymentState {
-    pub const ALL: [DeploymentState; 8] = [
-        DeploymentState::Queued,
-        DeploymentState::Fetching,
-        DeploymentState::Building,
-        DeploymentState::Starting,
-        DeploymentState::Live,
-        DeploymentState::Superseded,
-        DeploymentState::Failed,
-        DeploymentState::Cancelled,
-    ];
+    pub const ALL: &'static [DeploymentState] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentState::Queued => "queued",
-            DeploymentState::Fetching => "fetching",
-            DeploymentState::Building => "building",
-            DeploymentState::Starting => "starting",
-            DeploymentState::Live => "live",
-            DeploymentState::Superseded => "superseded",
-            DeploymentState::Failed => "failed",
-            DeploymentState::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// The pipeline is over: nothing happens to it by itself any more (a rollback can still
@@ -93,33 +88,32 @@ impl DeploymentState {
     }
 }
 
-impl fmt::Display for DeploymentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for DeploymentState {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeploymentState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                SpecError::invalid(
-                    "deployment state",
-                    s,
-                    "must be one of queued, fetching, building, starting, live, superseded, failed, cancelled",
-                )
-            })
+        parse_variant("deployment state", s)
     }
 }
 
 serde_via_str!(DeploymentState);
 
 /// Lifecycle of one running container of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum InstanceState {
     Starting,
     Ready,
@@ -131,30 +125,10 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
-    pub const ALL: [InstanceState; 6] = [
-        InstanceState::Starting,
-        InstanceState::Ready,
-        InstanceState::Frozen,
-        InstanceState::Stopping,
-        InstanceState::Stopped,
-        InstanceState::Failed,
-    ];
+    pub const ALL: &'static [InstanceState] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceState::Starting => "starting",
-            InstanceState::Ready => "ready",
-            InstanceState::Frozen => "frozen",
-            InstanceState::Stopping => "stopping",
-            InstanceState::Stopped => "stopped",
-            InstanceState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -162,16 +136,7 @@ impl FromStr for InstanceState {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        InstanceState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                SpecError::invalid(
-                    "instance state",
-                    s,
-                    "must be one of starting, ready, frozen, stopping, stopped, failed",
-                )
-            })
+        parse_variant("instance state", s)
     }
 }
 
@@ -184,7 +149,7 @@ mod tests {
 
     #[test]
     fn deployment_str_roundtrip() {
-        for state in DeploymentState::ALL {
+        for &state in DeploymentState::ALL {
             assert_eq!(state.as_str().parse::<DeploymentState>().unwrap(), state);
             assert_eq!(state.to_string(), state.as_str());
             let json = serde_json::to_string(&state).unwrap();
@@ -205,7 +170,8 @@ mod tests {
     #[test]
     fn terminal_states() {
         let terminal: Vec<_> = DeploymentState::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.is_terminal())
             .collect();
         assert_eq!(terminal, vec![Superseded, Failed, Cancelled]);
@@ -230,18 +196,19 @@ mod tests {
             (Building, Cancelled),
             (Starting, Cancelled),
         ];
-        for from in DeploymentState::ALL {
-            for to in DeploymentState::ALL {
+        for &from in DeploymentState::ALL {
+            for &to in DeploymentState::ALL {
                 let expected = allowed.contains(&(from, to));
                 assert_eq!(from.can_transition_to(to), expected, "{from} -> {to}");
                 assert_eq!(from.transition(to).is_ok(), expected);
             }
         }
         // Terminal states go nowhere, but for a rollback making a superseded one live.
-        for from in DeploymentState::ALL.into_iter().filter(|s| s.is_terminal()) {
+        for &from in DeploymentState::ALL.iter().filter(|s| s.is_terminal()) {
             assert!(
                 DeploymentState::ALL
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .all(|to| !from.can_transition_to(to) || (from, to) == (Superseded, Live))
             );
         }
@@ -267,7 +234,7 @@ mod tests {
 
     #[test]
     fn instance_str_roundtrip() {
-        for state in InstanceState::ALL {
+        for &state in InstanceState::ALL {
             assert_eq!(state.as_str().parse::<InstanceState>().unwrap(), state);
             assert_eq!(state.to_string(), state.as_str());
             let json = serde_json::to_string(&state).unwrap();

@@ -601,7 +601,7 @@ impl Worker {
                 &format!(
                     "{} did not answer within {}.",
                     escape(name),
-                    hoist_core::duration_text(self.gw.config.request_timeout.as_millis() as u64)
+                    hoist_core::format_duration(self.gw.config.request_timeout)
                 ),
             ),
         })

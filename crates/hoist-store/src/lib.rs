@@ -21,34 +21,29 @@ pub use store::{LOG_BYTES_CAP, Store};
 
 /// Milliseconds since the Unix epoch: the one time unit stored.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    jiff::Timestamp::now().as_millisecond()
 }
-
-const MS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 
 /// The UTC day of `ms` (milliseconds since the Unix epoch) as `YYYY-MM-DD`: the key usage is
-/// summed under.
+/// summed under. A time outside the years 0000 to 9999 (a clock off by millennia) counts to
+/// the first or last day of that span, so the key keeps its one form.
 pub fn utc_day(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-    format!("{y:04}-{m:02}-{d:02}")
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    let date = jiff::tz::Offset::UTC.to_datetime(ts).date();
+    date.clamp(jiff::civil::date(0, 1, 1), jiff::civil::date(9999, 12, 31))
+        .to_string()
 }
 
-/// Year, month (1-12) and day (1-31) of the proleptic Gregorian calendar for a count of days
-/// since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Shift the epoch to 0000-03-01, so each 400-year era starts on 1 March and the leap day
-    // is the last day of a year.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March is 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// `day` as the calendar date it writes, if it is one in exactly the form [`utc_day`] gives
+/// (`YYYY-MM-DD`, the one that sorts by date as text).
+pub(crate) fn parse_day(day: &str) -> Option<jiff::civil::Date> {
+    // The ISO 8601 parser also takes `20261125`, `+002026-11-25` and a date with a time;
+    // only the canonical form is a usage key.
+    day.parse::<jiff::civil::Date>()
+        .ok()
+        .filter(|date| date.to_string() == day)
 }

@@ -1,6 +1,6 @@
 //! Events (what went wrong, with the log lines around it) and per-minute metrics.
 
-use hoist_core::ServiceName;
+use hoist_core::{EventKind, ServiceName};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,7 @@ pub struct EventRecord {
     pub id: i64,
     pub service: String,
     pub ts: i64,
-    /// `http_5xx`, `crash`, `oom`, `start_failed`.
-    pub kind: String,
+    pub kind: EventKind,
     pub instance: Option<String>,
     pub deployment: Option<String>,
     pub detail: String,
@@ -26,7 +25,7 @@ pub struct EventRecord {
 pub struct NewEvent {
     pub service: String,
     pub ts: i64,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub instance: Option<String>,
     pub deployment: Option<String>,
     pub detail: String,
@@ -51,6 +50,15 @@ pub struct MinuteMetrics {
     pub cpu_ms: u64,
 }
 
+/// An event's kind as stored (its text form); a row with a kind this build does not know is a
+/// read error rather than a silently renamed kind.
+fn kind_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<EventKind> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e: hoist_core::SpecError| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -66,7 +74,7 @@ impl Store {
             params![
                 e.service,
                 e.ts,
-                e.kind,
+                e.kind.as_str(),
                 e.instance,
                 e.deployment,
                 e.detail,
@@ -93,7 +101,7 @@ impl Store {
                 id: r.get(0)?,
                 service: r.get(1)?,
                 ts: r.get(2)?,
-                kind: r.get(3)?,
+                kind: kind_column(r, 3)?,
                 instance: r.get(4)?,
                 deployment: r.get(5)?,
                 detail: r.get(6)?,
@@ -108,13 +116,13 @@ impl Store {
         &self,
         service: &ServiceName,
         since_ms: i64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<Vec<(EventKind, u64)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT kind, count(*) FROM events WHERE service = ?1 AND ts >= ?2 GROUP BY kind ORDER BY kind",
         )?;
         let rows = stmt.query_map(params![service.as_str(), since_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            Ok((kind_column(r, 0)?, r.get::<_, i64>(1)?.max(0) as u64))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -215,7 +223,8 @@ mod tests {
     #[test]
     fn events_are_listed_newest_first_and_counted_by_kind() {
         let (store, name) = store();
-        for (i, kind) in ["crash", "http_5xx", "http_5xx"].iter().enumerate() {
+        let kinds = [EventKind::Crash, EventKind::Http5xx, EventKind::Http5xx];
+        for (i, &kind) in kinds.iter().enumerate() {
             store
                 .insert_event(&NewEvent {
                     service: "web".into(),
@@ -232,7 +241,7 @@ mod tests {
         let orphan = NewEvent {
             service: "gone".into(),
             ts: 1,
-            kind: "crash",
+            kind: EventKind::Crash,
             instance: None,
             deployment: None,
             detail: String::new(),
@@ -242,9 +251,37 @@ mod tests {
         let events = store.events(&name, 10).unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!(events[0].detail, "event 2");
+        assert_eq!(events[0].kind, EventKind::Http5xx);
+        assert_eq!(events[2].kind, EventKind::Crash);
         assert_eq!(events[0].context, vec!["line a", "line b"]);
         let counts = store.event_counts(&name, 1001).unwrap();
-        assert_eq!(counts, vec![("http_5xx".to_string(), 2)]);
+        assert_eq!(counts, vec![(EventKind::Http5xx, 2)]);
+        // Stored as the text it always was, so existing databases read back.
+        let stored: Vec<String> = store
+            .conn()
+            .prepare("SELECT kind FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, ["crash", "http_5xx", "http_5xx"]);
+        let json = serde_json::to_value(&events[0]).unwrap();
+        assert_eq!(json["kind"], "http_5xx");
+    }
+
+    #[test]
+    fn an_unknown_stored_kind_is_a_read_error_naming_it() {
+        let (store, name) = store();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO events (service, ts, kind, detail, context) VALUES ('web', 1, 'meltdown', '', '[]')",
+                [],
+            )
+            .unwrap();
+        let err = store.events(&name, 10).unwrap_err().to_string();
+        assert!(err.contains("invalid event kind 'meltdown'"), "{err}");
     }
 
     #[test]

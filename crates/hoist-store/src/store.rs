@@ -54,31 +54,10 @@ fn stored_u64(value: i64, what: &str) -> Result<u64, StoreError> {
 /// Checks that `day` is a real calendar date written as `YYYY-MM-DD`, the form [`crate::utc_day`]
 /// gives and the one that sorts by date as text.
 fn check_day(day: &str) -> Result<(), StoreError> {
-    let invalid = || StoreError::InvalidDay(day.to_string());
-    let b = day.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return Err(invalid());
+    match crate::parse_day(day) {
+        Some(_) => Ok(()),
+        None => Err(StoreError::InvalidDay(day.to_string())),
     }
-    let (Some(year), Some(month), Some(dom)) = (digits(0..4), digits(5..7), digits(8..10)) else {
-        return Err(invalid());
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(invalid()),
-    };
-    if !(1..=month_days).contains(&dom) {
-        return Err(invalid());
-    }
-    Ok(())
 }
 
 impl Store {

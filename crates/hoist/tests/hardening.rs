@@ -56,7 +56,7 @@ fn an_idle_stop_that_overflows_is_refused_naming_idle_stop() {
     assert!(err.contains("idle_stop"), "{err}");
     let err = server.hoist_err(&["scale", "huge", "--idle-stop", "8d"]);
     assert!(
-        err.contains("invalid idle_stop '8d': must be between 100ms and 7 days"),
+        err.contains("invalid idle_stop '8d': must be between 100ms and 7d"),
         "{err}"
     );
     // Nothing was stored: the service keeps its 15 minutes.

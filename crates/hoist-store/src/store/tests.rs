@@ -1061,6 +1061,24 @@ fn utc_day_known_dates() {
 }
 
 #[test]
+fn utc_day_of_any_clock_reading_is_a_valid_usage_key() {
+    // A clock off by millennia still gives a key of the one form the store takes (and that
+    // sorts as text), at the edge of the calendar, rather than a refused 5-digit year.
+    for (ms, day) in [
+        // The last day a timestamp holds (jiff keeps a day's margin for time zone offsets).
+        (i64::MAX, "9999-12-30"),
+        (253_402_128_000_000, "9999-12-30"),
+        (-62_167_219_200_001, "0000-01-01"),
+        (i64::MIN, "0000-01-01"),
+    ] {
+        assert_eq!(utc_day(ms), day, "utc_day({ms})");
+    }
+    assert!(super::check_day(&utc_day(i64::MAX)).is_ok());
+    assert!(super::check_day(&utc_day(i64::MIN)).is_ok());
+    assert!(super::check_day(&utc_day(1_795_564_800_000)).is_ok());
+}
+
+#[test]
 fn usage_delta_is_zero() {
     assert!(UsageDelta::default().is_zero());
     assert!(

@@ -1,0 +1,73 @@
+use std::str::FromStr;
+
+use crate::{SpecError, parse_variant};
+
+/// What happened to a service that its owner wants to see (`hoist events`): stored and sent as
+/// its text form (`http_5xx`, `crash`, `oom`, `start_failed`).
+///
+/// Declared in the alphabetical order of the text forms, so a map keyed by kind lists them as
+/// a map keyed by the text did.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum EventKind {
+    /// An instance exited while it was serving.
+    Crash,
+    /// The service answered a request with a 5xx status.
+    #[strum(to_string = "http_5xx")]
+    Http5xx,
+    /// An instance was killed for using more than its memory.
+    Oom,
+    /// An instance did not get ready.
+    StartFailed,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = <Self as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_variant("event kind", s)
+    }
+}
+
+serde_via_str!(EventKind);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_the_strings_stored_before_the_enum() {
+        let texts: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(texts, ["crash", "http_5xx", "oom", "start_failed"]);
+        for &kind in EventKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+        }
+        let mut sorted = texts.clone();
+        sorted.sort_unstable();
+        assert_eq!(texts, sorted, "declared in text order");
+        assert!(serde_json::from_str::<EventKind>("\"http5xx\"").is_err());
+    }
+}
