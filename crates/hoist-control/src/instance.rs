@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use hoist_build::{OutputStream, merge_lines};
 use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
 use hoist_gateway::{Upstream, UpstreamState};
-use hoist_sandbox::{Freezer, LaunchSpec, Launched, Privileges, ProcessSpec, Sandbox, probe_http};
+use hoist_sandbox::{CgroupStats, Freezer, LaunchSpec, Privileges, ProcessSpec, probe_http};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Platform;
+use crate::seams::{Created, InstanceSandbox, OutputPipe};
 
 /// Everything needed to start an instance of one deployment.
 #[derive(Debug, Clone)]
@@ -44,12 +45,27 @@ pub(crate) struct InstanceShared {
     pub(crate) id: InstanceId,
     pub(crate) service: ServiceName,
     pub(crate) upstream: Arc<Upstream>,
-    pub(crate) freezer: Freezer,
+    /// `None` for a sandbox that cannot be frozen (the tests' fakes): usage reads 0.
+    pub(crate) freezer: Option<Freezer>,
     pub(crate) memory_mb: u32,
     /// Usage already added to the daily totals.
     pub(crate) recorded: Mutex<UsageMark>,
     /// The state last written to the database, so the scaler writes only changes.
     pub(crate) recorded_state: Mutex<InstanceState>,
+}
+
+impl InstanceShared {
+    /// Memory and CPU time of the instance now, from its cgroup.
+    pub(crate) fn stats(&self) -> CgroupStats {
+        self.freezer
+            .as_ref()
+            .map(Freezer::stats)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn cpu_usage_ns(&self) -> u64 {
+        self.freezer.as_ref().map_or(0, Freezer::cpu_usage_ns)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -310,7 +326,7 @@ impl Platform {
             ),
         );
         let freezer = sandbox.freezer();
-        let upstream = Upstream::new(id.to_string(), netns, port, Some(freezer.clone()));
+        let upstream = Upstream::new(id.to_string(), netns, port, freezer.clone());
         let shared = Arc::new(InstanceShared {
             id: id.clone(),
             service: plan.service.clone(),
@@ -339,7 +355,7 @@ impl Platform {
         &self,
         plan: &InstancePlan,
         id: &InstanceId,
-    ) -> Result<Launched, String> {
+    ) -> Result<Created, String> {
         self.sandboxes
             .create(id.as_str(), self.launch_spec(plan, id))
             .await
@@ -350,8 +366,8 @@ impl Platform {
         &self,
         plan: &InstancePlan,
         id: &InstanceId,
-        stdout: tokio::process::ChildStdout,
-        stderr: tokio::process::ChildStderr,
+        stdout: OutputPipe,
+        stderr: OutputPipe,
         tail: Arc<Mutex<VecDeque<String>>>,
     ) -> JoinHandle<()> {
         let logs = self.logs.clone();
@@ -392,7 +408,7 @@ impl Platform {
         self: Arc<Self>,
         plan: Arc<InstancePlan>,
         shared: Arc<InstanceShared>,
-        mut sandbox: Sandbox,
+        mut sandbox: Box<dyn InstanceSandbox>,
         stop: CancellationToken,
     ) {
         let id = shared.id.clone();

@@ -14,6 +14,7 @@ mod observe;
 mod platform;
 mod rollout;
 mod scaler;
+mod seams;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};
@@ -22,3 +23,4 @@ pub use error::ControlError;
 pub use logs::{Event, LogHub};
 pub use observe::Retention;
 pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};
+pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};

@@ -318,7 +318,7 @@ impl Platform {
                         .iter()
                         .flat_map(|l| l.instances.iter())
                         .map(|i| {
-                            let c = i.shared.freezer.stats();
+                            let c = i.shared.stats();
                             InstanceSample {
                                 id: i.shared.id.to_string(),
                                 memory_bytes: c.memory_bytes,

@@ -312,7 +312,7 @@ impl Platform {
             let mut memory = 0u64;
             let mut cpu_ns = 0u64;
             for i in instances {
-                let c = i.shared.freezer.stats();
+                let c = i.shared.stats();
                 memory += c.memory_bytes;
                 cpu_ns += c.cpu_usage_ns;
             }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
+use crate::seams::{Host, ImageBuilder, SandboxDriver};
 use crate::warm::WarmPool;
 use crate::{ControlError, Event, LogHub};
 
@@ -90,8 +91,8 @@ pub struct Platform {
     pub(crate) config: PlatformConfig,
     pub(crate) store: Arc<Store>,
     pub(crate) runtimes: Runtimes,
-    pub(crate) builder: Builder,
-    pub(crate) sandboxes: Arc<Sandboxes>,
+    pub(crate) builder: Arc<dyn ImageBuilder>,
+    pub(crate) sandboxes: Arc<dyn SandboxDriver>,
     pub(crate) gateway: Arc<Gateway>,
     /// Seals and opens service environments; the key never enters the database.
     pub(crate) secrets: MasterKey,
@@ -151,7 +152,6 @@ impl Platform {
         store: Arc<Store>,
         gateway: Arc<Gateway>,
     ) -> Result<Arc<Platform>, ControlError> {
-        let secrets = MasterKey::load(&config.data_dir)?;
         // Versions before sealing kept sandbox state in DATA/run on disk; clean it up once.
         let legacy = config.data_dir.join("run");
         if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_dir()) {
@@ -166,6 +166,23 @@ impl Platform {
         sandboxes.remove_stale().await;
         sandboxes.prewarm();
         builder.remove_stale();
+        let host = Host {
+            sandboxes,
+            builder: Arc::new(builder),
+        };
+        Platform::start_with(config, store, gateway, host).await
+    }
+
+    /// Starts the platform on `host`'s sandbox driver and image builder, which are ready
+    /// (whatever an earlier run left is cleaned up).
+    pub async fn start_with(
+        config: PlatformConfig,
+        store: Arc<Store>,
+        gateway: Arc<Gateway>,
+        host: Host,
+    ) -> Result<Arc<Platform>, ControlError> {
+        let secrets = MasterKey::load(&config.data_dir)?;
+        let Host { sandboxes, builder } = host;
         store.stop_all_instances("server restarted")?;
         for d in store.in_progress_deployments()? {
             store.set_deployment_state(

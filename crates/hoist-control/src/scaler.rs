@@ -133,7 +133,7 @@ impl Platform {
     /// stores its running totals.
     pub(crate) fn record_usage(&self, shared: &InstanceShared) {
         let usage = shared.upstream.usage();
-        let cpu_ns = shared.freezer.cpu_usage_ns();
+        let cpu_ns = shared.cpu_usage_ns();
         let (delta, totals) = {
             let mut mark = shared.recorded.lock().unwrap_or_else(|p| p.into_inner());
             // A cgroup that is already gone reads 0: keep the last figure.

@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hoist_core::{DeploymentId, InstanceId};
-use hoist_sandbox::Launched;
 use tokio_util::task::TaskTracker;
 
 use crate::Platform;
 use crate::instance::InstancePlan;
+use crate::seams::Created;
 
 type PlanKey = (DeploymentId, u64);
 
 pub(crate) struct Standby {
     pub(crate) id: InstanceId,
-    pub(crate) launched: Launched,
+    pub(crate) launched: Created,
 }
 
 pub(crate) struct WarmPool {
