@@ -5,6 +5,8 @@
 mod config_file;
 mod deploy;
 mod env;
+#[cfg(test)]
+mod fakes;
 mod error;
 mod instance;
 mod logs;
@@ -15,6 +17,8 @@ mod platform;
 mod rollout;
 mod scaler;
 mod seams;
+#[cfg(test)]
+mod tests;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};
