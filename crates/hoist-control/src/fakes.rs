@@ -300,7 +300,9 @@ impl ImageBuilder for Arc<FakeBuilder> {
             let digest = format!("sha256:{}", req.id);
             let path = self.data_dir.join("layers").join(digest.replace(':', "-"));
             if self.failing.swap(false, Ordering::SeqCst) {
-                return Err(BuildError::CommandFailed("exit status 1 (the test failed it)".into()));
+                return Err(BuildError::CommandFailed(
+                    "exit status 1 (the test failed it)".into(),
+                ));
             }
             std::fs::create_dir_all(&path).map_err(|source| BuildError::Io {
                 context: "making the fake layer".into(),

@@ -5,9 +5,9 @@
 mod config_file;
 mod deploy;
 mod env;
+mod error;
 #[cfg(test)]
 mod fakes;
-mod error;
 mod instance;
 mod logs;
 mod mask;
@@ -17,6 +17,7 @@ mod platform;
 mod rollout;
 mod scaler;
 mod seams;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod warm;

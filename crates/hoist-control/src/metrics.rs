@@ -370,10 +370,13 @@ impl Platform {
     pub(crate) async fn measure_data_dir(self: Arc<Self>) {
         loop {
             let dir = self.config.data_dir.clone();
-            if let Ok(bytes) =
-                tokio::task::spawn_blocking(move || crate::rollout::disk_usage(&dir)).await
-            {
-                self.data_dir_size.set(bytes);
+            let walk = tokio::task::spawn_blocking(move || crate::rollout::disk_usage(&dir));
+            // A big tree takes a while to walk; a stop does not wait for the figure.
+            tokio::select! {
+                walked = walk => if let Ok(bytes) = walked {
+                    self.data_dir_size.set(bytes);
+                },
+                _ = self.shutdown.cancelled() => return,
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(300)) => {}

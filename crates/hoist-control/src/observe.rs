@@ -92,16 +92,21 @@ impl Platform {
         });
         self.gateway.set_access_log(queue.clone());
         let _ = self.access_queue.set(queue.clone());
-        tokio::spawn(self.clone().write_access(rx, queue));
-        tokio::spawn(self.clone().sample_minutes());
-        tokio::spawn(self.clone().apply_retention());
-        tokio::spawn(self.clone().measure_data_dir());
-        tokio::spawn(self.clone().index_logs());
+        self.writers
+            .spawn("access writer", self.clone().write_access(rx, queue));
+        self.tasks
+            .spawn("metrics sampler", self.clone().sample_minutes());
+        self.tasks
+            .spawn("retention", self.clone().apply_retention());
+        self.tasks
+            .spawn("disk gauge", self.clone().measure_data_dir());
+        self.tasks.spawn("log index", self.clone().index_logs());
     }
 
     /// Returns once the access records the gateway has handed over and every log line
     /// written so far are stored. A stopping server calls it after the gateway has drained,
-    /// so the log of its last requests survives the restart.
+    /// so the log of its last requests survives the restart. After [`Platform::shutdown`] it
+    /// is the last step: the writers end (waited for), and later lines are dropped.
     pub async fn flush_logs(&self) {
         if let Some(queue) = self.access_queue.get() {
             let (done, passed) = oneshot::channel();
@@ -110,6 +115,10 @@ impl Platform {
             }
         }
         self.logs.flushed().await;
+        if self.shutdown.is_cancelled() {
+            // The access writer drains its queue, then closes the log hub behind its lines.
+            self.writers.stop().await;
+        }
     }
 
     /// Keeps the trigram index of log lines (what `--grep` uses) up with what is stored, in
@@ -141,7 +150,17 @@ impl Platform {
         queue: Arc<AccessQueue>,
     ) {
         let mut windows: HashMap<Arc<str>, ErrorWindow> = HashMap::new();
-        while let Some(item) = rx.recv().await {
+        let stop = self.writers.stopping().clone();
+        loop {
+            let item = tokio::select! {
+                biased;
+                item = rx.recv() => item,
+                // Told to stop: what is queued still goes to the log, nothing after it.
+                _ = stop.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(item) = item else {
+                break;
+            };
             let batch = match item {
                 AccessItem::Batch(b) => b,
                 AccessItem::Passed(done) => {
@@ -173,6 +192,7 @@ impl Platform {
                 );
             }
         }
+        self.logs.close().await;
     }
 
     fn error_event(&self, windows: &mut HashMap<Arc<str>, ErrorWindow>, r: &AccessRecord) {
@@ -228,7 +248,7 @@ impl Platform {
             }
         }
         let store = self.store.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("event", async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let filter = LogFilter {
                 instance: event.instance.clone(),

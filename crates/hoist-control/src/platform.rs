@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::seams::{Host, ImageBuilder, SandboxDriver};
+use crate::tasks::Tasks;
 use crate::warm::WarmPool;
 use crate::{ControlError, Event, LogHub};
 
@@ -76,7 +77,9 @@ impl Activator for PlatformActivator {
         };
         match service.parse::<ServiceName>() {
             Ok(name) => {
-                self.runtime.spawn(platform.start_for_pool(name, true));
+                // Tracked with the stopping instances: a server stop waits for the start.
+                let start = platform.clone().start_for_pool(name, true);
+                platform.stopping.spawn_on(start, &self.runtime);
             }
             Err(_) => {
                 if let Some(pool) = platform.gateway.table().route(service) {
@@ -104,6 +107,12 @@ pub struct Platform {
     pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
+    /// The background loops (scaler, metrics sampler, retention, disk gauge, log index),
+    /// stopped by `shutdown` and waited for by [`Platform::shutdown`].
+    pub(crate) tasks: Tasks,
+    /// The access writer and the log hub's writer: they run until the last line is stored,
+    /// which is after the instances have stopped (see [`Platform::flush_logs`]).
+    pub(crate) writers: Tasks,
     /// Instances being drained or stopped outside any service's live set: a graceful server
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
@@ -191,9 +200,12 @@ impl Platform {
                 Some("interrupted by server restart"),
             )?;
         }
+        let shutdown = CancellationToken::new();
+        let writers = Tasks::new(CancellationToken::new());
+        let logs = LogHub::start(store.clone(), &writers);
         let platform = Arc::new_cyclic(|weak| Platform {
             runtimes: Runtimes::new(config.runtime_cache.clone()),
-            logs: LogHub::start(store.clone()),
+            logs,
             access_queue: std::sync::OnceLock::new(),
             build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
             warm: WarmPool::new(config.warm_pool),
@@ -206,7 +218,9 @@ impl Platform {
             build_stats: Default::default(),
             data_dir_size: Default::default(),
             services: Mutex::new(HashMap::new()),
-            shutdown: CancellationToken::new(),
+            tasks: Tasks::new(shutdown.clone()),
+            writers,
+            shutdown,
             stopping: TaskTracker::new(),
             activator: Arc::new(PlatformActivator {
                 platform: weak.clone(),
@@ -219,7 +233,9 @@ impl Platform {
         platform.seal_legacy_env()?;
         platform.restore()?;
         platform.start_observers();
-        tokio::spawn(platform.clone().run_scaler());
+        platform
+            .tasks
+            .spawn("scaler", platform.clone().run_scaler());
         Ok(platform)
     }
 
@@ -346,6 +362,13 @@ impl Platform {
     /// Adds a started instance to its deployment if that is still live; otherwise stops it.
     pub(crate) fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
         let mut services = self.state();
+        // A start that finishes while the server stops: the instances were already taken
+        // out to be stopped, so this one would be left running.
+        if self.shutdown.is_cancelled() {
+            drop(services);
+            self.stopping.spawn(handle.stop());
+            return false;
+        }
         match services
             .get_mut(&plan.service)
             .and_then(|s| {
@@ -615,9 +638,11 @@ impl Platform {
         });
     }
 
-    /// Graceful stop: every instance gets SIGTERM and a grace period.
+    /// Graceful stop: the background loops end (waited for), every instance gets SIGTERM and
+    /// a grace period. The log writers go on until [`Platform::flush_logs`].
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.tasks.stop().await;
         // Builds in progress are cancelled (their sandboxes removed) rather than orphaned.
         for state in self.state().values() {
             if let Some((_, cancel)) = &state.pending {

@@ -110,7 +110,8 @@ impl Platform {
             });
         }
         for name in plan.start {
-            tokio::spawn(self.clone().start_for_pool(name, false));
+            self.stopping
+                .spawn(self.clone().start_for_pool(name, false));
         }
         for (name, id) in plan.stop {
             let handle = {

@@ -4,7 +4,7 @@
 
 mod deploys;
 mod scaling;
-
+mod shutdown;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
