@@ -20,6 +20,7 @@ mod seams;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod vault;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};

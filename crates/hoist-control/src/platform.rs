@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::seams::{Host, ImageBuilder, SandboxDriver};
 use crate::tasks::Tasks;
+use crate::vault::EnvVault;
 use crate::warm::WarmPool;
 use crate::{ControlError, Event, LogHub};
 
@@ -97,8 +98,8 @@ pub struct Platform {
     pub(crate) builder: Arc<dyn ImageBuilder>,
     pub(crate) sandboxes: Arc<dyn SandboxDriver>,
     pub(crate) gateway: Arc<Gateway>,
-    /// Seals and opens service environments; the key never enters the database.
-    pub(crate) secrets: MasterKey,
+    /// The services' sealed environments.
+    pub(crate) vault: EnvVault,
     pub(crate) build_stats: crate::metrics::BuildStats,
     pub(crate) data_dir_size: crate::metrics::DiskGauge,
     pub(crate) logs: LogHub,
@@ -203,6 +204,7 @@ impl Platform {
         let shutdown = CancellationToken::new();
         let writers = Tasks::new(CancellationToken::new());
         let logs = LogHub::start(store.clone(), &writers);
+        let vault = EnvVault::new(secrets, store.clone(), logs.masks().clone());
         let platform = Arc::new_cyclic(|weak| Platform {
             runtimes: Runtimes::new(config.runtime_cache.clone()),
             logs,
@@ -214,7 +216,7 @@ impl Platform {
             builder,
             sandboxes,
             gateway,
-            secrets,
+            vault,
             build_stats: Default::default(),
             data_dir_size: Default::default(),
             services: Mutex::new(HashMap::new()),
@@ -230,7 +232,7 @@ impl Platform {
         platform
             .store
             .set_log_cap(platform.config.retention.max_bytes_per_service);
-        platform.seal_legacy_env()?;
+        platform.vault.seal_legacy()?;
         platform.restore()?;
         platform.start_observers();
         platform
@@ -244,10 +246,10 @@ impl Platform {
     fn restore(self: &Arc<Self>) -> Result<(), ControlError> {
         for svc in self.store.list_services()? {
             let scaling = svc.scaling.unwrap_or_default();
-            let (env, revision) = self.service_env(&svc.name)?;
+            let (env, revision) = self.vault.open(&svc.name)?;
             self.logs
                 .masks()
-                .set(svc.name.as_str(), "env", crate::env::values(&env));
+                .set(svc.name.as_str(), "env", crate::vault::values(&env));
             let plan = svc
                 .live_deployment
                 .as_ref()
@@ -615,7 +617,7 @@ impl Platform {
             service: spec.name.clone(),
             deployment: d.id.clone(),
             layers: vec![layer, runtime_rootfs],
-            env: crate::env::combined(&spec.env, env).map_err(|e| e.to_string())?,
+            env: crate::vault::combined(&spec.env, env).map_err(|e| e.to_string())?,
             revision,
             spec,
         })
@@ -681,6 +683,24 @@ impl Platform {
                 live.instances.retain(|i| &i.id != instance);
             }
         }
+    }
+}
+
+/// Delegations for the pipeline (deploy.rs) and the switch (rollout.rs), which reach the
+/// parts through the platform.
+impl Platform {
+    /// The service's own (secret) environment and its revision.
+    pub(crate) fn service_env(&self, name: &ServiceName) -> Result<(EnvVars, u64), ControlError> {
+        self.vault.open(name)
+    }
+
+    /// See [`EnvVault::update`].
+    pub(crate) fn update_env(
+        &self,
+        name: &ServiceName,
+        edit: impl Fn(&mut EnvVars) -> Result<(), ControlError>,
+    ) -> Result<(EnvVars, u64, bool), ControlError> {
+        self.vault.update(name, edit)
     }
 }
 
