@@ -8,6 +8,7 @@ mod env;
 mod error;
 #[cfg(test)]
 mod fakes;
+mod images;
 mod instance;
 mod logs;
 mod mask;
@@ -17,6 +18,7 @@ mod platform;
 mod rollout;
 mod scaler;
 mod seams;
+mod stats;
 mod tasks;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::images::Images;
 use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::seams::{Host, ImageBuilder, SandboxDriver};
 use crate::tasks::Tasks;
@@ -100,8 +101,8 @@ pub struct Platform {
     pub(crate) gateway: Arc<Gateway>,
     /// The services' sealed environments.
     pub(crate) vault: EnvVault,
-    pub(crate) build_stats: crate::metrics::BuildStats,
-    pub(crate) data_dir_size: crate::metrics::DiskGauge,
+    pub(crate) build_stats: crate::stats::BuildStats,
+    pub(crate) data_dir_size: crate::stats::DiskGauge,
     pub(crate) logs: LogHub,
     /// Where the gateway hands its access records; set when the observers start.
     pub(crate) access_queue: std::sync::OnceLock<Arc<crate::observe::AccessQueue>>,
@@ -118,6 +119,7 @@ pub struct Platform {
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
     pub(crate) warm: WarmPool,
+    pub(crate) images: Images,
     activator: Arc<dyn Activator>,
 }
 
@@ -211,6 +213,7 @@ impl Platform {
             access_queue: std::sync::OnceLock::new(),
             build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
             warm: WarmPool::new(config.warm_pool),
+            images: Images::new(&config.data_dir),
             config,
             store,
             builder,
@@ -566,18 +569,14 @@ impl Platform {
         }
         for image in images {
             if !self.store.image_in_use(&image)? {
-                let path = self.layer_path(&image);
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
+                self.images.remove(&image).await;
             }
         }
         Ok(())
     }
 
     pub(crate) fn layer_path(&self, digest: &str) -> PathBuf {
-        self.config
-            .data_dir
-            .join("layers")
-            .join(digest.replace(':', "-"))
+        self.images.path(digest)
     }
 
     /// The plan to run deployment `d` with the service env `env` (at `revision`).
