@@ -13,7 +13,7 @@ use hoist_core::{EnvVars, ServiceName, SpecError};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstancePlan;
+use crate::handle::InstancePlan;
 use crate::rollout::ReplaceError;
 pub(crate) use crate::vault::{combined, values};
 use crate::{ControlError, Platform};

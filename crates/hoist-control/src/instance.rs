@@ -2,118 +2,28 @@
 //! it until it is stopped or dies; a dead instance of a live deployment is replaced.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist_build::{OutputStream, merge_lines};
-use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
+use hoist_core::{InstanceId, InstanceState, ServiceName};
 use hoist_gateway::{Upstream, UpstreamState};
-use hoist_sandbox::{CgroupStats, Freezer, LaunchSpec, Privileges, ProcessSpec, probe_http};
+use hoist_sandbox::{LaunchSpec, Privileges, ProcessSpec, probe_http};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::Platform;
+use crate::handle::UsageMark;
+pub(crate) use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
+use crate::platform::Platform;
 use crate::seams::{Created, InstanceSandbox, OutputPipe};
-
-/// Everything needed to start an instance of one deployment.
-#[derive(Debug, Clone)]
-pub(crate) struct InstancePlan {
-    pub(crate) service: ServiceName,
-    pub(crate) deployment: DeploymentId,
-    /// App layer first, runtime root filesystem last.
-    pub(crate) layers: Vec<PathBuf>,
-    pub(crate) spec: ServiceSpec,
-    /// The instance's environment: the spec's file env overlaid by the service env.
-    pub(crate) env: EnvVars,
-    /// The service env revision `env` was made from; with the deployment, it tells whether
-    /// an instance (or a warm standby) is current.
-    pub(crate) revision: u64,
-}
-
-impl InstancePlan {
-    /// What makes two plans start identical instances.
-    pub(crate) fn key(&self) -> (DeploymentId, u64) {
-        (self.deployment.clone(), self.revision)
-    }
-}
-
-/// What the instance's supervisor and the scaler both need: its upstream (state, in-flight
-/// requests, idle time) and how much of its usage has been recorded.
-pub(crate) struct InstanceShared {
-    pub(crate) id: InstanceId,
-    pub(crate) service: ServiceName,
-    pub(crate) upstream: Arc<Upstream>,
-    /// `None` for a sandbox that cannot be frozen (the tests' fakes): usage reads 0.
-    pub(crate) freezer: Option<Freezer>,
-    pub(crate) memory_mb: u32,
-    /// Usage already added to the daily totals.
-    pub(crate) recorded: Mutex<UsageMark>,
-    /// The state last written to the database, so the scaler writes only changes.
-    pub(crate) recorded_state: Mutex<InstanceState>,
-}
-
-impl InstanceShared {
-    /// Memory and CPU time of the instance now, from its cgroup.
-    pub(crate) fn stats(&self) -> CgroupStats {
-        self.freezer
-            .as_ref()
-            .map(Freezer::stats)
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn cpu_usage_ns(&self) -> u64 {
-        self.freezer.as_ref().map_or(0, Freezer::cpu_usage_ns)
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct UsageMark {
-    pub(crate) active_ms: u64,
-    pub(crate) frozen_ms: u64,
-    pub(crate) cpu_ns: u64,
-    pub(crate) requests: u64,
-}
-
-pub(crate) struct InstanceHandle {
-    pub(crate) id: InstanceId,
-    pub(crate) shared: Arc<InstanceShared>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl InstanceHandle {
-    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
-        &self.shared.upstream
-    }
-
-    /// Asks the instance to stop (SIGTERM, then SIGKILL after the grace period); the returned
-    /// handle completes once it is gone.
-    pub(crate) fn stop(self) -> JoinHandle<()> {
-        self.stop.cancel();
-        self.task
-    }
-
-    /// For an instance already taken out of the routes: lets the requests it is serving finish
-    /// (up to `DRAIN_LIMIT`), then stops it.
-    pub(crate) async fn drain_and_stop(self) {
-        self.shared.upstream.retire();
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.shared.upstream.in_flight() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = self.stop().await;
-    }
-}
 
 fn first_line(text: &str) -> &str {
     text.split(';').next().unwrap_or(text)
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long a replaced instance may go on serving requests it already had.
-const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const TAIL_LINES: usize = 15;
 
@@ -342,12 +252,7 @@ impl Platform {
                 self.clone()
                     .supervise(plan, shared.clone(), sandbox, stop.clone()),
             );
-        Ok(InstanceHandle {
-            id,
-            shared,
-            stop,
-            task,
-        })
+        Ok(InstanceHandle::new(shared, stop, task))
     }
 
     /// A sandbox for `plan`, set up and waiting to be started.

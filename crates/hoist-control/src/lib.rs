@@ -8,6 +8,7 @@ mod env;
 mod error;
 #[cfg(test)]
 mod fakes;
+mod handle;
 mod images;
 mod instance;
 mod logs;
@@ -18,6 +19,7 @@ mod platform;
 mod rollout;
 mod scaler;
 mod seams;
+mod services;
 mod stats;
 mod tasks;
 #[cfg(test)]

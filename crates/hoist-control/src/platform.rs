@@ -1,6 +1,5 @@
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use hoist_build::{Builder, Runtimes};
@@ -8,7 +7,7 @@ use hoist_core::{
     DeploymentId, DeploymentState, EnvVars, InstanceId, Scaling, ScalingLayer, ServiceName,
     ServiceSpec,
 };
-use hoist_gateway::{Activator, Gateway, PoolLimits, RoutingTable, ServicePool, UpstreamState};
+use hoist_gateway::{Activator, Gateway, ServicePool, UpstreamState};
 use hoist_sandbox::Sandboxes;
 use hoist_secrets::MasterKey;
 use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
@@ -17,9 +16,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::images::Images;
-use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::seams::{Host, ImageBuilder, SandboxDriver};
+pub(crate) use crate::services::{LiveDeployment, limits};
+use crate::services::{ServiceMap, ServiceState, Services};
 use crate::tasks::Tasks;
 use crate::vault::EnvVault;
 use crate::warm::WarmPool;
@@ -40,27 +41,6 @@ pub struct PlatformConfig {
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
     pub retention: crate::Retention,
-}
-
-/// What runs for one service: its live deployment, that deployment's instances and the
-/// gateway's pool for it.
-pub(crate) struct ServiceState {
-    pub(crate) pool: Arc<ServicePool>,
-    pub(crate) scaling: Scaling,
-    pub(crate) live: Option<LiveDeployment>,
-    /// The deployment being built, cancelled when a newer one arrives.
-    pub(crate) pending: Option<(DeploymentId, CancellationToken)>,
-    /// When an instance last failed to start, so the scaler backs off a crash loop.
-    pub(crate) last_start_failure: Option<std::time::Instant>,
-    pub(crate) failures_in_a_row: u32,
-    /// Cold starts already added to the daily totals.
-    pub(crate) cold_recorded: u64,
-}
-
-pub(crate) struct LiveDeployment {
-    pub(crate) id: DeploymentId,
-    pub(crate) plan: Arc<InstancePlan>,
-    pub(crate) instances: Vec<InstanceHandle>,
 }
 
 /// The gateway's way of asking for an instance; holds the platform weakly so the gateway's
@@ -106,7 +86,7 @@ pub struct Platform {
     pub(crate) logs: LogHub,
     /// Where the gateway hands its access records; set when the observers start.
     pub(crate) access_queue: std::sync::OnceLock<Arc<crate::observe::AccessQueue>>,
-    pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
+    pub(crate) services: Services,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
     /// The background loops (scaler, metrics sampler, retention, disk gauge, log index),
@@ -120,7 +100,6 @@ pub struct Platform {
     pub(crate) stopping: TaskTracker,
     pub(crate) warm: WarmPool,
     pub(crate) images: Images,
-    activator: Arc<dyn Activator>,
 }
 
 /// A running instance as the scaler sees it now.
@@ -218,19 +197,21 @@ impl Platform {
             store,
             builder,
             sandboxes,
-            gateway,
+            gateway: gateway.clone(),
             vault,
             build_stats: Default::default(),
             data_dir_size: Default::default(),
-            services: Mutex::new(HashMap::new()),
             tasks: Tasks::new(shutdown.clone()),
             writers,
             shutdown,
             stopping: TaskTracker::new(),
-            activator: Arc::new(PlatformActivator {
-                platform: weak.clone(),
-                runtime: tokio::runtime::Handle::current(),
-            }),
+            services: Services::new(
+                gateway.clone(),
+                Arc::new(PlatformActivator {
+                    platform: weak.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                }),
+            ),
         });
         platform
             .store
@@ -282,30 +263,6 @@ impl Platform {
         Ok(())
     }
 
-    /// The service's state, made (with its gateway pool) if it is new.
-    pub(crate) fn ensure_state<'a>(
-        &self,
-        services: &'a mut HashMap<ServiceName, ServiceState>,
-        name: &ServiceName,
-        scaling: Scaling,
-    ) -> &'a mut ServiceState {
-        services
-            .entry(name.clone())
-            .or_insert_with(|| ServiceState {
-                pool: ServicePool::new(name.as_str(), limits(&scaling), self.activator.clone()),
-                scaling,
-                live: None,
-                pending: None,
-                last_start_failure: None,
-                failures_in_a_row: 0,
-                cold_recorded: 0,
-            })
-    }
-
-    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceName, ServiceState>> {
-        self.services.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -329,75 +286,27 @@ impl Platform {
         }
     }
 
-    /// Hands the gateway a table of every service's pool in one atomic swap. Only needed when
-    /// services come or go: instances change inside the pools.
-    pub(crate) fn publish_routes(&self) {
-        let services = self.state();
-        let mut table = RoutingTable::new();
-        for state in services.values() {
-            table.insert(state.pool.clone());
-        }
-        drop(services);
-        self.gateway.publish(table);
-    }
-
     /// Whether deployment `id`'s pipeline is still running (it may be recorded live already
     /// while the switch and what follows it are under way).
     pub fn is_in_pipeline(&self, service: &ServiceName, id: &DeploymentId) -> bool {
-        self.state()
-            .get(service)
-            .and_then(|s| s.pending.as_ref())
-            .is_some_and(|(p, _)| p == id)
-    }
-
-    pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
-        self.state().get(name).map(|s| s.pool.clone())
-    }
-
-    pub(crate) fn live_plan(
-        &self,
-        name: &ServiceName,
-    ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
-        let services = self.state();
-        let state = services.get(name)?;
-        let live = state.live.as_ref()?;
-        Some((live.plan.clone(), state.pool.clone()))
+        self.services.is_pending(service, id)
     }
 
     /// Adds a started instance to its deployment if that is still live; otherwise stops it.
     pub(crate) fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
-        let mut services = self.state();
         // A start that finishes while the server stops: the instances were already taken
         // out to be stopped, so this one would be left running.
-        if self.shutdown.is_cancelled() {
-            drop(services);
-            self.stopping.spawn(handle.stop());
-            return false;
-        }
-        match services
-            .get_mut(&plan.service)
-            .and_then(|s| {
-                s.failures_in_a_row = 0;
-                s.live.as_mut()
-            })
-            .filter(|l| l.plan.key() == plan.key())
-        {
-            Some(live) => {
-                live.instances.push(handle);
-                true
-            }
-            None => {
-                drop(services);
+        let refused = if self.shutdown.is_cancelled() {
+            Err(handle)
+        } else {
+            self.services.adopt(plan, handle)
+        };
+        match refused {
+            Ok(()) => true,
+            Err(handle) => {
                 self.stopping.spawn(handle.stop());
                 false
             }
-        }
-    }
-
-    pub(crate) fn note_start_failure(&self, name: &ServiceName) {
-        if let Some(s) = self.state().get_mut(name) {
-            s.last_start_failure = Some(std::time::Instant::now());
-            s.failures_in_a_row = s.failures_in_a_row.saturating_add(1);
         }
     }
 
@@ -665,29 +574,53 @@ impl Platform {
         self.stopping.wait().await;
         self.sandboxes.shutdown().await;
     }
+}
 
-    /// An instance died: out of its deployment and its pool.
+/// Delegations for the pipeline (deploy.rs) and the switch (rollout.rs), which reach the
+/// parts through the platform.
+impl Platform {
+    pub(crate) fn state(&self) -> MutexGuard<'_, ServiceMap> {
+        self.services.lock()
+    }
+
+    /// The service's state, made (with its gateway pool) if it is new.
+    pub(crate) fn ensure_state<'a>(
+        &self,
+        services: &'a mut ServiceMap,
+        name: &ServiceName,
+        scaling: Scaling,
+    ) -> &'a mut ServiceState {
+        self.services.ensure(services, name, scaling)
+    }
+
+    pub(crate) fn publish_routes(&self) {
+        self.services.publish()
+    }
+
+    pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
+        self.services.pool(name)
+    }
+
+    pub(crate) fn live_plan(
+        &self,
+        name: &ServiceName,
+    ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
+        self.services.live_plan(name)
+    }
+
+    pub(crate) fn note_start_failure(&self, name: &ServiceName) {
+        self.services.note_start_failure(name)
+    }
+
     pub(crate) fn instance_gone(
         &self,
         service: &ServiceName,
         deployment: &DeploymentId,
         instance: &InstanceId,
     ) {
-        let mut services = self.state();
-        if let Some(state) = services.get_mut(service) {
-            state.pool.remove(instance.as_str());
-            if let Some(live) = state.live.as_mut()
-                && &live.id == deployment
-            {
-                live.instances.retain(|i| &i.id != instance);
-            }
-        }
+        self.services.instance_gone(service, deployment, instance)
     }
-}
 
-/// Delegations for the pipeline (deploy.rs) and the switch (rollout.rs), which reach the
-/// parts through the platform.
-impl Platform {
     /// The service's own (secret) environment and its revision.
     pub(crate) fn service_env(&self, name: &ServiceName) -> Result<(EnvVars, u64), ControlError> {
         self.vault.open(name)
@@ -700,13 +633,6 @@ impl Platform {
         edit: impl Fn(&mut EnvVars) -> Result<(), ControlError>,
     ) -> Result<(EnvVars, u64, bool), ControlError> {
         self.vault.update(name, edit)
-    }
-}
-
-pub(crate) fn limits(scaling: &Scaling) -> PoolLimits {
-    PoolLimits {
-        concurrency: scaling.concurrency,
-        max_instances: scaling.max_instances,
     }
 }
 

@@ -11,7 +11,7 @@ use hoist_gateway::{Upstream, UpstreamState};
 use hoist_store::{InstanceUsage, UsageDelta, now_ms, utc_day};
 
 use crate::Platform;
-use crate::instance::{InstanceHandle, InstanceShared};
+use crate::handle::{InstanceHandle, InstanceShared};
 
 const TICK: Duration = Duration::from_millis(100);
 const FLUSH_EVERY: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use hoist_core::{DeploymentId, InstanceId};
 use tokio_util::task::TaskTracker;
 
 use crate::Platform;
-use crate::instance::InstancePlan;
+use crate::handle::InstancePlan;
 use crate::seams::Created;
 
 type PlanKey = (DeploymentId, u64);
