@@ -2,6 +2,7 @@
 //! It owns the deployment pipeline (fetch, build, start, switch), supervises instances
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
+mod access;
 mod config_file;
 mod deploy;
 mod env;
@@ -20,6 +21,7 @@ mod rollout;
 mod scaler;
 mod seams;
 mod services;
+mod standby;
 mod stats;
 mod tasks;
 #[cfg(test)]
@@ -31,6 +33,5 @@ pub use deploy::{DeployRequest, ScalingRequest};
 pub use env::{EnvApplied, EnvChange};
 pub use error::ControlError;
 pub use logs::{Event, LogHub};
-pub use observe::Retention;
-pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};
+pub use platform::{LiveInstanceView, Platform, PlatformConfig, Retention, ServiceView};
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};

@@ -7,19 +7,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hoist_core::{InstanceId, ServiceName};
-use hoist_gateway::{AccessLog, AccessRecord, StatsSnapshot};
+use hoist_gateway::{AccessRecord, StatsSnapshot};
 use hoist_store::{LogFilter, LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::Platform;
+use crate::access::{AccessItem, AccessQueue};
+use crate::platform::Platform;
 
-/// Batches of access records waiting for the writer (a gateway worker hands one over every
-/// 50 ms, or at 1024 records); beyond this they are dropped (and counted).
-const ACCESS_QUEUE: usize = 256;
 /// At most this many `http_5xx` events per service per second; the rest are counted in the
 /// next one.
 const ERROR_EVENTS_PER_SECOND: u32 = 1;
@@ -27,51 +24,6 @@ const CONTEXT_LINES: usize = 10;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Minutes of metrics kept.
 const METRICS_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// How long logs and events are kept, how many log bytes per service, and how often the
-/// per-service metrics are sampled.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub max_age: Duration,
-    pub max_bytes_per_service: u64,
-    /// One minute; shorter only for tests, which cannot wait for minutes to pass.
-    pub metrics_resolution: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Retention {
-        Retention {
-            max_age: Duration::from_secs(7 * 24 * 60 * 60),
-            max_bytes_per_service: hoist_store::LOG_BYTES_CAP,
-            metrics_resolution: MINUTE,
-        }
-    }
-}
-
-/// The gateway's side of the access log: a non-blocking hand-off.
-pub(crate) struct AccessQueue {
-    tx: mpsc::Sender<AccessItem>,
-    dropped: AtomicU64,
-}
-
-pub(crate) enum AccessItem {
-    Batch(Vec<AccessRecord>),
-    /// Answered once the batches before it are on their way to the log hub.
-    Passed(oneshot::Sender<()>),
-}
-
-impl AccessLog for AccessQueue {
-    fn record(&self, batch: Vec<AccessRecord>) {
-        if let Err(e) = self.tx.try_send(AccessItem::Batch(batch)) {
-            let lost = match e {
-                mpsc::error::TrySendError::Full(AccessItem::Batch(b))
-                | mpsc::error::TrySendError::Closed(AccessItem::Batch(b)) => b.len(),
-                _ => 0,
-            };
-            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Per-service state of the 5xx event rate limit.
 #[derive(Default)]
@@ -85,11 +37,7 @@ impl Platform {
     /// Connects the gateway's access records to the log and starts the background work:
     /// the access writer, the minute sampler and retention.
     pub(crate) fn start_observers(self: &Arc<Self>) {
-        let (tx, rx) = mpsc::channel(ACCESS_QUEUE);
-        let queue = Arc::new(AccessQueue {
-            tx,
-            dropped: AtomicU64::new(0),
-        });
+        let (queue, rx) = AccessQueue::new();
         self.gateway.set_access_log(queue.clone());
         let _ = self.access_queue.set(queue.clone());
         self.writers
@@ -109,10 +57,7 @@ impl Platform {
     /// is the last step: the writers end (waited for), and later lines are dropped.
     pub async fn flush_logs(&self) {
         if let Some(queue) = self.access_queue.get() {
-            let (done, passed) = oneshot::channel();
-            if queue.tx.send(AccessItem::Passed(done)).await.is_ok() {
-                let _ = passed.await;
-            }
+            queue.passed().await;
         }
         self.logs.flushed().await;
         if self.shutdown.is_cancelled() {
@@ -184,7 +129,7 @@ impl Platform {
                 });
             }
             self.logs.try_write_many(lines);
-            let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+            let dropped = queue.take_dropped();
             if dropped > 0 {
                 tracing::warn!(
                     dropped,

@@ -40,7 +40,27 @@ pub struct PlatformConfig {
     pub warm_pool: usize,
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
-    pub retention: crate::Retention,
+    pub retention: Retention,
+}
+
+/// How long logs and events are kept, how many log bytes per service, and how often the
+/// per-service metrics are sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes_per_service: u64,
+    /// One minute; shorter only for tests, which cannot wait for minutes to pass.
+    pub metrics_resolution: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            max_bytes_per_service: hoist_store::LOG_BYTES_CAP,
+            metrics_resolution: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The gateway's way of asking for an instance; holds the platform weakly so the gateway's
@@ -85,7 +105,7 @@ pub struct Platform {
     pub(crate) data_dir_size: crate::stats::DiskGauge,
     pub(crate) logs: LogHub,
     /// Where the gateway hands its access records; set when the observers start.
-    pub(crate) access_queue: std::sync::OnceLock<Arc<crate::observe::AccessQueue>>,
+    pub(crate) access_queue: std::sync::OnceLock<Arc<crate::access::AccessQueue>>,
     pub(crate) services: Services,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,

@@ -94,6 +94,16 @@ impl Services {
             .is_some_and(|(p, _)| p == id)
     }
 
+    /// Whether the plan is the service's live one or that of the deployment being made.
+    pub(crate) fn is_current(&self, plan: &InstancePlan) -> bool {
+        self.lock().get(&plan.service).is_some_and(|s| {
+            s.live.as_ref().is_some_and(|l| l.plan.key() == plan.key())
+                || s.pending
+                    .as_ref()
+                    .is_some_and(|(p, _)| p == &plan.deployment)
+        })
+    }
+
     pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
         self.lock().get(name).map(|s| s.pool.clone())
     }
