@@ -13,10 +13,11 @@ use hoist_core::{EnvVars, ServiceName, SpecError};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ControlError;
 use crate::handle::InstancePlan;
+use crate::platform::Platform;
 use crate::rollout::ReplaceError;
 pub(crate) use crate::vault::{combined, values};
-use crate::{ControlError, Platform};
 
 /// A change to a service's environment as a client asks for it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

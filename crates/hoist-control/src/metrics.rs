@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::Platform;
+use crate::platform::Platform;
 
 pub(crate) use crate::stats::BuildOutcome;
 
@@ -247,7 +247,7 @@ impl Collector for Snapshot {
 
 impl Platform {
     /// The Prometheus text exposition of everything `/metrics` shows.
-    pub fn prometheus_text(&self) -> Result<String, crate::ControlError> {
+    pub fn prometheus_text(&self) -> Result<String, crate::error::ControlError> {
         let (service_count, deployment_count) = self.store.platform_counts()?;
         let services = {
             let services = self.state();

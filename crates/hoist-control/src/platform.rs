@@ -16,15 +16,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::ControlError;
 use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::images::Images;
+use crate::logs::{Event, LogHub};
 use crate::seams::{Host, ImageBuilder, SandboxDriver};
 pub(crate) use crate::services::{LiveDeployment, limits};
 use crate::services::{ServiceMap, ServiceState, Services};
 use crate::tasks::Tasks;
 use crate::vault::EnvVault;
 use crate::warm::WarmPool;
-use crate::{ControlError, Event, LogHub};
 
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {

@@ -10,8 +10,8 @@ use hoist_core::{InstanceId, InstanceState, ServiceName};
 use hoist_gateway::{Upstream, UpstreamState};
 use hoist_store::{InstanceUsage, UsageDelta, now_ms, utc_day};
 
-use crate::Platform;
 use crate::handle::{InstanceHandle, InstanceShared};
+use crate::platform::Platform;
 
 const TICK: Duration = Duration::from_millis(100);
 const FLUSH_EVERY: Duration = Duration::from_secs(5);

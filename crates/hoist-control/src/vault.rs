@@ -9,7 +9,7 @@ use hoist_core::{ENV_TOTAL_LIMIT, EnvVars, ServiceName, SpecError};
 use hoist_secrets::MasterKey;
 use hoist_store::Store;
 
-use crate::ControlError;
+use crate::error::ControlError;
 use crate::mask::Masks;
 
 /// The service env's AEAD context: a sealed env copied onto another service does not open.

@@ -3,6 +3,7 @@
 //! loopback, fake builds the test can hold. No root, no crun; each test takes seconds.
 
 mod deploys;
+mod modules;
 mod scaling;
 mod shutdown;
 
