@@ -455,6 +455,18 @@ async fn ip_batch(netns: Option<&str>, script: &str) -> Result<(), SandboxError>
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_in_process_namespace_reaches_its_listener_whatever_the_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ns = NetNs::in_process(listener.local_addr().unwrap()).unwrap();
+        let (client, server) = tokio::join!(ns.connect(8080), listener.accept());
+        assert_eq!(
+            client.unwrap().local_addr().unwrap(),
+            server.unwrap().1,
+            "the connection went to another listener"
+        );
+    }
+
     /// Makes real namespaces: needs root, as the whole suite does.
     #[tokio::test]
     async fn no_spare_outlives_a_drain_not_even_one_being_made() {
