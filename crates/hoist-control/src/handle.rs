@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
 use hoist_gateway::Upstream;
 use hoist_sandbox::{CgroupStats, Freezer};
+use hoist_store::{InstanceUsage, Store, UsageDelta, now_ms, utc_day};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -117,5 +118,43 @@ impl InstanceHandle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.stop().await;
+    }
+}
+
+/// Adds what an instance used since the last call to the service's daily totals and
+/// stores its running totals.
+pub(crate) fn record_usage(store: &Store, shared: &InstanceShared) {
+    let usage = shared.upstream.usage();
+    let cpu_ns = shared.cpu_usage_ns();
+    let (delta, totals) = {
+        let mut mark = shared.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        // A cgroup that is already gone reads 0: keep the last figure.
+        let cpu_ns = cpu_ns.max(mark.cpu_ns);
+        let delta = UsageDelta {
+            active_ms: usage.active_ms.saturating_sub(mark.active_ms),
+            frozen_ms: usage.frozen_ms.saturating_sub(mark.frozen_ms),
+            cpu_ms: (cpu_ns / 1_000_000).saturating_sub(mark.cpu_ns / 1_000_000),
+            mb_ms: usage.active_ms.saturating_sub(mark.active_ms) * u64::from(shared.memory_mb),
+            requests: usage.requests.saturating_sub(mark.requests),
+            cold_starts: 0,
+        };
+        mark.active_ms = mark.active_ms.max(usage.active_ms);
+        mark.frozen_ms = mark.frozen_ms.max(usage.frozen_ms);
+        mark.requests = mark.requests.max(usage.requests);
+        mark.cpu_ns = cpu_ns;
+        let totals = InstanceUsage {
+            active_ms: mark.active_ms,
+            frozen_ms: mark.frozen_ms,
+            cpu_ms: mark.cpu_ns / 1_000_000,
+            requests: mark.requests,
+        };
+        (delta, totals)
+    };
+    if !delta.is_zero() {
+        let day = utc_day(now_ms());
+        if let Err(e) = store.add_usage(&shared.service, &day, &delta) {
+            tracing::warn!(service = %shared.service, error = %e, "recording usage");
+        }
+        let _ = store.set_instance_usage(&shared.id, &totals);
     }
 }

@@ -1,5 +1,6 @@
-//! Instances: start one from a deployment's image, wait until it answers HTTP, then supervise
-//! it until it is stopped or dies; a dead instance of a live deployment is replaced.
+//! Instances: start one from a deployment's image (from the warm pool when it has a sandbox
+//! for it), wait until it answers HTTP, then supervise it until it is stopped or dies; a dead
+//! instance of a live deployment is replaced.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -10,14 +11,19 @@ use hoist_build::{OutputStream, merge_lines};
 use hoist_core::{InstanceId, InstanceState, ServiceName};
 use hoist_gateway::{Upstream, UpstreamState};
 use hoist_sandbox::{LaunchSpec, Privileges, ProcessSpec, probe_http};
+use hoist_store::Store;
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::handle::UsageMark;
+use crate::events::Events;
 pub(crate) use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
-use crate::platform::Platform;
-use crate::seams::{Created, InstanceSandbox, OutputPipe};
+use crate::handle::{UsageMark, record_usage};
+use crate::logs::LogHub;
+use crate::seams::{Created, InstanceSandbox, OutputPipe, SandboxDriver};
+use crate::services::Services;
+use crate::warm::{PlanKey, Standby, WarmPool};
 
 fn first_line(text: &str) -> &str {
     text.split(';').next().unwrap_or(text)
@@ -33,7 +39,78 @@ pub(crate) struct StartFailure {
     pub(crate) reason: String,
 }
 
-impl Platform {
+/// Starts and supervises instances. Its state: the sandbox driver and the warm pool; it
+/// reads the services (to adopt an instance, or to replace a dead one) through their own
+/// interface.
+pub(crate) struct Launcher {
+    start_timeout: Duration,
+    store: Arc<Store>,
+    logs: LogHub,
+    sandboxes: Arc<dyn SandboxDriver>,
+    pub(crate) warm: WarmPool,
+    services: Arc<Services>,
+    events: Arc<Events>,
+    /// Instances being stopped and standbys being made: a server stop waits for them.
+    pub(crate) stopping: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// What a [`Launcher`] is made of.
+pub(crate) struct LauncherParts {
+    pub(crate) start_timeout: Duration,
+    pub(crate) store: Arc<Store>,
+    pub(crate) logs: LogHub,
+    pub(crate) sandboxes: Arc<dyn SandboxDriver>,
+    pub(crate) warm: WarmPool,
+    pub(crate) services: Arc<Services>,
+    pub(crate) events: Arc<Events>,
+    pub(crate) stopping: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Launcher {
+    pub(crate) fn new(p: LauncherParts) -> Launcher {
+        Launcher {
+            start_timeout: p.start_timeout,
+            store: p.store,
+            logs: p.logs,
+            sandboxes: p.sandboxes,
+            warm: p.warm,
+            services: p.services,
+            events: p.events,
+            stopping: p.stopping,
+            shutdown: p.shutdown,
+        }
+    }
+
+    /// Removes every standby (server stop); the removals join `stopping`.
+    pub(crate) fn drain_standbys(&self) {
+        self.warm.drain(&self.stopping);
+    }
+
+    /// Stops what the sandbox driver keeps ready (server stop, after the instances).
+    pub(crate) async fn shutdown(&self) {
+        self.sandboxes.shutdown().await;
+    }
+
+    /// Adds a started instance to its deployment if that is still live; otherwise stops it.
+    fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
+        // A start that finishes while the server stops: the instances were already taken
+        // out to be stopped, so this one would be left running.
+        let refused = if self.shutdown.is_cancelled() {
+            Err(handle)
+        } else {
+            self.services.adopt(plan, handle)
+        };
+        match refused {
+            Ok(()) => true,
+            Err(handle) => {
+                self.stopping.spawn(handle.stop());
+                false
+            }
+        }
+    }
+
     fn launch_spec(&self, plan: &InstancePlan, id: &InstanceId) -> LaunchSpec {
         let spec = &plan.spec;
         let mut env = vec![
@@ -134,7 +211,7 @@ impl Platform {
         let pump = self.pump_output(&plan, &id, launched.stdout, launched.stderr, tail.clone());
 
         let port = plan.spec.port.get();
-        let deadline = started + self.config.start_timeout;
+        let deadline = started + self.start_timeout;
         let mut delay = Duration::from_millis(1);
         let ready = loop {
             let probe = async {
@@ -155,7 +232,7 @@ impl Platform {
             if Instant::now() >= deadline {
                 break Err(format!(
                     "the app did not answer HTTP on port {port} within {}s (is it listening on that port?)",
-                    self.config.start_timeout.as_secs()
+                    self.start_timeout.as_secs()
                 ));
             }
             tokio::select! {
@@ -195,7 +272,7 @@ impl Platform {
                 Some(&id),
                 format!("instance {id} failed to start: {reason}"),
             );
-            self.record_event(hoist_store::NewEvent {
+            self.events.record(hoist_store::NewEvent {
                 service: plan.service.to_string(),
                 ts: now_ms(),
                 kind: "start_failed",
@@ -327,7 +404,7 @@ impl Platform {
                     .store
                     .set_instance_state(&id, InstanceState::Stopping, None);
                 // CPU time is read before crun removes the cgroup.
-                self.record_usage(&shared);
+                record_usage(&self.store, &shared);
                 let exit = sandbox.stop(STOP_GRACE).await;
                 let _ = self.store.set_instance_state(
                     &id,
@@ -352,7 +429,7 @@ impl Platform {
                             .unwrap_or_else(|p| p.into_inner()),
                         InstanceState::Frozen
                     );
-                self.record_usage(&shared);
+                record_usage(&self.store, &shared);
                 sandbox.destroy().await;
                 let reason = if was_frozen {
                     format!("crashed while frozen: {exit}")
@@ -363,7 +440,7 @@ impl Platform {
                     .store
                     .set_instance_state(&id, InstanceState::Failed, Some(&reason));
                 self.system_line(&plan, Some(&id), format!("instance {id} {reason}"));
-                self.instance_event(
+                self.events.instance(
                     &plan.service,
                     &plan.deployment,
                     &id,
@@ -373,7 +450,8 @@ impl Platform {
                 // Out of the routes: the next request starts a new instance if none is left,
                 // and the scaler restores the minimum of a persistent service (backing off
                 // when it crash-loops).
-                self.instance_gone(&plan.service, &plan.deployment, &id);
+                self.services
+                    .instance_gone(&plan.service, &plan.deployment, &id);
             }
         }
     }
@@ -386,8 +464,8 @@ impl Platform {
         // is then of the old plan and is not taken, and the start is made again with the new
         // one rather than failing the requests that wait for it.
         for _ in 0..3 {
-            let Some((plan, pool)) = self.live_plan(&service) else {
-                if let Some(pool) = self.pool(&service) {
+            let Some((plan, pool)) = self.services.live_plan(&service) else {
+                if let Some(pool) = self.services.pool(&service) {
                     pool.start_finished(Err("the service has no live deployment".into()));
                 }
                 return;
@@ -402,16 +480,50 @@ impl Platform {
                 }
                 Err(failure) => {
                     tracing::warn!(service = %service, reason = %failure.reason, "instance start failed");
-                    self.note_start_failure(&service);
+                    self.services.note_start_failure(&service);
                     pool.start_finished(Err(failure.reason));
                     return;
                 }
             }
         }
-        if let Some(pool) = self.pool(&service) {
+        if let Some(pool) = self.services.pool(&service) {
             pool.start_finished(Err(
                 "the service kept changing while an instance started".into()
             ));
+        }
+    }
+
+    pub(crate) fn take_standby(&self, key: &PlanKey) -> Option<Standby> {
+        self.warm.take(key)
+    }
+
+    /// Makes a standby for `plan`'s deployment in the background, unless it has one (or one
+    /// is being made). Beyond the pool's capacity the least recently used one is removed.
+    pub(crate) fn refill_standby(self: &Arc<Self>, plan: Arc<InstancePlan>) {
+        if self.shutdown.is_cancelled() || !self.warm.begin_fill(&plan.key()) {
+            return;
+        }
+        let me = self.clone();
+        self.stopping.spawn(async move {
+            let id = InstanceId::generate();
+            let standby = match me.create_sandbox(&plan, &id).await {
+                Ok(launched) => Some(Standby { id, launched }),
+                Err(reason) => {
+                    tracing::warn!(service = %plan.service, %reason, "warm pool: could not prepare a sandbox");
+                    None
+                }
+            };
+            let wanted = !me.shutdown.is_cancelled() && me.services.is_current(&plan);
+            for s in me.warm.made(&plan.key(), standby, wanted) {
+                s.launched.sandbox.destroy().await;
+            }
+        });
+    }
+
+    /// Removes the standby of a plan that is no longer live.
+    pub(crate) async fn drop_standby(&self, key: &PlanKey) {
+        if let Some(s) = self.take_standby(key) {
+            s.launched.sandbox.destroy().await;
         }
     }
 }

@@ -7,6 +7,7 @@ mod config_file;
 mod deploy;
 mod env;
 mod error;
+mod events;
 #[cfg(test)]
 mod fakes;
 mod handle;
@@ -21,7 +22,6 @@ mod rollout;
 mod scaler;
 mod seams;
 mod services;
-mod standby;
 mod stats;
 mod tasks;
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hoist_core::{InstanceId, ServiceName};
+use hoist_core::ServiceName;
 use hoist_gateway::{AccessRecord, StatsSnapshot};
-use hoist_store::{LogFilter, LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
+use hoist_store::{LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
 use tokio::sync::mpsc;
 
 use crate::access::{AccessItem, AccessQueue};
@@ -20,7 +20,6 @@ use crate::platform::Platform;
 /// At most this many `http_5xx` events per service per second; the rest are counted in the
 /// next one.
 const ERROR_EVENTS_PER_SECOND: u32 = 1;
-const CONTEXT_LINES: usize = 10;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Minutes of metrics kept.
 const METRICS_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
@@ -167,72 +166,12 @@ impl Platform {
             detail.push_str(&format!(" ({more} more 5xx answers since the last event)"));
         }
         let instance = r.instance.as_deref().map(str::to_string);
-        self.record_event(NewEvent {
+        self.events.record(NewEvent {
             service: r.service.to_string(),
             ts: r.ts_ms,
             kind: "http_5xx",
             instance,
             deployment: None,
-            detail,
-            context: Vec::new(),
-        });
-    }
-
-    /// Stores an event with the last log lines of its instance (or service) as context,
-    /// a moment later so the lines on their way to the log are there too.
-    pub(crate) fn record_event(&self, mut event: NewEvent) {
-        // A 5xx event quotes the request's path, which may carry a secret as the access line
-        // does; the context lines given here were not through the log hub either.
-        let masks = self.logs.masks();
-        if let Some(masked) = masks.apply(&event.service, &event.detail) {
-            event.detail = masked;
-        }
-        for line in &mut event.context {
-            if let Some(masked) = masks.apply(&event.service, line) {
-                *line = masked;
-            }
-        }
-        let store = self.store.clone();
-        self.tasks.spawn("event", async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let filter = LogFilter {
-                instance: event.instance.clone(),
-                streams: vec![LogStream::Stdout, LogStream::Stderr, LogStream::System],
-                tail: Some(CONTEXT_LINES),
-                ..LogFilter::default()
-            };
-            let _ = tokio::task::spawn_blocking(move || {
-                if event.context.is_empty() {
-                    event.context = store
-                        .query_logs(&event.service, &filter)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|l| l.line)
-                        .collect();
-                }
-                if let Err(e) = store.insert_event(&event) {
-                    tracing::warn!(error = %e, "recording an event");
-                }
-            })
-            .await;
-        });
-    }
-
-    /// An instance ended by itself: a crash, or an OOM kill.
-    pub(crate) fn instance_event(
-        &self,
-        service: &ServiceName,
-        deployment: &hoist_core::DeploymentId,
-        instance: &InstanceId,
-        oom: bool,
-        detail: String,
-    ) {
-        self.record_event(NewEvent {
-            service: service.to_string(),
-            ts: now_ms(),
-            kind: if oom { "oom" } else { "crash" },
-            instance: Some(instance.to_string()),
-            deployment: Some(deployment.to_string()),
             detail,
             context: Vec::new(),
         });

@@ -17,10 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::ControlError;
+use crate::events::Events;
 use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::images::Images;
+use crate::instance::{Launcher, LauncherParts, StartFailure};
 use crate::logs::{Event, LogHub};
-use crate::seams::{Host, ImageBuilder, SandboxDriver};
+use crate::seams::{Host, ImageBuilder};
 pub(crate) use crate::services::{LiveDeployment, limits};
 use crate::services::{ServiceMap, ServiceState, Services};
 use crate::tasks::Tasks;
@@ -81,7 +83,7 @@ impl Activator for PlatformActivator {
         match service.parse::<ServiceName>() {
             Ok(name) => {
                 // Tracked with the stopping instances: a server stop waits for the start.
-                let start = platform.clone().start_for_pool(name, true);
+                let start = platform.launcher.clone().start_for_pool(name, true);
                 platform.stopping.spawn_on(start, &self.runtime);
             }
             Err(_) => {
@@ -98,7 +100,6 @@ pub struct Platform {
     pub(crate) store: Arc<Store>,
     pub(crate) runtimes: Runtimes,
     pub(crate) builder: Arc<dyn ImageBuilder>,
-    pub(crate) sandboxes: Arc<dyn SandboxDriver>,
     pub(crate) gateway: Arc<Gateway>,
     /// The services' sealed environments.
     pub(crate) vault: EnvVault,
@@ -107,19 +108,21 @@ pub struct Platform {
     pub(crate) logs: LogHub,
     /// Where the gateway hands its access records; set when the observers start.
     pub(crate) access_queue: std::sync::OnceLock<Arc<crate::access::AccessQueue>>,
-    pub(crate) services: Services,
+    pub(crate) services: Arc<Services>,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
     /// The background loops (scaler, metrics sampler, retention, disk gauge, log index),
     /// stopped by `shutdown` and waited for by [`Platform::shutdown`].
-    pub(crate) tasks: Tasks,
+    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) events: Arc<Events>,
     /// The access writer and the log hub's writer: they run until the last line is stored,
     /// which is after the instances have stopped (see [`Platform::flush_logs`]).
     pub(crate) writers: Tasks,
     /// Instances being drained or stopped outside any service's live set: a graceful server
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
-    pub(crate) warm: WarmPool,
+    /// Starts and supervises instances, with the warm pool.
+    pub(crate) launcher: Arc<Launcher>,
     pub(crate) images: Images,
 }
 
@@ -204,35 +207,56 @@ impl Platform {
             )?;
         }
         let shutdown = CancellationToken::new();
+        let stopping = TaskTracker::new();
         let writers = Tasks::new(CancellationToken::new());
         let logs = LogHub::start(store.clone(), &writers);
+        let tasks = Arc::new(Tasks::new(shutdown.clone()));
         let vault = EnvVault::new(secrets, store.clone(), logs.masks().clone());
-        let platform = Arc::new_cyclic(|weak| Platform {
-            runtimes: Runtimes::new(config.runtime_cache.clone()),
-            logs,
-            access_queue: std::sync::OnceLock::new(),
-            build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
-            warm: WarmPool::new(config.warm_pool),
-            images: Images::new(&config.data_dir),
-            config,
-            store,
-            builder,
-            sandboxes,
-            gateway: gateway.clone(),
-            vault,
-            build_stats: Default::default(),
-            data_dir_size: Default::default(),
-            tasks: Tasks::new(shutdown.clone()),
-            writers,
-            shutdown,
-            stopping: TaskTracker::new(),
-            services: Services::new(
+        let events = Arc::new(Events::new(
+            store.clone(),
+            logs.masks().clone(),
+            tasks.clone(),
+        ));
+        let platform = Arc::new_cyclic(|weak| {
+            let services = Arc::new(Services::new(
                 gateway.clone(),
                 Arc::new(PlatformActivator {
                     platform: weak.clone(),
                     runtime: tokio::runtime::Handle::current(),
                 }),
-            ),
+            ));
+            let launcher = Arc::new(Launcher::new(LauncherParts {
+                start_timeout: config.start_timeout,
+                store: store.clone(),
+                logs: logs.clone(),
+                sandboxes,
+                warm: WarmPool::new(config.warm_pool),
+                services: services.clone(),
+                events: events.clone(),
+                stopping: stopping.clone(),
+                shutdown: shutdown.clone(),
+            }));
+            Platform {
+                runtimes: Runtimes::new(config.runtime_cache.clone()),
+                logs,
+                access_queue: std::sync::OnceLock::new(),
+                build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
+                images: Images::new(&config.data_dir),
+                config,
+                store,
+                builder,
+                gateway: gateway.clone(),
+                vault,
+                build_stats: Default::default(),
+                data_dir_size: Default::default(),
+                events,
+                tasks,
+                writers,
+                shutdown,
+                stopping,
+                services,
+                launcher,
+            }
         });
         platform
             .store
@@ -311,24 +335,6 @@ impl Platform {
     /// while the switch and what follows it are under way).
     pub fn is_in_pipeline(&self, service: &ServiceName, id: &DeploymentId) -> bool {
         self.services.is_pending(service, id)
-    }
-
-    /// Adds a started instance to its deployment if that is still live; otherwise stops it.
-    pub(crate) fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
-        // A start that finishes while the server stops: the instances were already taken
-        // out to be stopped, so this one would be left running.
-        let refused = if self.shutdown.is_cancelled() {
-            Err(handle)
-        } else {
-            self.services.adopt(plan, handle)
-        };
-        match refused {
-            Ok(()) => true,
-            Err(handle) => {
-                self.stopping.spawn(handle.stop());
-                false
-            }
-        }
     }
 
     pub fn service_view(&self, name: &ServiceName) -> Result<ServiceView, ControlError> {
@@ -590,16 +596,34 @@ impl Platform {
         for h in handles {
             self.stopping.spawn(h.drain_and_stop());
         }
-        self.warm.drain(&self.stopping);
+        self.launcher.drain_standbys();
         self.stopping.close();
         self.stopping.wait().await;
-        self.sandboxes.shutdown().await;
+        self.launcher.shutdown().await;
     }
 }
 
 /// Delegations for the pipeline (deploy.rs) and the switch (rollout.rs), which reach the
 /// parts through the platform.
 impl Platform {
+    /// Starts an instance of `plan` (see [`Launcher::launch`]).
+    pub(crate) async fn launch(
+        &self,
+        plan: Arc<InstancePlan>,
+        cancel: Option<&CancellationToken>,
+        cold: bool,
+    ) -> Result<InstanceHandle, StartFailure> {
+        self.launcher.launch(plan, cancel, cold).await
+    }
+
+    pub(crate) fn refill_standby(&self, plan: Arc<InstancePlan>) {
+        self.launcher.refill_standby(plan)
+    }
+
+    pub(crate) async fn drop_standby(&self, key: &(DeploymentId, u64)) {
+        self.launcher.drop_standby(key).await
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, ServiceMap> {
         self.services.lock()
     }
@@ -618,28 +642,11 @@ impl Platform {
         self.services.publish()
     }
 
-    pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
-        self.services.pool(name)
-    }
-
     pub(crate) fn live_plan(
         &self,
         name: &ServiceName,
     ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
         self.services.live_plan(name)
-    }
-
-    pub(crate) fn note_start_failure(&self, name: &ServiceName) {
-        self.services.note_start_failure(name)
-    }
-
-    pub(crate) fn instance_gone(
-        &self,
-        service: &ServiceName,
-        deployment: &DeploymentId,
-        instance: &InstanceId,
-    ) {
-        self.services.instance_gone(service, deployment, instance)
     }
 
     /// The service's own (secret) environment and its revision.
