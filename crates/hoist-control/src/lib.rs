@@ -27,6 +27,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 mod vault;
+mod views;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};
