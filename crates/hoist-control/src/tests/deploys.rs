@@ -123,6 +123,7 @@ async fn a_cancelled_deploy_leaves_the_previous_one_live_and_serving() {
         .map(|i| i.deployment)
         .collect();
     assert_eq!(serving, vec![first.to_string()]);
+    let starts = t.fakes.sandboxes.start_attempts.load(Ordering::SeqCst);
     t.fakes.builder.hold();
     let second = t.deploy(t.request(&["WHO=two"])).await;
     eventually("the second build to start", || {
@@ -139,5 +140,11 @@ async fn a_cancelled_deploy_leaves_the_previous_one_live_and_serving() {
     let answer = t.get().await;
     assert_eq!(answer.var("HOIST_DEPLOYMENT"), Some(first.as_str()));
     assert_eq!(answer.var("WHO"), Some("one"));
+    // The instance that served before answered: none was stopped, none had to start.
     assert_eq!(t.running(), 1);
+    assert_eq!(
+        t.fakes.sandboxes.start_attempts.load(Ordering::SeqCst),
+        starts,
+        "an instance was started: the one serving before was lost"
+    );
 }
