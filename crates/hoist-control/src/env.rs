@@ -9,13 +9,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hoist_core::{ENV_TOTAL_LIMIT, EnvVars, ServiceName, SpecError};
+use hoist_core::{EnvVars, ServiceName, SpecError};
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::instance::InstancePlan;
+use crate::error::ControlError;
+use crate::handle::InstancePlan;
+use crate::platform::Platform;
 use crate::rollout::ReplaceError;
-use crate::{ControlError, Platform};
+pub(crate) use crate::vault::{combined, values};
 
 /// A change to a service's environment as a client asks for it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -41,75 +43,13 @@ pub struct EnvApplied {
     pub replaced: usize,
 }
 
-/// The service env's AEAD context: a sealed env copied onto another service does not open.
-fn context(name: &ServiceName) -> String {
-    format!("service-env:{name}")
-}
-
 impl Platform {
-    /// The service's own (secret) environment and its revision.
-    pub(crate) fn service_env(&self, name: &ServiceName) -> Result<(EnvVars, u64), ControlError> {
-        let (sealed, revision) = self.store.service_env(name)?;
-        let Some(sealed) = sealed else {
-            return Ok((EnvVars::new(), revision));
-        };
-        let plain = self.secrets.open(&context(name), &sealed)?;
-        let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
-            .map_err(|_| ControlError::CorruptEnv(name.to_string()))?;
-        // Stored envs were valid when sealed; a limit lowered since must not lock them out.
-        let mut env = EnvVars::new();
-        for (k, v) in map {
-            env.insert(k, v)
-                .map_err(|_| ControlError::CorruptEnv(name.to_string()))?;
-        }
-        Ok((env, revision))
-    }
-
-    /// Seals and stores `env` over revision `expected`; `None` if it moved in between.
-    pub(crate) fn store_env(
-        &self,
-        name: &ServiceName,
-        env: &EnvVars,
-        expected: u64,
-    ) -> Result<Option<u64>, ControlError> {
-        let plain = serde_json::to_vec(env.as_map())
-            .map_err(|_| ControlError::CorruptEnv(name.to_string()))?;
-        let sealed = self.secrets.seal(&context(name), &plain)?;
-        Ok(self.store.set_service_env(name, &sealed, expected)?)
-    }
-
-    /// Applies `edit` to the service env and stores the result sealed. Optimistic: when a
-    /// concurrent change moved the revision, the edit is made again on top of it. Returns the
-    /// env, its revision and whether it changed (nothing is stored when it did not).
-    pub(crate) fn update_env(
-        &self,
-        name: &ServiceName,
-        edit: impl Fn(&mut EnvVars) -> Result<(), ControlError>,
-    ) -> Result<(EnvVars, u64, bool), ControlError> {
-        loop {
-            let (current, revision) = self.service_env(name)?;
-            let mut next = current.clone();
-            edit(&mut next)?;
-            if next == current {
-                return Ok((next, revision, false));
-            }
-            if let Some(revision) = self.store_env(name, &next, revision)? {
-                // The new values are masked in the service's log lines from now on, and the
-                // replaced ones too: instances that still run with them drain after this.
-                let masks = self.logs.masks();
-                masks.set(name.as_str(), "env", values(&next));
-                masks.set(name.as_str(), "env (previous)", values(&current));
-                return Ok((next, revision, true));
-            }
-        }
-    }
-
     /// The service's environment (values included; the API shows them only when asked).
     pub fn env(&self, name: &ServiceName) -> Result<EnvVars, ControlError> {
         if self.store.get_service(name)?.is_none() {
             return Err(ControlError::ServiceNotFound(name.to_string()));
         }
-        Ok(self.service_env(name)?.0)
+        Ok(self.vault.open(name)?.0)
     }
 
     /// Applies `change` to the service's environment, stores it sealed and, if the service
@@ -128,7 +68,7 @@ impl Platform {
             EnvVars::validate_name(n)?;
         }
         let files = self.live_plan(name).map(|(p, _)| p.spec.env.clone());
-        let (env, revision, changed) = self.update_env(name, |next| {
+        let (env, revision, changed) = self.vault.update(name, |next| {
             for n in &change.unset {
                 if next.remove(n).is_none() {
                     return Err(ControlError::Invalid(SpecError::invalid(
@@ -178,7 +118,7 @@ impl Platform {
             let Some((plan, _)) = self.live_plan(name) else {
                 return Ok(0);
             };
-            let (env, revision) = self.service_env(name)?;
+            let (env, revision) = self.vault.open(name)?;
             if plan.revision >= revision {
                 return Ok(0);
             }
@@ -208,67 +148,6 @@ impl Platform {
             line,
         });
     }
-
-    /// Seals the plain-text environments that versions before sealing kept in specs, then
-    /// removes every plain copy from the database.
-    ///
-    /// Once, for a database an older version made: in a later one a spec's `env` is the
-    /// repository's `[env]`, not a secret, and sealing it as the service's own would make it
-    /// override the next hoist.toml.
-    pub(crate) fn seal_legacy_env(&self) -> Result<(), ControlError> {
-        if !self.store.legacy_plain_env_pending()? {
-            return Ok(());
-        }
-        for svc in self.store.list_services()? {
-            let (sealed, revision) = self.store.service_env(&svc.name)?;
-            if sealed.is_some() {
-                continue;
-            }
-            let Some(map) = svc.spec.get("env").and_then(|e| e.as_object()) else {
-                continue;
-            };
-            let mut env = EnvVars::new();
-            for (k, v) in map {
-                if let Some(v) = v.as_str() {
-                    env.insert(k.as_str(), v)?;
-                }
-            }
-            if !env.is_empty() {
-                self.store_env(&svc.name, &env, revision)?;
-            }
-        }
-        let scrubbed = self.store.scrub_plain_env()?;
-        if scrubbed > 0 {
-            tracing::info!(
-                rows = scrubbed,
-                "sealed environment variables stored in plain text by an older version"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The environment an instance gets: the deployment's file env overlaid by the service env,
-/// within the size limit.
-pub(crate) fn combined(files: &EnvVars, service: &EnvVars) -> Result<EnvVars, SpecError> {
-    let mut env = files.clone();
-    env.merge(service.clone());
-    if env.total_size() > ENV_TOTAL_LIMIT {
-        return Err(SpecError::invalid(
-            "env",
-            "(all variables)",
-            format!(
-                "the service's variables and those from hoist.toml/leapcell.yaml would total {} bytes, over the limit of {ENV_TOTAL_LIMIT} bytes (3 KB)",
-                env.total_size()
-            ),
-        ));
-    }
-    Ok(env)
-}
-
-/// The values of an environment, for masking them in log lines.
-pub(crate) fn values(env: &EnvVars) -> impl Iterator<Item = String> + '_ {
-    env.iter().map(|(_, v)| v.to_string())
 }
 
 /// Names only: values never reach a log line.
@@ -289,23 +168,6 @@ fn describe(change: &EnvChange) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_service_env_wins_over_the_files_and_the_total_is_capped() {
-        let mut files = EnvVars::new();
-        files.insert("A", "file").unwrap();
-        files.insert("B", "file").unwrap();
-        let mut service = EnvVars::new();
-        service.insert("B", "secret").unwrap();
-        let env = combined(&files, &service).unwrap();
-        assert_eq!(env.get("A"), Some("file"));
-        assert_eq!(env.get("B"), Some("secret"));
-
-        let mut big = EnvVars::new();
-        big.insert("C", "x".repeat(ENV_TOTAL_LIMIT - 10)).unwrap();
-        let err = combined(&files, &big).unwrap_err().to_string();
-        assert!(err.contains("3 KB") && !err.contains("xxxx"), "{err}");
-    }
 
     #[test]
     fn a_change_is_described_by_names_only() {

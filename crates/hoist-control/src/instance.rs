@@ -1,103 +1,35 @@
-//! Instances: start one from a deployment's image, wait until it answers HTTP, then supervise
-//! it until it is stopped or dies; a dead instance of a live deployment is replaced.
+//! Instances: start one from a deployment's image (from the warm pool when it has a sandbox
+//! for it), wait until it answers HTTP, then supervise it until it is stopped or dies; a dead
+//! instance of a live deployment is replaced.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist_build::{OutputStream, merge_lines};
-use hoist_core::{DeploymentId, EnvVars, InstanceId, InstanceState, ServiceName, ServiceSpec};
+use hoist_core::{InstanceId, InstanceState, ServiceName};
 use hoist_gateway::{Upstream, UpstreamState};
-use hoist_sandbox::{Freezer, LaunchSpec, Launched, Privileges, ProcessSpec, Sandbox, probe_http};
+use hoist_sandbox::{LaunchSpec, Privileges, ProcessSpec, probe_http};
+use hoist_store::Store;
 use hoist_store::{LogStream, NewLogLine, now_ms};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::Platform;
-
-/// Everything needed to start an instance of one deployment.
-#[derive(Debug, Clone)]
-pub(crate) struct InstancePlan {
-    pub(crate) service: ServiceName,
-    pub(crate) deployment: DeploymentId,
-    /// App layer first, runtime root filesystem last.
-    pub(crate) layers: Vec<PathBuf>,
-    pub(crate) spec: ServiceSpec,
-    /// The instance's environment: the spec's file env overlaid by the service env.
-    pub(crate) env: EnvVars,
-    /// The service env revision `env` was made from; with the deployment, it tells whether
-    /// an instance (or a warm standby) is current.
-    pub(crate) revision: u64,
-}
-
-impl InstancePlan {
-    /// What makes two plans start identical instances.
-    pub(crate) fn key(&self) -> (DeploymentId, u64) {
-        (self.deployment.clone(), self.revision)
-    }
-}
-
-/// What the instance's supervisor and the scaler both need: its upstream (state, in-flight
-/// requests, idle time) and how much of its usage has been recorded.
-pub(crate) struct InstanceShared {
-    pub(crate) id: InstanceId,
-    pub(crate) service: ServiceName,
-    pub(crate) upstream: Arc<Upstream>,
-    pub(crate) freezer: Freezer,
-    pub(crate) memory_mb: u32,
-    /// Usage already added to the daily totals.
-    pub(crate) recorded: Mutex<UsageMark>,
-    /// The state last written to the database, so the scaler writes only changes.
-    pub(crate) recorded_state: Mutex<InstanceState>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct UsageMark {
-    pub(crate) active_ms: u64,
-    pub(crate) frozen_ms: u64,
-    pub(crate) cpu_ns: u64,
-    pub(crate) requests: u64,
-}
-
-pub(crate) struct InstanceHandle {
-    pub(crate) id: InstanceId,
-    pub(crate) shared: Arc<InstanceShared>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl InstanceHandle {
-    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
-        &self.shared.upstream
-    }
-
-    /// Asks the instance to stop (SIGTERM, then SIGKILL after the grace period); the returned
-    /// handle completes once it is gone.
-    pub(crate) fn stop(self) -> JoinHandle<()> {
-        self.stop.cancel();
-        self.task
-    }
-
-    /// For an instance already taken out of the routes: lets the requests it is serving finish
-    /// (up to `DRAIN_LIMIT`), then stops it.
-    pub(crate) async fn drain_and_stop(self) {
-        self.shared.upstream.retire();
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.shared.upstream.in_flight() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = self.stop().await;
-    }
-}
+use crate::events::Events;
+pub(crate) use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
+use crate::handle::{UsageMark, record_usage};
+use crate::logs::LogHub;
+use crate::seams::{Created, InstanceSandbox, OutputPipe, SandboxDriver};
+use crate::services::Services;
+use crate::warm::{PlanKey, Standby, WarmPool};
 
 fn first_line(text: &str) -> &str {
     text.split(';').next().unwrap_or(text)
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long a replaced instance may go on serving requests it already had.
-const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const TAIL_LINES: usize = 15;
 
@@ -107,7 +39,78 @@ pub(crate) struct StartFailure {
     pub(crate) reason: String,
 }
 
-impl Platform {
+/// Starts and supervises instances. Its state: the sandbox driver and the warm pool; it
+/// reads the services (to adopt an instance, or to replace a dead one) through their own
+/// interface.
+pub(crate) struct Launcher {
+    start_timeout: Duration,
+    store: Arc<Store>,
+    logs: LogHub,
+    sandboxes: Arc<dyn SandboxDriver>,
+    pub(crate) warm: WarmPool,
+    services: Arc<Services>,
+    events: Arc<Events>,
+    /// Instances being stopped and standbys being made: a server stop waits for them.
+    pub(crate) stopping: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// What a [`Launcher`] is made of.
+pub(crate) struct LauncherParts {
+    pub(crate) start_timeout: Duration,
+    pub(crate) store: Arc<Store>,
+    pub(crate) logs: LogHub,
+    pub(crate) sandboxes: Arc<dyn SandboxDriver>,
+    pub(crate) warm: WarmPool,
+    pub(crate) services: Arc<Services>,
+    pub(crate) events: Arc<Events>,
+    pub(crate) stopping: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Launcher {
+    pub(crate) fn new(p: LauncherParts) -> Launcher {
+        Launcher {
+            start_timeout: p.start_timeout,
+            store: p.store,
+            logs: p.logs,
+            sandboxes: p.sandboxes,
+            warm: p.warm,
+            services: p.services,
+            events: p.events,
+            stopping: p.stopping,
+            shutdown: p.shutdown,
+        }
+    }
+
+    /// Removes every standby (server stop); the removals join `stopping`.
+    pub(crate) fn drain_standbys(&self) {
+        self.warm.drain(&self.stopping);
+    }
+
+    /// Stops what the sandbox driver keeps ready (server stop, after the instances).
+    pub(crate) async fn shutdown(&self) {
+        self.sandboxes.shutdown().await;
+    }
+
+    /// Adds a started instance to its deployment if that is still live; otherwise stops it.
+    fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
+        // A start that finishes while the server stops: the instances were already taken
+        // out to be stopped, so this one would be left running.
+        let refused = if self.shutdown.is_cancelled() {
+            Err(handle)
+        } else {
+            self.services.adopt(plan, handle)
+        };
+        match refused {
+            Ok(()) => true,
+            Err(handle) => {
+                self.stopping.spawn(handle.stop());
+                false
+            }
+        }
+    }
+
     fn launch_spec(&self, plan: &InstancePlan, id: &InstanceId) -> LaunchSpec {
         let spec = &plan.spec;
         let mut env = vec![
@@ -208,7 +211,7 @@ impl Platform {
         let pump = self.pump_output(&plan, &id, launched.stdout, launched.stderr, tail.clone());
 
         let port = plan.spec.port.get();
-        let deadline = started + self.config.start_timeout;
+        let deadline = started + self.start_timeout;
         let mut delay = Duration::from_millis(1);
         let ready = loop {
             let probe = async {
@@ -229,7 +232,7 @@ impl Platform {
             if Instant::now() >= deadline {
                 break Err(format!(
                     "the app did not answer HTTP on port {port} within {}s (is it listening on that port?)",
-                    self.config.start_timeout.as_secs()
+                    self.start_timeout.as_secs()
                 ));
             }
             tokio::select! {
@@ -269,7 +272,7 @@ impl Platform {
                 Some(&id),
                 format!("instance {id} failed to start: {reason}"),
             );
-            self.record_event(hoist_store::NewEvent {
+            self.events.record(hoist_store::NewEvent {
                 service: plan.service.to_string(),
                 ts: now_ms(),
                 kind: hoist_core::EventKind::StartFailed,
@@ -310,7 +313,7 @@ impl Platform {
             ),
         );
         let freezer = sandbox.freezer();
-        let upstream = Upstream::new(id.to_string(), netns, port, Some(freezer.clone()));
+        let upstream = Upstream::new(id.to_string(), netns, port, freezer.clone());
         let shared = Arc::new(InstanceShared {
             id: id.clone(),
             service: plan.service.clone(),
@@ -326,12 +329,7 @@ impl Platform {
                 self.clone()
                     .supervise(plan, shared.clone(), sandbox, stop.clone()),
             );
-        Ok(InstanceHandle {
-            id,
-            shared,
-            stop,
-            task,
-        })
+        Ok(InstanceHandle::new(shared, stop, task))
     }
 
     /// A sandbox for `plan`, set up and waiting to be started.
@@ -339,7 +337,7 @@ impl Platform {
         &self,
         plan: &InstancePlan,
         id: &InstanceId,
-    ) -> Result<Launched, String> {
+    ) -> Result<Created, String> {
         self.sandboxes
             .create(id.as_str(), self.launch_spec(plan, id))
             .await
@@ -350,8 +348,8 @@ impl Platform {
         &self,
         plan: &InstancePlan,
         id: &InstanceId,
-        stdout: tokio::process::ChildStdout,
-        stderr: tokio::process::ChildStderr,
+        stdout: OutputPipe,
+        stderr: OutputPipe,
         tail: Arc<Mutex<VecDeque<String>>>,
     ) -> JoinHandle<()> {
         let logs = self.logs.clone();
@@ -392,7 +390,7 @@ impl Platform {
         self: Arc<Self>,
         plan: Arc<InstancePlan>,
         shared: Arc<InstanceShared>,
-        mut sandbox: Sandbox,
+        mut sandbox: Box<dyn InstanceSandbox>,
         stop: CancellationToken,
     ) {
         let id = shared.id.clone();
@@ -406,7 +404,7 @@ impl Platform {
                     .store
                     .set_instance_state(&id, InstanceState::Stopping, None);
                 // CPU time is read before crun removes the cgroup.
-                self.record_usage(&shared);
+                record_usage(&self.store, &shared);
                 let exit = sandbox.stop(STOP_GRACE).await;
                 let _ = self.store.set_instance_state(
                     &id,
@@ -431,7 +429,7 @@ impl Platform {
                             .unwrap_or_else(|p| p.into_inner()),
                         InstanceState::Frozen
                     );
-                self.record_usage(&shared);
+                record_usage(&self.store, &shared);
                 sandbox.destroy().await;
                 let reason = if was_frozen {
                     format!("crashed while frozen: {exit}")
@@ -442,7 +440,7 @@ impl Platform {
                     .store
                     .set_instance_state(&id, InstanceState::Failed, Some(&reason));
                 self.system_line(&plan, Some(&id), format!("instance {id} {reason}"));
-                self.instance_event(
+                self.events.instance(
                     &plan.service,
                     &plan.deployment,
                     &id,
@@ -452,7 +450,8 @@ impl Platform {
                 // Out of the routes: the next request starts a new instance if none is left,
                 // and the scaler restores the minimum of a persistent service (backing off
                 // when it crash-loops).
-                self.instance_gone(&plan.service, &plan.deployment, &id);
+                self.services
+                    .instance_gone(&plan.service, &plan.deployment, &id);
             }
         }
     }
@@ -465,8 +464,8 @@ impl Platform {
         // is then of the old plan and is not taken, and the start is made again with the new
         // one rather than failing the requests that wait for it.
         for _ in 0..3 {
-            let Some((plan, pool)) = self.live_plan(&service) else {
-                if let Some(pool) = self.pool(&service) {
+            let Some((plan, pool)) = self.services.live_plan(&service) else {
+                if let Some(pool) = self.services.pool(&service) {
                     pool.start_finished(Err("the service has no live deployment".into()));
                 }
                 return;
@@ -481,16 +480,50 @@ impl Platform {
                 }
                 Err(failure) => {
                     tracing::warn!(service = %service, reason = %failure.reason, "instance start failed");
-                    self.note_start_failure(&service);
+                    self.services.note_start_failure(&service);
                     pool.start_finished(Err(failure.reason));
                     return;
                 }
             }
         }
-        if let Some(pool) = self.pool(&service) {
+        if let Some(pool) = self.services.pool(&service) {
             pool.start_finished(Err(
                 "the service kept changing while an instance started".into()
             ));
+        }
+    }
+
+    pub(crate) fn take_standby(&self, key: &PlanKey) -> Option<Standby> {
+        self.warm.take(key)
+    }
+
+    /// Makes a standby for `plan`'s deployment in the background, unless it has one (or one
+    /// is being made). Beyond the pool's capacity the least recently used one is removed.
+    pub(crate) fn refill_standby(self: &Arc<Self>, plan: Arc<InstancePlan>) {
+        if self.shutdown.is_cancelled() || !self.warm.begin_fill(&plan.key()) {
+            return;
+        }
+        let me = self.clone();
+        self.stopping.spawn(async move {
+            let id = InstanceId::generate();
+            let standby = match me.create_sandbox(&plan, &id).await {
+                Ok(launched) => Some(Standby { id, launched }),
+                Err(reason) => {
+                    tracing::warn!(service = %plan.service, %reason, "warm pool: could not prepare a sandbox");
+                    None
+                }
+            };
+            let wanted = !me.shutdown.is_cancelled() && me.services.is_current(&plan);
+            for s in me.warm.made(&plan.key(), standby, wanted) {
+                s.launched.sandbox.destroy().await;
+            }
+        });
+    }
+
+    /// Removes the standby of a plan that is no longer live.
+    pub(crate) async fn drop_standby(&self, key: &PlanKey) {
+        if let Some(s) = self.take_standby(key) {
+            s.launched.sandbox.destroy().await;
         }
     }
 }

@@ -2,10 +2,16 @@
 //! It owns the deployment pipeline (fetch, build, start, switch), supervises instances
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
+mod access;
 mod config_file;
 mod deploy;
 mod env;
 mod error;
+mod events;
+#[cfg(test)]
+mod fakes;
+mod handle;
+mod images;
 mod instance;
 mod logs;
 mod mask;
@@ -14,11 +20,19 @@ mod observe;
 mod platform;
 mod rollout;
 mod scaler;
+mod seams;
+mod services;
+mod stats;
+mod tasks;
+#[cfg(test)]
+mod tests;
+mod vault;
+mod views;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};
 pub use env::{EnvApplied, EnvChange};
 pub use error::ControlError;
 pub use logs::{Event, LogHub};
-pub use observe::Retention;
-pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};
+pub use platform::{LiveInstanceView, Platform, PlatformConfig, Retention, ServiceView};
+pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::mask::Masks;
+use crate::tasks::Tasks;
 
 /// What followers of logs and deployments receive.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,8 @@ enum Item {
     Event(Event),
     /// Answered once everything queued before it is stored.
     Flushed(oneshot::Sender<()>),
+    /// The last item: the writer stores what came before and ends.
+    Close,
 }
 
 #[derive(Clone)]
@@ -51,7 +54,8 @@ pub struct LogHub {
 const BATCH: usize = 512;
 
 impl LogHub {
-    pub fn start(store: Arc<Store>) -> LogHub {
+    /// Starts the writer as a task of `tasks`; it ends at [`LogHub::close`].
+    pub(crate) fn start(store: Arc<Store>, tasks: &Tasks) -> LogHub {
         let (tx, mut rx) = mpsc::channel::<Item>(16 * 1024);
         let (events, _) = broadcast::channel(16 * 1024);
         let out = events.clone();
@@ -59,7 +63,7 @@ impl LogHub {
         let counts = dropped.clone();
         let masks = Masks::default();
         let mask = masks.clone();
-        tokio::spawn(async move {
+        tasks.spawn("log writer", async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let mut lines = Vec::with_capacity(batch.len());
@@ -90,6 +94,10 @@ impl LogHub {
                         Item::Flushed(done) => {
                             flush(&store, &out, &mask, std::mem::take(&mut lines)).await;
                             let _ = done.send(());
+                        }
+                        Item::Close => {
+                            flush(&store, &out, &mask, std::mem::take(&mut lines)).await;
+                            return;
                         }
                     }
                 }
@@ -148,6 +156,11 @@ impl LogHub {
         if self.tx.send(Item::Flushed(done)).await.is_ok() {
             let _ = stored.await;
         }
+    }
+
+    /// Ends the writer once what was written before is stored; later lines are dropped.
+    pub(crate) async fn close(&self) {
+        let _ = self.tx.send(Item::Close).await;
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -2,8 +2,7 @@
 //! gateway counts in its own atomics, and a scrape reads them (and the instances' cgroups)
 //! into a snapshot that a `prometheus-client` collector encodes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hoist_gateway::StatsSnapshot;
@@ -14,66 +13,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::Platform;
+use crate::platform::Platform;
 
-/// Upper bounds of the build duration buckets, in seconds.
-const BUILD_BOUNDS_S: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
-
-/// Builds finished since the server started: counts by outcome and a duration histogram.
-#[derive(Debug, Default)]
-pub(crate) struct BuildStats {
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    cancelled: AtomicU64,
-    buckets: [AtomicU64; BUILD_BOUNDS_S.len() + 1],
-    sum_ms: AtomicU64,
-}
-
-/// How a build ended.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum BuildOutcome {
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl BuildStats {
-    pub(crate) fn record(&self, outcome: BuildOutcome, took: Duration) {
-        match outcome {
-            BuildOutcome::Succeeded => &self.succeeded,
-            BuildOutcome::Failed => &self.failed,
-            BuildOutcome::Cancelled => &self.cancelled,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        let i = BUILD_BOUNDS_S
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUILD_BOUNDS_S.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ms
-            .fetch_add(took.as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-/// The data dir's size, measured in the background (walking it on every scrape would make a
-/// scrape cost as much as the tree is large).
-#[derive(Debug, Default)]
-pub(crate) struct DiskGauge {
-    bytes: Mutex<Option<u64>>,
-}
-
-impl DiskGauge {
-    pub(crate) fn set(&self, bytes: u64) {
-        if let Ok(mut b) = self.bytes.lock() {
-            *b = Some(bytes);
-        }
-    }
-
-    fn get(&self) -> Option<u64> {
-        self.bytes.lock().ok().and_then(|b| *b)
-    }
-}
+pub(crate) use crate::stats::BuildOutcome;
 
 #[derive(Debug)]
 struct ServiceSample {
@@ -305,7 +247,7 @@ impl Collector for Snapshot {
 
 impl Platform {
     /// The Prometheus text exposition of everything `/metrics` shows.
-    pub fn prometheus_text(&self) -> Result<String, crate::ControlError> {
+    pub fn prometheus_text(&self) -> Result<String, crate::error::ControlError> {
         let (service_count, deployment_count) = self.store.platform_counts()?;
         let services = {
             let services = self.state();
@@ -318,7 +260,7 @@ impl Platform {
                         .iter()
                         .flat_map(|l| l.instances.iter())
                         .map(|i| {
-                            let c = i.shared.freezer.stats();
+                            let c = i.shared.stats();
                             InstanceSample {
                                 id: i.shared.id.to_string(),
                                 memory_bytes: c.memory_bytes,
@@ -340,18 +282,12 @@ impl Platform {
                 })
                 .collect::<Vec<_>>()
         };
-        let b = &self.build_stats;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let builds = self.build_stats.snapshot();
         let snapshot = Snapshot {
             services,
-            builds: [load(&b.succeeded), load(&b.failed), load(&b.cancelled)],
-            build_buckets: BUILD_BOUNDS_S
-                .iter()
-                .copied()
-                .chain(std::iter::once(f64::MAX))
-                .zip(b.buckets.iter().map(load))
-                .collect(),
-            build_sum_s: load(&b.sum_ms) as f64 / 1000.0,
+            builds: builds.counts,
+            build_buckets: builds.buckets,
+            build_sum_s: builds.sum_s,
             service_count,
             deployment_count,
             runtimes_installed: self.runtimes.list().iter().filter(|r| r.installed).count() as u64,
@@ -370,10 +306,13 @@ impl Platform {
     pub(crate) async fn measure_data_dir(self: Arc<Self>) {
         loop {
             let dir = self.config.data_dir.clone();
-            if let Ok(bytes) =
-                tokio::task::spawn_blocking(move || crate::rollout::disk_usage(&dir)).await
-            {
-                self.data_dir_size.set(bytes);
+            let walk = tokio::task::spawn_blocking(move || crate::rollout::disk_usage(&dir));
+            // A big tree takes a while to walk; a stop does not wait for the figure.
+            tokio::select! {
+                walked = walk => if let Ok(bytes) = walked {
+                    self.data_dir_size.set(bytes);
+                },
+                _ = self.shutdown.cancelled() => return,
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(300)) => {}

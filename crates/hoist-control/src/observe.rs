@@ -7,71 +7,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hoist_core::{InstanceId, ServiceName};
-use hoist_gateway::{AccessLog, AccessRecord, StatsSnapshot};
-use hoist_store::{LogFilter, LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
-use tokio::sync::{mpsc, oneshot};
+use hoist_core::ServiceName;
+use hoist_gateway::{AccessRecord, StatsSnapshot};
+use hoist_store::{LogStream, MinuteMetrics, NewEvent, NewLogLine, now_ms};
+use tokio::sync::mpsc;
 
-use crate::Platform;
+use crate::access::{AccessItem, AccessQueue};
+use crate::platform::Platform;
 
-/// Batches of access records waiting for the writer (a gateway worker hands one over every
-/// 50 ms, or at 1024 records); beyond this they are dropped (and counted).
-const ACCESS_QUEUE: usize = 256;
 /// At most this many `http_5xx` events per service per second; the rest are counted in the
 /// next one.
 const ERROR_EVENTS_PER_SECOND: u32 = 1;
-const CONTEXT_LINES: usize = 10;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Minutes of metrics kept.
 const METRICS_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// How long logs and events are kept, how many log bytes per service, and how often the
-/// per-service metrics are sampled.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub max_age: Duration,
-    pub max_bytes_per_service: u64,
-    /// One minute; shorter only for tests, which cannot wait for minutes to pass.
-    pub metrics_resolution: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Retention {
-        Retention {
-            max_age: Duration::from_secs(7 * 24 * 60 * 60),
-            max_bytes_per_service: hoist_store::LOG_BYTES_CAP,
-            metrics_resolution: MINUTE,
-        }
-    }
-}
-
-/// The gateway's side of the access log: a non-blocking hand-off.
-pub(crate) struct AccessQueue {
-    tx: mpsc::Sender<AccessItem>,
-    dropped: AtomicU64,
-}
-
-pub(crate) enum AccessItem {
-    Batch(Vec<AccessRecord>),
-    /// Answered once the batches before it are on their way to the log hub.
-    Passed(oneshot::Sender<()>),
-}
-
-impl AccessLog for AccessQueue {
-    fn record(&self, batch: Vec<AccessRecord>) {
-        if let Err(e) = self.tx.try_send(AccessItem::Batch(batch)) {
-            let lost = match e {
-                mpsc::error::TrySendError::Full(AccessItem::Batch(b))
-                | mpsc::error::TrySendError::Closed(AccessItem::Batch(b)) => b.len(),
-                _ => 0,
-            };
-            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Per-service state of the 5xx event rate limit.
 #[derive(Default)]
@@ -85,31 +36,33 @@ impl Platform {
     /// Connects the gateway's access records to the log and starts the background work:
     /// the access writer, the minute sampler and retention.
     pub(crate) fn start_observers(self: &Arc<Self>) {
-        let (tx, rx) = mpsc::channel(ACCESS_QUEUE);
-        let queue = Arc::new(AccessQueue {
-            tx,
-            dropped: AtomicU64::new(0),
-        });
+        let (queue, rx) = AccessQueue::new();
         self.gateway.set_access_log(queue.clone());
         let _ = self.access_queue.set(queue.clone());
-        tokio::spawn(self.clone().write_access(rx, queue));
-        tokio::spawn(self.clone().sample_minutes());
-        tokio::spawn(self.clone().apply_retention());
-        tokio::spawn(self.clone().measure_data_dir());
-        tokio::spawn(self.clone().index_logs());
+        self.writers
+            .spawn("access writer", self.clone().write_access(rx, queue));
+        self.tasks
+            .spawn("metrics sampler", self.clone().sample_minutes());
+        self.tasks
+            .spawn("retention", self.clone().apply_retention());
+        self.tasks
+            .spawn("disk gauge", self.clone().measure_data_dir());
+        self.tasks.spawn("log index", self.clone().index_logs());
     }
 
     /// Returns once the access records the gateway has handed over and every log line
     /// written so far are stored. A stopping server calls it after the gateway has drained,
-    /// so the log of its last requests survives the restart.
+    /// so the log of its last requests survives the restart. After [`Platform::shutdown`] it
+    /// is the last step: the writers end (waited for), and later lines are dropped.
     pub async fn flush_logs(&self) {
         if let Some(queue) = self.access_queue.get() {
-            let (done, passed) = oneshot::channel();
-            if queue.tx.send(AccessItem::Passed(done)).await.is_ok() {
-                let _ = passed.await;
-            }
+            queue.passed().await;
         }
         self.logs.flushed().await;
+        if self.shutdown.is_cancelled() {
+            // The access writer drains its queue, then closes the log hub behind its lines.
+            self.writers.stop().await;
+        }
     }
 
     /// Keeps the trigram index of log lines (what `--grep` uses) up with what is stored, in
@@ -141,7 +94,17 @@ impl Platform {
         queue: Arc<AccessQueue>,
     ) {
         let mut windows: HashMap<Arc<str>, ErrorWindow> = HashMap::new();
-        while let Some(item) = rx.recv().await {
+        let stop = self.writers.stopping().clone();
+        loop {
+            let item = tokio::select! {
+                biased;
+                item = rx.recv() => item,
+                // Told to stop: what is queued still goes to the log, nothing after it.
+                _ = stop.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(item) = item else {
+                break;
+            };
             let batch = match item {
                 AccessItem::Batch(b) => b,
                 AccessItem::Passed(done) => {
@@ -165,7 +128,7 @@ impl Platform {
                 });
             }
             self.logs.try_write_many(lines);
-            let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+            let dropped = queue.take_dropped();
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -173,6 +136,7 @@ impl Platform {
                 );
             }
         }
+        self.logs.close().await;
     }
 
     fn error_event(&self, windows: &mut HashMap<Arc<str>, ErrorWindow>, r: &AccessRecord) {
@@ -202,76 +166,12 @@ impl Platform {
             detail.push_str(&format!(" ({more} more 5xx answers since the last event)"));
         }
         let instance = r.instance.as_deref().map(str::to_string);
-        self.record_event(NewEvent {
+        self.events.record(NewEvent {
             service: r.service.to_string(),
             ts: r.ts_ms,
             kind: hoist_core::EventKind::Http5xx,
             instance,
             deployment: None,
-            detail,
-            context: Vec::new(),
-        });
-    }
-
-    /// Stores an event with the last log lines of its instance (or service) as context,
-    /// a moment later so the lines on their way to the log are there too.
-    pub(crate) fn record_event(&self, mut event: NewEvent) {
-        // A 5xx event quotes the request's path, which may carry a secret as the access line
-        // does; the context lines given here were not through the log hub either.
-        let masks = self.logs.masks();
-        if let Some(masked) = masks.apply(&event.service, &event.detail) {
-            event.detail = masked;
-        }
-        for line in &mut event.context {
-            if let Some(masked) = masks.apply(&event.service, line) {
-                *line = masked;
-            }
-        }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let filter = LogFilter {
-                instance: event.instance.clone(),
-                streams: vec![LogStream::Stdout, LogStream::Stderr, LogStream::System],
-                tail: Some(CONTEXT_LINES),
-                ..LogFilter::default()
-            };
-            let _ = tokio::task::spawn_blocking(move || {
-                if event.context.is_empty() {
-                    event.context = store
-                        .query_logs(&event.service, &filter)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|l| l.line)
-                        .collect();
-                }
-                if let Err(e) = store.insert_event(&event) {
-                    tracing::warn!(error = %e, "recording an event");
-                }
-            })
-            .await;
-        });
-    }
-
-    /// An instance ended by itself: a crash, or an OOM kill.
-    pub(crate) fn instance_event(
-        &self,
-        service: &ServiceName,
-        deployment: &hoist_core::DeploymentId,
-        instance: &InstanceId,
-        oom: bool,
-        detail: String,
-    ) {
-        self.record_event(NewEvent {
-            service: service.to_string(),
-            ts: now_ms(),
-            kind: if oom {
-                hoist_core::EventKind::Oom
-            } else {
-                hoist_core::EventKind::Crash
-            },
-            instance: Some(instance.to_string()),
-            deployment: Some(deployment.to_string()),
             detail,
             context: Vec::new(),
         });
@@ -316,7 +216,7 @@ impl Platform {
             let mut memory = 0u64;
             let mut cpu_ns = 0u64;
             for i in instances {
-                let c = i.shared.freezer.stats();
+                let c = i.shared.stats();
                 memory += c.memory_bytes;
                 cpu_ns += c.cpu_usage_ns;
             }

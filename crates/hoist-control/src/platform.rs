@@ -1,6 +1,5 @@
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use hoist_build::{Builder, Runtimes};
@@ -8,7 +7,7 @@ use hoist_core::{
     DeploymentId, DeploymentState, EnvVars, InstanceId, Scaling, ScalingLayer, ServiceName,
     ServiceSpec,
 };
-use hoist_gateway::{Activator, Gateway, PoolLimits, RoutingTable, ServicePool, UpstreamState};
+use hoist_gateway::{Activator, Gateway, ServicePool};
 use hoist_sandbox::Sandboxes;
 use hoist_secrets::MasterKey;
 use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
@@ -17,9 +16,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::instance::{InstanceHandle, InstancePlan, InstanceShared};
+use crate::error::ControlError;
+use crate::events::Events;
+use crate::handle::{InstanceHandle, InstancePlan};
+use crate::images::Images;
+use crate::instance::{Launcher, LauncherParts, StartFailure};
+use crate::logs::{Event, LogHub};
+use crate::seams::{Host, ImageBuilder};
+pub(crate) use crate::services::{LiveDeployment, limits};
+use crate::services::{ServiceMap, ServiceState, Services};
+use crate::tasks::Tasks;
+use crate::vault::EnvVault;
 use crate::warm::WarmPool;
-use crate::{ControlError, Event, LogHub};
 
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
@@ -35,28 +43,27 @@ pub struct PlatformConfig {
     pub warm_pool: usize,
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
-    pub retention: crate::Retention,
+    pub retention: Retention,
 }
 
-/// What runs for one service: its live deployment, that deployment's instances and the
-/// gateway's pool for it.
-pub(crate) struct ServiceState {
-    pub(crate) pool: Arc<ServicePool>,
-    pub(crate) scaling: Scaling,
-    pub(crate) live: Option<LiveDeployment>,
-    /// The deployment being built, cancelled when a newer one arrives.
-    pub(crate) pending: Option<(DeploymentId, CancellationToken)>,
-    /// When an instance last failed to start, so the scaler backs off a crash loop.
-    pub(crate) last_start_failure: Option<std::time::Instant>,
-    pub(crate) failures_in_a_row: u32,
-    /// Cold starts already added to the daily totals.
-    pub(crate) cold_recorded: u64,
+/// How long logs and events are kept, how many log bytes per service, and how often the
+/// per-service metrics are sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes_per_service: u64,
+    /// One minute; shorter only for tests, which cannot wait for minutes to pass.
+    pub metrics_resolution: Duration,
 }
 
-pub(crate) struct LiveDeployment {
-    pub(crate) id: DeploymentId,
-    pub(crate) plan: Arc<InstancePlan>,
-    pub(crate) instances: Vec<InstanceHandle>,
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            max_bytes_per_service: hoist_store::LOG_BYTES_CAP,
+            metrics_resolution: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The gateway's way of asking for an instance; holds the platform weakly so the gateway's
@@ -75,7 +82,9 @@ impl Activator for PlatformActivator {
         };
         match service.parse::<ServiceName>() {
             Ok(name) => {
-                self.runtime.spawn(platform.start_for_pool(name, true));
+                // Tracked with the stopping instances: a server stop waits for the start.
+                let start = platform.launcher.clone().start_for_pool(name, true);
+                platform.stopping.spawn_on(start, &self.runtime);
             }
             Err(_) => {
                 if let Some(pool) = platform.gateway.table().route(service) {
@@ -90,24 +99,31 @@ pub struct Platform {
     pub(crate) config: PlatformConfig,
     pub(crate) store: Arc<Store>,
     pub(crate) runtimes: Runtimes,
-    pub(crate) builder: Builder,
-    pub(crate) sandboxes: Arc<Sandboxes>,
+    pub(crate) builder: Arc<dyn ImageBuilder>,
     pub(crate) gateway: Arc<Gateway>,
-    /// Seals and opens service environments; the key never enters the database.
-    pub(crate) secrets: MasterKey,
-    pub(crate) build_stats: crate::metrics::BuildStats,
-    pub(crate) data_dir_size: crate::metrics::DiskGauge,
+    /// The services' sealed environments.
+    pub(crate) vault: EnvVault,
+    pub(crate) build_stats: crate::stats::BuildStats,
+    pub(crate) data_dir_size: crate::stats::DiskGauge,
     pub(crate) logs: LogHub,
     /// Where the gateway hands its access records; set when the observers start.
-    pub(crate) access_queue: std::sync::OnceLock<Arc<crate::observe::AccessQueue>>,
-    pub(crate) services: Mutex<HashMap<ServiceName, ServiceState>>,
+    pub(crate) access_queue: std::sync::OnceLock<Arc<crate::access::AccessQueue>>,
+    pub(crate) services: Arc<Services>,
     pub(crate) build_slots: Semaphore,
     pub(crate) shutdown: CancellationToken,
+    /// The background loops (scaler, metrics sampler, retention, disk gauge, log index),
+    /// stopped by `shutdown` and waited for by [`Platform::shutdown`].
+    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) events: Arc<Events>,
+    /// The access writer and the log hub's writer: they run until the last line is stored,
+    /// which is after the instances have stopped (see [`Platform::flush_logs`]).
+    pub(crate) writers: Tasks,
     /// Instances being drained or stopped outside any service's live set: a graceful server
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
-    pub(crate) warm: WarmPool,
-    activator: Arc<dyn Activator>,
+    /// Starts and supervises instances, with the warm pool.
+    pub(crate) launcher: Arc<Launcher>,
+    pub(crate) images: Images,
 }
 
 /// A running instance as the scaler sees it now.
@@ -151,7 +167,6 @@ impl Platform {
         store: Arc<Store>,
         gateway: Arc<Gateway>,
     ) -> Result<Arc<Platform>, ControlError> {
-        let secrets = MasterKey::load(&config.data_dir)?;
         // Versions before sealing kept sandbox state in DATA/run on disk; clean it up once.
         let legacy = config.data_dir.join("run");
         if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_dir()) {
@@ -166,6 +181,23 @@ impl Platform {
         sandboxes.remove_stale().await;
         sandboxes.prewarm();
         builder.remove_stale();
+        let host = Host {
+            sandboxes,
+            builder: Arc::new(builder),
+        };
+        Platform::start_with(config, store, gateway, host).await
+    }
+
+    /// Starts the platform on `host`'s sandbox driver and image builder, which are ready
+    /// (whatever an earlier run left is cleaned up).
+    pub async fn start_with(
+        config: PlatformConfig,
+        store: Arc<Store>,
+        gateway: Arc<Gateway>,
+        host: Host,
+    ) -> Result<Arc<Platform>, ControlError> {
+        let secrets = MasterKey::load(&config.data_dir)?;
+        let Host { sandboxes, builder } = host;
         store.stop_all_instances("server restarted")?;
         for d in store.in_progress_deployments()? {
             store.set_deployment_state(
@@ -174,35 +206,67 @@ impl Platform {
                 Some("interrupted by server restart"),
             )?;
         }
-        let platform = Arc::new_cyclic(|weak| Platform {
-            runtimes: Runtimes::new(config.runtime_cache.clone()),
-            logs: LogHub::start(store.clone()),
-            access_queue: std::sync::OnceLock::new(),
-            build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
-            warm: WarmPool::new(config.warm_pool),
-            config,
-            store,
-            builder,
-            sandboxes,
-            gateway,
-            secrets,
-            build_stats: Default::default(),
-            data_dir_size: Default::default(),
-            services: Mutex::new(HashMap::new()),
-            shutdown: CancellationToken::new(),
-            stopping: TaskTracker::new(),
-            activator: Arc::new(PlatformActivator {
-                platform: weak.clone(),
-                runtime: tokio::runtime::Handle::current(),
-            }),
+        let shutdown = CancellationToken::new();
+        let stopping = TaskTracker::new();
+        let writers = Tasks::new(CancellationToken::new());
+        let logs = LogHub::start(store.clone(), &writers);
+        let tasks = Arc::new(Tasks::new(shutdown.clone()));
+        let vault = EnvVault::new(secrets, store.clone(), logs.masks().clone());
+        let events = Arc::new(Events::new(
+            store.clone(),
+            logs.masks().clone(),
+            tasks.clone(),
+        ));
+        let platform = Arc::new_cyclic(|weak| {
+            let services = Arc::new(Services::new(
+                gateway.clone(),
+                Arc::new(PlatformActivator {
+                    platform: weak.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                }),
+            ));
+            let launcher = Arc::new(Launcher::new(LauncherParts {
+                start_timeout: config.start_timeout,
+                store: store.clone(),
+                logs: logs.clone(),
+                sandboxes,
+                warm: WarmPool::new(config.warm_pool),
+                services: services.clone(),
+                events: events.clone(),
+                stopping: stopping.clone(),
+                shutdown: shutdown.clone(),
+            }));
+            Platform {
+                runtimes: Runtimes::new(config.runtime_cache.clone()),
+                logs,
+                access_queue: std::sync::OnceLock::new(),
+                build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
+                images: Images::new(&config.data_dir),
+                config,
+                store,
+                builder,
+                gateway: gateway.clone(),
+                vault,
+                build_stats: Default::default(),
+                data_dir_size: Default::default(),
+                events,
+                tasks,
+                writers,
+                shutdown,
+                stopping,
+                services,
+                launcher,
+            }
         });
         platform
             .store
             .set_log_cap(platform.config.retention.max_bytes_per_service);
-        platform.seal_legacy_env()?;
+        platform.vault.seal_legacy()?;
         platform.restore()?;
         platform.start_observers();
-        tokio::spawn(platform.clone().run_scaler());
+        platform
+            .tasks
+            .spawn("scaler", platform.clone().run_scaler());
         Ok(platform)
     }
 
@@ -211,10 +275,10 @@ impl Platform {
     fn restore(self: &Arc<Self>) -> Result<(), ControlError> {
         for svc in self.store.list_services()? {
             let scaling = svc.scaling.unwrap_or_default();
-            let (env, revision) = self.service_env(&svc.name)?;
+            let (env, revision) = self.vault.open(&svc.name)?;
             self.logs
                 .masks()
-                .set(svc.name.as_str(), "env", crate::env::values(&env));
+                .set(svc.name.as_str(), "env", crate::vault::values(&env));
             let plan = svc
                 .live_deployment
                 .as_ref()
@@ -244,30 +308,6 @@ impl Platform {
         Ok(())
     }
 
-    /// The service's state, made (with its gateway pool) if it is new.
-    pub(crate) fn ensure_state<'a>(
-        &self,
-        services: &'a mut HashMap<ServiceName, ServiceState>,
-        name: &ServiceName,
-        scaling: Scaling,
-    ) -> &'a mut ServiceState {
-        services
-            .entry(name.clone())
-            .or_insert_with(|| ServiceState {
-                pool: ServicePool::new(name.as_str(), limits(&scaling), self.activator.clone()),
-                scaling,
-                live: None,
-                pending: None,
-                last_start_failure: None,
-                failures_in_a_row: 0,
-                cold_recorded: 0,
-            })
-    }
-
-    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceName, ServiceState>> {
-        self.services.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -291,152 +331,10 @@ impl Platform {
         }
     }
 
-    /// Hands the gateway a table of every service's pool in one atomic swap. Only needed when
-    /// services come or go: instances change inside the pools.
-    pub(crate) fn publish_routes(&self) {
-        let services = self.state();
-        let mut table = RoutingTable::new();
-        for state in services.values() {
-            table.insert(state.pool.clone());
-        }
-        drop(services);
-        self.gateway.publish(table);
-    }
-
     /// Whether deployment `id`'s pipeline is still running (it may be recorded live already
     /// while the switch and what follows it are under way).
     pub fn is_in_pipeline(&self, service: &ServiceName, id: &DeploymentId) -> bool {
-        self.state()
-            .get(service)
-            .and_then(|s| s.pending.as_ref())
-            .is_some_and(|(p, _)| p == id)
-    }
-
-    pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
-        self.state().get(name).map(|s| s.pool.clone())
-    }
-
-    pub(crate) fn live_plan(
-        &self,
-        name: &ServiceName,
-    ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
-        let services = self.state();
-        let state = services.get(name)?;
-        let live = state.live.as_ref()?;
-        Some((live.plan.clone(), state.pool.clone()))
-    }
-
-    /// Adds a started instance to its deployment if that is still live; otherwise stops it.
-    pub(crate) fn adopt(&self, plan: &InstancePlan, handle: InstanceHandle) -> bool {
-        let mut services = self.state();
-        match services
-            .get_mut(&plan.service)
-            .and_then(|s| {
-                s.failures_in_a_row = 0;
-                s.live.as_mut()
-            })
-            .filter(|l| l.plan.key() == plan.key())
-        {
-            Some(live) => {
-                live.instances.push(handle);
-                true
-            }
-            None => {
-                drop(services);
-                self.stopping.spawn(handle.stop());
-                false
-            }
-        }
-    }
-
-    pub(crate) fn note_start_failure(&self, name: &ServiceName) {
-        if let Some(s) = self.state().get_mut(name) {
-            s.last_start_failure = Some(std::time::Instant::now());
-            s.failures_in_a_row = s.failures_in_a_row.saturating_add(1);
-        }
-    }
-
-    pub fn service_view(&self, name: &ServiceName) -> Result<ServiceView, ControlError> {
-        let service = self
-            .store
-            .get_service(name)?
-            .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
-        let (running, starting, waiting, scaling, unrecorded_cold) = {
-            let services = self.state();
-            match services.get(name) {
-                Some(state) => {
-                    let running = state
-                        .live
-                        .iter()
-                        .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
-                        .map(|(l, i)| live_view(&l.id, &i.shared))
-                        .collect();
-                    (
-                        running,
-                        state.pool.starting(),
-                        state.pool.waiting(),
-                        state.scaling,
-                        state.pool.cold_starts().saturating_sub(state.cold_recorded),
-                    )
-                }
-                None => (Vec::new(), 0, 0, service.scaling.unwrap_or_default(), 0),
-            }
-        };
-        Ok(ServiceView {
-            url: self.url(name),
-            scaling,
-            deployments: self.store.list_deployments(name)?,
-            running,
-            starting,
-            waiting,
-            cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
-            instances: self.store.list_instances(name, 20)?,
-            events_24h: self
-                .store
-                .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
-                .into_iter()
-                .collect(),
-            service,
-        })
-    }
-
-    pub fn list(&self) -> Result<Vec<ServiceView>, ControlError> {
-        let services = self.store.list_services()?;
-        let mut views = Vec::with_capacity(services.len());
-        for service in services {
-            let (running, scaling) = {
-                let state = self.state();
-                match state.get(&service.name) {
-                    Some(s) => (
-                        s.live
-                            .iter()
-                            .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
-                            .map(|(l, i)| live_view(&l.id, &i.shared))
-                            .collect(),
-                        s.scaling,
-                    ),
-                    None => (Vec::new(), service.scaling.unwrap_or_default()),
-                }
-            };
-            views.push(ServiceView {
-                url: self.url(&service.name),
-                scaling,
-                deployments: self
-                    .store
-                    .list_deployments(&service.name)?
-                    .into_iter()
-                    .take(1)
-                    .collect(),
-                running,
-                starting: 0,
-                waiting: 0,
-                cold_starts: 0,
-                instances: Vec::new(),
-                events_24h: Default::default(),
-                service,
-            });
-        }
-        Ok(views)
+        self.services.is_pending(service, id)
     }
 
     /// Changes how a service scales, at once and without a redeploy.
@@ -524,18 +422,14 @@ impl Platform {
         }
         for image in images {
             if !self.store.image_in_use(&image)? {
-                let path = self.layer_path(&image);
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
+                self.images.remove(&image).await;
             }
         }
         Ok(())
     }
 
     pub(crate) fn layer_path(&self, digest: &str) -> PathBuf {
-        self.config
-            .data_dir
-            .join("layers")
-            .join(digest.replace(':', "-"))
+        self.images.path(digest)
     }
 
     /// The plan to run deployment `d` with the service env `env` (at `revision`).
@@ -575,7 +469,7 @@ impl Platform {
             service: spec.name.clone(),
             deployment: d.id.clone(),
             layers: vec![layer, runtime_rootfs],
-            env: crate::env::combined(&spec.env, env).map_err(|e| e.to_string())?,
+            env: crate::vault::combined(&spec.env, env).map_err(|e| e.to_string())?,
             revision,
             spec,
         })
@@ -598,9 +492,11 @@ impl Platform {
         });
     }
 
-    /// Graceful stop: every instance gets SIGTERM and a grace period.
+    /// Graceful stop: the background loops end (waited for), every instance gets SIGTERM and
+    /// a grace period. The log writers go on until [`Platform::flush_logs`].
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.tasks.stop().await;
         // Builds in progress are cancelled (their sandboxes removed) rather than orphaned.
         for state in self.state().values() {
             if let Some((_, cancel)) = &state.pending {
@@ -617,54 +513,70 @@ impl Platform {
         for h in handles {
             self.stopping.spawn(h.drain_and_stop());
         }
-        self.warm.drain(&self.stopping);
+        self.launcher.drain_standbys();
         self.stopping.close();
         self.stopping.wait().await;
-        self.sandboxes.shutdown().await;
+        self.launcher.shutdown().await;
     }
+}
 
-    /// An instance died: out of its deployment and its pool.
-    pub(crate) fn instance_gone(
+/// Delegations for the pipeline (deploy.rs) and the switch (rollout.rs), which reach the
+/// parts through the platform.
+impl Platform {
+    /// Starts an instance of `plan` (see [`Launcher::launch`]).
+    pub(crate) async fn launch(
         &self,
-        service: &ServiceName,
-        deployment: &DeploymentId,
-        instance: &InstanceId,
-    ) {
-        let mut services = self.state();
-        if let Some(state) = services.get_mut(service) {
-            state.pool.remove(instance.as_str());
-            if let Some(live) = state.live.as_mut()
-                && &live.id == deployment
-            {
-                live.instances.retain(|i| &i.id != instance);
-            }
-        }
+        plan: Arc<InstancePlan>,
+        cancel: Option<&CancellationToken>,
+        cold: bool,
+    ) -> Result<InstanceHandle, StartFailure> {
+        self.launcher.launch(plan, cancel, cold).await
     }
-}
 
-pub(crate) fn limits(scaling: &Scaling) -> PoolLimits {
-    PoolLimits {
-        concurrency: scaling.concurrency,
-        max_instances: scaling.max_instances,
+    pub(crate) fn refill_standby(&self, plan: Arc<InstancePlan>) {
+        self.launcher.refill_standby(plan)
     }
-}
 
-fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {
-    let up = &shared.upstream;
-    let usage = up.usage();
-    LiveInstanceView {
-        id: shared.id.clone(),
-        deployment: deployment.clone(),
-        state: match up.state() {
-            UpstreamState::Ready | UpstreamState::Freezing => "ready",
-            UpstreamState::Frozen | UpstreamState::Thawing => "frozen",
-            UpstreamState::Retired => "stopping",
-        }
-        .to_string(),
-        in_flight: up.in_flight(),
-        idle_ms: up.idle_for().as_millis() as u64,
-        active_ms: usage.active_ms,
-        frozen_ms: usage.frozen_ms,
-        requests: usage.requests,
+    pub(crate) async fn drop_standby(&self, key: &(DeploymentId, u64)) {
+        self.launcher.drop_standby(key).await
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ServiceMap> {
+        self.services.lock()
+    }
+
+    /// The service's state, made (with its gateway pool) if it is new.
+    pub(crate) fn ensure_state<'a>(
+        &self,
+        services: &'a mut ServiceMap,
+        name: &ServiceName,
+        scaling: Scaling,
+    ) -> &'a mut ServiceState {
+        self.services.ensure(services, name, scaling)
+    }
+
+    pub(crate) fn publish_routes(&self) {
+        self.services.publish()
+    }
+
+    pub(crate) fn live_plan(
+        &self,
+        name: &ServiceName,
+    ) -> Option<(Arc<InstancePlan>, Arc<ServicePool>)> {
+        self.services.live_plan(name)
+    }
+
+    /// The service's own (secret) environment and its revision.
+    pub(crate) fn service_env(&self, name: &ServiceName) -> Result<(EnvVars, u64), ControlError> {
+        self.vault.open(name)
+    }
+
+    /// See [`EnvVault::update`].
+    pub(crate) fn update_env(
+        &self,
+        name: &ServiceName,
+        edit: impl Fn(&mut EnvVars) -> Result<(), ControlError>,
+    ) -> Result<(EnvVars, u64, bool), ControlError> {
+        self.vault.update(name, edit)
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use hoist_core::{InstanceId, InstanceState, ServiceName};
 use hoist_gateway::{Upstream, UpstreamState};
-use hoist_store::{InstanceUsage, UsageDelta, now_ms, utc_day};
+use hoist_store::{UsageDelta, now_ms, utc_day};
 
-use crate::Platform;
-use crate::instance::{InstanceHandle, InstanceShared};
+use crate::handle::{InstanceHandle, InstanceShared, record_usage};
+use crate::platform::Platform;
 
 const TICK: Duration = Duration::from_millis(100);
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -110,7 +110,8 @@ impl Platform {
             });
         }
         for name in plan.start {
-            tokio::spawn(self.clone().start_for_pool(name, false));
+            self.stopping
+                .spawn(self.launcher.clone().start_for_pool(name, false));
         }
         for (name, id) in plan.stop {
             let handle = {
@@ -126,44 +127,6 @@ impl Platform {
                 tracing::info!(service = %name, instance = %id, "stopping idle instance");
                 self.stopping.spawn(h.drain_and_stop());
             }
-        }
-    }
-
-    /// Adds what an instance used since the last call to the service's daily totals and
-    /// stores its running totals.
-    pub(crate) fn record_usage(&self, shared: &InstanceShared) {
-        let usage = shared.upstream.usage();
-        let cpu_ns = shared.freezer.cpu_usage_ns();
-        let (delta, totals) = {
-            let mut mark = shared.recorded.lock().unwrap_or_else(|p| p.into_inner());
-            // A cgroup that is already gone reads 0: keep the last figure.
-            let cpu_ns = cpu_ns.max(mark.cpu_ns);
-            let delta = UsageDelta {
-                active_ms: usage.active_ms.saturating_sub(mark.active_ms),
-                frozen_ms: usage.frozen_ms.saturating_sub(mark.frozen_ms),
-                cpu_ms: (cpu_ns / 1_000_000).saturating_sub(mark.cpu_ns / 1_000_000),
-                mb_ms: usage.active_ms.saturating_sub(mark.active_ms) * u64::from(shared.memory_mb),
-                requests: usage.requests.saturating_sub(mark.requests),
-                cold_starts: 0,
-            };
-            mark.active_ms = mark.active_ms.max(usage.active_ms);
-            mark.frozen_ms = mark.frozen_ms.max(usage.frozen_ms);
-            mark.requests = mark.requests.max(usage.requests);
-            mark.cpu_ns = cpu_ns;
-            let totals = InstanceUsage {
-                active_ms: mark.active_ms,
-                frozen_ms: mark.frozen_ms,
-                cpu_ms: mark.cpu_ns / 1_000_000,
-                requests: mark.requests,
-            };
-            (delta, totals)
-        };
-        if !delta.is_zero() {
-            let day = utc_day(now_ms());
-            if let Err(e) = self.store.add_usage(&shared.service, &day, &delta) {
-                tracing::warn!(service = %shared.service, error = %e, "recording usage");
-            }
-            let _ = self.store.set_instance_usage(&shared.id, &totals);
         }
     }
 
@@ -185,7 +148,7 @@ impl Platform {
             (instances, colds)
         };
         for shared in instances {
-            self.record_usage(&shared);
+            record_usage(&self.store, &shared);
         }
         let day = utc_day(now_ms());
         for (name, n) in colds {

@@ -239,6 +239,8 @@ pub struct NetNs {
     name: String,
     file: File,
     slot: usize,
+    /// Set for [`NetNs::in_process`]: where every connection goes instead.
+    redirect: Option<SocketAddr>,
 }
 
 fn slot_addrs(slot: usize) -> (Ipv4Addr, Ipv4Addr) {
@@ -284,7 +286,12 @@ impl NetNs {
         let file = File::open(format!("/run/netns/{name}")).map_err(SandboxError::io(format!(
             "opening network namespace {name}"
         )))?;
-        Ok(NetNs { name, file, slot })
+        Ok(NetNs {
+            name,
+            file,
+            slot,
+            redirect: None,
+        })
     }
 
     /// The server's own network namespace: connections go to the host's loopback. For tests
@@ -294,6 +301,19 @@ impl NetNs {
             name: "host".into(),
             file: File::open("/proc/self/ns/net")?,
             slot: usize::MAX,
+            redirect: None,
+        })
+    }
+
+    /// A stand-in that reaches one listener of this process: every connection goes to `addr`,
+    /// whatever port is asked for, without entering any namespace. For tests of the code
+    /// above the sandbox (the control plane's fake instances), which run without privileges.
+    pub fn in_process(addr: SocketAddr) -> io::Result<NetNs> {
+        Ok(NetNs {
+            name: format!("in-process-{}", addr.port()),
+            file: File::open("/proc/self/ns/net")?,
+            slot: usize::MAX,
+            redirect: Some(addr),
         })
     }
 
@@ -316,6 +336,11 @@ impl NetNs {
 
     /// Opens a TCP connection to `127.0.0.1:port` inside the namespace.
     pub async fn connect(&self, port: u16) -> io::Result<TcpStream> {
+        if let Some(addr) = self.redirect {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            return Ok(stream);
+        }
         self.connect_to(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             .await
     }
@@ -429,6 +454,18 @@ async fn ip_batch(netns: Option<&str>, script: &str) -> Result<(), SandboxError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_in_process_namespace_reaches_its_listener_whatever_the_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ns = NetNs::in_process(listener.local_addr().unwrap()).unwrap();
+        let (client, server) = tokio::join!(ns.connect(8080), listener.accept());
+        assert_eq!(
+            client.unwrap().local_addr().unwrap(),
+            server.unwrap().1,
+            "the connection went to another listener"
+        );
+    }
 
     /// Makes real namespaces: needs root, as the whole suite does.
     #[tokio::test]

@@ -1,0 +1,114 @@
+//! What `hoist ls` and `hoist status` show of services: the stored records joined with what
+//! runs now (instances, starts, held requests) from the services' state.
+
+use hoist_core::{DeploymentId, ServiceName};
+use hoist_gateway::UpstreamState;
+
+use crate::error::ControlError;
+use crate::handle::InstanceShared;
+use crate::platform::{LiveInstanceView, Platform, ServiceView};
+
+impl Platform {
+    pub fn service_view(&self, name: &ServiceName) -> Result<ServiceView, ControlError> {
+        let service = self
+            .store
+            .get_service(name)?
+            .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
+        let (running, starting, waiting, scaling, unrecorded_cold) = {
+            let services = self.state();
+            match services.get(name) {
+                Some(state) => {
+                    let running = state
+                        .live
+                        .iter()
+                        .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
+                        .map(|(l, i)| live_view(&l.id, &i.shared))
+                        .collect();
+                    (
+                        running,
+                        state.pool.starting(),
+                        state.pool.waiting(),
+                        state.scaling,
+                        state.pool.cold_starts().saturating_sub(state.cold_recorded),
+                    )
+                }
+                None => (Vec::new(), 0, 0, service.scaling.unwrap_or_default(), 0),
+            }
+        };
+        Ok(ServiceView {
+            url: self.url(name),
+            scaling,
+            deployments: self.store.list_deployments(name)?,
+            running,
+            starting,
+            waiting,
+            cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
+            instances: self.store.list_instances(name, 20)?,
+            events_24h: self
+                .store
+                .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
+                .into_iter()
+                .collect(),
+            service,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<ServiceView>, ControlError> {
+        let services = self.store.list_services()?;
+        let mut views = Vec::with_capacity(services.len());
+        for service in services {
+            let (running, scaling) = {
+                let state = self.state();
+                match state.get(&service.name) {
+                    Some(s) => (
+                        s.live
+                            .iter()
+                            .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
+                            .map(|(l, i)| live_view(&l.id, &i.shared))
+                            .collect(),
+                        s.scaling,
+                    ),
+                    None => (Vec::new(), service.scaling.unwrap_or_default()),
+                }
+            };
+            views.push(ServiceView {
+                url: self.url(&service.name),
+                scaling,
+                deployments: self
+                    .store
+                    .list_deployments(&service.name)?
+                    .into_iter()
+                    .take(1)
+                    .collect(),
+                running,
+                starting: 0,
+                waiting: 0,
+                cold_starts: 0,
+                instances: Vec::new(),
+                events_24h: Default::default(),
+                service,
+            });
+        }
+        Ok(views)
+    }
+}
+
+fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {
+    let up = &shared.upstream;
+    let usage = up.usage();
+    LiveInstanceView {
+        id: shared.id.clone(),
+        deployment: deployment.clone(),
+        state: match up.state() {
+            UpstreamState::Ready | UpstreamState::Freezing => "ready",
+            UpstreamState::Frozen | UpstreamState::Thawing => "frozen",
+            UpstreamState::Retired => "stopping",
+        }
+        .to_string(),
+        in_flight: up.in_flight(),
+        idle_ms: up.idle_for().as_millis() as u64,
+        active_ms: usage.active_ms,
+        frozen_ms: usage.frozen_ms,
+        requests: usage.requests,
+    }
+}
