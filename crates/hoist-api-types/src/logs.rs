@@ -1,6 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use hoist_core::DeploymentState;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
@@ -146,7 +147,7 @@ pub struct DeploymentOutcome {
     pub id: String,
     pub service: String,
     /// `live`, `failed`, `cancelled` or `superseded`.
-    pub state: String,
+    pub state: DeploymentState,
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
     /// Where the service answers, when live.

@@ -119,7 +119,7 @@ fn stream_events_keep_their_wire_shape() {
     let e = StreamEvent::Deployment(DeploymentOutcome {
         id: "d-0123456789".into(),
         service: "web".into(),
-        state: "live".into(),
+        state: DeploymentState::Live,
         reason: None,
         url: Some("http://web.localhost".into()),
     });

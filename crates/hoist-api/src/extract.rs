@@ -97,3 +97,101 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         decode_query(parts.uri.query().unwrap_or("")).map(ApiQuery)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use hoist_api_types::{EnvChange, LogsQuery, RollbackRequest, UsageQuery};
+
+    use super::*;
+
+    fn request(content_type: Option<&str>, body: &str) -> Request {
+        let mut b = axum::http::Request::builder().method("POST").uri("/x");
+        if let Some(t) = content_type {
+            b = b.header(header::CONTENT_TYPE, t);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named_with_its_rule() {
+        let e = decode_query::<LogsQuery>("tail=many").err().unwrap();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.error,
+            "invalid query parameter `tail`: invalid digit found in string"
+        );
+        let e = decode_query::<LogsQuery>("format=xml").err().unwrap();
+        assert_eq!(
+            e.error,
+            "invalid query parameter `format`: unknown variant `xml`, expected `ndjson` or `sse`"
+        );
+        let e = decode_query::<UsageQuery>("dayz=3").err().unwrap();
+        assert!(
+            e.error
+                .starts_with("invalid query: unknown parameter `dayz`, expected `days`"),
+            "{}",
+            e.error
+        );
+        let q = decode_query::<LogsQuery>("follow=true&stream=stdout,access&tail=5").unwrap();
+        assert!(q.follow);
+        assert_eq!(q.tail, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_bad_body_gets_a_json_400_naming_the_field() {
+        let req = request(Some("application/json"), r#"{"set": {}, "unsett": []}"#);
+        let e = ApiJson::<EnvChange>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.error.starts_with(
+                "invalid request body: unknown field `unsett`, expected `set` or `unset`"
+            ),
+            "{}",
+            e.error
+        );
+        let req = request(Some("application/json"), r#"{"set": {"A": 1}}"#);
+        let e = ApiJson::<EnvChange>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.error,
+            "invalid field `set.A`: invalid type: integer `1`, expected a string"
+        );
+        let req = request(Some("text/plain"), "{}");
+        let e = ApiJson::<EnvChange>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let req = request(Some("application/json"), "");
+        let e = ApiJson::<EnvChange>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn an_optional_body_may_be_left_out_but_not_be_wrong() {
+        let none = OptionalJson::<RollbackRequest>::from_request(request(None, ""), &())
+            .await
+            .ok()
+            .unwrap();
+        assert!(none.0.is_none());
+        let req = request(Some("application/json"), r#"{"deployment": "d-1"}"#);
+        let e = OptionalJson::<RollbackRequest>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            e.error.starts_with("invalid field `deployment`"),
+            "{}",
+            e.error
+        );
+    }
+}

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 const SERVICE: &str = "contract";
 
+/// An endpoint (method, path) and bad bodies for it, each with the field its error must name.
+type BadBodies = (&'static str, String, Vec<(Value, &'static str)>);
+
 fn raw(server: &Server, method: &str, path: &str, extra: &str) -> Answer {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n{extra}Connection: close\r\n\r\n",
@@ -273,7 +276,7 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
     );
     // (body, the field the error must name) for each endpoint: an unknown field, a wrong
     // type, an out-of-range value.
-    let cases: [(&str, String, Vec<(Value, &str)>); 4] = [
+    let cases: [BadBodies; 4] = [
         (
             "PATCH",
             format!("{svc}/env"),
