@@ -35,5 +35,11 @@ pub fn router(platform: Arc<Platform>) -> Router {
         ))
         .merge(open)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method (see /openapi.json)",
+            )
+        })
         .with_state(state)
 }

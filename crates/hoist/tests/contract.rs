@@ -404,6 +404,10 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
             .collect()
     };
     assert_eq!(samples(&text.body), samples(&om.body));
+    // A method a path does not take: 405, a JSON error too.
+    let (status, answer) = server.api("DELETE", "/v1/runtimes", None);
+    assert_eq!(status, 405, "{answer}");
+    assert!(answer["error"].as_str().is_some(), "{answer}");
     // The document itself is public; the API is not.
     let (status, _) = http(server.api_port, "127.0.0.1", "/v1/services").expect("GET");
     assert_eq!(status, 401);
