@@ -10,8 +10,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # crun runs the sandboxes, mmdebstrap builds the runtimes, iproute2 and iptables wire the
-# instances' network, git fetches sources, tini (its static build) is every sandbox's PID 1.
-packages=(crun mmdebstrap iproute2 iptables git ca-certificates curl build-essential pkg-config tini)
+# instances' network, git fetches sources, tini (its static build) is every sandbox's PID 1,
+# prometheus brings promtool, which tests/contract.rs checks /metrics with.
+packages=(crun mmdebstrap iproute2 iptables git ca-certificates curl build-essential pkg-config tini prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,9 +30,8 @@ mod vault;
 mod views;
 mod warm;
 
-pub use deploy::{DeployRequest, ScalingRequest};
-pub use env::{EnvApplied, EnvChange};
 pub use error::ControlError;
+pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
 pub use logs::{Event, LogHub};
-pub use platform::{LiveInstanceView, Platform, PlatformConfig, Retention, ServiceView};
+pub use platform::{Platform, PlatformConfig, Retention};
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};

@@ -2,16 +2,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
+
 use hoist_build::{Builder, Runtimes};
 use hoist_core::{
-    DeploymentId, DeploymentState, EnvVars, InstanceId, Scaling, ScalingLayer, ServiceName,
+    DeploymentId, DeploymentState, EnvVars, Scaling, ScalingLayer, ServiceName,
     ServiceSpec,
 };
 use hoist_gateway::{Activator, Gateway, ServicePool};
 use hoist_sandbox::Sandboxes;
 use hoist_secrets::MasterKey;
-use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
-use serde::Serialize;
+use hoist_store::{DeploymentRecord, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -124,41 +124,6 @@ pub struct Platform {
     /// Starts and supervises instances, with the warm pool.
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) images: Images,
-}
-
-/// A running instance as the scaler sees it now.
-#[derive(Debug, Serialize)]
-pub struct LiveInstanceView {
-    pub id: InstanceId,
-    pub deployment: DeploymentId,
-    /// ready, frozen or stopping.
-    pub state: String,
-    pub in_flight: usize,
-    pub idle_ms: u64,
-    pub active_ms: u64,
-    pub frozen_ms: u64,
-    pub requests: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceView {
-    #[serde(flatten)]
-    pub service: ServiceRecord,
-    pub url: String,
-    pub scaling: Scaling,
-    pub deployments: Vec<DeploymentRecord>,
-    /// Running now (in memory, exact).
-    pub running: Vec<LiveInstanceView>,
-    /// Instances being started right now.
-    pub starting: u32,
-    /// Requests held waiting for an instance right now.
-    pub waiting: u32,
-    /// Instances started because a request found none ready, over the service's life.
-    pub cold_starts: u64,
-    /// Recent instances with their final state and usage (from the database).
-    pub instances: Vec<InstanceRecord>,
-    /// Events of the last 24 hours by kind (`hoist events` lists them).
-    pub events_24h: std::collections::BTreeMap<hoist_core::EventKind, u64>,
 }
 
 impl Platform {

@@ -6,7 +6,9 @@ use hoist_gateway::UpstreamState;
 
 use crate::error::ControlError;
 use crate::handle::InstanceShared;
-use crate::platform::{LiveInstanceView, Platform, ServiceView};
+use hoist_api_types::{LiveInstanceView, ServiceView};
+
+use crate::platform::Platform;
 
 impl Platform {
     pub fn service_view(&self, name: &ServiceName) -> Result<ServiceView, ControlError> {
@@ -38,18 +40,18 @@ impl Platform {
         Ok(ServiceView {
             url: self.url(name),
             scaling,
-            deployments: self.store.list_deployments(name)?,
+            deployments: into_vec(self.store.list_deployments(name)?),
             running,
             starting,
             waiting,
             cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
-            instances: self.store.list_instances(name, 20)?,
+            instances: into_vec(self.store.list_instances(name, 20)?),
             events_24h: self
                 .store
                 .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
                 .into_iter()
                 .collect(),
-            service,
+            service: service.into(),
         })
     }
 
@@ -79,6 +81,7 @@ impl Platform {
                     .list_deployments(&service.name)?
                     .into_iter()
                     .take(1)
+                    .map(Into::into)
                     .collect(),
                 running,
                 starting: 0,
@@ -86,11 +89,16 @@ impl Platform {
                 cold_starts: 0,
                 instances: Vec::new(),
                 events_24h: Default::default(),
-                service,
+                service: service.into(),
             });
         }
         Ok(views)
     }
+}
+
+/// Store rows as the API shows them (hoist-api-types' conversions).
+fn into_vec<T, U: From<T>>(rows: Vec<T>) -> Vec<U> {
+    rows.into_iter().map(U::from).collect()
 }
 
 fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {

@@ -22,11 +22,17 @@ use crate::{SpecError, parse_variant};
     strum::VariantNames,
 )]
 #[strum(serialize_all = "snake_case")]
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "snake_case")
+)]
 pub enum EventKind {
     /// An instance exited while it was serving.
     Crash,
     /// The service answered a request with a 5xx status.
     #[strum(to_string = "http_5xx")]
+    #[cfg_attr(feature = "schema", schema(rename = "http_5xx"))]
     Http5xx,
     /// An instance was killed for using more than its memory.
     Oom,

@@ -3,6 +3,11 @@ use std::str::FromStr;
 use crate::{SpecError, variant_list};
 
 /// The base image family a service is built and run on.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(
     Debug,
     Clone,

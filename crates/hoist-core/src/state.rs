@@ -3,6 +3,11 @@ use std::str::FromStr;
 use crate::{SpecError, StateError, parse_variant};
 
 /// Where a deployment is in its lifecycle.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(
     Debug,
     Clone,
@@ -99,6 +104,11 @@ impl FromStr for DeploymentState {
 serde_via_str!(DeploymentState);
 
 /// Lifecycle of one running container of a service.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(
     Debug,
     Clone,

@@ -322,7 +322,7 @@ fn metrics_count_requests_by_class_latency_instances_and_builds() {
     server.get("meter", "/status?code=404");
 
     let head = format!(
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
         server.token()
     );
     let answer = common::exchange(server.api_port, head.as_bytes(), Duration::from_secs(30))

@@ -124,7 +124,7 @@ impl TestPlatform {
         DeployRequest {
             source: self.repo.display().to_string(),
             name: Some("app".into()),
-            runtime: Some("debian".into()),
+            runtime: Some(hoist_core::Runtime::Debian),
             start: Some("serve".into()),
             env: env.iter().map(|e| e.to_string()).collect(),
             ..DeployRequest::default()

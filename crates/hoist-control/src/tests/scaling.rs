@@ -11,7 +11,7 @@ use crate::EnvChange;
 async fn three_failed_starts_in_a_row_make_the_scaler_back_off() {
     let t = TestPlatform::start().await;
     let mut req = t.request(&[]);
-    req.min_instances = Some(1);
+    req.scaling.min_instances = Some(1);
     t.deploy_live(req).await;
     assert_eq!(t.running(), 1);
     // The instance crashes and every start after it fails: a crash loop.
@@ -41,8 +41,8 @@ async fn three_failed_starts_in_a_row_make_the_scaler_back_off() {
 async fn two_running_then_capped_at_one() -> (TestPlatform, hoist_core::DeploymentId) {
     let t = TestPlatform::start().await;
     let mut req = t.request(&["WHO=one"]);
-    req.min_instances = Some(2);
-    req.max_instances = Some(3);
+    req.scaling.min_instances = Some(2);
+    req.scaling.max_instances = Some(3);
     let first = t.deploy_live(req).await;
     eventually("two instances", || (t.running() == 2).then_some(())).await;
     t.platform
@@ -90,8 +90,8 @@ async fn a_rollback_starts_no_more_than_max_instances() {
     let t = TestPlatform::start().await;
     let first = t.deploy_live(t.request(&["WHO=one"])).await;
     let mut req = t.request(&["WHO=two"]);
-    req.min_instances = Some(2);
-    req.max_instances = Some(3);
+    req.scaling.min_instances = Some(2);
+    req.scaling.max_instances = Some(3);
     t.deploy_live(req).await;
     eventually("two instances", || (t.running() == 2).then_some(())).await;
     t.platform

@@ -6,7 +6,7 @@ use super::{DEADLINE, TestPlatform, eventually};
 async fn a_clean_stop_ends_every_background_task_and_waits_for_it() {
     let t = TestPlatform::start().await;
     let mut req = t.request(&[]);
-    req.min_instances = Some(1);
+    req.scaling.min_instances = Some(1);
     t.deploy_live(req).await;
     let loops = t.platform.tasks.running();
     for name in [
