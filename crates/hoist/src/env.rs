@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::Api;
+use crate::JsonFlag;
+use crate::api::Api;
+use crate::out::{self, outln};
 
 #[derive(Subcommand)]
 pub enum EnvCommand {
@@ -28,6 +30,8 @@ pub enum EnvCommand {
         name: String,
         #[arg(long)]
         reveal: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
     /// Set every variable of a dotenv file (KEY=VALUE lines, quotes, comments, `export`).
     Import { name: String, file: PathBuf },
@@ -38,6 +42,8 @@ pub struct RollbackArgs {
     name: String,
     /// The deployment to make live again (default: the one before the live one).
     deployment: Option<String>,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
@@ -69,22 +75,25 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
             }
             change(&api, &name, json!({ "set": set })).await
         }
-        EnvCommand::Ls { name, reveal } => {
+        EnvCommand::Ls { name, reveal, out } => {
             let path = if reveal {
                 format!("/v1/services/{name}/env?reveal=true")
             } else {
                 format!("/v1/services/{name}/env")
             };
-            let env = api.get(&path).await?;
+            let env: Value = api.get(&path).await?;
+            if out.json {
+                return out::json(&env);
+            }
             let names = env["names"].as_array().cloned().unwrap_or_default();
             if names.is_empty() {
-                println!("{name} has no environment variables");
+                outln!("{name} has no environment variables")?;
             }
             for n in names {
                 let n = n.as_str().unwrap_or_default();
                 match env["values"][n].as_str() {
-                    Some(v) if reveal => println!("{n}={v}"),
-                    _ => println!("{n}"),
+                    Some(v) if reveal => outln!("{n}={v}")?,
+                    _ => outln!("{n}")?,
                 }
             }
             Ok(())
@@ -94,19 +103,16 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
 
 async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
     let r: Value = api
-        .send(
+        .call(
             api.req(reqwest::Method::PATCH, &format!("/v1/services/{name}/env"))
                 .json(&body),
         )
-        .await?
-        .json()
         .await?;
     if r["changed"].as_bool() != Some(true) {
-        println!("{name}: environment unchanged");
-        return Ok(());
+        return outln!("{name}: environment unchanged");
     }
     let replaced = r["replaced"].as_u64().unwrap_or(0);
-    println!(
+    outln!(
         "{name}: environment updated (revision {}, {} variable(s)); {}",
         r["revision"].as_u64().unwrap_or(0),
         r["names"].as_array().map_or(0, Vec::len),
@@ -115,8 +121,7 @@ async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
         } else {
             "the next instance starts with it, no rebuild".to_string()
         }
-    );
-    Ok(())
+    )
 }
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
@@ -126,17 +131,18 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         None => json!({}),
     };
     let d: Value = api
-        .send(
+        .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/rollback", args.name),
             )
             .json(&body),
         )
-        .await?
-        .json()
         .await?;
-    println!(
+    if args.out.json {
+        return out::json(&d);
+    }
+    outln!(
         "{}: deployment {} (commit {}) is live again, from its stored image",
         args.name,
         d["id"].as_str().unwrap_or("?"),
@@ -144,6 +150,5 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
             .as_str()
             .or(d["commit_sha"].as_str())
             .map_or("?", |c| &c[..c.len().min(12)]),
-    );
-    Ok(())
+    )
 }

@@ -3,7 +3,10 @@
 use clap::Args;
 use serde_json::Value;
 
-use crate::client::{Api, format_ts, text};
+use crate::JsonFlag;
+use crate::api::Api;
+use crate::client::text;
+use crate::out::{self, outln, print_table, table, timestamp};
 
 #[derive(Args)]
 pub struct LogsArgs {
@@ -27,9 +30,8 @@ pub struct LogsArgs {
     /// Only lines containing this text (searches everything retained).
     #[arg(long)]
     grep: Option<String>,
-    /// One JSON object per line, as the API gives them.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: JsonFlag,
     /// How many of the most recent matching lines to print first.
     #[arg(long)]
     tail: Option<usize>,
@@ -58,24 +60,25 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
             &format!("/v1/services/{}/logs", args.name),
         )
         .query(&query);
-    let json = args.json;
-    api.ndjson_from(rb, |l| {
+    let json = args.out.json;
+    api.ndjson(rb, |l: Value| {
         if json {
-            println!("{l}");
-            return true;
+            out::ndjson_line(&l)?;
+            return Ok(true);
         }
         let who = l["instance"]
             .as_str()
             .or(l["deployment"].as_str())
             .unwrap_or("-");
-        println!(
+        // A stream has no last row to size a table by: fixed widths that fit the ids.
+        outln!(
             "{} {:<6} {:<12} {}",
-            format_ts(l["ts"].as_i64().unwrap_or(0)),
+            timestamp(l["ts"].as_i64().unwrap_or(0)),
             text(&l["stream"]),
             who,
             text(&l["line"])
-        );
-        true
+        )?;
+        Ok(true)
     })
     .await
 }
@@ -89,39 +92,45 @@ pub struct EventsArgs {
     /// Without the log lines around each event.
     #[arg(long)]
     brief: bool,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let events = api
+    let events: Value = api
         .get(&format!(
             "/v1/services/{}/events?limit={}",
             args.name, args.limit
         ))
         .await?;
+    if args.out.json {
+        return out::json(&events);
+    }
     let events = events.as_array().cloned().unwrap_or_default();
     if events.is_empty() {
-        println!(
+        return outln!(
             "{}: no events (5xx answers, crashes, OOM kills, failed starts)",
             args.name
         );
-        return Ok(());
     }
+    // Oldest first, as a log reads; each event's log lines below it, under its detail.
+    let mut t = table(&["TIME", "KIND", "INSTANCE", "DETAIL"], &[]);
     for e in events.iter().rev() {
-        println!(
-            "{} {:<12} {:<13} {}",
-            format_ts(e["ts"].as_i64().unwrap_or(0)),
-            text(&e["kind"]),
-            e["instance"].as_str().unwrap_or("-"),
-            text(&e["detail"])
-        );
+        t.add_row(vec![
+            timestamp(e["ts"].as_i64().unwrap_or(0)),
+            text(&e["kind"]).to_string(),
+            e["instance"].as_str().unwrap_or("-").to_string(),
+            text(&e["detail"]).to_string(),
+        ]);
         if !args.brief {
             for line in e["context"].as_array().into_iter().flatten() {
-                println!("    | {}", line.as_str().unwrap_or_default());
+                let line = format!("| {}", line.as_str().unwrap_or_default());
+                t.add_row(vec![String::new(), String::new(), String::new(), line]);
             }
         }
     }
-    Ok(())
+    print_table(&t)
 }
 
 #[derive(Args)]
@@ -130,53 +139,58 @@ pub struct MetricsArgs {
     /// How far back, per minute (at most 24h).
     #[arg(long, default_value = "30m")]
     since: String,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let rows = api
-        .send(
+    let rows: Value = api
+        .call(
             api.req(
                 reqwest::Method::GET,
                 &format!("/v1/services/{}/metrics", args.name),
             )
             .query(&[("since", &args.since)]),
         )
-        .await?
-        .json::<Value>()
         .await?;
+    if args.out.json {
+        return out::json(&rows);
+    }
     let rows = rows.as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
-        println!(
+        return outln!(
             "{}: no minutes recorded yet in the last {} (one row per minute, written as it ends)",
-            args.name, args.since
+            args.name,
+            args.since
         );
-        return Ok(());
     }
-    println!(
-        "{:<6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5} {:>9} {:>8}",
-        "MINUTE", "REQUESTS", "5XX", "P50", "P95", "P99", "INST", "MEMORY", "CPU"
+    let mut t = table(
+        &[
+            "MINUTE", "REQUESTS", "5XX", "P50", "P95", "P99", "INST", "MEMORY", "CPU",
+        ],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
     );
+    // Latencies keep a decimal below a millisecond, so they are not durations of whole ms.
     let ms = |v: &Value| {
         v.as_f64()
             .map_or_else(|| "-".to_string(), |x| format!("{x:.1}ms"))
     };
     for r in rows {
-        let minute = format_ts(r["minute"].as_i64().unwrap_or(0));
+        let minute = timestamp(r["minute"].as_i64().unwrap_or(0));
         // HH:MM of the RFC 3339 timestamp.
-        let hhmm = minute.get(11..16).unwrap_or(&minute);
-        println!(
-            "{:<6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5} {:>7.0}MB {:>6}ms",
+        let hhmm = minute.get(11..16).unwrap_or(&minute).to_string();
+        t.add_row(vec![
             hhmm,
-            r["requests"].as_u64().unwrap_or(0),
-            r["errors"].as_u64().unwrap_or(0),
+            r["requests"].as_u64().unwrap_or(0).to_string(),
+            r["errors"].as_u64().unwrap_or(0).to_string(),
             ms(&r["p50_ms"]),
             ms(&r["p95_ms"]),
             ms(&r["p99_ms"]),
-            r["instances"].as_u64().unwrap_or(0),
-            r["memory_mb"].as_f64().unwrap_or(0.0),
-            r["cpu_ms"].as_u64().unwrap_or(0),
-        );
+            r["instances"].as_u64().unwrap_or(0).to_string(),
+            format!("{:.0}MB", r["memory_mb"].as_f64().unwrap_or(0.0)),
+            out::duration(r["cpu_ms"].as_u64().unwrap_or(0)),
+        ]);
     }
-    Ok(())
+    print_table(&t)
 }

@@ -1,0 +1,372 @@
+//! `hoist deploy`: submit a deployment, then follow its build log and steps to the end.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::JsonFlag;
+use crate::api::{Api, NdjsonLines};
+use crate::client::ScalingArgs;
+use crate::out::{self, duration, outln};
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// A git URL, or the path of a local git repository.
+    source: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    branch: Option<String>,
+    /// The app's directory inside the repository.
+    #[arg(long)]
+    root: Option<String>,
+    /// python, node, go, rust or debian.
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Build command (bash).
+    #[arg(long)]
+    build: Option<String>,
+    /// Start command (bash).
+    #[arg(long)]
+    start: Option<String>,
+    #[arg(long)]
+    port: Option<i64>,
+    /// Memory in MB (128-7076), e.g. 512 or 1gb.
+    #[arg(long)]
+    memory: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[command(flatten)]
+    scaling: ScalingArgs,
+    /// Return once the deployment is accepted instead of following it to the end.
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the finished deployment as JSON on stdout (the build log goes to stderr).
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+/// How often the deployment's steps are read while its log streams: often enough for a step's
+/// end to show within a second, rarely enough to cost the server nothing.
+const STEP_POLL: Duration = Duration::from_secs(1);
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let source = if hoist_core::is_remote_source(&args.source) {
+        args.source.clone()
+    } else {
+        let path = std::path::absolute(&args.source)
+            .with_context(|| format!("resolving {}", args.source))?;
+        if let Some(note) = uncommitted_note(&path, args.branch.as_deref()) {
+            eprintln!("{note}");
+        }
+        path.display().to_string()
+    };
+    let mut body = serde_json::json!({
+        "source": source,
+        "name": args.name,
+        "branch": args.branch,
+        "root": args.root,
+        "runtime": args.runtime,
+        "build": args.build,
+        "start": args.start,
+        "port": args.port,
+        "memory": args.memory,
+        "env": args.env,
+    });
+    if let Some(obj) = body.as_object_mut() {
+        obj.extend(args.scaling.json());
+    }
+    let created: Value = api
+        .call(
+            api.req(reqwest::Method::POST, "/v1/deployments")
+                .json(&body),
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_string();
+    let service = created["service"].as_str().unwrap_or_default().to_string();
+    let json = args.out.json;
+    // With --json, stdout holds the one JSON document; what people read goes to stderr.
+    let say = |text: String| -> anyhow::Result<()> {
+        if json {
+            eprintln!("{text}");
+            Ok(())
+        } else {
+            outln!("{text}")
+        }
+    };
+    say(format!("deploying {service} as {id}"))?;
+    if args.no_wait {
+        if json {
+            return out::json(&created);
+        }
+        return say(format!(
+            "follow it with `hoist status {service}` or `hoist logs {service} --build -f`"
+        ));
+    }
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), json);
+    let outcome = follow(&api, &id, &mut progress).await;
+    progress.clear();
+    let ev = match outcome? {
+        Some(ev) => ev,
+        None => bail!(
+            "lost the connection to the server before deployment {id} finished; see `hoist status {service}`"
+        ),
+    };
+    // The steps' last timings (the final step ends with the outcome).
+    if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
+        progress.steps(&record)?;
+        if json {
+            out::json(&record)?;
+        }
+    }
+    match ev["state"].as_str() {
+        Some("live") => {
+            if !json {
+                outln!("{}", ev["url"].as_str().unwrap_or_default())?;
+            }
+            Ok(())
+        }
+        Some(state) => bail!(
+            "deployment {id} {state}: {}",
+            ev["reason"].as_str().unwrap_or("no reason recorded")
+        ),
+        None => bail!("deployment {id} ended in an unknown state"),
+    }
+}
+
+/// Follows the deployment's event stream to its outcome (None if the stream ends first),
+/// printing its log lines and reading its steps every [`STEP_POLL`] meanwhile.
+async fn follow(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<Option<Value>> {
+    let resp = api
+        .send(api.req(
+            reqwest::Method::GET,
+            &format!("/v1/deployments/{id}/events"),
+        ))
+        .await?;
+    let mut events = NdjsonLines::new(resp);
+    let mut tick = tokio::time::interval(STEP_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = events.next::<Value>() => {
+                let Some(ev) = ev? else { return Ok(None) };
+                match ev["type"].as_str() {
+                    Some("log") => {
+                        if let Some(line) = ev["line"].as_str() {
+                            progress.line(line)?;
+                        }
+                    }
+                    Some("deployment") => return Ok(Some(ev)),
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                // A missed reading only delays the spinner's step; the outcome comes by the stream.
+                if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
+                    progress.steps(&record)?;
+                }
+            }
+        }
+    }
+}
+
+/// What a deploy shows while it runs: its log lines, a spinner with the elapsed time of the
+/// running step on a terminal, and one line with each step's duration as it ends. Without a
+/// terminal (a pipe, a test, CI) there is no spinner: only plain lines.
+struct Progress {
+    terminal: bool,
+    /// Lines go to stderr (stdout is kept for the JSON document).
+    to_stderr: bool,
+    spinner: Option<ProgressBar>,
+    /// How many steps (in the record's order) have been shown starting / ending.
+    started: usize,
+    ended: usize,
+}
+
+impl Progress {
+    fn new(terminal: bool, to_stderr: bool) -> Progress {
+        Progress {
+            terminal,
+            to_stderr,
+            spinner: None,
+            started: 0,
+            ended: 0,
+        }
+    }
+
+    fn line(&self, text: &str) -> anyhow::Result<()> {
+        let print = || {
+            if self.to_stderr {
+                eprintln!("{text}");
+                Ok(())
+            } else {
+                outln!("{text}")
+            }
+        };
+        match &self.spinner {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Shows what changed in the deployment record's steps since the last call.
+    fn steps(&mut self, record: &Value) -> anyhow::Result<()> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let steps = record["steps"].as_array().cloned().unwrap_or_default();
+        for (i, s) in steps.iter().enumerate() {
+            let step = s["step"].as_str().unwrap_or("step");
+            let started_at = s["started_at"].as_i64().unwrap_or(now);
+            if i >= self.started {
+                self.started = i + 1;
+                if self.terminal && s["finished_at"].is_null() {
+                    let bar = ProgressBar::new_spinner()
+                        .with_style(
+                            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        )
+                        .with_message(step.to_string())
+                        .with_elapsed(Duration::from_millis(
+                            u64::try_from(now - started_at).unwrap_or(0),
+                        ));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    self.spinner = Some(bar);
+                }
+            }
+            if i >= self.ended
+                && let Some(finished_at) = s["finished_at"].as_i64()
+            {
+                self.ended = i + 1;
+                self.clear();
+                let took = duration(u64::try_from(finished_at - started_at).unwrap_or(0));
+                self.line(&step_end(
+                    step,
+                    s["state"].as_str().unwrap_or("done"),
+                    &took,
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The line that ends a step: `==> build took 1m51s`, `==> fetch failed after 2.0s`.
+fn step_end(step: &str, outcome: &str, took: &str) -> String {
+    let noun = match step {
+        "fetching" => "fetch",
+        "building" => "build",
+        "starting" => "start",
+        other => other,
+    };
+    match outcome {
+        "done" => format!("==> {noun} took {took}"),
+        other => format!("==> {noun} {other} after {took}"),
+    }
+}
+
+/// For a deploy of a local repository with uncommitted changes: which files they are and which
+/// commit is deployed instead (the server fetches commits, not the work tree). None when the
+/// work tree is clean or git cannot tell (the server then reports what is wrong).
+fn uncommitted_note(path: &Path, branch: Option<&str>) -> Option<String> {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(path)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let current = git(&["rev-parse", "--abbrev-ref", "HEAD"])?;
+    let current = current.trim();
+    // Another branch's last commit is deployed: this work tree's changes are not in question.
+    if branch.is_some_and(|b| b != current) {
+        return None;
+    }
+    let status = git(&["status", "--porcelain"])?;
+    let changed: Vec<&str> = status.lines().filter(|l| !l.trim().is_empty()).collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let head = git(&["log", "-1", "--format=%h %s"])?;
+    Some(describe_uncommitted(&changed, current, head.trim()))
+}
+
+fn describe_uncommitted(changed: &[&str], branch: &str, head: &str) -> String {
+    const SHOWN: usize = 20;
+    let mut text = format!(
+        "warning: {} uncommitted change(s) are not deployed:\n",
+        changed.len()
+    );
+    for l in changed.iter().take(SHOWN) {
+        text.push_str(&format!("  {l}\n"));
+    }
+    if changed.len() > SHOWN {
+        text.push_str(&format!("  ... and {} more\n", changed.len() - SHOWN));
+    }
+    text.push_str(&format!(
+        "deploying the last commit on {branch}: {head} (commit the changes to deploy them)"
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_ends_with_its_duration_and_outcome() {
+        assert_eq!(
+            step_end("building", "done", "1m51s"),
+            "==> build took 1m51s"
+        );
+        assert_eq!(
+            step_end("fetching", "failed", "2.0s"),
+            "==> fetch failed after 2.0s"
+        );
+    }
+
+    #[test]
+    fn steps_are_shown_once_each_as_they_end() {
+        let mut p = Progress::new(false, true);
+        let running = serde_json::json!({"steps": [
+            {"step": "fetching", "state": "done", "started_at": 1000, "finished_at": 1400},
+            {"step": "building", "state": "running", "started_at": 1400, "finished_at": null},
+        ]});
+        p.steps(&running).unwrap();
+        assert_eq!((p.started, p.ended), (2, 1));
+        p.steps(&running).unwrap();
+        assert_eq!((p.started, p.ended), (2, 1));
+        let done = serde_json::json!({"steps": [
+            {"step": "fetching", "state": "done", "started_at": 1000, "finished_at": 1400},
+            {"step": "building", "state": "done", "started_at": 1400, "finished_at": 9000},
+        ]});
+        p.steps(&done).unwrap();
+        assert_eq!((p.started, p.ended), (2, 2));
+    }
+
+    #[test]
+    fn uncommitted_changes_are_listed_with_the_commit_deployed() {
+        let text = describe_uncommitted(&[" M app.py", "?? notes.txt"], "main", "1a2b3c4 init");
+        assert!(
+            text.contains(" M app.py") && text.contains("?? notes.txt"),
+            "{text}"
+        );
+        assert!(text.contains("last commit on main: 1a2b3c4 init"), "{text}");
+    }
+}
