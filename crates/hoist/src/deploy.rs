@@ -52,9 +52,10 @@ pub struct DeployArgs {
     out: JsonFlag,
 }
 
-/// How often the deployment's steps are read while its log streams: often enough for a step's
-/// end to show within a second, rarely enough to cost the server nothing.
-const STEP_POLL: Duration = Duration::from_secs(1);
+/// How often the deployment's steps are read while its log streams (besides at each of the
+/// pipeline's own lines): often enough for a step's end to show within half a second, rarely
+/// enough to cost the server nothing.
+const STEP_POLL: Duration = Duration::from_millis(500);
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
@@ -159,12 +160,24 @@ async fn follow(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<
                 let Some(ev) = ev? else { return Ok(None) };
                 match ev["type"].as_str() {
                     Some("log") => {
-                        if let Some(line) = ev["line"].as_str() {
-                            progress.line(line)?;
+                        let line = ev["line"].as_str().unwrap_or_default();
+                        progress.line(line)?;
+                        // The pipeline's own lines ("==> ...") come at its steps' edges: read
+                        // the steps now rather than at the next tick.
+                        if line.starts_with("==> ")
+                            && let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await
+                        {
+                            progress.steps(&record)?;
                         }
                     }
-                    Some("deployment") => return Ok(Some(ev)),
-                    _ => {}
+                    // The outcome; a stream that also tells the steps as they change gets the
+                    // steps read at once.
+                    Some("deployment") if is_outcome(&ev) => return Ok(Some(ev)),
+                    _ => {
+                        if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
+                            progress.steps(&record)?;
+                        }
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -175,6 +188,14 @@ async fn follow(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<
             }
         }
     }
+}
+
+/// A deployment event that ends the deploy: live, or a state it never leaves.
+fn is_outcome(ev: &Value) -> bool {
+    matches!(
+        ev["state"].as_str(),
+        Some("live" | "failed" | "cancelled" | "superseded") | None
+    )
 }
 
 /// What a deploy shows while it runs: its log lines, a spinner with the elapsed time of the

@@ -380,3 +380,42 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
         }
     }
 }
+
+#[test]
+fn on_a_terminal_a_long_step_shows_a_spinner_with_its_elapsed_time() {
+    let s = shared_server();
+    let repo = git_repo(&probe_app(), "cli-spinner");
+    // A build step of 3 s at least: the spinner is read from the steps once a second.
+    let command = format!(
+        "{} deploy {} --name cli-spinner --build 'sleep 3'",
+        env!("CARGO_BIN_EXE_hoist"),
+        repo.display()
+    );
+    // `script` runs the CLI on a pseudo-terminal and keeps what it drew in a file.
+    let typescript = scratch("cli-spinner").join("typescript");
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command])
+        .arg(&typescript)
+        .env("HOIST_API", format!("http://127.0.0.1:{}", s.api_port))
+        .env("HOIST_DATA_DIR", &s.data)
+        .env_remove("HOIST_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script");
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    let drawn = std::fs::read_to_string(&typescript).unwrap_or_default();
+    assert!(status.is_some_and(|s| s.success()), "{drawn}");
+    assert!(
+        ["building 1s", "building 2s", "building 3s"]
+            .iter()
+            .any(|frame| drawn.contains(frame)),
+        "a spinner frame with the build's elapsed time:\n{drawn:?}"
+    );
+    assert!(
+        drawn.contains("\x1b["),
+        "drawn with terminal escapes: {drawn:?}"
+    );
+    assert!(drawn.contains("==> build took "), "{drawn:?}");
+}
