@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use hoist_control::{ControlError, DeployRequest, EnvChange, Platform, ScalingRequest};
+use hoist_api_types::ScalingSettings;
+use hoist_control::{ControlError, DeployRequest, EnvChange, Platform};
 use hoist_core::{DeploymentId, ServiceName};
 use hoist_store::{LogFilter, LogStream};
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ async fn delete_service(
 async fn scale_service(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-    body: Result<Json<ScalingRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ScalingSettings>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let name = service_name(&name)?;
     let Json(req) = body.map_err(bad_body)?;

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use hoist_api_types::DeployRequest;
 use hoist_build::{BuildRequest, LogSink, OutputStream, fetch};
 use hoist_core::{
-    DeploymentId, DeploymentState, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling,
-    ScalingLayer, ServiceName, ServiceSpec, SpecError, SpecLayer, validate_branch,
+    DeploymentId, DeploymentState, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName,
+    ServiceSpec, SpecError, SpecLayer, validate_branch,
 };
 use hoist_store::{DeploymentRecord, LogStream, NewLogLine, now_ms};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::instance::InstancePlan;
@@ -22,79 +22,6 @@ use crate::{ControlError, Platform};
 const MAX_SOURCE_LEN: usize = 4096;
 
 const CANCELLED: &str = "cancelled: a newer deployment of this service was started";
-
-/// A deploy as the client asks for it; every field but `source` is optional and, when given,
-/// wins over `hoist.toml` and `leapcell.yaml`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    pub source: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub branch: Option<String>,
-    #[serde(default)]
-    pub root: Option<String>,
-    #[serde(default)]
-    pub runtime: Option<String>,
-    #[serde(default)]
-    pub build: Option<String>,
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub port: Option<i64>,
-    #[serde(default)]
-    pub memory: Option<String>,
-    /// `KEY=VALUE` assignments.
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub min_instances: Option<u32>,
-    #[serde(default)]
-    pub max_instances: Option<u32>,
-    #[serde(default)]
-    pub concurrency: Option<u32>,
-    /// A duration such as `30s` or `500ms`.
-    #[serde(default)]
-    pub idle_freeze: Option<String>,
-    #[serde(default)]
-    pub idle_stop: Option<String>,
-}
-
-/// Scaling settings as a client sends them (`hoist scale`, or with a deploy); unset ones keep
-/// the service's current values.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingRequest {
-    #[serde(default)]
-    pub min_instances: Option<u32>,
-    #[serde(default)]
-    pub max_instances: Option<u32>,
-    #[serde(default)]
-    pub concurrency: Option<u32>,
-    #[serde(default)]
-    pub idle_freeze: Option<String>,
-    #[serde(default)]
-    pub idle_stop: Option<String>,
-}
-
-impl ScalingRequest {
-    pub fn to_layer(&self) -> Result<ScalingLayer, SpecError> {
-        let mut layer = ScalingLayer {
-            min_instances: self.min_instances,
-            max_instances: self.max_instances,
-            concurrency: self.concurrency,
-            ..ScalingLayer::default()
-        };
-        if let Some(d) = &self.idle_freeze {
-            layer.set("idle_freeze", d)?;
-        }
-        if let Some(d) = &self.idle_stop {
-            layer.set("idle_stop", d)?;
-        }
-        Ok(layer)
-    }
-}
 
 struct Validated {
     name: ServiceName,
@@ -108,88 +35,80 @@ struct Validated {
     env: EnvVars,
 }
 
-impl DeployRequest {
-    fn validate(&self) -> Result<Validated, SpecError> {
-        let source = self.source.trim().to_string();
-        if source.is_empty() {
-            return Err(SpecError::Missing {
-                field: "source",
-                hint: "give a git URL or the path of a local git repository".into(),
-            });
-        }
-        if source.len() > MAX_SOURCE_LEN {
-            return Err(SpecError::invalid(
-                "source",
-                source,
-                "must be at most 4096 bytes (no URL or path is longer)",
-            ));
-        }
-        if !hoist_core::is_remote_source(&source) && !Path::new(&source).is_absolute() {
-            return Err(SpecError::invalid(
-                "source",
-                source,
-                "a local path must be absolute (the CLI resolves it for you)",
-            ));
-        }
-        let name = match &self.name {
-            Some(n) => ServiceName::from_str(n)?,
-            None => ServiceName::derive_from_source(&source)?,
-        };
-        if let Some(b) = &self.branch {
-            validate_branch(b)?;
-        }
-        let mut root = RootDir::new(self.root.as_deref().unwrap_or(""))?;
-        let mut source = source;
-        if !hoist_core::is_remote_source(&source)
-            && let Some((top, prefix)) = repo_toplevel(Path::new(&source))
-        {
-            // A directory inside a repository deploys that directory: the repository is
-            // the source and the directory becomes (the start of) the root directory.
-            let joined = Path::new(&prefix).join(root.as_str());
-            root = RootDir::new(&joined.display().to_string())?;
-            source = top;
-        }
-        let mut env = EnvVars::new();
-        for assignment in &self.env {
-            let (k, v) = EnvVars::parse_assignment(assignment)?;
-            env.insert(k, v)?;
-        }
-        let flags = SpecLayer {
-            runtime: self.runtime.as_deref().map(Runtime::from_str).transpose()?,
-            build_command: self.build.clone().filter(|b| !b.trim().is_empty()),
-            start_command: self.start.clone().filter(|s| !s.trim().is_empty()),
-            port: self.port.map(Port::from_i64).transpose()?,
-            memory: self.memory.as_deref().map(MemoryMb::parse).transpose()?,
-            env: EnvVars::new(),
-            scaling: ScalingRequest {
-                min_instances: self.min_instances,
-                max_instances: self.max_instances,
-                concurrency: self.concurrency,
-                idle_freeze: self.idle_freeze.clone(),
-                idle_stop: self.idle_stop.clone(),
-            }
-            .to_layer()?,
-        };
-        Ok(Validated {
-            name,
+/// A request's checks and resolution into a [`Validated`] deploy.
+fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
+    let source = req.source.trim().to_string();
+    if source.is_empty() {
+        return Err(SpecError::Missing {
+            field: "source",
+            hint: "give a git URL or the path of a local git repository".into(),
+        });
+    }
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(SpecError::invalid(
+            "source",
             source,
-            branch: self.branch.clone(),
-            root,
-            flags,
-            env,
-        })
+            "must be at most 4096 bytes (no URL or path is longer)",
+        ));
     }
+    if !hoist_core::is_remote_source(&source) && !Path::new(&source).is_absolute() {
+        return Err(SpecError::invalid(
+            "source",
+            source,
+            "a local path must be absolute (the CLI resolves it for you)",
+        ));
+    }
+    let name = match &req.name {
+        Some(n) => ServiceName::from_str(n)?,
+        None => ServiceName::derive_from_source(&source)?,
+    };
+    if let Some(b) = &req.branch {
+        validate_branch(b)?;
+    }
+    let mut root = RootDir::new(req.root.as_deref().unwrap_or(""))?;
+    let mut source = source;
+    if !hoist_core::is_remote_source(&source)
+        && let Some((top, prefix)) = repo_toplevel(Path::new(&source))
+    {
+        // A directory inside a repository deploys that directory: the repository is
+        // the source and the directory becomes (the start of) the root directory.
+        let joined = Path::new(&prefix).join(root.as_str());
+        root = RootDir::new(&joined.display().to_string())?;
+        source = top;
+    }
+    let mut env = EnvVars::new();
+    for assignment in &req.env {
+        let (k, v) = EnvVars::parse_assignment(assignment)?;
+        env.insert(k, v)?;
+    }
+    let flags = SpecLayer {
+        runtime: req.runtime,
+        build_command: req.build.clone().filter(|b| !b.trim().is_empty()),
+        start_command: req.start.clone().filter(|s| !s.trim().is_empty()),
+        port: req.port.map(Port::from_i64).transpose()?,
+        memory: req.memory.as_deref().map(MemoryMb::parse).transpose()?,
+        env: EnvVars::new(),
+        scaling: req.scaling.to_layer()?,
+    };
+    Ok(Validated {
+        name,
+        source,
+        branch: req.branch.clone(),
+        root,
+        flags,
+        env,
+    })
+}
 
-    /// The request as recorded: `--env` values are secrets, so only their names are kept.
-    fn redacted(&self) -> serde_json::Value {
-        let mut copy = self.clone();
-        copy.env = self
-            .env
-            .iter()
-            .map(|a| a.split_once('=').map_or(a.as_str(), |(k, _)| k).to_string())
-            .collect();
-        serde_json::to_value(&copy).unwrap_or_default()
-    }
+/// The request as recorded: `--env` values are secrets, so only their names are kept.
+fn redacted(req: &DeployRequest) -> serde_json::Value {
+    let mut copy = req.clone();
+    copy.env = req
+        .env
+        .iter()
+        .map(|a| a.split_once('=').map_or(a.as_str(), |(k, _)| k).to_string())
+        .collect();
+    serde_json::to_value(&copy).unwrap_or_default()
 }
 
 impl Platform {
@@ -198,7 +117,7 @@ impl Platform {
         self: &Arc<Self>,
         req: DeployRequest,
     ) -> Result<DeploymentRecord, ControlError> {
-        let v = req.validate()?;
+        let v = validate(&req)?;
         let scaling = self
             .store
             .get_service(&v.name)?
@@ -208,7 +127,7 @@ impl Platform {
         // keep their values), so a bad combination fails the request rather than the build.
         scaling.apply(&v.flags.scaling)?;
         let id = DeploymentId::generate();
-        let request = req.redacted();
+        let request = redacted(&req);
         self.store.ensure_service(&v.name)?;
         self.store
             .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;

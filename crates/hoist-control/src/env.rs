@@ -9,37 +9,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hoist_api_types::{EnvApplied, EnvChange};
 use hoist_core::{ENV_TOTAL_LIMIT, EnvVars, ServiceName, SpecError};
 use hoist_store::{LogStream, NewLogLine, now_ms};
-use serde::{Deserialize, Serialize};
 
 use crate::instance::InstancePlan;
 use crate::rollout::ReplaceError;
 use crate::{ControlError, Platform};
-
-/// A change to a service's environment as a client asks for it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnvChange {
-    /// Variables to set (added or replaced).
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-    /// Names to remove; naming one that is not set is an error (a typo must not pass).
-    #[serde(default)]
-    pub unset: Vec<String>,
-}
-
-/// What an environment change did.
-#[derive(Debug, Clone, Serialize)]
-pub struct EnvApplied {
-    /// The variable names now set for the service.
-    pub names: Vec<String>,
-    pub revision: u64,
-    /// False when the change left the environment as it was (nothing was restarted).
-    pub changed: bool,
-    /// Running instances replaced by ones with the new environment.
-    pub replaced: usize,
-}
 
 /// The service env's AEAD context: a sealed env copied onto another service does not open.
 fn context(name: &ServiceName) -> String {

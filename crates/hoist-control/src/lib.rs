@@ -16,9 +16,8 @@ mod rollout;
 mod scaler;
 mod warm;
 
-pub use deploy::{DeployRequest, ScalingRequest};
-pub use env::{EnvApplied, EnvChange};
 pub use error::ControlError;
+pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
 pub use logs::{Event, LogHub};
 pub use observe::Retention;
-pub use platform::{LiveInstanceView, Platform, PlatformConfig, ServiceView};
+pub use platform::{Platform, PlatformConfig};

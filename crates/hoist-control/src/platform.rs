@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hoist_api_types::{LiveInstanceView, ServiceView};
 use hoist_build::{Builder, Runtimes};
 use hoist_core::{
     DeploymentId, DeploymentState, EnvVars, InstanceId, Scaling, ScalingLayer, ServiceName,
@@ -11,8 +12,7 @@ use hoist_core::{
 use hoist_gateway::{Activator, Gateway, PoolLimits, RoutingTable, ServicePool, UpstreamState};
 use hoist_sandbox::Sandboxes;
 use hoist_secrets::MasterKey;
-use hoist_store::{DeploymentRecord, InstanceRecord, ServiceRecord, Store};
-use serde::Serialize;
+use hoist_store::{DeploymentRecord, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,41 +108,6 @@ pub struct Platform {
     pub(crate) stopping: TaskTracker,
     pub(crate) warm: WarmPool,
     activator: Arc<dyn Activator>,
-}
-
-/// A running instance as the scaler sees it now.
-#[derive(Debug, Serialize)]
-pub struct LiveInstanceView {
-    pub id: InstanceId,
-    pub deployment: DeploymentId,
-    /// ready, frozen or stopping.
-    pub state: String,
-    pub in_flight: usize,
-    pub idle_ms: u64,
-    pub active_ms: u64,
-    pub frozen_ms: u64,
-    pub requests: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceView {
-    #[serde(flatten)]
-    pub service: ServiceRecord,
-    pub url: String,
-    pub scaling: Scaling,
-    pub deployments: Vec<DeploymentRecord>,
-    /// Running now (in memory, exact).
-    pub running: Vec<LiveInstanceView>,
-    /// Instances being started right now.
-    pub starting: u32,
-    /// Requests held waiting for an instance right now.
-    pub waiting: u32,
-    /// Instances started because a request found none ready, over the service's life.
-    pub cold_starts: u64,
-    /// Recent instances with their final state and usage (from the database).
-    pub instances: Vec<InstanceRecord>,
-    /// Events of the last 24 hours by kind (`hoist events` lists them).
-    pub events_24h: std::collections::BTreeMap<String, u64>,
 }
 
 impl Platform {
@@ -385,18 +350,18 @@ impl Platform {
         Ok(ServiceView {
             url: self.url(name),
             scaling,
-            deployments: self.store.list_deployments(name)?,
+            deployments: into_vec(self.store.list_deployments(name)?),
             running,
             starting,
             waiting,
             cold_starts: self.store.cold_starts_total(name)? + unrecorded_cold,
-            instances: self.store.list_instances(name, 20)?,
+            instances: into_vec(self.store.list_instances(name, 20)?),
             events_24h: self
                 .store
                 .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
                 .into_iter()
                 .collect(),
-            service,
+            service: service.into(),
         })
     }
 
@@ -426,6 +391,7 @@ impl Platform {
                     .list_deployments(&service.name)?
                     .into_iter()
                     .take(1)
+                    .map(Into::into)
                     .collect(),
                 running,
                 starting: 0,
@@ -433,7 +399,7 @@ impl Platform {
                 cold_starts: 0,
                 instances: Vec::new(),
                 events_24h: Default::default(),
-                service,
+                service: service.into(),
             });
         }
         Ok(views)
@@ -647,6 +613,11 @@ pub(crate) fn limits(scaling: &Scaling) -> PoolLimits {
         concurrency: scaling.concurrency,
         max_instances: scaling.max_instances,
     }
+}
+
+/// Store rows as the API shows them (hoist-api-types' conversions).
+fn into_vec<T, U: From<T>>(rows: Vec<T>) -> Vec<U> {
+    rows.into_iter().map(U::from).collect()
 }
 
 fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {

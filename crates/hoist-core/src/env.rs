@@ -17,6 +17,7 @@ const NAME_RULE: &str = "name must match [A-Za-z_][A-Za-z0-9_]*";
 /// A service's environment variables, kept sorted so specs serialize deterministically.
 ///
 /// Errors never echo a variable's value, since values are frequently secrets.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "BTreeMap<String, String>")]
 pub struct EnvVars(BTreeMap<String, String>);

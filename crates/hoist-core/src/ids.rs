@@ -26,6 +26,7 @@ fn is_valid(text: &str, prefix: &str) -> bool {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $field:literal) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
 

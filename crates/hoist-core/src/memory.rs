@@ -14,6 +14,7 @@ const FORMAT_RULE: &str = "expected a whole number of MB or GB, like 512, 512mb 
 ///
 /// The upper bound is 4 × 1769 MB: CPU is handed out proportionally to memory (see
 /// [`MemoryMb::cpu_millicores`]) and four cores is the most one instance gets.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemoryMb(u32);
 

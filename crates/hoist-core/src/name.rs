@@ -10,6 +10,7 @@ const MAX_LEN: usize = 63;
 ///
 /// It is a DNS label because it becomes a hostname (`<name>.<domain>`) and part of container and
 /// directory names, so anything a resolver or a filesystem would choke on is refused up front.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceName(String);
 

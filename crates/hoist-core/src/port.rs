@@ -9,6 +9,7 @@ const FIELD: &str = "port";
 const RULE: &str = "must be a number between 1 and 65535";
 
 /// The TCP port a service listens on inside its container.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u16", into = "u16")]
 pub struct Port(u16);

@@ -12,6 +12,7 @@ const MAX_LEN: usize = 4096;
 ///
 /// Stored normalized ("a/b", or "" for the repo root) and guaranteed never to escape the checkout,
 /// so build code can join it onto the checkout path without re-checking.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RootDir(String);
 

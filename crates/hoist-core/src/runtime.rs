@@ -4,6 +4,11 @@ use std::str::FromStr;
 use crate::SpecError;
 
 /// The base image family a service is built and run on.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Runtime {
     Python,

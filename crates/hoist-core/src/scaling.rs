@@ -10,6 +10,7 @@ use crate::{SpecError, millis, parse_duration_in};
 /// Serverless is the default (`min_instances = 0`): with no traffic nothing runs. With
 /// `min_instances >= 1` that many instances stay warm and are never frozen, like Leapcell's
 /// persistent mode.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scaling {

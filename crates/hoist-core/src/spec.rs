@@ -5,6 +5,7 @@ use crate::{
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub name: ServiceName,

@@ -4,6 +4,11 @@ use std::str::FromStr;
 use crate::{SpecError, StateError};
 
 /// Where a deployment is in its lifecycle.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeploymentState {
     Queued,
@@ -119,6 +124,11 @@ impl FromStr for DeploymentState {
 serde_via_str!(DeploymentState);
 
 /// Lifecycle of one running container of a service.
+#[cfg_attr(
+    feature = "schema",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum InstanceState {
     Starting,

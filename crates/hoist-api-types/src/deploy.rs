@@ -1,0 +1,186 @@
+use hoist_core::{DeploymentId, DeploymentState, Runtime, ServiceName, ServiceSpec};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::ScalingSettings;
+
+/// A deploy as the client asks for it (`POST /v1/deployments`); every field but `source` is
+/// optional and, when given, wins over `hoist.toml` and `leapcell.yaml`. The scaling settings
+/// sit at the top level, beside the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeployRequest {
+    /// A git URL, or the absolute path of a local git repository (or a directory in one).
+    pub source: String,
+    /// The service name; derived from the source when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The app's directory inside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Detected from the app's files when not given; a version suffix (`python3.12`) is
+    /// accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+    /// The build command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// The start command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The port the app listens on (1 to 65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// The memory limit, e.g. `512mb` or `1gb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// `KEY=VALUE` assignments; in a recorded request only the names are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(flatten)]
+    pub scaling: ScalingSettings,
+}
+
+/// The fields of [`DeployRequest`] but the scaling ones, decoded on their own: serde's
+/// `deny_unknown_fields` does not work together with `flatten`, and a flattened part's errors
+/// lose their field name. So the body is split by key, each part decoded strictly with its
+/// path, and a key that belongs to neither part is refused by this struct.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployFields {
+    source: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    root: Option<String>,
+    #[serde(default)]
+    runtime: Option<Runtime>,
+    #[serde(default)]
+    build: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    port: Option<i64>,
+    #[serde(default)]
+    memory: Option<String>,
+    #[serde(default)]
+    env: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for DeployRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut body = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let scaling: serde_json::Map<_, _> = ScalingSettings::FIELDS
+            .iter()
+            .filter_map(|f| body.remove_entry(*f))
+            .collect();
+        let scaling: ScalingSettings =
+            crate::from_json_value(scaling.into()).map_err(|e| D::Error::custom(e.to_string()))?;
+        let f: DeployFields = crate::from_json_value(body.into()).map_err(|e| {
+            if e.message.starts_with("unknown field") {
+                // serde lists the fields of this part only; the client may send both.
+                let field = e.message.split('`').nth(1).unwrap_or_default().to_string();
+                D::Error::custom(format!(
+                    "unknown field `{field}`, expected one of {}",
+                    DeployRequest::FIELDS
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            } else {
+                D::Error::custom(e.to_string())
+            }
+        })?;
+        Ok(DeployRequest {
+            source: f.source,
+            name: f.name,
+            branch: f.branch,
+            root: f.root,
+            runtime: f.runtime,
+            build: f.build,
+            start: f.start,
+            port: f.port,
+            memory: f.memory,
+            env: f.env,
+            scaling,
+        })
+    }
+}
+
+impl DeployRequest {
+    /// Every JSON field a deploy request may have.
+    pub const FIELDS: [&'static str; 15] = [
+        "source",
+        "name",
+        "branch",
+        "root",
+        "runtime",
+        "build",
+        "start",
+        "port",
+        "memory",
+        "env",
+        "min_instances",
+        "max_instances",
+        "concurrency",
+        "idle_freeze",
+        "idle_stop",
+    ];
+}
+
+/// `POST /v1/services/{name}/rollback`: to the given deployment, or (no body, or no
+/// `deployment`) to the one live before the current one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "d-0123456789")]
+    pub deployment: Option<DeploymentId>,
+}
+
+/// One step of a deployment's pipeline, with its timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentStep {
+    /// `fetch`, `build`, `start`, ...
+    pub step: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: i64,
+    /// Milliseconds since the Unix epoch; `null` while the step runs.
+    pub finished_at: Option<i64>,
+}
+
+/// One deployment: one build of one service, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Deployment {
+    #[schema(value_type = String, example = "d-0123456789")]
+    pub id: DeploymentId,
+    #[schema(value_type = String)]
+    pub service: ServiceName,
+    pub state: DeploymentState,
+    pub source: String,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    /// What the client asked for, kept to explain the resolved spec (`env` values removed).
+    /// Requests recorded by older servers have `null` for the fields not given.
+    #[schema(value_type = DeployRequest)]
+    pub request: serde_json::Value,
+    /// The resolved spec; `null` until the deployment got far enough to resolve one.
+    pub spec: Option<ServiceSpec>,
+    pub image: Option<String>,
+    pub runtime_version: Option<String>,
+    pub failure_reason: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+    /// Milliseconds since the Unix epoch; `null` until the pipeline ended.
+    pub finished_at: Option<i64>,
+    pub steps: Vec<DeploymentStep>,
+}

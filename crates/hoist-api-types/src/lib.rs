@@ -1,0 +1,46 @@
+//! The Hoist API's wire model: every request body, query, response, error and stream event of
+//! `/v1`, in one place, used by the axum handlers (hoist-api) and by the CLI's client. The
+//! OpenAPI document at `/openapi.json` is generated from these types (utoipa), so the document,
+//! the server and the client cannot disagree.
+//!
+//! Conventions, the same on every type:
+//! - Field names are the JSON names (snake_case).
+//! - Every timestamp (`*_at`, `ts`, `minute`) is an integer: milliseconds since the Unix epoch,
+//!   UTC. Durations sent by clients are strings with a unit (`30s`, `15m`); durations
+//!   returned are integers in milliseconds, named `*_ms`.
+//! - Request bodies refuse unknown fields; a body that does not parse is answered `400` with
+//!   an [`ApiErrorBody`] naming the field and the rule.
+
+mod body;
+mod deploy;
+mod env;
+mod error;
+mod logs;
+mod observe;
+mod scaling;
+#[cfg(feature = "server")]
+mod server;
+mod service;
+
+pub use body::{BodyError, from_json, from_json_value};
+pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
+pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
+pub use error::ApiErrorBody;
+pub use logs::{
+    CommaList, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery, StreamEvent,
+};
+pub use observe::{EventRecord, EventsQuery, MinuteMetrics, SeriesQuery, UsageDay, UsageQuery};
+pub use scaling::ScalingSettings;
+pub use service::{
+    Instance, InstanceUsage, LiveInstanceView, RuntimeInfo, ServiceRecord, ServiceView, StopResult,
+};
+
+/// Re-exported so that users of the wire types need no direct dependency for the domain
+/// types that appear in them.
+pub use hoist_core::{
+    DeploymentId, DeploymentState, InstanceId, InstanceState, Runtime, Scaling, ServiceName,
+    ServiceSpec,
+};
+
+#[cfg(test)]
+mod tests;

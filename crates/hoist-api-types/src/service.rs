@@ -1,0 +1,125 @@
+use std::collections::BTreeMap;
+
+use hoist_core::{DeploymentId, InstanceId, InstanceState, Scaling, ServiceName};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::Deployment;
+
+/// A service as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceRecord {
+    #[schema(value_type = String)]
+    pub name: ServiceName,
+    /// The resolved spec (a `ServiceSpec`) of the latest deploy that got far enough to resolve
+    /// one; `{}` before any did.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    #[schema(value_type = Option<String>)]
+    pub live_deployment: Option<DeploymentId>,
+    /// The scaling settings last set for the service; `null` until any were (the defaults
+    /// apply).
+    pub scaling: Option<Scaling>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// A running instance as the scaler sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LiveInstanceView {
+    #[schema(value_type = String)]
+    pub id: InstanceId,
+    #[schema(value_type = String)]
+    pub deployment: DeploymentId,
+    /// `ready`, `frozen` or `stopping`.
+    pub state: String,
+    pub in_flight: usize,
+    pub idle_ms: u64,
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    pub requests: u64,
+}
+
+/// What one instance has used over its life so far: absolute totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceUsage {
+    /// Time running (not frozen) since it started.
+    pub active_ms: u64,
+    pub frozen_ms: u64,
+    /// CPU time consumed.
+    pub cpu_ms: u64,
+    pub requests: u64,
+}
+
+/// One instance as recorded, with its final state and usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    #[schema(value_type = String)]
+    pub id: InstanceId,
+    #[schema(value_type = String)]
+    pub service: ServiceName,
+    #[schema(value_type = String)]
+    pub deployment: DeploymentId,
+    pub state: InstanceState,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Milliseconds since the Unix epoch.
+    pub ready_at: Option<i64>,
+    /// Milliseconds since the Unix epoch.
+    pub stopped_at: Option<i64>,
+    pub exit_reason: Option<String>,
+    /// Started for a request that found no instance to take it (a cold start).
+    pub cold: bool,
+    /// The memory limit the instance was started with.
+    pub memory_mb: u32,
+    pub usage: InstanceUsage,
+}
+
+/// A service with its state now. In the list (`GET /v1/services`) `deployments` holds the
+/// latest deployment only, and `starting`, `waiting`, `cold_starts`, `instances` and
+/// `events_24h` are left empty (zero); `GET /v1/services/{name}` fills them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceView {
+    #[serde(flatten)]
+    pub service: ServiceRecord,
+    /// Where the service answers.
+    pub url: String,
+    /// The scaling settings in force.
+    pub scaling: Scaling,
+    /// Newest first.
+    pub deployments: Vec<Deployment>,
+    /// Running now (in memory, exact).
+    pub running: Vec<LiveInstanceView>,
+    /// Instances being started right now.
+    pub starting: u32,
+    /// Requests held waiting for an instance right now.
+    pub waiting: u32,
+    /// Instances started because a request found none ready, over the service's life.
+    pub cold_starts: u64,
+    /// Recent instances with their final state and usage (from the database).
+    pub instances: Vec<Instance>,
+    /// Events of the last 24 hours by kind (`hoist events` lists them).
+    pub events_24h: BTreeMap<String, u64>,
+}
+
+/// `POST /v1/services/{name}/stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StopResult {
+    /// Instances stopped.
+    pub stopped: usize,
+}
+
+/// A runtime image Hoist builds apps on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeInfo {
+    /// `python`, `node`, `go`, `rust` or `debian`.
+    pub name: String,
+    /// Built on this host (the first deploy that needs a runtime builds it).
+    pub installed: bool,
+    pub version: Option<String>,
+    pub size_bytes: Option<u64>,
+    /// The Debian packages it is made of.
+    pub packages: Vec<String>,
+}
