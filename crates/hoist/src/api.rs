@@ -72,7 +72,12 @@ impl Api {
             .bytes()
             .await
             .with_context(|| format!("reading the answer to {url}"))?;
-        serde_json::from_slice(&body)
+        // Through a JSON value first: a service's body has `scaling` twice (the stored layer of
+        // its record, flattened, then the settings in force), and serde refuses a duplicate
+        // field where a JSON value keeps the last, as JavaScript's parser does.
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| Ok(serde_json::from_value(v)?))
             .with_context(|| format!("the API's answer to {url} is not what this CLI expects"))
     }
 
@@ -100,11 +105,7 @@ impl Api {
 
 /// The `error` of the API's JSON error body, or the HTTP status when there is none.
 fn error_message(status: reqwest::StatusCode, body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match serde_json::from_slice::<hoist_api_types::ApiErrorBody>(body) {
         Ok(e) => e.error,
         Err(_) => format!("the API answered {status}"),
     }

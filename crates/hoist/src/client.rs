@@ -5,7 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::Value;
+use hoist_api_types::{
+    Deployment, RuntimeInfo, Scaling, ScalingSettings, ServiceView, StopResult, UsageDay,
+};
 
 use crate::JsonFlag;
 use crate::api::Api;
@@ -32,19 +34,16 @@ pub struct ScalingArgs {
 }
 
 impl ScalingArgs {
-    pub(crate) fn json(&self) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                m.insert(k.to_string(), v);
-            }
-        };
-        put("min_instances", self.min_instances.map(Value::from));
-        put("max_instances", self.max_instances.map(Value::from));
-        put("concurrency", self.concurrency.map(Value::from));
-        put("idle_freeze", self.idle_freeze.clone().map(Value::from));
-        put("idle_stop", self.idle_stop.clone().map(Value::from));
-        m
+    /// The flags as the API's one scaling type (durations are checked by the server, which
+    /// words the error).
+    pub(crate) fn settings(&self) -> ScalingSettings {
+        ScalingSettings {
+            min_instances: self.min_instances,
+            max_instances: self.max_instances,
+            concurrency: self.concurrency,
+            idle_freeze: self.idle_freeze.clone(),
+            idle_stop: self.idle_stop.clone(),
+        }
     }
 }
 
@@ -57,23 +56,36 @@ pub struct ScaleArgs {
     out: JsonFlag,
 }
 
-pub(crate) fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
+/// An optional text for a table cell.
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// The scaling settings in one line: `min 0, max 10, concurrency 80, freeze after 30s, ...`.
+fn scaling_text(sc: &Scaling) -> String {
+    format!(
+        "min {}, max {}, concurrency {}, freeze after {}, stop after {}",
+        sc.min_instances,
+        sc.max_instances,
+        sc.concurrency,
+        duration(sc.idle_freeze_ms),
+        duration(sc.idle_stop_ms),
+    )
 }
 
 pub async fn ls(flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let services: Value = api.get("/v1/services").await?;
+    let services: Vec<ServiceView> = api.get("/v1/services").await?;
     if flag.json {
         return out::json(&services);
     }
     let mut t = table(&["NAME", "LIVE", "LATEST", "URL"], &[]);
-    for s in services.as_array().into_iter().flatten() {
+    for s in &services {
         t.add_row(vec![
-            text(&s["name"]),
-            text(&s["live_deployment"]),
-            text(&s["deployments"][0]["state"]),
-            text(&s["url"]),
+            s.service.name.to_string(),
+            or_dash(s.service.live_deployment.as_ref()),
+            or_dash(s.deployments.first().map(|d| d.state)),
+            s.url.clone(),
         ]);
     }
     print_table(&t)
@@ -81,42 +93,36 @@ pub async fn ls(flag: JsonFlag) -> anyhow::Result<()> {
 
 pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let s: Value = api.get(&format!("/v1/services/{name}")).await?;
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
     if flag.json {
         return out::json(&s);
     }
-    outln!("service  {}", text(&s["name"]))?;
-    outln!("url      {}", text(&s["url"]))?;
-    outln!("live     {}", text(&s["live_deployment"]))?;
-    let sc = &s["scaling"];
-    let min = sc["min_instances"].as_u64().unwrap_or(0);
-    outln!(
-        "scaling  {} (min {}, max {}, concurrency {}, freeze after {}, stop after {})",
-        if min > 0 { "persistent" } else { "serverless" },
-        min,
-        sc["max_instances"].as_u64().unwrap_or(0),
-        sc["concurrency"].as_u64().unwrap_or(0),
-        duration(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
-        duration(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
-    )?;
+    outln!("service  {}", s.service.name)?;
+    outln!("url      {}", s.url)?;
+    outln!("live     {}", or_dash(s.service.live_deployment.as_ref()))?;
+    let mode = if s.scaling.min_instances > 0 {
+        "persistent"
+    } else {
+        "serverless"
+    };
+    outln!("scaling  {mode} ({})", scaling_text(&s.scaling))?;
     outln!(
         "now      {} running, {} starting, {} requests waiting; {} cold starts in all",
-        s["running"].as_array().map_or(0, Vec::len),
-        s["starting"].as_u64().unwrap_or(0),
-        s["waiting"].as_u64().unwrap_or(0),
-        s["cold_starts"].as_u64().unwrap_or(0),
+        s.running.len(),
+        s.starting,
+        s.waiting,
+        s.cold_starts,
     )?;
-    if let Some(events) = s["events_24h"].as_object()
-        && !events.is_empty()
-    {
-        let parts: Vec<String> = events
+    if !s.events_24h.is_empty() {
+        let parts: Vec<String> = s
+            .events_24h
             .iter()
-            .map(|(k, v)| format!("{} {k}", v.as_u64().unwrap_or(0)))
+            .map(|(kind, n)| format!("{n} {kind}"))
             .collect();
         outln!(
             "events   {} in the last 24h (`hoist events {}`)",
             parts.join(", "),
-            s["name"].as_str().unwrap_or_default()
+            s.service.name
         )?;
     }
     outln!()?;
@@ -133,56 +139,53 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
         ],
         &[3, 4, 5, 6, 7],
     );
-    for i in s["running"].as_array().into_iter().flatten() {
+    for i in &s.running {
         t.add_row(vec![
-            text(&i["id"]).to_string(),
-            text(&i["deployment"]).to_string(),
-            text(&i["state"]).to_string(),
-            i["in_flight"].as_u64().unwrap_or(0).to_string(),
-            duration(i["idle_ms"].as_u64().unwrap_or(0)),
-            duration(i["active_ms"].as_u64().unwrap_or(0)),
-            duration(i["frozen_ms"].as_u64().unwrap_or(0)),
-            i["requests"].as_u64().unwrap_or(0).to_string(),
+            i.id.to_string(),
+            i.deployment.to_string(),
+            i.state.clone(),
+            i.in_flight.to_string(),
+            duration(i.idle_ms),
+            duration(i.active_ms),
+            duration(i.frozen_ms),
+            i.requests.to_string(),
         ]);
     }
     print_table(&t)?;
     outln!()?;
-    print_table(&deployments_table(s["deployments"].as_array()))?;
+    print_table(&deployments_table(&s.deployments))?;
     outln!()?;
     let mut t = table(
         &["INSTANCE", "DEPLOYMENT", "STATE", "AGE", "COLD", "EXIT"],
         &[],
     );
-    for i in s["instances"].as_array().into_iter().flatten() {
+    for i in &s.instances {
         t.add_row(vec![
-            text(&i["id"]).to_string(),
-            text(&i["deployment"]).to_string(),
-            text(&i["state"]).to_string(),
-            age(i["created_at"].as_i64().unwrap_or(0)),
-            if i["cold"].as_bool().unwrap_or(false) {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_string(),
-            first_line(i["exit_reason"].as_str()).to_string(),
+            i.id.to_string(),
+            i.deployment.to_string(),
+            i.state.to_string(),
+            age(i.created_at),
+            if i.cold { "yes" } else { "no" }.to_string(),
+            first_line(i.exit_reason.as_deref()).to_string(),
         ]);
     }
     print_table(&t)
 }
 
 /// Deployments newest first: id, commit, state, age, the first line of the reason.
-fn deployments_table(list: Option<&Vec<Value>>) -> comfy_table::Table {
-    let mut list: Vec<&Value> = list.into_iter().flatten().collect();
-    list.sort_by_key(|d| std::cmp::Reverse(d["created_at"].as_i64().unwrap_or(0)));
+fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
+    let mut list: Vec<&Deployment> = list.iter().collect();
+    list.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     let mut t = table(&["DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"], &[]);
     for d in list {
         t.add_row(vec![
-            text(&d["id"]).to_string(),
-            text(&d["commit_sha"]).chars().take(8).collect(),
-            text(&d["state"]).to_string(),
-            age(d["created_at"].as_i64().unwrap_or(0)),
-            first_line(d["failure_reason"].as_str()).to_string(),
+            d.id.to_string(),
+            d.commit_sha
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |c| c.chars().take(8).collect()),
+            d.state.to_string(),
+            age(d.created_at),
+            first_line(d.failure_reason.as_deref()).to_string(),
         ]);
     }
     t
@@ -190,51 +193,45 @@ fn deployments_table(list: Option<&Vec<Value>>) -> comfy_table::Table {
 
 pub async fn deployments(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let s: Value = api.get(&format!("/v1/services/{name}")).await?;
-    let list = &s["deployments"];
+    // The service's own list until the API has `GET /v1/services/{name}/deployments`.
+    let list = api
+        .get::<ServiceView>(&format!("/v1/services/{name}"))
+        .await?
+        .deployments;
     if flag.json {
-        return out::json(list);
+        return out::json(&list);
     }
-    print_table(&deployments_table(list.as_array()))
+    print_table(&deployments_table(&list))
 }
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let body = Value::Object(args.scaling.json());
-    let sc: Value = api
+    let sc: Scaling = api
         .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/scale", args.name),
             )
-            .json(&body),
+            .json(&args.scaling.settings()),
         )
         .await?;
     if args.out.json {
         return out::json(&sc);
     }
-    outln!(
-        "{}: min {}, max {}, concurrency {}, freeze after {}, stop after {}",
-        args.name,
-        sc["min_instances"].as_u64().unwrap_or(0),
-        sc["max_instances"].as_u64().unwrap_or(0),
-        sc["concurrency"].as_u64().unwrap_or(0),
-        duration(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
-        duration(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
-    )
+    outln!("{}: {}", args.name, scaling_text(&sc))
 }
 
 pub async fn stop(name: &str) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let r: Value = api
+    let r: StopResult = api
         .call(api.req(reqwest::Method::POST, &format!("/v1/services/{name}/stop")))
         .await?;
     outln!(
         "stopped {} instance(s) of {name}; the next request starts one again",
-        r["stopped"].as_u64().unwrap_or(0)
+        r.stopped
     )?;
-    let s: Value = api.get(&format!("/v1/services/{name}")).await?;
-    let min = s["scaling"]["min_instances"].as_u64().unwrap_or(0);
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    let min = s.scaling.min_instances;
     if min > 0 {
         outln!(
             "note: {name} is persistent (min_instances {min}), so {min} instance(s) start again at once; `hoist scale {name} --min-instances 0` makes it serverless"
@@ -255,11 +252,16 @@ pub struct UsageArgs {
 
 pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let days: Value = api
-        .get(&format!(
-            "/v1/services/{}/usage?days={}",
-            args.name, args.days
-        ))
+    let days: Vec<UsageDay> = api
+        .call(
+            api.req(
+                reqwest::Method::GET,
+                &format!("/v1/services/{}/usage", args.name),
+            )
+            .query(&hoist_api_types::UsageQuery {
+                days: Some(args.days),
+            }),
+        )
         .await?;
     if args.out.json {
         return out::json(&days);
@@ -276,15 +278,15 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
         ],
         &[1, 2, 3, 4, 5, 6],
     );
-    for d in days.as_array().into_iter().flatten() {
+    for d in &days {
         t.add_row(vec![
-            text(&d["day"]).to_string(),
-            d["requests"].as_u64().unwrap_or(0).to_string(),
-            duration(d["active_ms"].as_u64().unwrap_or(0)),
-            duration(d["frozen_ms"].as_u64().unwrap_or(0)),
-            duration(d["cpu_ms"].as_u64().unwrap_or(0)),
-            format!("{:.3}", d["gb_seconds"].as_f64().unwrap_or(0.0)),
-            d["cold_starts"].as_u64().unwrap_or(0).to_string(),
+            d.day.clone(),
+            d.requests.to_string(),
+            duration(d.active_ms),
+            duration(d.frozen_ms),
+            duration(d.cpu_ms),
+            format!("{:.3}", d.gb_seconds),
+            d.cold_starts.to_string(),
         ]);
     }
     print_table(&t)
@@ -302,7 +304,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
     let name = &args.name;
     // A missing service is reported before anything is asked.
-    let _: Value = api.get(&format!("/v1/services/{name}")).await?;
+    let _: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
     if !args.yes {
         let stdin = std::io::stdin();
         confirm_delete(
@@ -347,8 +349,8 @@ fn confirm_delete(
 
 pub async fn open(name: &str) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let s: Value = api.get(&format!("/v1/services/{name}")).await?;
-    let url = text(&s["url"]).to_string();
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    let url = s.url;
     outln!("{url}")?;
     let display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
@@ -370,33 +372,23 @@ pub async fn open(name: &str) -> anyhow::Result<()> {
 
 pub async fn runtimes(flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let list: Value = api.get("/v1/runtimes").await?;
+    let list: Vec<RuntimeInfo> = api.get("/v1/runtimes").await?;
     if flag.json {
         return out::json(&list);
     }
     let mut t = table(&["NAME", "INSTALLED", "VERSION", "SIZE", "PACKAGES"], &[3]);
-    for r in list.as_array().into_iter().flatten() {
-        let size = r["size_bytes"]
-            .as_u64()
-            .map(|b| format!("{} MB", b / 1_000_000))
-            .unwrap_or_else(|| "-".into());
-        let pkgs: Vec<&str> = r["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for r in &list {
         t.add_row(vec![
-            text(&r["name"]).to_string(),
-            if r["installed"].as_bool().unwrap_or(false) {
+            r.name.clone(),
+            if r.installed {
                 "yes"
             } else {
                 "no (built on first use)"
             }
             .to_string(),
-            text(&r["version"]).to_string(),
-            size,
-            pkgs.join(", "),
+            or_dash(r.version.as_ref()),
+            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
+            r.packages.join(", "),
         ]);
     }
     print_table(&t)

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use hoist_api_types::{
+    DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, StreamEvent,
+};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use crate::JsonFlag;
 use crate::api::{Api, NdjsonLines};
@@ -26,8 +28,8 @@ pub struct DeployArgs {
     #[arg(long)]
     root: Option<String>,
     /// python, node, go, rust or debian.
-    #[arg(long)]
-    runtime: Option<String>,
+    #[arg(long, value_parser = parse_runtime)]
+    runtime: Option<Runtime>,
     /// Build command (bash).
     #[arg(long)]
     build: Option<String>,
@@ -69,29 +71,26 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         }
         path.display().to_string()
     };
-    let mut body = serde_json::json!({
-        "source": source,
-        "name": args.name,
-        "branch": args.branch,
-        "root": args.root,
-        "runtime": args.runtime,
-        "build": args.build,
-        "start": args.start,
-        "port": args.port,
-        "memory": args.memory,
-        "env": args.env,
-    });
-    if let Some(obj) = body.as_object_mut() {
-        obj.extend(args.scaling.json());
-    }
-    let created: Value = api
+    let body = DeployRequest {
+        source,
+        name: args.name,
+        branch: args.branch,
+        root: args.root,
+        runtime: args.runtime,
+        build: args.build,
+        start: args.start,
+        port: args.port,
+        memory: args.memory,
+        env: args.env,
+        scaling: args.scaling.settings(),
+    };
+    let created: Deployment = api
         .call(
             api.req(reqwest::Method::POST, "/v1/deployments")
                 .json(&body),
         )
         .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_string();
-    let service = created["service"].as_str().unwrap_or_default().to_string();
+    let (id, service) = (created.id.to_string(), created.service.to_string());
     let json = args.out.json;
     // With --json, stdout holds the one JSON document; what people read goes to stderr.
     let say = |text: String| -> anyhow::Result<()> {
@@ -121,30 +120,41 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         ),
     };
     // The steps' last timings (the final step ends with the outcome).
-    if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
-        progress.steps(&record)?;
+    if let Ok(record) = api
+        .get::<Deployment>(&format!("/v1/deployments/{id}"))
+        .await
+    {
+        progress.steps(&record.steps)?;
         if json {
             out::json(&record)?;
         }
     }
-    match ev["state"].as_str() {
-        Some("live") => {
-            if !json {
-                outln!("{}", ev["url"].as_str().unwrap_or_default())?;
-            }
-            Ok(())
+    if ev.state == "live" {
+        if !json {
+            outln!("{}", ev.url.unwrap_or_default())?;
         }
-        Some(state) => bail!(
-            "deployment {id} {state}: {}",
-            ev["reason"].as_str().unwrap_or("no reason recorded")
-        ),
-        None => bail!("deployment {id} ended in an unknown state"),
+        return Ok(());
     }
+    bail!(
+        "deployment {id} {}: {}",
+        ev.state,
+        ev.reason.as_deref().unwrap_or("no reason recorded")
+    )
+}
+
+/// `--runtime`, by the rule the API applies (aliases such as `python3.12` accepted).
+fn parse_runtime(text: &str) -> Result<Runtime, String> {
+    text.parse()
+        .map_err(|e: hoist_core::SpecError| e.to_string())
 }
 
 /// Follows the deployment's event stream to its outcome (None if the stream ends first),
 /// printing its log lines and reading its steps every [`STEP_POLL`] meanwhile.
-async fn follow(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<Option<Value>> {
+async fn follow(
+    api: &Api,
+    id: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<DeploymentOutcome>> {
     let resp = api
         .send(api.req(
             reqwest::Method::GET,
@@ -156,46 +166,45 @@ async fn follow(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            ev = events.next::<Value>() => {
-                let Some(ev) = ev? else { return Ok(None) };
-                match ev["type"].as_str() {
-                    Some("log") => {
-                        let line = ev["line"].as_str().unwrap_or_default();
-                        progress.line(line)?;
+            ev = events.next::<StreamEvent>() => {
+                match ev? {
+                    None => return Ok(None),
+                    Some(StreamEvent::Log(l)) => {
+                        progress.line(&l.line)?;
                         // The pipeline's own lines ("==> ...") come at its steps' edges: read
                         // the steps now rather than at the next tick.
-                        if line.starts_with("==> ")
-                            && let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await
-                        {
-                            progress.steps(&record)?;
+                        if l.line.starts_with("==> ") {
+                            steps_now(api, id, progress).await?;
                         }
                     }
                     // The outcome; a stream that also tells the steps as they change gets the
                     // steps read at once.
-                    Some("deployment") if is_outcome(&ev) => return Ok(Some(ev)),
-                    _ => {
-                        if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
-                            progress.steps(&record)?;
-                        }
+                    Some(StreamEvent::Deployment(ev)) if is_outcome(&ev.state) => {
+                        return Ok(Some(ev));
                     }
+                    Some(StreamEvent::Deployment(_)) => steps_now(api, id, progress).await?,
                 }
             }
-            _ = tick.tick() => {
-                // A missed reading only delays the spinner's step; the outcome comes by the stream.
-                if let Ok(record) = api.get::<Value>(&format!("/v1/deployments/{id}")).await {
-                    progress.steps(&record)?;
-                }
-            }
+            _ = tick.tick() => steps_now(api, id, progress).await?,
         }
     }
 }
 
-/// A deployment event that ends the deploy: live, or a state it never leaves.
-fn is_outcome(ev: &Value) -> bool {
-    matches!(
-        ev["state"].as_str(),
-        Some("live" | "failed" | "cancelled" | "superseded") | None
-    )
+/// Reads the deployment's steps and shows what changed. A failed reading only delays the
+/// spinner's step: the outcome comes by the stream.
+async fn steps_now(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<()> {
+    match api
+        .get::<Deployment>(&format!("/v1/deployments/{id}"))
+        .await
+    {
+        Ok(record) => progress.steps(&record.steps),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A deployment state that ends the deploy: live, or one it never leaves.
+fn is_outcome(state: &str) -> bool {
+    matches!(state, "live" | "failed" | "cancelled" | "superseded")
 }
 
 /// What a deploy shows while it runs: its log lines, a spinner with the elapsed time of the
@@ -237,40 +246,33 @@ impl Progress {
         }
     }
 
-    /// Shows what changed in the deployment record's steps since the last call.
-    fn steps(&mut self, record: &Value) -> anyhow::Result<()> {
+    /// Shows what changed in the deployment's steps since the last call.
+    fn steps(&mut self, steps: &[DeploymentStep]) -> anyhow::Result<()> {
         let now = jiff::Timestamp::now().as_millisecond();
-        let steps = record["steps"].as_array().cloned().unwrap_or_default();
         for (i, s) in steps.iter().enumerate() {
-            let step = s["step"].as_str().unwrap_or("step");
-            let started_at = s["started_at"].as_i64().unwrap_or(now);
             if i >= self.started {
                 self.started = i + 1;
-                if self.terminal && s["finished_at"].is_null() {
+                if self.terminal && s.finished_at.is_none() {
                     let bar = ProgressBar::new_spinner()
                         .with_style(
                             ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         )
-                        .with_message(step.to_string())
+                        .with_message(s.step.clone())
                         .with_elapsed(Duration::from_millis(
-                            u64::try_from(now - started_at).unwrap_or(0),
+                            u64::try_from(now - s.started_at).unwrap_or(0),
                         ));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.spinner = Some(bar);
                 }
             }
             if i >= self.ended
-                && let Some(finished_at) = s["finished_at"].as_i64()
+                && let Some(finished_at) = s.finished_at
             {
                 self.ended = i + 1;
                 self.clear();
-                let took = duration(u64::try_from(finished_at - started_at).unwrap_or(0));
-                self.line(&step_end(
-                    step,
-                    s["state"].as_str().unwrap_or("done"),
-                    &took,
-                ))?;
+                let took = duration(u64::try_from(finished_at - s.started_at).unwrap_or(0));
+                self.line(&step_end(&s.step, &s.state, &took))?;
             }
         }
         Ok(())
@@ -362,21 +364,30 @@ mod tests {
         );
     }
 
+    fn step(name: &str, state: &str, started_at: i64, finished_at: Option<i64>) -> DeploymentStep {
+        DeploymentStep {
+            step: name.into(),
+            state: state.into(),
+            started_at,
+            finished_at,
+        }
+    }
+
     #[test]
     fn steps_are_shown_once_each_as_they_end() {
         let mut p = Progress::new(false, true);
-        let running = serde_json::json!({"steps": [
-            {"step": "fetching", "state": "done", "started_at": 1000, "finished_at": 1400},
-            {"step": "building", "state": "running", "started_at": 1400, "finished_at": null},
-        ]});
+        let running = [
+            step("fetching", "done", 1000, Some(1400)),
+            step("building", "running", 1400, None),
+        ];
         p.steps(&running).unwrap();
         assert_eq!((p.started, p.ended), (2, 1));
         p.steps(&running).unwrap();
         assert_eq!((p.started, p.ended), (2, 1));
-        let done = serde_json::json!({"steps": [
-            {"step": "fetching", "state": "done", "started_at": 1000, "finished_at": 1400},
-            {"step": "building", "state": "done", "started_at": 1400, "finished_at": 9000},
-        ]});
+        let done = [
+            step("fetching", "done", 1000, Some(1400)),
+            step("building", "done", 1400, Some(9000)),
+        ];
         p.steps(&done).unwrap();
         assert_eq!((p.started, p.ended), (2, 2));
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use hoist_api_types::{Deployment, EnvApplied, EnvChange, EnvList, EnvQuery, RollbackRequest};
 
 use crate::JsonFlag;
 use crate::api::Api;
@@ -59,9 +59,15 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
                 };
                 set.insert(k.to_string(), v.to_string());
             }
-            change(&api, &name, json!({ "set": set })).await
+            change(&api, &name, &EnvChange { set, unset: vec![] }).await
         }
-        EnvCommand::Unset { name, keys } => change(&api, &name, json!({ "unset": keys })).await,
+        EnvCommand::Unset { name, keys } => {
+            let unset = EnvChange {
+                set: BTreeMap::new(),
+                unset: keys,
+            };
+            change(&api, &name, &unset).await
+        }
         EnvCommand::Import { name, file } => {
             let mut set = BTreeMap::new();
             let lines = dotenvy::from_path_iter(&file)
@@ -73,25 +79,23 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
             if set.is_empty() {
                 bail!("{} sets no variables", file.display());
             }
-            change(&api, &name, json!({ "set": set })).await
+            change(&api, &name, &EnvChange { set, unset: vec![] }).await
         }
         EnvCommand::Ls { name, reveal, out } => {
-            let path = if reveal {
-                format!("/v1/services/{name}/env?reveal=true")
-            } else {
-                format!("/v1/services/{name}/env")
-            };
-            let env: Value = api.get(&path).await?;
+            let env: EnvList = api
+                .call(
+                    api.req(reqwest::Method::GET, &format!("/v1/services/{name}/env"))
+                        .query(&EnvQuery { reveal }),
+                )
+                .await?;
             if out.json {
                 return out::json(&env);
             }
-            let names = env["names"].as_array().cloned().unwrap_or_default();
-            if names.is_empty() {
+            if env.names.is_empty() {
                 outln!("{name} has no environment variables")?;
             }
-            for n in names {
-                let n = n.as_str().unwrap_or_default();
-                match env["values"][n].as_str() {
+            for n in &env.names {
+                match env.values.as_ref().and_then(|v| v.get(n)) {
                     Some(v) if reveal => outln!("{n}={v}")?,
                     _ => outln!("{n}")?,
                 }
@@ -101,21 +105,21 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
-    let r: Value = api
+async fn change(api: &Api, name: &str, body: &EnvChange) -> anyhow::Result<()> {
+    let r: EnvApplied = api
         .call(
             api.req(reqwest::Method::PATCH, &format!("/v1/services/{name}/env"))
-                .json(&body),
+                .json(body),
         )
         .await?;
-    if r["changed"].as_bool() != Some(true) {
+    if !r.changed {
         return outln!("{name}: environment unchanged");
     }
-    let replaced = r["replaced"].as_u64().unwrap_or(0);
+    let replaced = r.replaced;
     outln!(
         "{name}: environment updated (revision {}, {} variable(s)); {}",
-        r["revision"].as_u64().unwrap_or(0),
-        r["names"].as_array().map_or(0, Vec::len),
+        r.revision,
+        r.names.len(),
         if replaced > 0 {
             format!("{replaced} running instance(s) replaced, no rebuild")
         } else {
@@ -126,29 +130,29 @@ async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let body = match &args.deployment {
-        Some(d) => json!({ "deployment": d }),
-        None => json!({}),
-    };
-    let d: Value = api
+    let deployment = args
+        .deployment
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: hoist_core::SpecError| anyhow::anyhow!("{e}"))?;
+    let d: Deployment = api
         .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/rollback", args.name),
             )
-            .json(&body),
+            .json(&RollbackRequest { deployment }),
         )
         .await?;
     if args.out.json {
         return out::json(&d);
     }
+    let commit = d.commit_sha.as_deref().unwrap_or("?");
     outln!(
         "{}: deployment {} (commit {}) is live again, from its stored image",
         args.name,
-        d["id"].as_str().unwrap_or("?"),
-        d["commit"]
-            .as_str()
-            .or(d["commit_sha"].as_str())
-            .map_or("?", |c| &c[..c.len().min(12)]),
+        d.id,
+        &commit[..commit.len().min(12)],
     )
 }

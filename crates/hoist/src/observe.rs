@@ -1,11 +1,12 @@
 //! `hoist logs`, `hoist events`, `hoist metrics`: what a service did, as the API records it.
 
 use clap::Args;
-use serde_json::Value;
+use hoist_api_types::{
+    CommaList, EventRecord, EventsQuery, LogLine, LogStream, LogsQuery, MinuteMetrics, SeriesQuery,
+};
 
 use crate::JsonFlag;
 use crate::api::Api;
-use crate::client::text;
 use crate::out::{self, outln, print_table, table, timestamp};
 
 #[derive(Args)]
@@ -25,8 +26,8 @@ pub struct LogsArgs {
     #[arg(long)]
     instance: Option<String>,
     /// stdout, stderr, access, build or system (repeatable).
-    #[arg(long)]
-    stream: Vec<String>,
+    #[arg(long, value_parser = parse_stream)]
+    stream: Vec<LogStream>,
     /// Only lines containing this text (searches everything retained).
     #[arg(long)]
     grep: Option<String>,
@@ -37,23 +38,38 @@ pub struct LogsArgs {
     tail: Option<usize>,
 }
 
+/// `--stream`, by the API's own names for the streams.
+fn parse_stream(text: &str) -> Result<LogStream, String> {
+    serde::Deserialize::deserialize(
+        serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(text),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A stream's name as the API spells it.
+fn stream_name(s: LogStream) -> &'static str {
+    match s {
+        LogStream::Stdout => "stdout",
+        LogStream::Stderr => "stderr",
+        LogStream::Build => "build",
+        LogStream::System => "system",
+        LogStream::Access => "access",
+    }
+}
+
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let mut query: Vec<(&str, String)> = vec![
-        ("follow", args.follow.to_string()),
-        ("build", args.build.to_string()),
-    ];
-    let optional = [
-        ("since", args.since),
-        ("deployment", args.deployment),
-        ("instance", args.instance),
-        ("grep", args.grep),
-        ("tail", args.tail.map(|t| t.to_string())),
-    ];
-    query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-    if !args.stream.is_empty() {
-        query.push(("stream", args.stream.join(",")));
-    }
+    let query = LogsQuery {
+        follow: args.follow,
+        build: args.build,
+        deployment: args.deployment,
+        instance: args.instance,
+        stream: (!args.stream.is_empty()).then_some(CommaList(args.stream)),
+        since: args.since,
+        grep: args.grep,
+        tail: args.tail,
+        format: None,
+    };
     let rb = api
         .req(
             reqwest::Method::GET,
@@ -61,22 +77,23 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         )
         .query(&query);
     let json = args.out.json;
-    api.ndjson(rb, |l: Value| {
+    api.ndjson(rb, |l: LogLine| {
         if json {
             out::ndjson_line(&l)?;
             return Ok(true);
         }
-        let who = l["instance"]
-            .as_str()
-            .or(l["deployment"].as_str())
+        let who = l
+            .instance
+            .as_deref()
+            .or(l.deployment.as_deref())
             .unwrap_or("-");
         // A stream has no last row to size a table by: fixed widths that fit the ids.
         outln!(
             "{} {:<6} {:<12} {}",
-            timestamp(l["ts"].as_i64().unwrap_or(0)),
-            text(&l["stream"]),
+            timestamp(l.ts),
+            stream_name(l.stream),
             who,
-            text(&l["line"])
+            l.line
         )?;
         Ok(true)
     })
@@ -98,16 +115,20 @@ pub struct EventsArgs {
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let events: Value = api
-        .get(&format!(
-            "/v1/services/{}/events?limit={}",
-            args.name, args.limit
-        ))
+    let events: Vec<EventRecord> = api
+        .call(
+            api.req(
+                reqwest::Method::GET,
+                &format!("/v1/services/{}/events", args.name),
+            )
+            .query(&EventsQuery {
+                limit: Some(args.limit),
+            }),
+        )
         .await?;
     if args.out.json {
         return out::json(&events);
     }
-    let events = events.as_array().cloned().unwrap_or_default();
     if events.is_empty() {
         return outln!(
             "{}: no events (5xx answers, crashes, OOM kills, failed starts)",
@@ -118,15 +139,19 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let mut t = table(&["TIME", "KIND", "INSTANCE", "DETAIL"], &[]);
     for e in events.iter().rev() {
         t.add_row(vec![
-            timestamp(e["ts"].as_i64().unwrap_or(0)),
-            text(&e["kind"]).to_string(),
-            e["instance"].as_str().unwrap_or("-").to_string(),
-            text(&e["detail"]).to_string(),
+            timestamp(e.ts),
+            e.kind.clone(),
+            e.instance.clone().unwrap_or_else(|| "-".into()),
+            e.detail.clone(),
         ]);
         if !args.brief {
-            for line in e["context"].as_array().into_iter().flatten() {
-                let line = format!("| {}", line.as_str().unwrap_or_default());
-                t.add_row(vec![String::new(), String::new(), String::new(), line]);
+            for line in &e.context {
+                t.add_row(vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("| {line}"),
+                ]);
             }
         }
     }
@@ -145,19 +170,20 @@ pub struct MetricsArgs {
 
 pub async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let rows: Value = api
+    let rows: Vec<MinuteMetrics> = api
         .call(
             api.req(
                 reqwest::Method::GET,
                 &format!("/v1/services/{}/metrics", args.name),
             )
-            .query(&[("since", &args.since)]),
+            .query(&SeriesQuery {
+                since: Some(args.since.clone()),
+            }),
         )
         .await?;
     if args.out.json {
         return out::json(&rows);
     }
-    let rows = rows.as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
         return outln!(
             "{}: no minutes recorded yet in the last {} (one row per minute, written as it ends)",
@@ -172,24 +198,21 @@ pub async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
         &[1, 2, 3, 4, 5, 6, 7, 8],
     );
     // Latencies keep a decimal below a millisecond, so they are not durations of whole ms.
-    let ms = |v: &Value| {
-        v.as_f64()
-            .map_or_else(|| "-".to_string(), |x| format!("{x:.1}ms"))
-    };
-    for r in rows {
-        let minute = timestamp(r["minute"].as_i64().unwrap_or(0));
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}ms"));
+    for r in &rows {
+        let minute = timestamp(r.minute);
         // HH:MM of the RFC 3339 timestamp.
         let hhmm = minute.get(11..16).unwrap_or(&minute).to_string();
         t.add_row(vec![
             hhmm,
-            r["requests"].as_u64().unwrap_or(0).to_string(),
-            r["errors"].as_u64().unwrap_or(0).to_string(),
-            ms(&r["p50_ms"]),
-            ms(&r["p95_ms"]),
-            ms(&r["p99_ms"]),
-            r["instances"].as_u64().unwrap_or(0).to_string(),
-            format!("{:.0}MB", r["memory_mb"].as_f64().unwrap_or(0.0)),
-            out::duration(r["cpu_ms"].as_u64().unwrap_or(0)),
+            r.requests.to_string(),
+            r.errors.to_string(),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.p99_ms),
+            r.instances.to_string(),
+            format!("{:.0}MB", r.memory_mb),
+            out::duration(r.cpu_ms),
         ]);
     }
     print_table(&t)
