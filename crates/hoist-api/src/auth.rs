@@ -5,7 +5,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::routes::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Everything under `/v1` needs `Authorization: Bearer <token>`.
 pub(crate) async fn require_token(

@@ -1,152 +1,91 @@
+//! The handlers of `/v1`, each described by its `#[utoipa::path]`: the router and the
+//! OpenAPI document are built from the same `routes!` list ([`crate::openapi`]), so no route
+//! is served undescribed.
+
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
-use hoist_api_types::ScalingSettings;
-use hoist_control::{ControlError, DeployRequest, EnvChange, Platform};
-use hoist_core::{DeploymentId, ServiceName};
-use hoist_store::{LogFilter, LogStream};
-use serde::{Deserialize, Serialize};
+use hoist_api_types::{
+    ApiErrorBody, DeployRequest, Deployment, EnvApplied, EnvChange, EnvList, EnvQuery, EventRecord,
+    EventsQuery, LogFormat, LogLine, LogsQuery, MinuteMetrics, RollbackRequest, RuntimeInfo,
+    ScalingSettings, SeriesQuery, ServiceView, StopResult, StreamEvent, UsageDay, UsageQuery,
+};
+use hoist_control::ControlError;
+use hoist_core::{DeploymentId, Scaling, ServiceName};
+use hoist_store::LogFilter;
 
-use crate::{auth, stream};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::state::AppState;
+use crate::stream;
 
-pub struct AppState {
-    pub(crate) platform: Arc<Platform>,
+type St = State<Arc<AppState>>;
+
+pub(crate) fn service_name(name: &str) -> ApiResult<ServiceName> {
+    Ok(ServiceName::from_str(name)?)
 }
 
-/// Every error the API returns: `{"error": "..."}` with a fitting status.
-#[derive(Debug, Serialize)]
-pub(crate) struct ApiError {
-    #[serde(skip)]
-    status: StatusCode,
-    error: String,
+pub(crate) fn deployment_id(id: &str) -> ApiResult<DeploymentId> {
+    Ok(DeploymentId::from_str(id)?)
 }
 
-impl ApiError {
-    /// Each value an error quotes is cut where it is quoted ([`hoist_core::echo`]); this cut
-    /// of the whole message is the last guard, so that no error body grows with its input.
-    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            error: hoist_core::echo_within(&hoist_core::echo_words(&error.into()), MAX_ERROR_CHARS)
-                .into_owned(),
-        }
+/// A query parameter that decoded but breaks a rule: the message names it.
+fn bad_param(param: &str, rule: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("invalid query parameter `{param}`: {rule}"))
+}
+
+fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    param: &str,
+    value: Option<T>,
+    default: T,
+    (min, max): (T, T),
+) -> ApiResult<T> {
+    match value {
+        None => Ok(default),
+        Some(v) if v >= min && v <= max => Ok(v),
+        Some(v) => Err(bad_param(
+            param,
+            format!("{v} is out of range: must be between {min} and {max}"),
+        )),
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+fn ensure_service(s: &AppState, name: &ServiceName) -> ApiResult<()> {
+    if s.platform.store().get_service(name)?.is_none() {
+        return Err(ControlError::ServiceNotFound(name.to_string()).into());
     }
+    Ok(())
 }
 
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        let status = match &e {
-            ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            ControlError::Rollback(_) => StatusCode::CONFLICT,
-            ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
+/// All services, each with its latest deployment and the instances running now.
+#[utoipa::path(get, path = "/services", operation_id = "listServices", tag = "services",
+    responses((status = 200, description = "Every service", body = Vec<ServiceView>)))]
+pub(crate) async fn list_services(State(s): St) -> ApiResult<Json<Vec<ServiceView>>> {
+    Ok(Json(s.platform.list()?))
 }
 
-impl From<hoist_store::StoreError> for ApiError {
-    fn from(e: hoist_store::StoreError) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// The longest error message the API returns: room for a rule and a few quoted values.
-const MAX_ERROR_CHARS: usize = 800;
-
-/// A request body that did not parse: serde's message quotes the offending field or value,
-/// which `ApiError::new` cuts like any echoed input.
-fn bad_body(e: axum::extract::rejection::JsonRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
-}
-
-fn service_name(name: &str) -> ApiResult<ServiceName> {
-    ServiceName::from_str(name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
-}
-
-fn deployment_id(id: &str) -> ApiResult<DeploymentId> {
-    DeploymentId::from_str(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
-}
-
-pub fn router(platform: Arc<Platform>) -> Router {
-    let state = Arc::new(AppState { platform });
-    let v1 = Router::new()
-        .route("/services", get(list_services))
-        .route("/services/{name}", get(get_service).delete(delete_service))
-        .route("/services/{name}/logs", get(service_logs))
-        .route("/services/{name}/scale", post(scale_service))
-        .route("/services/{name}/stop", post(stop_service))
-        .route("/services/{name}/usage", get(service_usage))
-        .route(
-            "/services/{name}/env",
-            get(service_env).patch(change_service_env),
-        )
-        .route("/services/{name}/rollback", post(rollback_service))
-        .route("/services/{name}/events", get(service_events))
-        .route("/services/{name}/metrics", get(service_series))
-        .route("/deployments", post(create_deployment))
-        .route("/deployments/{id}", get(get_deployment))
-        .route("/deployments/{id}/events", get(deployment_events))
-        .route("/runtimes", get(list_runtimes))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    // Scrapers send the same bearer token (Prometheus: `authorization: credentials_file`).
-    let metrics =
-        Router::new()
-            .route("/metrics", get(metrics))
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_token,
-            ));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(metrics)
-        .route("/openapi.json", get(openapi))
-        .nest("/v1", v1)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(state)
-}
-
-async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("../openapi.json"),
-    )
-        .into_response()
-}
-
-async fn list_services(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
-    Ok(Json(s.platform.list()?).into_response())
-}
-
-async fn get_service(
-    State(s): State<Arc<AppState>>,
+/// One service in detail: its deployments, instances, usage counters and recent events.
+#[utoipa::path(get, path = "/services/{name}", operation_id = "getService", tag = "services",
+    params(("name" = String, Path, description = "The service name")),
+    responses((status = 200, description = "The service", body = ServiceView)))]
+pub(crate) async fn get_service(
+    State(s): St,
     Path(name): Path<String>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<ServiceView>> {
     let name = service_name(&name)?;
-    Ok(Json(s.platform.service_view(&name)?).into_response())
+    Ok(Json(s.platform.service_view(&name)?))
 }
 
-async fn delete_service(
-    State(s): State<Arc<AppState>>,
+/// Deletes the service: its instances, images, logs and records.
+#[utoipa::path(delete, path = "/services/{name}", operation_id = "deleteService", tag = "services",
+    params(("name" = String, Path, description = "The service name")),
+    responses((status = 204, description = "Deleted")))]
+pub(crate) async fn delete_service(
+    State(s): St,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let name = service_name(&name)?;
@@ -154,161 +93,184 @@ async fn delete_service(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn scale_service(
-    State(s): State<Arc<AppState>>,
+/// The service's deployments, newest first.
+#[utoipa::path(get, path = "/services/{name}/deployments", operation_id = "listServiceDeployments",
+    tag = "deployments",
+    params(("name" = String, Path, description = "The service name")),
+    responses((status = 200, description = "Newest first", body = Vec<Deployment>)))]
+pub(crate) async fn service_deployments(
+    State(s): St,
     Path(name): Path<String>,
-    body: Result<Json<ScalingSettings>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<Vec<Deployment>>> {
     let name = service_name(&name)?;
-    let Json(req) = body.map_err(bad_body)?;
-    let layer = req.to_layer().map_err(ControlError::from)?;
-    Ok(Json(s.platform.scale(&name, &layer)?).into_response())
+    ensure_service(&s, &name)?;
+    let list = s.platform.store().list_deployments(&name)?;
+    Ok(Json(list.into_iter().map(Deployment::from).collect()))
 }
 
-async fn stop_service(
-    State(s): State<Arc<AppState>>,
+/// Changes the scaling settings; unset ones keep their values. Answers the settings now in
+/// force.
+#[utoipa::path(post, path = "/services/{name}/scale", operation_id = "scaleService", tag = "services",
+    params(("name" = String, Path, description = "The service name")),
+    request_body = ScalingSettings,
+    responses((status = 200, description = "The settings in force", body = Scaling)))]
+pub(crate) async fn scale_service(
+    State(s): St,
     Path(name): Path<String>,
-) -> ApiResult<Response> {
+    ApiJson(req): ApiJson<ScalingSettings>,
+) -> ApiResult<Json<Scaling>> {
+    let name = service_name(&name)?;
+    let layer = req.to_layer()?;
+    Ok(Json(s.platform.scale(&name, &layer)?))
+}
+
+/// Stops the service's running instances (the next request starts one again).
+#[utoipa::path(post, path = "/services/{name}/stop", operation_id = "stopService", tag = "services",
+    params(("name" = String, Path, description = "The service name")),
+    responses((status = 200, description = "How many were stopped", body = StopResult)))]
+pub(crate) async fn stop_service(
+    State(s): St,
+    Path(name): Path<String>,
+) -> ApiResult<Json<StopResult>> {
     let name = service_name(&name)?;
     let stopped = s.platform.stop_service(&name)?;
-    Ok(Json(serde_json::json!({ "stopped": stopped })).into_response())
+    Ok(Json(StopResult { stopped }))
 }
 
-#[derive(Debug, Deserialize)]
-struct EnvQuery {
-    #[serde(default)]
-    reveal: bool,
-}
-
-/// Names only unless `reveal` is asked for: listings must not spill secrets onto screens.
-async fn service_env(
-    State(s): State<Arc<AppState>>,
+/// The service's environment: names only unless `reveal` is asked for, so that listings do
+/// not spill secrets onto screens.
+#[utoipa::path(get, path = "/services/{name}/env", operation_id = "getServiceEnv", tag = "env",
+    params(("name" = String, Path, description = "The service name"), EnvQuery),
+    responses((status = 200, description = "The variables", body = EnvList)))]
+pub(crate) async fn service_env(
+    State(s): St,
     Path(name): Path<String>,
-    Query(q): Query<EnvQuery>,
-) -> ApiResult<Response> {
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> ApiResult<Json<EnvList>> {
     let name = service_name(&name)?;
     let env = s.platform.env(&name)?;
-    let names: Vec<&str> = env.iter().map(|(k, _)| k).collect();
-    Ok(if q.reveal {
-        Json(serde_json::json!({ "names": names, "values": env.as_map() })).into_response()
-    } else {
-        Json(serde_json::json!({ "names": names })).into_response()
-    })
+    Ok(Json(EnvList {
+        names: env.iter().map(|(k, _)| k.to_string()).collect(),
+        values: q.reveal.then(|| env.as_map().clone()),
+    }))
 }
 
-async fn change_service_env(
-    State(s): State<Arc<AppState>>,
+/// Sets and unsets variables, then replaces the running instances with ones that have the
+/// new environment (no rebuild).
+#[utoipa::path(patch, path = "/services/{name}/env", operation_id = "changeServiceEnv", tag = "env",
+    params(("name" = String, Path, description = "The service name")),
+    request_body = EnvChange,
+    responses(
+        (status = 200, description = "What the change did", body = EnvApplied),
+        (status = 422, description = "Not applied: the new instances did not start", body = ApiErrorBody)))]
+pub(crate) async fn change_service_env(
+    State(s): St,
     Path(name): Path<String>,
-    body: Result<Json<EnvChange>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Response> {
+    ApiJson(change): ApiJson<EnvChange>,
+) -> ApiResult<Json<EnvApplied>> {
     let name = service_name(&name)?;
-    let Json(change) = body.map_err(bad_body)?;
-    Ok(Json(s.platform.change_env(&name, change).await?).into_response())
+    Ok(Json(s.platform.change_env(&name, change).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackRequest {
-    #[serde(default)]
-    deployment: Option<String>,
-}
-
-async fn rollback_service(
-    State(s): State<Arc<AppState>>,
+/// Switches the service back to an earlier deployment, from its stored image (no rebuild).
+/// The body may be left out: the deployment live before the current one is the target.
+#[utoipa::path(post, path = "/services/{name}/rollback", operation_id = "rollbackService",
+    tag = "deployments",
+    params(("name" = String, Path, description = "The service name")),
+    request_body(content = Option<RollbackRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "The deployment live again", body = Deployment),
+        (status = 409, description = "Nothing to roll back to", body = ApiErrorBody)))]
+pub(crate) async fn rollback_service(
+    State(s): St,
     Path(name): Path<String>,
-    body: Option<Json<RollbackRequest>>,
-) -> ApiResult<Response> {
+    OptionalJson(body): OptionalJson<RollbackRequest>,
+) -> ApiResult<Json<Deployment>> {
     let name = service_name(&name)?;
-    let req = body.map(|Json(b)| b).unwrap_or_default();
-    let target = req.deployment.as_deref().map(deployment_id).transpose()?;
-    Ok(Json(s.platform.rollback(&name, target).await?).into_response())
+    let target = body.unwrap_or_default().deployment;
+    Ok(Json(s.platform.rollback(&name, target).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
-struct UsageQuery {
-    days: Option<u32>,
-}
-
-async fn service_usage(
-    State(s): State<Arc<AppState>>,
+/// Usage per UTC day, oldest first.
+#[utoipa::path(get, path = "/services/{name}/usage", operation_id = "serviceUsage", tag = "observe",
+    params(("name" = String, Path, description = "The service name"), UsageQuery),
+    responses((status = 200, description = "One row per day", body = Vec<UsageDay>)))]
+pub(crate) async fn service_usage(
+    State(s): St,
     Path(name): Path<String>,
-    Query(q): Query<UsageQuery>,
-) -> ApiResult<Response> {
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<Vec<UsageDay>>> {
     let name = service_name(&name)?;
-    if s.platform.store().get_service(&name)?.is_none() {
-        return Err(ControlError::ServiceNotFound(name.to_string()).into());
-    }
-    let days = q.days.unwrap_or(30).clamp(1, 366);
-    Ok(Json(s.platform.store().usage(&name, days)?).into_response())
+    let days = in_range("days", q.days, 30, (1, 366))?;
+    ensure_service(&s, &name)?;
+    let rows = s.platform.store().usage(&name, days)?;
+    Ok(Json(rows.into_iter().map(UsageDay::from).collect()))
 }
 
-async fn create_deployment(
-    State(s): State<Arc<AppState>>,
-    body: Result<Json<DeployRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Response> {
-    let Json(req) = body.map_err(bad_body)?;
+/// Starts a deployment: answers at once with the queued deployment; its progress is at
+/// `/v1/deployments/{id}/events`.
+#[utoipa::path(post, path = "/deployments", operation_id = "createDeployment", tag = "deployments",
+    request_body = DeployRequest,
+    responses((status = 201, description = "Queued", body = Deployment)))]
+pub(crate) async fn create_deployment(
+    State(s): St,
+    ApiJson(req): ApiJson<DeployRequest>,
+) -> ApiResult<(StatusCode, Json<Deployment>)> {
     let record = s.platform.deploy(req).await?;
-    Ok((StatusCode::CREATED, Json(record)).into_response())
+    Ok((StatusCode::CREATED, Json(record.into())))
 }
 
-async fn get_deployment(
-    State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let id = deployment_id(&id)?;
-    let d = s.platform.store().get_deployment(&id)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("deployment '{id}' not found"),
-        )
-    })?;
-    Ok(Json(d).into_response())
+fn find_deployment(s: &AppState, id: &DeploymentId) -> ApiResult<hoist_store::DeploymentRecord> {
+    s.platform
+        .store()
+        .get_deployment(id)?
+        .ok_or_else(|| ApiError::not_found(format!("deployment '{id}' not found")))
 }
 
-async fn deployment_events(
-    State(s): State<Arc<AppState>>,
+/// One deployment.
+#[utoipa::path(get, path = "/deployments/{id}", operation_id = "getDeployment", tag = "deployments",
+    params(("id" = String, Path, description = "The deployment id, e.g. d-0123456789")),
+    responses((status = 200, description = "The deployment", body = Deployment)))]
+pub(crate) async fn get_deployment(
+    State(s): St,
     Path(id): Path<String>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<Deployment>> {
     let id = deployment_id(&id)?;
-    if s.platform.store().get_deployment(&id)?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("deployment '{id}' not found"),
-        ));
-    }
+    Ok(Json(find_deployment(&s, &id)?.into()))
+}
+
+/// The build and start of one deployment as NDJSON, one [`StreamEvent`] per line: its log
+/// lines, then its outcome, after which the stream ends.
+#[utoipa::path(get, path = "/deployments/{id}/events", operation_id = "deploymentEvents",
+    tag = "deployments",
+    params(("id" = String, Path, description = "The deployment id")),
+    responses((status = 200, description = "One event per line", content_type = "application/x-ndjson",
+        body = StreamEvent)))]
+pub(crate) async fn deployment_events(State(s): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = deployment_id(&id)?;
+    find_deployment(&s, &id)?;
     Ok(stream::deployment_events(s.platform.clone(), id))
 }
 
-#[derive(Debug, Deserialize)]
-struct LogsQuery {
-    #[serde(default)]
-    follow: bool,
-    #[serde(default)]
-    build: bool,
-    deployment: Option<String>,
-    instance: Option<String>,
-    /// Comma-separated: stdout, stderr, access, build, system.
-    stream: Option<String>,
-    /// Only lines from this long ago on, e.g. `10m`, `2h`, `7d`.
-    since: Option<String>,
-    grep: Option<String>,
-    tail: Option<usize>,
-    /// `sse` for Server-Sent Events (also chosen by `Accept: text/event-stream`).
-    format: Option<String>,
-}
-
-async fn service_logs(
-    State(s): State<Arc<AppState>>,
+/// The service's logs, oldest first: the backlog, then (with `follow`) new lines as they are
+/// stored. NDJSON by default; Server-Sent Events with `format=sse` or `Accept:
+/// text/event-stream`.
+#[utoipa::path(get, path = "/services/{name}/logs", operation_id = "serviceLogs", tag = "observe",
+    params(("name" = String, Path, description = "The service name"), LogsQuery),
+    responses((status = 200, description = "One line per line (NDJSON) or per event (SSE)",
+        content((LogLine = "application/x-ndjson"), (LogLine = "text/event-stream")))))]
+pub(crate) async fn service_logs(
+    State(s): St,
     Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
-    headers: axum::http::HeaderMap,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
     let name = service_name(&name)?;
-    if s.platform.store().get_service(&name)?.is_none() {
-        return Err(ControlError::ServiceNotFound(name.to_string()).into());
-    }
-    let mut deployment = q.deployment.map(|d| deployment_id(&d)).transpose()?;
+    ensure_service(&s, &name)?;
+    let mut deployment = q
+        .deployment
+        .map(|d| deployment_id(&d).map_err(|e| bad_param("deployment", e.error)))
+        .transpose()?;
     if q.build && deployment.is_none() {
         // --build means the latest build unless a deployment is named.
         deployment = s
@@ -324,50 +286,31 @@ async fn service_logs(
         .map(|i| {
             hoist_core::InstanceId::from_str(&i)
                 .map(|i| i.to_string())
-                .map_err(|e| bad(e.to_string()))
+                .map_err(|e| bad_param("instance", e))
         })
         .transpose()?;
-    let mut streams = Vec::new();
-    for part in q.stream.iter().flat_map(|s| s.split(',')) {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
-        }
-        streams.push(LogStream::parse(part).ok_or_else(|| {
-            bad(format!(
-                "unknown log stream '{}': expected stdout, stderr, access, build or system",
-                hoist_core::echo(part)
-            ))
-        })?);
-    }
+    let streams = q
+        .stream
+        .map(|l| l.0.into_iter().map(Into::into).collect())
+        .unwrap_or_default();
     let since_ms = q
         .since
         .map(|d| {
             hoist_core::parse_duration(&d)
                 // At most 100 years (parse_duration's bound): the subtraction cannot wrap.
                 .map(|d| hoist_store::now_ms().saturating_sub(hoist_core::millis(d) as i64))
-                .map_err(|e| bad(e.to_string()))
+                .map_err(|e| bad_param("since", e))
         })
         .transpose()?;
     let grep = q.grep.filter(|g| !g.is_empty());
-    let format = match q.format.as_deref() {
-        Some("sse") => stream::Format::Sse,
-        Some("ndjson") | None
-            if headers
-                .get(axum::http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/event-stream"))
-                && q.format.is_none() =>
-        {
-            stream::Format::Sse
-        }
-        Some("ndjson") | None => stream::Format::Ndjson,
-        Some(other) => {
-            return Err(bad(format!(
-                "unknown format '{}': expected ndjson or sse",
-                hoist_core::echo(other)
-            )));
-        }
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    let format = match q.format {
+        Some(LogFormat::Sse) => stream::Format::Sse,
+        None if wants_sse => stream::Format::Sse,
+        Some(LogFormat::Ndjson) | None => stream::Format::Ndjson,
     };
     // A search or a time window asks for everything that matches; a plain view for a tail.
     let default_tail = if grep.is_some() || since_ms.is_some() {
@@ -396,71 +339,97 @@ async fn service_logs(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
-    limit: Option<usize>,
-}
-
-async fn service_events(
-    State(s): State<Arc<AppState>>,
+/// The service's recent events (5xx answers, crashes, failed starts), newest first.
+#[utoipa::path(get, path = "/services/{name}/events", operation_id = "serviceEvents", tag = "observe",
+    params(("name" = String, Path, description = "The service name"), EventsQuery),
+    responses((status = 200, description = "Newest first", body = Vec<EventRecord>)))]
+pub(crate) async fn service_events(
+    State(s): St,
     Path(name): Path<String>,
-    Query(q): Query<EventsQuery>,
-) -> ApiResult<Response> {
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<Vec<EventRecord>>> {
     let name = service_name(&name)?;
-    if s.platform.store().get_service(&name)?.is_none() {
-        return Err(ControlError::ServiceNotFound(name.to_string()).into());
-    }
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(s.platform.store().events(&name, limit)?).into_response())
+    let limit = in_range("limit", q.limit, 50, (1, 1000))?;
+    ensure_service(&s, &name)?;
+    let rows = s.platform.store().events(&name, limit)?;
+    Ok(Json(rows.into_iter().map(EventRecord::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
-struct SeriesQuery {
-    /// How far back, e.g. `60m` (default) or `24h` (the most kept).
-    since: Option<String>,
-}
-
-async fn service_series(
-    State(s): State<Arc<AppState>>,
+/// The service's per-minute metrics, oldest first.
+#[utoipa::path(get, path = "/services/{name}/metrics", operation_id = "serviceMetrics", tag = "observe",
+    params(("name" = String, Path, description = "The service name"), SeriesQuery),
+    responses((status = 200, description = "One row per minute with traffic or instances",
+        body = Vec<MinuteMetrics>)))]
+pub(crate) async fn service_series(
+    State(s): St,
     Path(name): Path<String>,
-    Query(q): Query<SeriesQuery>,
-) -> ApiResult<Response> {
+    ApiQuery(q): ApiQuery<SeriesQuery>,
+) -> ApiResult<Json<Vec<MinuteMetrics>>> {
     let name = service_name(&name)?;
-    if s.platform.store().get_service(&name)?.is_none() {
-        return Err(ControlError::ServiceNotFound(name.to_string()).into());
-    }
     let back = match q.since.as_deref() {
-        Some(d) => hoist_core::parse_duration(d)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        Some(d) => hoist_core::parse_duration(d).map_err(|e| bad_param("since", e))?,
         None => std::time::Duration::from_secs(3600),
     }
     .min(std::time::Duration::from_secs(24 * 3600));
+    ensure_service(&s, &name)?;
     let since = hoist_store::now_ms() - hoist_core::millis(back) as i64;
-    Ok(Json(s.platform.store().minutes(&name, since)?).into_response())
+    let rows = s.platform.store().minutes(&name, since)?;
+    Ok(Json(rows.into_iter().map(MinuteMetrics::from).collect()))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
+/// The runtimes Hoist builds apps on, and whether each is built on this host.
+#[utoipa::path(get, path = "/runtimes", operation_id = "listRuntimes", tag = "runtimes",
+    responses((status = 200, description = "Every runtime", body = Vec<RuntimeInfo>)))]
+pub(crate) async fn list_runtimes(State(s): St) -> Json<Vec<RuntimeInfo>> {
+    Json(
+        s.platform
+            .runtimes()
+            .list()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    )
+}
+
+/// Liveness: `ok` once the server answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "server", security(()),
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// What the scraper's `Accept` asks for: OpenMetrics 1.0 when it lists
+/// `application/openmetrics-text`, the Prometheus text format 0.0.4 otherwise (the default of
+/// every scraper that sends no `Accept`).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "server",
+    responses((status = 200, description = "Platform and per-service metrics",
+        content((String = "text/plain; version=0.0.4"),
+                (String = "application/openmetrics-text; version=1.0.0")))))]
+pub(crate) async fn metrics(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
     let text = s
         .platform
         .prometheus_text()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
-}
-
-async fn list_runtimes(State(s): State<Arc<AppState>>) -> Json<Vec<hoist_build::RuntimeInfo>> {
-    Json(s.platform.runtimes().list())
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], text).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::PROMETHEUS_TEXT)],
+            crate::metrics::to_prometheus_text(&text),
+        )
+            .into_response()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::MAX_ERROR_CHARS;
 
     #[test]
     fn an_error_quoting_a_huge_input_stays_short_and_names_the_problem() {
@@ -480,5 +449,16 @@ mod tests {
         let err = ApiError::new(StatusCode::BAD_REQUEST, "x".repeat(50_000));
         assert!(err.error.chars().count() < MAX_ERROR_CHARS + 30);
         assert!(err.error.ends_with("(50000 bytes)"), "{}", err.error);
+    }
+
+    #[test]
+    fn an_out_of_range_parameter_is_refused_naming_it() {
+        let e = in_range("days", Some(0u32), 30, (1, 366)).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.error,
+            "invalid query parameter `days`: 0 is out of range: must be between 1 and 366"
+        );
+        assert_eq!(in_range("days", None, 30u32, (1, 366)).unwrap(), 30);
     }
 }

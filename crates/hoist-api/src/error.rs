@@ -1,0 +1,71 @@
+//! Every error the API returns: `{"error": "..."}` ([`ApiErrorBody`]) with a fitting status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hoist_api_types::ApiErrorBody;
+use hoist_control::ControlError;
+
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: String,
+}
+
+/// The longest error message the API returns: room for a rule and a few quoted values.
+pub(crate) const MAX_ERROR_CHARS: usize = 800;
+
+impl ApiError {
+    /// Each value an error quotes is cut where it is quoted ([`hoist_core::echo`]); this cut
+    /// of the whole message is the last guard, so that no error body grows with its input.
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: hoist_core::echo_within(&hoist_core::echo_words(&error.into()), MAX_ERROR_CHARS)
+                .into_owned(),
+        }
+    }
+
+    pub(crate) fn bad_request(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    pub(crate) fn not_found(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ApiErrorBody { error: self.error })).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let status = match &e {
+            ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ControlError::Rollback(_) => StatusCode::CONFLICT,
+            ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<hoist_store::StoreError> for ApiError {
+    fn from(e: hoist_store::StoreError) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl From<hoist_core::SpecError> for ApiError {
+    fn from(e: hoist_core::SpecError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

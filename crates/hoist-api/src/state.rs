@@ -1,0 +1,12 @@
+//! What every handler and the auth middleware share. A module of its own so that `auth` and
+//! `routes` both depend on it and not on each other.
+
+use std::sync::Arc;
+
+use hoist_control::Platform;
+
+pub struct AppState {
+    pub(crate) platform: Arc<Platform>,
+    /// The OpenAPI document as served, rendered once.
+    pub(crate) openapi: bytes::Bytes,
+}
