@@ -193,11 +193,7 @@ fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
 
 pub async fn deployments(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    // The service's own list until the API has `GET /v1/services/{name}/deployments`.
-    let list = api
-        .get::<ServiceView>(&format!("/v1/services/{name}"))
-        .await?
-        .deployments;
+    let list: Vec<Deployment> = api.get(&format!("/v1/services/{name}/deployments")).await?;
     if flag.json {
         return out::json(&list);
     }

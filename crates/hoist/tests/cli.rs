@@ -218,6 +218,10 @@ fn read_commands_print_the_apis_answer_with_json() {
             format!("/v1/services/{}/env", p.name),
         ),
         (&["runtimes", "--json"], "/v1/runtimes".to_string()),
+        (
+            &["deployments", p.name, "--json"],
+            format!("/v1/services/{}/deployments", p.name),
+        ),
     ] {
         let (code, api) = s.api("GET", &path, None);
         assert_eq!(code, 200, "{path}: {api}");
