@@ -145,3 +145,22 @@ impl NdjsonLines {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_error_is_its_message_as_it_is() {
+        let bad = reqwest::StatusCode::BAD_REQUEST;
+        let body = br#"{"error":"invalid field `idle_freeze`: add a unit, e.g. 5s"}"#;
+        assert_eq!(
+            error_message(bad, body),
+            "invalid field `idle_freeze`: add a unit, e.g. 5s"
+        );
+        assert_eq!(
+            error_message(reqwest::StatusCode::BAD_GATEWAY, b"<html>proxy</html>"),
+            "the API answered 502 Bad Gateway"
+        );
+    }
+}

@@ -40,13 +40,19 @@ pub struct LogsArgs {
 
 /// `--stream`, by the API's own names for the streams.
 fn parse_stream(text: &str) -> Result<LogStream, String> {
-    serde::Deserialize::deserialize(
-        serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(text),
-    )
-    .map_err(|e| e.to_string())
+    LogStream::ALL
+        .into_iter()
+        .find(|s| stream_name(*s) == text.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = LogStream::ALL.into_iter().map(stream_name).collect();
+            format!(
+                "unknown log stream '{text}': expected one of {}",
+                names.join(", ")
+            )
+        })
 }
 
-/// A stream's name as the API spells it.
+/// A stream's name as the API spells it (its serde name; the unit test holds them together).
 fn stream_name(s: LogStream) -> &'static str {
     match s {
         LogStream::Stdout => "stdout",
@@ -216,4 +222,20 @@ pub async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
         ]);
     }
     print_table(&t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_are_the_apis() {
+        for s in LogStream::ALL {
+            let wire = serde_json::to_value(s).unwrap_or_default();
+            assert_eq!(wire.as_str(), Some(stream_name(s)));
+            assert_eq!(parse_stream(stream_name(s)), Ok(s));
+        }
+        let err = parse_stream("nope").unwrap_err();
+        assert!(err.starts_with("unknown log stream 'nope'"), "{err}");
+    }
 }
