@@ -1,8 +1,9 @@
 //! `hoist deploy`: submit a deployment, then follow its build log and steps to the end.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -113,21 +114,22 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(std::io::stderr().is_terminal(), json);
     let outcome = follow(&api, &id, &mut progress).await;
     progress.clear();
+    // The steps' last timings (the final step ends with the outcome).
+    let record = api
+        .get::<Deployment>(&format!("/v1/deployments/{id}"))
+        .await;
+    if let Ok(record) = &record {
+        progress.steps(&record.steps);
+    }
+    progress.flush_all()?;
     let ev = match outcome? {
         Some(ev) => ev,
         None => bail!(
             "lost the connection to the server before deployment {id} finished; see `hoist status {service}`"
         ),
     };
-    // The steps' last timings (the final step ends with the outcome).
-    if let Ok(record) = api
-        .get::<Deployment>(&format!("/v1/deployments/{id}"))
-        .await
-    {
-        progress.steps(&record.steps)?;
-        if json {
-            out::json(&record)?;
-        }
+    if json && let Ok(record) = &record {
+        out::json(record)?;
     }
     if ev.state == "live" {
         if !json {
@@ -170,11 +172,11 @@ async fn follow(
                 match ev? {
                     None => return Ok(None),
                     Some(StreamEvent::Log(l)) => {
-                        progress.line(&l.line)?;
+                        progress.line(&l.line, l.ts)?;
                         // The pipeline's own lines ("==> ...") come at its steps' edges: read
                         // the steps now rather than at the next tick.
                         if l.line.starts_with("==> ") {
-                            steps_now(api, id, progress).await?;
+                            steps_now(api, id, progress).await;
                         }
                     }
                     // The outcome; a stream that also tells the steps as they change gets the
@@ -182,23 +184,25 @@ async fn follow(
                     Some(StreamEvent::Deployment(ev)) if is_outcome(&ev.state) => {
                         return Ok(Some(ev));
                     }
-                    Some(StreamEvent::Deployment(_)) => steps_now(api, id, progress).await?,
+                    Some(StreamEvent::Deployment(_)) => steps_now(api, id, progress).await,
                 }
             }
-            _ = tick.tick() => steps_now(api, id, progress).await?,
+            _ = tick.tick() => {
+                steps_now(api, id, progress).await;
+                progress.flush_due()?;
+            }
         }
     }
 }
 
 /// Reads the deployment's steps and shows what changed. A failed reading only delays the
 /// spinner's step: the outcome comes by the stream.
-async fn steps_now(api: &Api, id: &str, progress: &mut Progress) -> anyhow::Result<()> {
-    match api
+async fn steps_now(api: &Api, id: &str, progress: &mut Progress) {
+    if let Ok(record) = api
         .get::<Deployment>(&format!("/v1/deployments/{id}"))
         .await
     {
-        Ok(record) => progress.steps(&record.steps),
-        Err(_) => Ok(()),
+        progress.steps(&record.steps);
     }
 }
 
@@ -218,7 +222,22 @@ struct Progress {
     /// How many steps (in the record's order) have been shown starting / ending.
     started: usize,
     ended: usize,
+    /// Step ends read from the record whose line waits for the log lines stamped before it:
+    /// the record is read at once, the log lines come through the log's queue a little later.
+    pending: VecDeque<PendingEnd>,
+    /// Where the lines go instead of the terminal, when kept (for the unit tests).
+    kept: Option<Vec<String>>,
 }
+
+struct PendingEnd {
+    finished_at: i64,
+    read: Instant,
+    text: String,
+}
+
+/// How long a step's end waits for earlier log lines: the log's queue hands lines over
+/// within milliseconds, so past this nothing stamped before the end is still on its way.
+const LINES_LAG: Duration = Duration::from_secs(1);
 
 impl Progress {
     fn new(terminal: bool, to_stderr: bool) -> Progress {
@@ -228,12 +247,52 @@ impl Progress {
             spinner: None,
             started: 0,
             ended: 0,
+            pending: VecDeque::new(),
+            kept: None,
         }
     }
 
-    fn line(&self, text: &str) -> anyhow::Result<()> {
+    /// A log line of the deployment, stamped `ts` by the server: the ends of the steps that
+    /// finished before it come first.
+    fn line(&mut self, text: &str, ts: i64) -> anyhow::Result<()> {
+        while self.pending.front().is_some_and(|p| p.finished_at < ts) {
+            if let Some(p) = self.pending.pop_front() {
+                self.print(&p.text)?;
+            }
+        }
+        self.print(text)
+    }
+
+    /// Prints the step ends that have waited long enough for earlier lines.
+    fn flush_due(&mut self) -> anyhow::Result<()> {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.read.elapsed() >= LINES_LAG)
+        {
+            if let Some(p) = self.pending.pop_front() {
+                self.print(&p.text)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints every step end still waiting (the stream is over).
+    fn flush_all(&mut self) -> anyhow::Result<()> {
+        while let Some(p) = self.pending.pop_front() {
+            self.print(&p.text)?;
+        }
+        Ok(())
+    }
+
+    fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        if let Some(kept) = &mut self.kept {
+            kept.push(text.to_string());
+            return Ok(());
+        }
+        let to_stderr = self.to_stderr;
         let print = || {
-            if self.to_stderr {
+            if to_stderr {
                 eprintln!("{text}");
                 Ok(())
             } else {
@@ -247,7 +306,7 @@ impl Progress {
     }
 
     /// Shows what changed in the deployment's steps since the last call.
-    fn steps(&mut self, steps: &[DeploymentStep]) -> anyhow::Result<()> {
+    fn steps(&mut self, steps: &[DeploymentStep]) {
         let now = jiff::Timestamp::now().as_millisecond();
         for (i, s) in steps.iter().enumerate() {
             if i >= self.started {
@@ -272,10 +331,13 @@ impl Progress {
                 self.ended = i + 1;
                 self.clear();
                 let took = duration(u64::try_from(finished_at - s.started_at).unwrap_or(0));
-                self.line(&step_end(&s.step, &s.state, &took))?;
+                self.pending.push_back(PendingEnd {
+                    finished_at,
+                    read: Instant::now(),
+                    text: step_end(&s.step, &s.state, &took),
+                });
             }
         }
-        Ok(())
     }
 
     fn clear(&mut self) {
@@ -374,22 +436,39 @@ mod tests {
     }
 
     #[test]
-    fn steps_are_shown_once_each_as_they_end() {
+    fn steps_are_shown_once_each_as_they_end_after_the_lines_before_their_end() {
         let mut p = Progress::new(false, true);
+        p.kept = Some(Vec::new());
         let running = [
             step("fetching", "done", 1000, Some(1400)),
             step("building", "running", 1400, None),
         ];
-        p.steps(&running).unwrap();
+        p.steps(&running);
+        p.steps(&running);
         assert_eq!((p.started, p.ended), (2, 1));
-        p.steps(&running).unwrap();
-        assert_eq!((p.started, p.ended), (2, 1));
+        // The fetch's last line, stamped before its end, is still printed before the end.
+        p.line("commit abc", 1399).unwrap();
+        p.line("building...", 1401).unwrap();
         let done = [
             step("fetching", "done", 1000, Some(1400)),
             step("building", "done", 1400, Some(9000)),
         ];
-        p.steps(&done).unwrap();
-        assert_eq!((p.started, p.ended), (2, 2));
+        p.steps(&done);
+        p.line("app layer", 9000).unwrap();
+        p.flush_all().unwrap();
+        assert_eq!(
+            p.kept.as_deref().unwrap_or_default(),
+            [
+                "commit abc",
+                "==> fetch took 400ms",
+                "building...",
+                "app layer",
+                "==> build took 7.6s"
+            ]
+        );
+        p.steps(&done);
+        p.flush_all().unwrap();
+        assert_eq!(p.kept.map(|k| k.len()), Some(5), "each end once");
     }
 
     #[test]
