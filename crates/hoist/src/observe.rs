@@ -229,6 +229,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_logs_query_is_what_the_api_reads() {
+        let query = LogsQuery {
+            follow: true,
+            stream: Some(CommaList(vec![LogStream::Stderr, LogStream::Access])),
+            since: Some("2h".into()),
+            ..LogsQuery::default()
+        };
+        let req = reqwest::Client::new()
+            .get("http://127.0.0.1/v1/services/shop/logs")
+            .query(&query)
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().query(),
+            Some("follow=true&build=false&stream=stderr%2Caccess&since=2h")
+        );
+    }
+
+    #[test]
     fn stream_names_are_the_apis() {
         for s in LogStream::ALL {
             let wire = serde_json::to_value(s).unwrap_or_default();
