@@ -28,8 +28,9 @@ pub struct DeployArgs {
     /// The app's directory inside the repository.
     #[arg(long)]
     root: Option<String>,
-    /// python, node, go, rust or debian.
-    #[arg(long, value_parser = parse_runtime)]
+    /// python, node, go, rust or debian (checked by the rule the API applies: aliases such as
+    /// python3.12 are accepted).
+    #[arg(long)]
     runtime: Option<Runtime>,
     /// Build command (bash).
     #[arg(long)]
@@ -142,12 +143,6 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         ev.state,
         ev.reason.as_deref().unwrap_or("no reason recorded")
     )
-}
-
-/// `--runtime`, by the rule the API applies (aliases such as `python3.12` accepted).
-fn parse_runtime(text: &str) -> Result<Runtime, String> {
-    text.parse()
-        .map_err(|e: hoist_core::SpecError| e.to_string())
 }
 
 /// Follows the deployment's event stream to its outcome (None if the stream ends first),

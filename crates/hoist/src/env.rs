@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use hoist_api_types::{Deployment, EnvApplied, EnvChange, EnvList, EnvQuery, RollbackRequest};
+use hoist_api_types::{
+    Deployment, DeploymentId, EnvApplied, EnvChange, EnvList, EnvQuery, RollbackRequest,
+};
 
 use crate::JsonFlag;
 use crate::api::Api;
@@ -41,7 +43,7 @@ pub enum EnvCommand {
 pub struct RollbackArgs {
     name: String,
     /// The deployment to make live again (default: the one before the live one).
-    deployment: Option<String>,
+    deployment: Option<DeploymentId>,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -130,19 +132,15 @@ async fn change(api: &Api, name: &str, body: &EnvChange) -> anyhow::Result<()> {
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let deployment = args
-        .deployment
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: hoist_core::SpecError| anyhow::anyhow!("{e}"))?;
     let d: Deployment = api
         .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/rollback", args.name),
             )
-            .json(&RollbackRequest { deployment }),
+            .json(&RollbackRequest {
+                deployment: args.deployment,
+            }),
         )
         .await?;
     if args.out.json {
