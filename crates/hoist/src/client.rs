@@ -360,7 +360,7 @@ pub async fn open(name: &str) -> anyhow::Result<()> {
             .stderr(std::process::Stdio::null())
             .spawn();
         if let Err(e) = started {
-            eprintln!("note: could not open a browser (xdg-open: {e})");
+            crate::out::errln!("note: could not open a browser (xdg-open: {e})");
         }
     }
     Ok(())

@@ -69,7 +69,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         let path = std::path::absolute(&args.source)
             .with_context(|| format!("resolving {}", args.source))?;
         if let Some(note) = uncommitted_note(&path, args.branch.as_deref()) {
-            eprintln!("{note}");
+            crate::out::errln!("{note}");
         }
         path.display().to_string()
     };
@@ -97,7 +97,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     // With --json, stdout holds the one JSON document; what people read goes to stderr.
     let say = |text: String| -> anyhow::Result<()> {
         if json {
-            eprintln!("{text}");
+            crate::out::errln!("{text}");
             Ok(())
         } else {
             outln!("{text}")
@@ -288,7 +288,7 @@ impl Progress {
         let to_stderr = self.to_stderr;
         let print = || {
             if to_stderr {
-                eprintln!("{text}");
+                crate::out::errln!("{text}");
                 Ok(())
             } else {
                 outln!("{text}")

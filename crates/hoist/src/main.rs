@@ -1,9 +1,10 @@
 //! The `hoist` binary: `server` wires the platform together; every other subcommand is a
 //! client of the server's REST API.
 
-// Everything the client prints goes through `out::line` (`outln!`), which ends quietly on a
-// closed pipe where `println!` panics; the server logs through tracing.
-#![deny(clippy::print_stdout)]
+// Everything the client prints goes through `out::line` (`outln!`) and `errln!`, which end
+// quietly on a closed pipe where `println!` and `eprintln!` panic; the server logs through
+// tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod api;
 mod client;
@@ -107,7 +108,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::out::errln!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
@@ -138,7 +139,7 @@ fn main() {
         if e.downcast_ref::<out::StdoutClosed>().is_some() {
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        crate::out::errln!("error: {e:#}");
         std::process::exit(1);
     }
 }

@@ -4,6 +4,7 @@
 //! Every line goes through [`line`] (the `outln!` macro), never `println!`: `println!` panics
 //! when stdout is a pipe whose reader has gone (`hoist logs shop | head -1`), while [`line`]
 //! returns [`StdoutClosed`], which `main` turns into a quiet exit 0 as `cat` or `grep` do.
+//! Stderr gets `errln!`, which drops what cannot be written.
 
 use std::fmt;
 use std::io::Write;
@@ -20,6 +21,16 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// Writes one line to stderr, as `eprintln!` does but without its panic when stderr is
+/// closed: a message nobody can read is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+pub(crate) use errln;
 
 /// Stdout was closed by its reader: nothing more can be shown, and that is not a failure.
 #[derive(Debug)]

@@ -132,6 +132,20 @@ fn output_into_a_closed_pipe_ends_quietly_with_exit_0() {
 }
 
 #[test]
+fn an_error_into_a_closed_stderr_still_exits_1_without_a_panic() {
+    let s = shared_server();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = cli(&s, &["status", "cli-no-such-service"])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("run hoist");
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "101 is a panic");
+}
+
+#[test]
 fn a_deploy_prints_each_steps_duration_as_a_plain_line() {
     let p = probe();
     let out = stdout(&p.deploy);
