@@ -2,11 +2,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-
 use hoist_build::{Builder, Runtimes};
 use hoist_core::{
-    DeploymentId, DeploymentState, EnvVars, Scaling, ScalingLayer, ServiceName,
-    ServiceSpec,
+    DeploymentId, DeploymentState, EnvVars, Scaling, ScalingLayer, ServiceName, ServiceSpec,
 };
 use hoist_gateway::{Activator, Gateway, ServicePool};
 use hoist_sandbox::Sandboxes;

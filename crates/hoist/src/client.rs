@@ -1,145 +1,17 @@
-//! The API client behind every subcommand but `server`.
+//! The service commands: `ls`, `status`, `deployments`, `scale`, `stop`, `usage`, `delete`,
+//! `open`, `runtimes`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::Args;
-use futures_util::StreamExt;
-use hoist_core::duration_text;
-use serde_json::Value;
+use hoist_api_types::{
+    Deployment, RuntimeInfo, Scaling, ScalingSettings, ServiceView, StopResult, UsageDay,
+};
 
-pub(crate) struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    pub(crate) fn from_env() -> anyhow::Result<Api> {
-        let base = std::env::var("HOIST_API").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
-        let token = match std::env::var("HOIST_TOKEN") {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-            _ => {
-                let file = crate::default_data_dir().join("admin-token");
-                std::fs::read_to_string(&file)
-                    .with_context(|| {
-                        format!(
-                            "no API token: set HOIST_TOKEN, or HOIST_DATA_DIR to the server's data dir (could not read {})",
-                            file.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string()
-            }
-        };
-        Ok(Api {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-    }
-
-    pub(crate) async fn send(
-        &self,
-        rb: reqwest::RequestBuilder,
-    ) -> anyhow::Result<reqwest::Response> {
-        let resp = rb.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the Hoist API at {} ({e}); is `hoist server` running?",
-                self.base
-            )
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| status.to_string());
-        bail!("{msg}")
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self
-            .send(self.req(reqwest::Method::GET, path))
-            .await?
-            .json()
-            .await?)
-    }
-
-    /// Calls `each` for every JSON line of an NDJSON response until it returns false or the
-    /// stream ends.
-    async fn ndjson(&self, path: &str, each: impl FnMut(Value) -> bool) -> anyhow::Result<()> {
-        self.ndjson_from(self.req(reqwest::Method::GET, path), each)
-            .await
-    }
-
-    /// As [`Api::ndjson`], for a request built by the caller (with query parameters).
-    pub(crate) async fn ndjson_from(
-        &self,
-        rb: reqwest::RequestBuilder,
-        mut each: impl FnMut(Value) -> bool,
-    ) -> anyhow::Result<()> {
-        let resp = self.send(rb).await?;
-        let mut stream = resp.bytes_stream();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk.context("reading the stream from the API")?);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if let Ok(v) = serde_json::from_slice::<Value>(&line)
-                    && !each(v)
-                {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Args)]
-pub struct DeployArgs {
-    /// A git URL, or the path of a local git repository.
-    source: String,
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    branch: Option<String>,
-    /// The app's directory inside the repository.
-    #[arg(long)]
-    root: Option<String>,
-    /// python, node, go, rust or debian.
-    #[arg(long)]
-    runtime: Option<String>,
-    /// Build command (bash).
-    #[arg(long)]
-    build: Option<String>,
-    /// Start command (bash).
-    #[arg(long)]
-    start: Option<String>,
-    #[arg(long)]
-    port: Option<i64>,
-    /// Memory in MB (128-7076), e.g. 512 or 1gb.
-    #[arg(long)]
-    memory: Option<String>,
-    /// Environment variable KEY=VALUE (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    #[command(flatten)]
-    scaling: ScalingArgs,
-    /// Return once the deployment is accepted instead of following it to the end.
-    #[arg(long)]
-    no_wait: bool,
-}
+use crate::JsonFlag;
+use crate::api::Api;
+use crate::out::{self, age, duration, first_line, outln, print_table, table};
 
 /// Scaling settings; unset ones keep the service's current values.
 #[derive(Args)]
@@ -162,19 +34,16 @@ pub struct ScalingArgs {
 }
 
 impl ScalingArgs {
-    fn json(&self) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                m.insert(k.to_string(), v);
-            }
-        };
-        put("min_instances", self.min_instances.map(Value::from));
-        put("max_instances", self.max_instances.map(Value::from));
-        put("concurrency", self.concurrency.map(Value::from));
-        put("idle_freeze", self.idle_freeze.clone().map(Value::from));
-        put("idle_stop", self.idle_stop.clone().map(Value::from));
-        m
+    /// The flags as the API's one scaling type (durations are checked by the server, which
+    /// words the error).
+    pub(crate) fn settings(&self) -> ScalingSettings {
+        ScalingSettings {
+            min_instances: self.min_instances,
+            max_instances: self.max_instances,
+            concurrency: self.concurrency,
+            idle_freeze: self.idle_freeze.clone(),
+            idle_stop: self.idle_stop.clone(),
+        }
     }
 }
 
@@ -183,289 +52,186 @@ pub struct ScaleArgs {
     name: String,
     #[command(flatten)]
     scaling: ScalingArgs,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
-pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let api = Api::from_env()?;
-    let source = if hoist_core::is_remote_source(&args.source) {
-        args.source.clone()
-    } else {
-        std::path::absolute(&args.source)
-            .with_context(|| format!("resolving {}", args.source))?
-            .display()
-            .to_string()
-    };
-    let mut body = serde_json::json!({
-        "source": source,
-        "name": args.name,
-        "branch": args.branch,
-        "root": args.root,
-        "runtime": args.runtime,
-        "build": args.build,
-        "start": args.start,
-        "port": args.port,
-        "memory": args.memory,
-        "env": args.env,
-    });
-    if let Some(obj) = body.as_object_mut() {
-        obj.extend(args.scaling.json());
-    }
-    let created: Value = api
-        .send(
-            api.req(reqwest::Method::POST, "/v1/deployments")
-                .json(&body),
-        )
-        .await?
-        .json()
-        .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_string();
-    let service = created["service"].as_str().unwrap_or_default().to_string();
-    println!("deploying {service} as {id}");
-    if args.no_wait {
-        println!("follow it with `hoist status {service}` or `hoist logs {service} --build -f`");
-        return Ok(());
-    }
-    let mut outcome: Option<Value> = None;
-    api.ndjson(
-        &format!("/v1/deployments/{id}/events"),
-        |ev| match ev["type"].as_str() {
-            Some("log") => {
-                if let Some(line) = ev["line"].as_str() {
-                    println!("{line}");
-                }
-                true
-            }
-            Some("deployment") => {
-                outcome = Some(ev);
-                false
-            }
-            _ => true,
-        },
+/// An optional text for a table cell.
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// The scaling settings in one line: `min 0, max 10, concurrency 80, freeze after 30s, ...`.
+fn scaling_text(sc: &Scaling) -> String {
+    format!(
+        "min {}, max {}, concurrency {}, freeze after {}, stop after {}",
+        sc.min_instances,
+        sc.max_instances,
+        sc.concurrency,
+        duration(sc.idle_freeze_ms),
+        duration(sc.idle_stop_ms),
     )
-    .await?;
-    let Some(ev) = outcome else {
-        bail!(
-            "lost the connection to the server before deployment {id} finished; see `hoist status {service}`"
-        );
+}
+
+pub async fn ls(flag: JsonFlag) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let services: Vec<ServiceView> = api.get("/v1/services").await?;
+    if flag.json {
+        return out::json(&services);
+    }
+    let mut t = table(&["NAME", "LIVE", "LATEST", "URL"], &[]);
+    for s in &services {
+        t.add_row(vec![
+            s.service.name.to_string(),
+            or_dash(s.service.live_deployment.as_ref()),
+            or_dash(s.deployments.first().map(|d| d.state)),
+            s.url.clone(),
+        ]);
+    }
+    print_table(&t)
+}
+
+pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    if flag.json {
+        return out::json(&s);
+    }
+    outln!("service  {}", s.service.name)?;
+    outln!("url      {}", s.url)?;
+    outln!("live     {}", or_dash(s.service.live_deployment.as_ref()))?;
+    let mode = if s.scaling.min_instances > 0 {
+        "persistent"
+    } else {
+        "serverless"
     };
-    match ev["state"].as_str() {
-        Some("live") => {
-            println!("{}", ev["url"].as_str().unwrap_or_default());
-            Ok(())
-        }
-        Some(state) => bail!(
-            "deployment {id} {state}: {}",
-            ev["reason"].as_str().unwrap_or("no reason recorded")
-        ),
-        None => bail!("deployment {id} ended in an unknown state"),
-    }
-}
-
-fn age(ms: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let s = ((now - ms) / 1000).max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
-pub(crate) fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
-}
-
-pub async fn ls() -> anyhow::Result<()> {
-    let api = Api::from_env()?;
-    let services = api.get("/v1/services").await?;
-    println!("{:<24} {:<14} {:<12} URL", "NAME", "LIVE", "LATEST");
-    for s in services.as_array().into_iter().flatten() {
-        println!(
-            "{:<24} {:<14} {:<12} {}",
-            text(&s["name"]),
-            text(&s["live_deployment"]),
-            text(&s["deployments"][0]["state"]),
-            text(&s["url"])
-        );
-    }
-    Ok(())
-}
-
-pub async fn status(name: &str) -> anyhow::Result<()> {
-    let api = Api::from_env()?;
-    let s = api.get(&format!("/v1/services/{name}")).await?;
-    println!("service  {}", text(&s["name"]));
-    println!("url      {}", text(&s["url"]));
-    println!("live     {}", text(&s["live_deployment"]));
-    let sc = &s["scaling"];
-    let min = sc["min_instances"].as_u64().unwrap_or(0);
-    println!(
-        "scaling  {} (min {}, max {}, concurrency {}, freeze after {}, stop after {})",
-        if min > 0 { "persistent" } else { "serverless" },
-        min,
-        sc["max_instances"].as_u64().unwrap_or(0),
-        sc["concurrency"].as_u64().unwrap_or(0),
-        duration_text(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
-        duration_text(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
-    );
-    println!(
+    outln!("scaling  {mode} ({})", scaling_text(&s.scaling))?;
+    outln!(
         "now      {} running, {} starting, {} requests waiting; {} cold starts in all",
-        s["running"].as_array().map_or(0, Vec::len),
-        s["starting"].as_u64().unwrap_or(0),
-        s["waiting"].as_u64().unwrap_or(0),
-        s["cold_starts"].as_u64().unwrap_or(0),
-    );
-    if let Some(events) = s["events_24h"].as_object()
-        && !events.is_empty()
-    {
-        let parts: Vec<String> = events
+        s.running.len(),
+        s.starting,
+        s.waiting,
+        s.cold_starts,
+    )?;
+    if !s.events_24h.is_empty() {
+        let parts: Vec<String> = s
+            .events_24h
             .iter()
-            .map(|(k, v)| format!("{} {k}", v.as_u64().unwrap_or(0)))
+            .map(|(kind, n)| format!("{n} {kind}"))
             .collect();
-        println!(
+        outln!(
             "events   {} in the last 24h (`hoist events {}`)",
             parts.join(", "),
-            s["name"].as_str().unwrap_or_default()
-        );
+            s.service.name
+        )?;
     }
-    println!();
-    println!(
-        "{:<14} {:<14} {:<9} {:>9} {:>8} {:>10} {:>10} {:>9}",
-        "RUNNING", "DEPLOYMENT", "STATE", "IN FLIGHT", "IDLE", "ACTIVE", "FROZEN", "REQUESTS"
+    outln!()?;
+    let mut t = table(
+        &[
+            "RUNNING",
+            "DEPLOYMENT",
+            "STATE",
+            "IN FLIGHT",
+            "IDLE",
+            "ACTIVE",
+            "FROZEN",
+            "REQUESTS",
+        ],
+        &[3, 4, 5, 6, 7],
     );
-    for i in s["running"].as_array().into_iter().flatten() {
-        println!(
-            "{:<14} {:<14} {:<9} {:>9} {:>8} {:>10} {:>10} {:>9}",
-            text(&i["id"]),
-            text(&i["deployment"]),
-            text(&i["state"]),
-            i["in_flight"].as_u64().unwrap_or(0),
-            duration_text(i["idle_ms"].as_u64().unwrap_or(0)),
-            duration_text(i["active_ms"].as_u64().unwrap_or(0)),
-            duration_text(i["frozen_ms"].as_u64().unwrap_or(0)),
-            i["requests"].as_u64().unwrap_or(0),
-        );
+    for i in &s.running {
+        t.add_row(vec![
+            i.id.to_string(),
+            i.deployment.to_string(),
+            i.state.clone(),
+            i.in_flight.to_string(),
+            duration(i.idle_ms),
+            duration(i.active_ms),
+            duration(i.frozen_ms),
+            i.requests.to_string(),
+        ]);
     }
-    println!();
-    println!(
-        "{:<14} {:<10} {:<11} {:<6} REASON",
-        "DEPLOYMENT", "COMMIT", "STATE", "AGE"
+    print_table(&t)?;
+    outln!()?;
+    print_table(&deployments_table(&s.deployments))?;
+    outln!()?;
+    let mut t = table(
+        &["INSTANCE", "DEPLOYMENT", "STATE", "AGE", "COLD", "EXIT"],
+        &[],
     );
-    for d in s["deployments"].as_array().into_iter().flatten() {
-        let commit: String = text(&d["commit_sha"]).chars().take(8).collect();
-        let reason = d["failure_reason"]
-            .as_str()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("");
-        println!(
-            "{:<14} {:<10} {:<11} {:<6} {}",
-            text(&d["id"]),
-            commit,
-            text(&d["state"]),
-            age(d["created_at"].as_i64().unwrap_or(0)),
-            reason
-        );
+    for i in &s.instances {
+        t.add_row(vec![
+            i.id.to_string(),
+            i.deployment.to_string(),
+            i.state.to_string(),
+            age(i.created_at),
+            if i.cold { "yes" } else { "no" }.to_string(),
+            first_line(i.exit_reason.as_deref()).to_string(),
+        ]);
     }
-    println!();
-    println!(
-        "{:<14} {:<14} {:<9} {:<6} {:<5} EXIT",
-        "INSTANCE", "DEPLOYMENT", "STATE", "AGE", "COLD"
-    );
-    for i in s["instances"].as_array().into_iter().flatten() {
-        let exit = i["exit_reason"]
-            .as_str()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("");
-        println!(
-            "{:<14} {:<14} {:<9} {:<6} {:<5} {}",
-            text(&i["id"]),
-            text(&i["deployment"]),
-            text(&i["state"]),
-            age(i["created_at"].as_i64().unwrap_or(0)),
-            if i["cold"].as_bool().unwrap_or(false) {
-                "yes"
-            } else {
-                "no"
-            },
-            exit
-        );
-    }
-    Ok(())
+    print_table(&t)
 }
 
-pub(crate) fn format_ts(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+/// Deployments newest first: id, commit, state, age, the first line of the reason.
+fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
+    let mut list: Vec<&Deployment> = list.iter().collect();
+    list.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+    let mut t = table(&["DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"], &[]);
+    for d in list {
+        t.add_row(vec![
+            d.id.to_string(),
+            d.commit_sha
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |c| c.chars().take(8).collect()),
+            d.state.to_string(),
+            age(d.created_at),
+            first_line(d.failure_reason.as_deref()).to_string(),
+        ]);
+    }
+    t
+}
+
+pub async fn deployments(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let list: Vec<Deployment> = api.get(&format!("/v1/services/{name}/deployments")).await?;
+    if flag.json {
+        return out::json(&list);
+    }
+    print_table(&deployments_table(&list))
 }
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let body = Value::Object(args.scaling.json());
-    let sc: Value = api
-        .send(
+    let sc: Scaling = api
+        .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/scale", args.name),
             )
-            .json(&body),
+            .json(&args.scaling.settings()),
         )
-        .await?
-        .json()
         .await?;
-    println!(
-        "{}: min {}, max {}, concurrency {}, freeze after {}, stop after {}",
-        args.name,
-        sc["min_instances"].as_u64().unwrap_or(0),
-        sc["max_instances"].as_u64().unwrap_or(0),
-        sc["concurrency"].as_u64().unwrap_or(0),
-        duration_text(sc["idle_freeze_ms"].as_u64().unwrap_or(0)),
-        duration_text(sc["idle_stop_ms"].as_u64().unwrap_or(0)),
-    );
-    Ok(())
+    if args.out.json {
+        return out::json(&sc);
+    }
+    outln!("{}: {}", args.name, scaling_text(&sc))
 }
 
 pub async fn stop(name: &str) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let r: Value = api
-        .send(api.req(reqwest::Method::POST, &format!("/v1/services/{name}/stop")))
-        .await?
-        .json()
+    let r: StopResult = api
+        .call(api.req(reqwest::Method::POST, &format!("/v1/services/{name}/stop")))
         .await?;
-    println!(
+    outln!(
         "stopped {} instance(s) of {name}; the next request starts one again",
-        r["stopped"].as_u64().unwrap_or(0)
-    );
-    let s = api.get(&format!("/v1/services/{name}")).await?;
-    let min = s["scaling"]["min_instances"].as_u64().unwrap_or(0);
+        r.stopped
+    )?;
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    let min = s.scaling.min_instances;
     if min > 0 {
-        println!(
+        outln!(
             "note: {name} is persistent (min_instances {min}), so {min} instance(s) start again at once; `hoist scale {name} --min-instances 0` makes it serverless"
-        );
+        )?;
     }
     Ok(())
 }
@@ -476,85 +242,174 @@ pub struct UsageArgs {
     /// How many days back.
     #[arg(long, default_value_t = 30)]
     days: u32,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let days = api
-        .get(&format!(
-            "/v1/services/{}/usage?days={}",
-            args.name, args.days
-        ))
+    let days: Vec<UsageDay> = api
+        .call(
+            api.req(
+                reqwest::Method::GET,
+                &format!("/v1/services/{}/usage", args.name),
+            )
+            .query(&hoist_api_types::UsageQuery {
+                days: Some(args.days),
+            }),
+        )
         .await?;
-    println!(
-        "{:<10} {:>9} {:>11} {:>11} {:>10} {:>12} {:>6}",
-        "DAY", "REQUESTS", "ACTIVE", "FROZEN", "CPU", "GB-SECONDS", "COLD"
+    if args.out.json {
+        return out::json(&days);
+    }
+    let mut t = table(
+        &[
+            "DAY",
+            "REQUESTS",
+            "ACTIVE",
+            "FROZEN",
+            "CPU",
+            "GB-SECONDS",
+            "COLD",
+        ],
+        &[1, 2, 3, 4, 5, 6],
     );
-    for d in days.as_array().into_iter().flatten() {
-        println!(
-            "{:<10} {:>9} {:>11} {:>11} {:>10} {:>12.3} {:>6}",
-            text(&d["day"]),
-            d["requests"].as_u64().unwrap_or(0),
-            duration_text(d["active_ms"].as_u64().unwrap_or(0)),
-            duration_text(d["frozen_ms"].as_u64().unwrap_or(0)),
-            duration_text(d["cpu_ms"].as_u64().unwrap_or(0)),
-            d["gb_seconds"].as_f64().unwrap_or(0.0),
-            d["cold_starts"].as_u64().unwrap_or(0),
+    for d in &days {
+        t.add_row(vec![
+            d.day.clone(),
+            d.requests.to_string(),
+            duration(d.active_ms),
+            duration(d.frozen_ms),
+            duration(d.cpu_ms),
+            format!("{:.3}", d.gb_seconds),
+            d.cold_starts.to_string(),
+        ]);
+    }
+    print_table(&t)
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    name: String,
+    /// Delete without asking to type the name (for scripts; needed without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let name = &args.name;
+    // A missing service is reported before anything is asked.
+    let _: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    if !args.yes {
+        let stdin = std::io::stdin();
+        confirm_delete(
+            name,
+            stdin.is_terminal(),
+            stdin.lock(),
+            &mut std::io::stderr(),
+        )?;
+    }
+    api.send(api.req(reqwest::Method::DELETE, &format!("/v1/services/{name}")))
+        .await?;
+    outln!("deleted {name}")
+}
+
+/// Asks on a terminal for the service's name before a delete: images and logs go with it, and
+/// nothing brings them back. Without a terminal there is no one to ask, so only `--yes` will do.
+fn confirm_delete(
+    name: &str,
+    terminal: bool,
+    mut input: impl BufRead,
+    prompt: &mut impl Write,
+) -> anyhow::Result<()> {
+    if !terminal {
+        bail!(
+            "not deleting {name}: there is no terminal to confirm on; pass --yes to delete it with its images and logs"
         );
+    }
+    write!(
+        prompt,
+        "This deletes {name} with its instances, route, images and logs; it cannot be undone.\nType the name of the service to confirm: "
+    )?;
+    prompt.flush()?;
+    let mut typed = String::new();
+    input
+        .read_line(&mut typed)
+        .context("reading the confirmation")?;
+    if typed.trim() != name {
+        bail!("not deleting {name}: the name typed does not match");
     }
     Ok(())
 }
 
-pub async fn delete(name: &str) -> anyhow::Result<()> {
+pub async fn open(name: &str) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    api.send(api.req(reqwest::Method::DELETE, &format!("/v1/services/{name}")))
-        .await?;
-    println!("deleted {name}");
+    let s: ServiceView = api.get(&format!("/v1/services/{name}")).await?;
+    let url = s.url;
+    outln!("{url}")?;
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    if display {
+        // The URL is printed: a browser that cannot be started is worth a note, not a failure.
+        let started = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = started {
+            crate::out::errln!("note: could not open a browser (xdg-open: {e})");
+        }
+    }
     Ok(())
 }
 
-pub async fn runtimes() -> anyhow::Result<()> {
+pub async fn runtimes(flag: JsonFlag) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let list = api.get("/v1/runtimes").await?;
-    println!(
-        "{:<8} {:<10} {:<28} {:>8}  PACKAGES",
-        "NAME", "INSTALLED", "VERSION", "SIZE"
-    );
-    for r in list.as_array().into_iter().flatten() {
-        let size = r["size_bytes"]
-            .as_u64()
-            .map(|b| format!("{} MB", b / 1_000_000))
-            .unwrap_or_else(|| "-".into());
-        let pkgs: Vec<&str> = r["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        println!(
-            "{:<8} {:<10} {:<28} {:>8}  {}",
-            text(&r["name"]),
-            if r["installed"].as_bool().unwrap_or(false) {
+    let list: Vec<RuntimeInfo> = api.get("/v1/runtimes").await?;
+    if flag.json {
+        return out::json(&list);
+    }
+    let mut t = table(&["NAME", "INSTALLED", "VERSION", "SIZE", "PACKAGES"], &[3]);
+    for r in &list {
+        t.add_row(vec![
+            r.name.clone(),
+            if r.installed {
                 "yes"
             } else {
                 "no (built on first use)"
-            },
-            text(&r["version"]),
-            size,
-            pkgs.join(", ")
-        );
+            }
+            .to_string(),
+            or_dash(r.version.as_ref()),
+            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
+            r.packages.join(", "),
+        ]);
     }
-    Ok(())
+    print_table(&t)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(super::format_ts(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            super::format_ts(1_764_100_800_123),
-            "2025-11-25T20:00:00.123Z"
-        );
+    fn delete_without_a_terminal_refuses_and_reads_nothing() {
+        let mut prompt = Vec::new();
+        let err = confirm_delete("shop", false, &b"shop\n"[..], &mut prompt).unwrap_err();
+        assert!(err.to_string().contains("--yes"), "{err}");
+        assert!(prompt.is_empty());
+    }
+
+    #[test]
+    fn delete_on_a_terminal_needs_the_name_typed() {
+        let mut prompt = Vec::new();
+        assert!(confirm_delete("shop", true, &b"shop\n"[..], &mut prompt).is_ok());
+        assert!(String::from_utf8_lossy(&prompt).contains("Type the name"));
+        for typed in [&b"y\n"[..], b"sho\n", b""] {
+            let err = confirm_delete("shop", true, typed, &mut Vec::new()).unwrap_err();
+            assert!(err.to_string().contains("does not match"), "{err}");
+        }
     }
 }

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use hoist_api_types::{
+    Deployment, DeploymentId, EnvApplied, EnvChange, EnvList, EnvQuery, RollbackRequest,
+};
 
-use crate::client::Api;
+use crate::JsonFlag;
+use crate::api::Api;
+use crate::out::{self, outln};
 
 #[derive(Subcommand)]
 pub enum EnvCommand {
@@ -28,6 +32,8 @@ pub enum EnvCommand {
         name: String,
         #[arg(long)]
         reveal: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
     /// Set every variable of a dotenv file (KEY=VALUE lines, quotes, comments, `export`).
     Import { name: String, file: PathBuf },
@@ -37,7 +43,9 @@ pub enum EnvCommand {
 pub struct RollbackArgs {
     name: String,
     /// The deployment to make live again (default: the one before the live one).
-    deployment: Option<String>,
+    deployment: Option<DeploymentId>,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
@@ -53,9 +61,15 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
                 };
                 set.insert(k.to_string(), v.to_string());
             }
-            change(&api, &name, json!({ "set": set })).await
+            change(&api, &name, &EnvChange { set, unset: vec![] }).await
         }
-        EnvCommand::Unset { name, keys } => change(&api, &name, json!({ "unset": keys })).await,
+        EnvCommand::Unset { name, keys } => {
+            let unset = EnvChange {
+                set: BTreeMap::new(),
+                unset: keys,
+            };
+            change(&api, &name, &unset).await
+        }
         EnvCommand::Import { name, file } => {
             let mut set = BTreeMap::new();
             let lines = dotenvy::from_path_iter(&file)
@@ -67,24 +81,25 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
             if set.is_empty() {
                 bail!("{} sets no variables", file.display());
             }
-            change(&api, &name, json!({ "set": set })).await
+            change(&api, &name, &EnvChange { set, unset: vec![] }).await
         }
-        EnvCommand::Ls { name, reveal } => {
-            let path = if reveal {
-                format!("/v1/services/{name}/env?reveal=true")
-            } else {
-                format!("/v1/services/{name}/env")
-            };
-            let env = api.get(&path).await?;
-            let names = env["names"].as_array().cloned().unwrap_or_default();
-            if names.is_empty() {
-                println!("{name} has no environment variables");
+        EnvCommand::Ls { name, reveal, out } => {
+            let env: EnvList = api
+                .call(
+                    api.req(reqwest::Method::GET, &format!("/v1/services/{name}/env"))
+                        .query(&EnvQuery { reveal }),
+                )
+                .await?;
+            if out.json {
+                return out::json(&env);
             }
-            for n in names {
-                let n = n.as_str().unwrap_or_default();
-                match env["values"][n].as_str() {
-                    Some(v) if reveal => println!("{n}={v}"),
-                    _ => println!("{n}"),
+            if env.names.is_empty() {
+                outln!("{name} has no environment variables")?;
+            }
+            for n in &env.names {
+                match env.values.as_ref().and_then(|v| v.get(n)) {
+                    Some(v) if reveal => outln!("{n}={v}")?,
+                    _ => outln!("{n}")?,
                 }
             }
             Ok(())
@@ -92,58 +107,50 @@ pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn change(api: &Api, name: &str, body: Value) -> anyhow::Result<()> {
-    let r: Value = api
-        .send(
+async fn change(api: &Api, name: &str, body: &EnvChange) -> anyhow::Result<()> {
+    let r: EnvApplied = api
+        .call(
             api.req(reqwest::Method::PATCH, &format!("/v1/services/{name}/env"))
-                .json(&body),
+                .json(body),
         )
-        .await?
-        .json()
         .await?;
-    if r["changed"].as_bool() != Some(true) {
-        println!("{name}: environment unchanged");
-        return Ok(());
+    if !r.changed {
+        return outln!("{name}: environment unchanged");
     }
-    let replaced = r["replaced"].as_u64().unwrap_or(0);
-    println!(
+    let replaced = r.replaced;
+    outln!(
         "{name}: environment updated (revision {}, {} variable(s)); {}",
-        r["revision"].as_u64().unwrap_or(0),
-        r["names"].as_array().map_or(0, Vec::len),
+        r.revision,
+        r.names.len(),
         if replaced > 0 {
             format!("{replaced} running instance(s) replaced, no rebuild")
         } else {
             "the next instance starts with it, no rebuild".to_string()
         }
-    );
-    Ok(())
+    )
 }
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let body = match &args.deployment {
-        Some(d) => json!({ "deployment": d }),
-        None => json!({}),
-    };
-    let d: Value = api
-        .send(
+    let d: Deployment = api
+        .call(
             api.req(
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/rollback", args.name),
             )
-            .json(&body),
+            .json(&RollbackRequest {
+                deployment: args.deployment,
+            }),
         )
-        .await?
-        .json()
         .await?;
-    println!(
+    if args.out.json {
+        return out::json(&d);
+    }
+    let commit = d.commit_sha.as_deref().unwrap_or("?");
+    outln!(
         "{}: deployment {} (commit {}) is live again, from its stored image",
         args.name,
-        d["id"].as_str().unwrap_or("?"),
-        d["commit"]
-            .as_str()
-            .or(d["commit_sha"].as_str())
-            .map_or("?", |c| &c[..c.len().min(12)]),
-    );
-    Ok(())
+        d.id,
+        &commit[..commit.len().min(12)],
+    )
 }

@@ -1,9 +1,13 @@
 //! `hoist logs`, `hoist events`, `hoist metrics`: what a service did, as the API records it.
 
 use clap::Args;
-use serde_json::Value;
+use hoist_api_types::{
+    CommaList, EventRecord, EventsQuery, LogLine, LogStream, LogsQuery, MinuteMetrics, SeriesQuery,
+};
 
-use crate::client::{Api, format_ts, text};
+use crate::JsonFlag;
+use crate::api::Api;
+use crate::out::{self, outln, print_table, table, timestamp};
 
 #[derive(Args)]
 pub struct LogsArgs {
@@ -22,60 +26,82 @@ pub struct LogsArgs {
     #[arg(long)]
     instance: Option<String>,
     /// stdout, stderr, access, build or system (repeatable).
-    #[arg(long)]
-    stream: Vec<String>,
+    #[arg(long, value_parser = parse_stream)]
+    stream: Vec<LogStream>,
     /// Only lines containing this text (searches everything retained).
     #[arg(long)]
     grep: Option<String>,
-    /// One JSON object per line, as the API gives them.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: JsonFlag,
     /// How many of the most recent matching lines to print first.
     #[arg(long)]
     tail: Option<usize>,
 }
 
+/// `--stream`, by the API's own names for the streams.
+fn parse_stream(text: &str) -> Result<LogStream, String> {
+    LogStream::ALL
+        .into_iter()
+        .find(|s| stream_name(*s) == text.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = LogStream::ALL.into_iter().map(stream_name).collect();
+            format!(
+                "unknown log stream '{text}': expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// A stream's name as the API spells it (its serde name; the unit test holds them together).
+fn stream_name(s: LogStream) -> &'static str {
+    match s {
+        LogStream::Stdout => "stdout",
+        LogStream::Stderr => "stderr",
+        LogStream::Build => "build",
+        LogStream::System => "system",
+        LogStream::Access => "access",
+    }
+}
+
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let mut query: Vec<(&str, String)> = vec![
-        ("follow", args.follow.to_string()),
-        ("build", args.build.to_string()),
-    ];
-    let optional = [
-        ("since", args.since),
-        ("deployment", args.deployment),
-        ("instance", args.instance),
-        ("grep", args.grep),
-        ("tail", args.tail.map(|t| t.to_string())),
-    ];
-    query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-    if !args.stream.is_empty() {
-        query.push(("stream", args.stream.join(",")));
-    }
+    let query = LogsQuery {
+        follow: args.follow,
+        build: args.build,
+        deployment: args.deployment,
+        instance: args.instance,
+        stream: (!args.stream.is_empty()).then_some(CommaList(args.stream)),
+        since: args.since,
+        grep: args.grep,
+        tail: args.tail,
+        format: None,
+    };
     let rb = api
         .req(
             reqwest::Method::GET,
             &format!("/v1/services/{}/logs", args.name),
         )
         .query(&query);
-    let json = args.json;
-    api.ndjson_from(rb, |l| {
+    let json = args.out.json;
+    api.ndjson(rb, |l: LogLine| {
         if json {
-            println!("{l}");
-            return true;
+            out::ndjson_line(&l)?;
+            return Ok(true);
         }
-        let who = l["instance"]
-            .as_str()
-            .or(l["deployment"].as_str())
+        let who = l
+            .instance
+            .as_deref()
+            .or(l.deployment.as_deref())
             .unwrap_or("-");
-        println!(
+        // A stream has no last row to size a table by: fixed widths that fit the ids.
+        outln!(
             "{} {:<6} {:<12} {}",
-            format_ts(l["ts"].as_i64().unwrap_or(0)),
-            text(&l["stream"]),
+            timestamp(l.ts),
+            stream_name(l.stream),
             who,
-            text(&l["line"])
-        );
-        true
+            l.line
+        )?;
+        Ok(true)
     })
     .await
 }
@@ -89,39 +115,53 @@ pub struct EventsArgs {
     /// Without the log lines around each event.
     #[arg(long)]
     brief: bool,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let events = api
-        .get(&format!(
-            "/v1/services/{}/events?limit={}",
-            args.name, args.limit
-        ))
+    let events: Vec<EventRecord> = api
+        .call(
+            api.req(
+                reqwest::Method::GET,
+                &format!("/v1/services/{}/events", args.name),
+            )
+            .query(&EventsQuery {
+                limit: Some(args.limit),
+            }),
+        )
         .await?;
-    let events = events.as_array().cloned().unwrap_or_default();
+    if args.out.json {
+        return out::json(&events);
+    }
     if events.is_empty() {
-        println!(
+        return outln!(
             "{}: no events (5xx answers, crashes, OOM kills, failed starts)",
             args.name
         );
-        return Ok(());
     }
+    // Oldest first, as a log reads; each event's log lines below it, under its detail.
+    let mut t = table(&["TIME", "KIND", "INSTANCE", "DETAIL"], &[]);
     for e in events.iter().rev() {
-        println!(
-            "{} {:<12} {:<13} {}",
-            format_ts(e["ts"].as_i64().unwrap_or(0)),
-            text(&e["kind"]),
-            e["instance"].as_str().unwrap_or("-"),
-            text(&e["detail"])
-        );
+        t.add_row(vec![
+            timestamp(e.ts),
+            e.kind.to_string(),
+            e.instance.clone().unwrap_or_else(|| "-".into()),
+            e.detail.clone(),
+        ]);
         if !args.brief {
-            for line in e["context"].as_array().into_iter().flatten() {
-                println!("    | {}", line.as_str().unwrap_or_default());
+            for line in &e.context {
+                t.add_row(vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("| {line}"),
+                ]);
             }
         }
     }
-    Ok(())
+    print_table(&t)
 }
 
 #[derive(Args)]
@@ -130,53 +170,91 @@ pub struct MetricsArgs {
     /// How far back, per minute (at most 24h).
     #[arg(long, default_value = "30m")]
     since: String,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 pub async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let rows = api
-        .send(
+    let rows: Vec<MinuteMetrics> = api
+        .call(
             api.req(
                 reqwest::Method::GET,
                 &format!("/v1/services/{}/metrics", args.name),
             )
-            .query(&[("since", &args.since)]),
+            .query(&SeriesQuery {
+                since: Some(args.since.clone()),
+            }),
         )
-        .await?
-        .json::<Value>()
         .await?;
-    let rows = rows.as_array().cloned().unwrap_or_default();
+    if args.out.json {
+        return out::json(&rows);
+    }
     if rows.is_empty() {
-        println!(
+        return outln!(
             "{}: no minutes recorded yet in the last {} (one row per minute, written as it ends)",
-            args.name, args.since
+            args.name,
+            args.since
         );
-        return Ok(());
     }
-    println!(
-        "{:<6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5} {:>9} {:>8}",
-        "MINUTE", "REQUESTS", "5XX", "P50", "P95", "P99", "INST", "MEMORY", "CPU"
+    let mut t = table(
+        &[
+            "MINUTE", "REQUESTS", "5XX", "P50", "P95", "P99", "INST", "MEMORY", "CPU",
+        ],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
     );
-    let ms = |v: &Value| {
-        v.as_f64()
-            .map_or_else(|| "-".to_string(), |x| format!("{x:.1}ms"))
-    };
-    for r in rows {
-        let minute = format_ts(r["minute"].as_i64().unwrap_or(0));
+    // Latencies keep a decimal below a millisecond, so they are not durations of whole ms.
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}ms"));
+    for r in &rows {
+        let minute = timestamp(r.minute);
         // HH:MM of the RFC 3339 timestamp.
-        let hhmm = minute.get(11..16).unwrap_or(&minute);
-        println!(
-            "{:<6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5} {:>7.0}MB {:>6}ms",
+        let hhmm = minute.get(11..16).unwrap_or(&minute).to_string();
+        t.add_row(vec![
             hhmm,
-            r["requests"].as_u64().unwrap_or(0),
-            r["errors"].as_u64().unwrap_or(0),
-            ms(&r["p50_ms"]),
-            ms(&r["p95_ms"]),
-            ms(&r["p99_ms"]),
-            r["instances"].as_u64().unwrap_or(0),
-            r["memory_mb"].as_f64().unwrap_or(0.0),
-            r["cpu_ms"].as_u64().unwrap_or(0),
+            r.requests.to_string(),
+            r.errors.to_string(),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.p99_ms),
+            r.instances.to_string(),
+            format!("{:.0}MB", r.memory_mb),
+            out::duration(r.cpu_ms),
+        ]);
+    }
+    print_table(&t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logs_query_is_what_the_api_reads() {
+        let query = LogsQuery {
+            follow: true,
+            stream: Some(CommaList(vec![LogStream::Stderr, LogStream::Access])),
+            since: Some("2h".into()),
+            ..LogsQuery::default()
+        };
+        let req = reqwest::Client::new()
+            .get("http://127.0.0.1/v1/services/shop/logs")
+            .query(&query)
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().query(),
+            Some("follow=true&build=false&stream=stderr%2Caccess&since=2h")
         );
     }
-    Ok(())
+
+    #[test]
+    fn stream_names_are_the_apis() {
+        for s in LogStream::ALL {
+            let wire = serde_json::to_value(s).unwrap_or_default();
+            assert_eq!(wire.as_str(), Some(stream_name(s)));
+            assert_eq!(parse_stream(stream_name(s)), Ok(s));
+        }
+        let err = parse_stream("nope").unwrap_err();
+        assert!(err.starts_with("unknown log stream 'nope'"), "{err}");
+    }
 }

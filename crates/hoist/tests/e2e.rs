@@ -143,7 +143,7 @@ fn two_services_listen_on_the_same_port_and_unknown_hosts_get_404() {
 
     let ls = String::from_utf8_lossy(&server.hoist(&["ls"]).stdout).to_string();
     assert!(ls.contains("one") && ls.contains("two"), "{ls}");
-    assert!(server.hoist(&["delete", "one"]).status.success());
+    assert!(server.hoist(&["delete", "one", "--yes"]).status.success());
     assert_eq!(
         server.get("one", "/").0,
         404,

@@ -458,7 +458,7 @@ fn an_instance_gets_the_cpu_quota_of_the_readme_table() {
             Some(mb * 1024 * 1024),
             "{mb} MB: the memory limit of {instance}"
         );
-        server.hoist_ok(&["delete", &name]);
+        server.hoist_ok(&["delete", &name, "--yes"]);
     }
 }
 

@@ -77,7 +77,7 @@ fn build_caches_are_the_services_own_and_go_with_it() {
     );
 
     // Deleting A takes its caches with it: nothing of them is left in the data dir.
-    server.hoist_ok(&["delete", "tenant-a"]);
+    server.hoist_ok(&["delete", "tenant-a", "--yes"]);
     let left = find_named(&server.data, MARKER);
     assert!(left.is_empty(), "A's cache outlived its deletion: {left:?}");
     // And a new service of the same name starts with no cache.
