@@ -107,6 +107,7 @@ pub struct Platform {
     /// stop waits for them, so none is left running without its cleanup.
     pub(crate) stopping: TaskTracker,
     pub(crate) warm: WarmPool,
+    pub(crate) lifecycle: crate::lifecycle::Lifecycle,
     activator: Arc<dyn Activator>,
 }
 
@@ -167,12 +168,8 @@ impl Platform {
         sandboxes.prewarm();
         builder.remove_stale();
         store.stop_all_instances("server restarted")?;
-        for d in store.in_progress_deployments()? {
-            store.set_deployment_state(
-                &d.id,
-                DeploymentState::Failed,
-                Some("interrupted by server restart"),
-            )?;
+        for c in store.fail_interrupted("interrupted by server restart")? {
+            tracing::info!(deployment = %c.id, from = %c.from, "failed: interrupted by server restart");
         }
         let platform = Arc::new_cyclic(|weak| Platform {
             runtimes: Runtimes::new(config.runtime_cache.clone()),
@@ -180,6 +177,7 @@ impl Platform {
             access_queue: std::sync::OnceLock::new(),
             build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
             warm: WarmPool::new(config.warm_pool),
+            lifecycle: Default::default(),
             config,
             store,
             builder,
