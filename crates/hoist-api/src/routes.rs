@@ -267,15 +267,25 @@ async fn get_deployment(
 async fn deployment_events(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<stream::StreamQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
     let id = deployment_id(&id)?;
+    let format = stream::Format::negotiate(q.format.as_deref(), &headers).map_err(bad)?;
+    let resume = stream::Resume::from_headers(&headers).map_err(bad)?;
     if s.platform.store().get_deployment(&id)?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("deployment '{id}' not found"),
         ));
     }
-    Ok(stream::deployment_events(s.platform.clone(), id))
+    Ok(stream::deployment_events(
+        s.platform.clone(),
+        id,
+        format,
+        resume,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,25 +359,8 @@ async fn service_logs(
         })
         .transpose()?;
     let grep = q.grep.filter(|g| !g.is_empty());
-    let format = match q.format.as_deref() {
-        Some("sse") => stream::Format::Sse,
-        Some("ndjson") | None
-            if headers
-                .get(axum::http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/event-stream"))
-                && q.format.is_none() =>
-        {
-            stream::Format::Sse
-        }
-        Some("ndjson") | None => stream::Format::Ndjson,
-        Some(other) => {
-            return Err(bad(format!(
-                "unknown format '{}': expected ndjson or sse",
-                hoist_core::echo(other)
-            )));
-        }
-    };
+    let format = stream::Format::negotiate(q.format.as_deref(), &headers).map_err(bad)?;
+    let resume = stream::Resume::from_headers(&headers).map_err(bad)?;
     // A search or a time window asks for everything that matches; a plain view for a tail.
     let default_tail = if grep.is_some() || since_ms.is_some() {
         10_000
@@ -392,6 +385,7 @@ async fn service_logs(
         filter,
         q.follow,
         format,
+        resume,
     ))
 }
 

@@ -173,12 +173,17 @@ fn refused(e: &StoreError) {
         StoreError::RefusedTransition { id, from, to } => {
             tracing::error!(deployment = %id, %from, %to, "refused deployment state change");
         }
+        // Deleted with its service while its pipeline ran: expected, not a bug.
+        StoreError::StateMoved {
+            id, found: None, ..
+        } => {
+            tracing::info!(deployment = %id, "deployment gone before its state was recorded");
+        }
         StoreError::StateMoved {
             id,
             expected,
-            found,
+            found: Some(found),
         } => {
-            let found = found.map_or("gone", DeploymentState::as_str);
             tracing::error!(
                 deployment = %id,
                 from = %expected,
