@@ -187,7 +187,7 @@ fn refused(e: &StoreError) {
             tracing::error!(
                 deployment = %id,
                 from = %expected,
-                found,
+                found = %found,
                 "deployment state change lost: the deployment was not in the state seen"
             );
         }
