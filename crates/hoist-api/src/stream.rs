@@ -319,3 +319,47 @@ pub(crate) fn service_logs(
     });
     respond(rx, format)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, value.parse().expect("a header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_query_wins_over_accept_and_ndjson_is_the_default() {
+        let sse = headers(&[("accept", "text/event-stream")]);
+        assert_eq!(Format::negotiate(None, &sse), Ok(Format::Sse));
+        assert_eq!(
+            Format::negotiate(Some("sse"), &HeaderMap::new()),
+            Ok(Format::Sse)
+        );
+        assert_eq!(Format::negotiate(Some("ndjson"), &sse), Ok(Format::Ndjson));
+        assert_eq!(
+            Format::negotiate(None, &HeaderMap::new()),
+            Ok(Format::Ndjson)
+        );
+        assert_eq!(
+            Format::negotiate(Some("xml"), &HeaderMap::new()),
+            Err("unknown format 'xml': expected ndjson or sse".to_string())
+        );
+    }
+
+    #[test]
+    fn last_event_id_is_a_line_id_or_the_end() {
+        assert_eq!(Resume::from_headers(&HeaderMap::new()), Ok(Resume::Start));
+        let at = |v: &str| Resume::from_headers(&headers(&[("last-event-id", v)]));
+        assert_eq!(at("42"), Ok(Resume::After(42)));
+        assert_eq!(at(" 42 "), Ok(Resume::After(42)));
+        assert_eq!(at("end"), Ok(Resume::Ended));
+        assert_eq!(at(""), Ok(Resume::Start));
+        let err = at("d-1").unwrap_err();
+        assert!(err.starts_with("invalid Last-Event-ID 'd-1'"), "{err}");
+    }
+}

@@ -194,3 +194,34 @@ fn refused(e: &StoreError) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeployError;
+
+    #[test]
+    fn a_cancellation_says_why_and_the_first_reason_stays() {
+        let lifecycle = Lifecycle::new();
+        let id = DeploymentId::generate();
+        let token = CancellationToken::new();
+        lifecycle.cancel(&id, &token, CancelReason::Rollback);
+        lifecycle.cancel(&id, &token, CancelReason::NewerDeploy);
+        assert!(token.is_cancelled());
+        let why = lifecycle.take_reason(&id).expect("a reason");
+        assert_eq!(
+            DeployError::Cancelled(why).to_string(),
+            "cancelled: a rollback of this service was started"
+        );
+        assert_eq!(lifecycle.take_reason(&id), None);
+        // The texts users see (and the e2e tests look for) in failure_reason.
+        assert_eq!(
+            DeployError::Cancelled(CancelReason::NewerDeploy).to_string(),
+            "cancelled: a newer deployment of this service was started"
+        );
+        assert_eq!(
+            DeployError::Cancelled(CancelReason::ServerStopping).to_string(),
+            "cancelled: the server is stopping"
+        );
+    }
+}
