@@ -1,22 +1,15 @@
-//! A deploy as it is asked for: validate the request, record the deployment, and hand it to
-//! its pipeline ([`crate::pipeline`]: fetch, build, start, switch); and the spec it resolves
-//! to (leapcell.yaml < hoist.toml < flags).
+//! A deploy as it is asked for: the request, checked ([`Validated`]), and the spec it resolves
+//! to (leapcell.yaml < hoist.toml < flags). Running it is the pipeline's (`pipeline.rs`); this
+//! module knows nothing of the platform.
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use hoist_core::{
-    DeploymentId, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName,
-    ServiceSpec, SpecError, SpecLayer, validate_branch,
+    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
+    SpecError, SpecLayer, validate_branch,
 };
-use hoist_store::DeploymentRecord;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-
-use crate::instance::InstancePlan;
-use crate::lifecycle::CancelReason;
-use crate::{ControlError, Platform};
 
 /// PATH_MAX; browsers and git hosts cap URLs well below it.
 const MAX_SOURCE_LEN: usize = 4096;
@@ -107,7 +100,7 @@ pub(crate) struct Validated {
 }
 
 impl DeployRequest {
-    fn validate(&self) -> Result<Validated, SpecError> {
+    pub(crate) fn validate(&self) -> Result<Validated, SpecError> {
         let source = self.source.trim().to_string();
         if source.is_empty() {
             return Err(SpecError::Missing {
@@ -179,7 +172,7 @@ impl DeployRequest {
     }
 
     /// The request as recorded: `--env` values are secrets, so only their names are kept.
-    fn redacted(&self) -> serde_json::Value {
+    pub(crate) fn redacted(&self) -> serde_json::Value {
         let mut copy = self.clone();
         copy.env = self
             .env
@@ -187,76 +180,6 @@ impl DeployRequest {
             .map(|a| a.split_once('=').map_or(a.as_str(), |(k, _)| k).to_string())
             .collect();
         serde_json::to_value(&copy).unwrap_or_default()
-    }
-}
-
-impl Platform {
-    /// Validates the request, records the deployment and runs its pipeline in the background.
-    pub async fn deploy(
-        self: &Arc<Self>,
-        req: DeployRequest,
-    ) -> Result<DeploymentRecord, ControlError> {
-        let v = req.validate()?;
-        let scaling = self
-            .store
-            .get_service(&v.name)?
-            .and_then(|s| s.scaling)
-            .unwrap_or_default();
-        // Checked now against the service's current settings (the ones the flags do not name
-        // keep their values), so a bad combination fails the request rather than the build.
-        scaling.apply(&v.flags.scaling)?;
-        let id = DeploymentId::generate();
-        let request = req.redacted();
-        self.store.ensure_service(&v.name)?;
-        self.store
-            .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
-        let cancel = CancellationToken::new();
-        {
-            let mut services = self.state();
-            let state = self.ensure_state(&mut services, &v.name, scaling);
-            // The later deploy wins: the earlier one is cancelled wherever it is.
-            if let Some((previous, token)) = state.pending.replace((id.clone(), cancel.clone())) {
-                self.lifecycle
-                    .cancel(&previous, &token, CancelReason::NewerDeploy);
-            }
-        }
-        self.publish_routes();
-        let record = self
-            .store
-            .get_deployment(&id)?
-            .ok_or_else(|| ControlError::DeploymentNotFound(id.to_string()))?;
-        let me = self.clone();
-        tokio::spawn(crate::pipeline::Run::run(me, id, v, cancel));
-        Ok(record)
-    }
-
-    /// Adds a deploy's `--env` flags to the service env (sealed) as it goes live, and returns
-    /// the plan marked with the revision that holds them.
-    pub(crate) fn persist_flag_env(
-        &self,
-        name: &ServiceName,
-        flags: &EnvVars,
-        plan: &Arc<InstancePlan>,
-    ) -> Result<Arc<InstancePlan>, ControlError> {
-        if flags.is_empty() {
-            return Ok(plan.clone());
-        }
-        let (next, revision, changed) = self.update_env(name, |next| {
-            next.merge(flags.clone());
-            Ok(next.check_size()?)
-        })?;
-        // The instance already runs this environment unless another change came in between;
-        // then the revision stays old and the rollout after the switch brings the instances
-        // up to date.
-        let same = crate::env::combined(&plan.spec.env, &next)? == plan.env;
-        Ok(if changed && same {
-            Arc::new(InstancePlan {
-                revision,
-                ..(**plan).clone()
-            })
-        } else {
-            plan.clone()
-        })
     }
 }
 

@@ -16,6 +16,7 @@ mod pipeline;
 mod platform;
 mod rollout;
 mod scaler;
+mod transitions;
 mod warm;
 
 pub use deploy::{DeployRequest, ScalingRequest};

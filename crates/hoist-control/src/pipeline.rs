@@ -1,17 +1,17 @@
-//! The pipeline of one deployment, as a sequence of stages: fetch -> build -> start ->
-//! switch. Each stage is a function that takes the previous stage's output and returns the
+//! A deploy accepted ([`Platform::deploy`]) and its pipeline, as a sequence of stages:
+//! fetch -> build -> start -> switch. Each stage is a function that takes the previous stage's output and returns the
 //! next one's input; [`Run::drive`] is the loop that records each stage's state as it enters
 //! it and hands the output on. Any failure leaves the previous deployment serving.
 
 use std::sync::Arc;
 
 use hoist_build::{BuildError, BuildRequest, LogSink, OutputStream, RuntimeImage, fetch};
-use hoist_core::{DeploymentId, DeploymentState, EnvVars, ServiceSpec, SpecError};
-use hoist_store::{NewLogLine, StoreError, now_ms};
+use hoist_core::{DeploymentId, DeploymentState, EnvVars, ServiceName, ServiceSpec, SpecError};
+use hoist_store::{DeploymentRecord, NewLogLine, StoreError, now_ms};
 use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use crate::deploy::{Validated, resolve_spec};
+use crate::deploy::{DeployRequest, Validated, resolve_spec};
 use crate::instance::{InstanceHandle, InstancePlan};
 use crate::lifecycle::CancelReason;
 use crate::{ControlError, Platform};
@@ -440,6 +440,76 @@ impl Run {
 }
 
 impl Platform {
+    /// Validates the request, records the deployment and runs its pipeline in the background.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        req: DeployRequest,
+    ) -> Result<DeploymentRecord, ControlError> {
+        let v = req.validate()?;
+        let scaling = self
+            .store
+            .get_service(&v.name)?
+            .and_then(|s| s.scaling)
+            .unwrap_or_default();
+        // Checked now against the service's current settings (the ones the flags do not name
+        // keep their values), so a bad combination fails the request rather than the build.
+        scaling.apply(&v.flags.scaling)?;
+        let id = DeploymentId::generate();
+        let request = req.redacted();
+        self.store.ensure_service(&v.name)?;
+        self.store
+            .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
+        let cancel = CancellationToken::new();
+        {
+            let mut services = self.state();
+            let state = self.ensure_state(&mut services, &v.name, scaling);
+            // The later deploy wins: the earlier one is cancelled wherever it is.
+            if let Some((previous, token)) = state.pending.replace((id.clone(), cancel.clone())) {
+                self.lifecycle
+                    .cancel(&previous, &token, CancelReason::NewerDeploy);
+            }
+        }
+        self.publish_routes();
+        let record = self
+            .store
+            .get_deployment(&id)?
+            .ok_or_else(|| ControlError::DeploymentNotFound(id.to_string()))?;
+        let me = self.clone();
+        tokio::spawn(Run::run(me, id, v, cancel));
+        Ok(record)
+    }
+
+    /// Adds a deploy's `--env` flags to the service env (sealed) as it goes live, and returns
+    /// the plan marked with the revision that holds them.
+    pub(crate) fn persist_flag_env(
+        &self,
+        name: &ServiceName,
+        flags: &EnvVars,
+        plan: &Arc<InstancePlan>,
+    ) -> Result<Arc<InstancePlan>, ControlError> {
+        if flags.is_empty() {
+            return Ok(plan.clone());
+        }
+        let (next, revision, changed) = self.update_env(name, |next| {
+            next.merge(flags.clone());
+            Ok(next.check_size()?)
+        })?;
+        // The instance already runs this environment unless another change came in between;
+        // then the revision stays old and the rollout after the switch brings the instances
+        // up to date.
+        let same = crate::env::combined(&plan.spec.env, &next)? == plan.env;
+        Ok(if changed && same {
+            Arc::new(InstancePlan {
+                revision,
+                ..(**plan).clone()
+            })
+        } else {
+            plan.clone()
+        })
+    }
+}
+
+impl Platform {
     pub(crate) fn build_sink(
         &self,
         service: &hoist_core::ServiceName,
@@ -462,5 +532,36 @@ impl Platform {
                 line,
             });
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts users see as `failure_reason` (and the e2e tests look for).
+    #[test]
+    fn a_cancellation_says_why() {
+        let text = |why| DeployError::Cancelled(why).to_string();
+        assert_eq!(
+            text(CancelReason::NewerDeploy),
+            "cancelled: a newer deployment of this service was started"
+        );
+        assert_eq!(
+            text(CancelReason::Rollback),
+            "cancelled: a rollback of this service was started"
+        );
+        assert_eq!(
+            text(CancelReason::ServerStopping),
+            "cancelled: the server is stopping"
+        );
+        assert_eq!(
+            DeployError::Fetch(BuildError::BranchMissing {
+                branch: "nope".into(),
+                source_url: "/srv/app".into()
+            })
+            .to_string(),
+            "branch 'nope' does not exist in /srv/app"
+        );
     }
 }
