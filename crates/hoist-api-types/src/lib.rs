@@ -27,7 +27,8 @@ pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;
 pub use logs::{
-    CommaList, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery, StreamEvent,
+    CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
+    StreamEvent,
 };
 pub use observe::{EventRecord, EventsQuery, MinuteMetrics, SeriesQuery, UsageDay, UsageQuery};
 pub use scaling::ScalingSettings;

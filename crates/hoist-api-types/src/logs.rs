@@ -106,6 +106,17 @@ impl<T: Serialize> Serialize for CommaList<T> {
     }
 }
 
+/// `GET /v1/deployments/{id}/events` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeploymentEventsQuery {
+    /// `sse` for Server-Sent Events (also chosen by `Accept: text/event-stream`); NDJSON
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+}
+
 /// `GET /v1/services/{name}/logs` parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

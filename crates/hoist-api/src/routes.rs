@@ -10,9 +10,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hoist_api_types::{
-    ApiErrorBody, DeployRequest, Deployment, EnvApplied, EnvChange, EnvList, EnvQuery, EventRecord,
-    EventsQuery, LogFormat, LogLine, LogsQuery, MinuteMetrics, RollbackRequest, RuntimeInfo,
-    ScalingSettings, SeriesQuery, ServiceView, StopResult, StreamEvent, UsageDay, UsageQuery,
+    ApiErrorBody, DeployRequest, Deployment, DeploymentEventsQuery, EnvApplied, EnvChange, EnvList,
+    EnvQuery, EventRecord, EventsQuery, LogLine, LogsQuery, MinuteMetrics, RollbackRequest,
+    RuntimeInfo, ScalingSettings, SeriesQuery, ServiceView, StopResult, StreamEvent, UsageDay,
+    UsageQuery,
 };
 use hoist_control::ControlError;
 use hoist_core::{DeploymentId, Scaling, ServiceName};
@@ -239,17 +240,33 @@ pub(crate) async fn get_deployment(
     Ok(Json(find_deployment(&s, &id)?.into()))
 }
 
-/// The build and start of one deployment as NDJSON, one [`StreamEvent`] per line: its log
-/// lines, then its outcome, after which the stream ends.
+/// The build and start of one deployment, one [`StreamEvent`] per line (NDJSON) or per event
+/// (SSE, with `format=sse` or `Accept: text/event-stream`): its log lines, then its outcome,
+/// after which the stream ends. Every SSE event has an id; a client that reconnects with
+/// `Last-Event-ID` gets what followed it, and `204` once the outcome was sent.
 #[utoipa::path(get, path = "/deployments/{id}/events", operation_id = "deploymentEvents",
     tag = "deployments",
-    params(("id" = String, Path, description = "The deployment id")),
-    responses((status = 200, description = "One event per line", content_type = "application/x-ndjson",
-        body = StreamEvent)))]
-pub(crate) async fn deployment_events(State(s): St, Path(id): Path<String>) -> ApiResult<Response> {
+    params(("id" = String, Path, description = "The deployment id"), DeploymentEventsQuery),
+    responses((status = 200, description = "One event per line (NDJSON) or per event (SSE)",
+        content((StreamEvent = "application/x-ndjson"), (StreamEvent = "text/event-stream"))),
+        (status = 204, description = "A reconnect after the outcome: nothing more will come")))]
+pub(crate) async fn deployment_events(
+    State(s): St,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DeploymentEventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let id = deployment_id(&id)?;
+    let format = stream::Format::negotiate(q.format, &headers);
+    let resume = stream::Resume::from_headers(&headers)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     find_deployment(&s, &id)?;
-    Ok(stream::deployment_events(s.platform.clone(), id))
+    Ok(stream::deployment_events(
+        s.platform.clone(),
+        id,
+        format,
+        resume,
+    ))
 }
 
 /// The service's logs, oldest first: the backlog, then (with `follow`) new lines as they are
@@ -303,15 +320,9 @@ pub(crate) async fn service_logs(
         })
         .transpose()?;
     let grep = q.grep.filter(|g| !g.is_empty());
-    let wants_sse = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/event-stream"));
-    let format = match q.format {
-        Some(LogFormat::Sse) => stream::Format::Sse,
-        None if wants_sse => stream::Format::Sse,
-        Some(LogFormat::Ndjson) | None => stream::Format::Ndjson,
-    };
+    let format = stream::Format::negotiate(q.format, &headers);
+    let resume = stream::Resume::from_headers(&headers)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     // A search or a time window asks for everything that matches; a plain view for a tail.
     let default_tail = if grep.is_some() || since_ms.is_some() {
         10_000
@@ -336,6 +347,7 @@ pub(crate) async fn service_logs(
         filter,
         q.follow,
         format,
+        resume,
     ))
 }
 

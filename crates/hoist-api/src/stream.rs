@@ -1,143 +1,277 @@
-//! NDJSON streams: one JSON object per line, flushed as it happens. Followers subscribe before
-//! they read the backlog, then skip what the backlog already had, so no line falls in between.
+//! Streams of a service's logs and of one deployment, as NDJSON (one JSON object per line) or
+//! Server-Sent Events, flushed as things happen. Followers subscribe before they read the
+//! backlog, then skip what the backlog already had, so no line falls in between.
+//!
+//! Every event carries an id: a log line's id, or `end` for a deployment's outcome. A client
+//! that reconnects with the last id it saw (`Last-Event-ID`, as EventSource does by itself)
+//! gets the lines after it and no line twice; one that saw `end` gets `204 No Content`, which
+//! tells an EventSource to stop reconnecting.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::header;
-use axum::response::Response;
-use hoist_control::{Event, Platform};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use hoist_api_types::LogFormat;
+use hoist_control::{Change, Event, Platform};
 use hoist_core::{DeploymentId, DeploymentState};
 use hoist_store::{LogFilter, LogLine};
 use tokio::sync::{broadcast, mpsc};
 
-fn ndjson(rx: mpsc::Receiver<Bytes>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_default()
-}
+/// The id of a deployment stream's last event, its outcome.
+const END_ID: &str = "end";
 
-fn line<T: serde::Serialize>(value: &T) -> Bytes {
-    let mut v = serde_json::to_vec(value).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
-}
-
-fn is_settled(state: DeploymentState) -> bool {
-    state.is_terminal() || state == DeploymentState::Live
-}
-
-/// The build and start of one deployment, ending with its outcome.
-pub(crate) fn deployment_events(platform: Arc<Platform>, id: DeploymentId) -> Response {
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
-        let mut sub = platform.logs().subscribe();
-        let mut last_id = 0i64;
-        let store = platform.store().clone();
-        let Ok(Some(d)) = store.get_deployment(&id) else {
-            return;
-        };
-        let filter = |after: i64| LogFilter {
-            deployment: Some(id.to_string()),
-            after_id: Some(after),
-            ..LogFilter::default()
-        };
-        let send_backlog = |after: i64| {
-            store
-                .query_logs(d.service.as_str(), &filter(after))
-                .unwrap_or_default()
-        };
-        for l in send_backlog(last_id) {
-            last_id = l.id;
-            if tx.send(line(&Event::Log(l))).await.is_err() {
-                return;
-            }
-        }
-        loop {
-            // Live is recorded before the gateway switches; the stream ends once the
-            // pipeline is over, so a client that sees "live" is served by the new version.
-            if let Ok(Some(now)) = store.get_deployment(&id)
-                && is_settled(now.state)
-                && !platform.is_in_pipeline(&now.service, &id)
-            {
-                // Lines stored before the state changed may not have been broadcast to us yet,
-                // and the pipeline's last lines (what image clean-up freed) may still be on
-                // their way to the store: wait for them, then send what is stored.
-                platform.logs().flushed().await;
-                for l in send_backlog(last_id) {
-                    let _ = tx.send(line(&Event::Log(l))).await;
-                }
-                let url = (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
-                let _ = tx
-                    .send(line(&Event::Deployment {
-                        id: id.to_string(),
-                        service: now.service.to_string(),
-                        state: now.state.as_str().to_string(),
-                        reason: now.failure_reason,
-                        url,
-                    }))
-                    .await;
-                return;
-            }
-            let ev = tokio::time::timeout(Duration::from_millis(500), sub.recv()).await;
-            match ev {
-                Ok(Ok(Event::Log(l)))
-                    if l.deployment.as_deref() == Some(id.as_str()) && l.id > last_id =>
-                {
-                    last_id = l.id;
-                    if tx.send(line(&Event::Log(l))).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    for l in send_backlog(last_id) {
-                        last_id = l.id;
-                        if tx.send(line(&Event::Log(l))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return,
-                // Other events, or a quiet half second: re-check the state above.
-                _ => {}
-            }
-            if tx.is_closed() {
-                return;
-            }
-        }
-    });
-    ndjson(rx)
-}
-
-/// How a log stream is sent.
+/// How a stream is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     /// One JSON object per line.
     Ndjson,
-    /// Server-Sent Events: `data: <json>` per line, with keep-alive comments.
+    /// Server-Sent Events: `id:` and `data: <json>` per event, with keep-alive comments.
     Sse,
 }
 
-/// A service's logs: the backlog, then (with `follow`) new lines as they are stored.
+impl Format {
+    /// `?format=sse|ndjson` when given, else Server-Sent Events if `Accept` asks for
+    /// `text/event-stream`, else NDJSON.
+    /// The asked `format` wins (the query decoder already refused an unknown one); without
+    /// one, `Accept: text/event-stream` asks for SSE.
+    pub(crate) fn negotiate(format: Option<LogFormat>, headers: &HeaderMap) -> Format {
+        match format {
+            Some(LogFormat::Sse) => Format::Sse,
+            Some(LogFormat::Ndjson) => Format::Ndjson,
+            None if headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/event-stream")) =>
+            {
+                Format::Sse
+            }
+            None => Format::Ndjson,
+        }
+    }
+}
+
+/// Where a reconnecting client left off (its `Last-Event-ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// A fresh stream.
+    Start,
+    /// After the log line with this id.
+    After(i64),
+    /// After the deployment's outcome: nothing is left to send.
+    Ended,
+}
+
+impl Resume {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Resume, String> {
+        let Some(value) = headers.get("last-event-id") else {
+            return Ok(Resume::Start);
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        match text {
+            "" => Ok(Resume::Start),
+            END_ID => Ok(Resume::Ended),
+            _ => text.parse::<i64>().map(Resume::After).map_err(|_| {
+                format!(
+                    "invalid Last-Event-ID '{}': expected the id of an event this stream sent",
+                    hoist_core::echo(text)
+                )
+            }),
+        }
+    }
+
+    /// The log line id to continue after.
+    fn after(self) -> i64 {
+        match self {
+            Resume::After(id) => id,
+            Resume::Start | Resume::Ended => 0,
+        }
+    }
+}
+
+/// One event of a stream: its id and its JSON.
+struct Item {
+    id: String,
+    json: Vec<u8>,
+}
+
+impl Item {
+    fn new<T: serde::Serialize>(id: impl ToString, value: &T) -> Item {
+        Item {
+            id: id.to_string(),
+            json: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+}
+
+fn respond(rx: mpsc::Receiver<Item>, format: Format) -> Response {
+    match format {
+        Format::Ndjson => {
+            let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+                let mut item = rx.recv().await?;
+                item.json.push(b'\n');
+                Some((Ok::<_, Infallible>(Bytes::from(item.json)), rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/x-ndjson")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(lines))
+                .unwrap_or_default()
+        }
+        Format::Sse => {
+            let events = futures_util::stream::unfold(rx, |mut rx| async move {
+                let item = rx.recv().await?;
+                let event = SseEvent::default()
+                    .id(item.id)
+                    .data(String::from_utf8_lossy(&item.json));
+                Some((Ok::<_, Infallible>(event), rx))
+            });
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response()
+        }
+    }
+}
+
+/// Whether the deployment's pipeline is over (its outcome is recorded and nothing more is
+/// written to its log by it).
+fn pipeline_over(platform: &Platform, id: &DeploymentId) -> bool {
+    match platform.store().get_deployment(id) {
+        Ok(Some(d)) => {
+            (d.state.is_terminal() || d.state == DeploymentState::Live)
+                && !platform.is_in_pipeline(&d.service, id)
+        }
+        // Gone (its service deleted), or unreadable: nothing more will come.
+        _ => true,
+    }
+}
+
+/// The build and start of one deployment, ending with its outcome once its pipeline is over.
+/// Woken by the log hub's lines and the lifecycle's announcements; never polls.
+pub(crate) fn deployment_events(
+    platform: Arc<Platform>,
+    id: DeploymentId,
+    format: Format,
+    resume: Resume,
+) -> Response {
+    if resume == Resume::Ended {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        // Both before anything is read: what happens from here on is seen.
+        let mut changes = platform.deployment_changes();
+        let mut lines = platform.logs().subscribe();
+        let store = platform.store().clone();
+        let Ok(Some(d)) = store.get_deployment(&id) else {
+            return;
+        };
+        let service = d.service.to_string();
+        let backlog = |after: i64| {
+            let filter = LogFilter {
+                deployment: Some(id.to_string()),
+                after_id: Some(after),
+                ..LogFilter::default()
+            };
+            store.query_logs(&service, &filter).unwrap_or_default()
+        };
+        let mut last_id = resume.after();
+        macro_rules! send_line {
+            ($l:expr) => {{
+                let l: LogLine = $l;
+                last_id = l.id;
+                if tx.send(Item::new(l.id, &Event::Log(l))).await.is_err() {
+                    return;
+                }
+            }};
+        }
+        for l in backlog(last_id) {
+            send_line!(l);
+        }
+        let mut over = pipeline_over(&platform, &id);
+        while !over {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Ok(Event::Log(l)) if l.deployment.as_deref() == Some(id.as_str()) && l.id > last_id => {
+                        send_line!(l);
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for l in backlog(last_id) {
+                            send_line!(l);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                change = changes.recv() => match change {
+                    Ok(Change::PipelineOver { id: ended, .. }) => over = ended == id,
+                    Ok(Change::State { .. }) => {}
+                    // Missed announcements: the record says whether the end was among them.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        over = pipeline_over(&platform, &id);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+        // Lines stored before the end may not have been broadcast to us yet, and the
+        // pipeline's last lines may still be on their way to the store: wait for them, then
+        // send what is stored.
+        platform.logs().flushed().await;
+        for l in backlog(last_id) {
+            if tx.send(Item::new(l.id, &Event::Log(l))).await.is_err() {
+                return;
+            }
+        }
+        let Ok(Some(now)) = store.get_deployment(&id) else {
+            return;
+        };
+        // Live is recorded before the gateway switches; the outcome is sent once the
+        // pipeline is over, so a client that sees "live" is served by the new version.
+        let url = (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
+        let outcome = Event::Deployment {
+            id: id.to_string(),
+            service: now.service.to_string(),
+            state: now.state.as_str().to_string(),
+            reason: now.failure_reason,
+            url,
+        };
+        let _ = tx.send(Item::new(END_ID, &outcome)).await;
+    });
+    respond(rx, format)
+}
+
+/// A service's logs: the backlog, then (with `follow`) new lines as they are stored. After a
+/// `Last-Event-ID`, the backlog is every matching line after it, however many.
 pub(crate) fn service_logs(
     platform: Arc<Platform>,
     service: String,
-    filter: LogFilter,
+    mut filter: LogFilter,
     follow: bool,
     format: Format,
+    resume: Resume,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<LogLine>(1024);
+    if let Resume::After(after) = resume {
+        filter.after_id = Some(filter.after_id.map_or(after, |a| a.max(after)));
+        filter.tail = None;
+    }
+    let (tx, rx) = mpsc::channel::<Item>(1024);
     tokio::spawn(async move {
         let mut sub = platform.logs().subscribe();
         let store = platform.store().clone();
-        let mut last_id = 0i64;
+        let mut last_id = resume.after();
+        macro_rules! send_line {
+            ($l:expr) => {{
+                let l: LogLine = $l;
+                last_id = l.id;
+                if tx.send(Item::new(l.id, &l)).await.is_err() {
+                    return;
+                }
+            }};
+        }
         let backlog = {
             let (store, service, filter) = (store.clone(), service.clone(), filter.clone());
             tokio::task::spawn_blocking(move || store.query_logs(&service, &filter))
@@ -147,10 +281,7 @@ pub(crate) fn service_logs(
                 .unwrap_or_default()
         };
         for l in backlog {
-            last_id = l.id;
-            if tx.send(l).await.is_err() {
-                return;
-            }
+            send_line!(l);
         }
         if !follow {
             return;
@@ -159,10 +290,7 @@ pub(crate) fn service_logs(
             match sub.recv().await {
                 Ok(Event::Log(l)) => {
                     if l.id > last_id && l.service == service && filter.matches(&l) {
-                        last_id = l.id;
-                        if tx.send(l).await.is_err() {
-                            return;
-                        }
+                        send_line!(l);
                     }
                 }
                 Ok(_) => {}
@@ -173,40 +301,52 @@ pub(crate) fn service_logs(
                         ..filter.clone()
                     };
                     for l in store.query_logs(&service, &catch_up).unwrap_or_default() {
-                        last_id = l.id;
-                        if tx.send(l).await.is_err() {
-                            return;
-                        }
+                        send_line!(l);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     });
-    match format {
-        Format::Ndjson => {
-            let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|l| (Ok::<_, Infallible>(line(&l)), rx))
-            });
-            Response::builder()
-                .header(header::CONTENT_TYPE, "application/x-ndjson")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(lines))
-                .unwrap_or_default()
+    respond(rx, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, value.parse().expect("a header value"));
         }
-        Format::Sse => {
-            let events = futures_util::stream::unfold(rx, |mut rx| async move {
-                let l = rx.recv().await?;
-                let event = axum::response::sse::Event::default()
-                    .id(l.id.to_string())
-                    .json_data(&l)
-                    .unwrap_or_default();
-                Some((Ok::<_, Infallible>(event), rx))
-            });
-            axum::response::IntoResponse::into_response(
-                axum::response::sse::Sse::new(events)
-                    .keep_alive(axum::response::sse::KeepAlive::default()),
-            )
-        }
+        h
+    }
+
+    #[test]
+    fn the_query_wins_over_accept_and_ndjson_is_the_default() {
+        let sse = headers(&[("accept", "text/event-stream")]);
+        assert_eq!(Format::negotiate(None, &sse), Format::Sse);
+        assert_eq!(
+            Format::negotiate(Some(LogFormat::Sse), &HeaderMap::new()),
+            Format::Sse
+        );
+        assert_eq!(
+            Format::negotiate(Some(LogFormat::Ndjson), &sse),
+            Format::Ndjson
+        );
+        assert_eq!(Format::negotiate(None, &HeaderMap::new()), Format::Ndjson);
+    }
+
+    #[test]
+    fn last_event_id_is_a_line_id_or_the_end() {
+        assert_eq!(Resume::from_headers(&HeaderMap::new()), Ok(Resume::Start));
+        let at = |v: &str| Resume::from_headers(&headers(&[("last-event-id", v)]));
+        assert_eq!(at("42"), Ok(Resume::After(42)));
+        assert_eq!(at(" 42 "), Ok(Resume::After(42)));
+        assert_eq!(at("end"), Ok(Resume::Ended));
+        assert_eq!(at(""), Ok(Resume::Start));
+        let err = at("d-1").unwrap_err();
+        assert!(err.starts_with("invalid Last-Event-ID 'd-1'"), "{err}");
     }
 }

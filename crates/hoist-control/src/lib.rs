@@ -13,10 +13,12 @@ mod fakes;
 mod handle;
 mod images;
 mod instance;
+mod lifecycle;
 mod logs;
 mod mask;
 mod metrics;
 mod observe;
+mod pipeline;
 mod platform;
 mod rollout;
 mod scaler;
@@ -26,12 +28,15 @@ mod stats;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod transitions;
 mod vault;
 mod views;
 mod warm;
 
 pub use error::ControlError;
 pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
+pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
+pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};

@@ -122,6 +122,7 @@ pub struct Platform {
     /// Starts and supervises instances, with the warm pool.
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) images: Images,
+    pub(crate) lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl Platform {
@@ -162,12 +163,8 @@ impl Platform {
         let secrets = MasterKey::load(&config.data_dir)?;
         let Host { sandboxes, builder } = host;
         store.stop_all_instances("server restarted")?;
-        for d in store.in_progress_deployments()? {
-            store.set_deployment_state(
-                &d.id,
-                DeploymentState::Failed,
-                Some("interrupted by server restart"),
-            )?;
+        for c in store.fail_interrupted("interrupted by server restart")? {
+            tracing::info!(deployment = %c.id, from = %c.from, "failed: interrupted by server restart");
         }
         let shutdown = CancellationToken::new();
         let stopping = TaskTracker::new();
@@ -219,6 +216,7 @@ impl Platform {
                 stopping,
                 services,
                 launcher,
+                lifecycle: Default::default(),
             }
         });
         platform

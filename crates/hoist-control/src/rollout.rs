@@ -9,6 +9,7 @@ use hoist_store::{DeploymentRecord, LogStream, NewLogLine, now_ms};
 use tokio_util::sync::CancellationToken;
 
 use crate::instance::{InstanceHandle, InstancePlan};
+use crate::lifecycle::CancelReason;
 use crate::platform::LiveDeployment;
 use crate::{ControlError, Platform};
 
@@ -113,27 +114,29 @@ impl Platform {
     }
 
     /// Replaces the live plan with `next` (same deployment or another): starts as many
-    /// instances as are running now (at least the minimum, and at least one when `verify`),
-    /// waits until they are ready, then switches. Returns how many instances were replaced.
+    /// instances as are running now (at least the minimum, and at least one when `verify`,
+    /// never more than the maximum: [`hoist_core::Scaling::target_instances`] of the
+    /// service's settings), waits until they are ready, then switches. Returns how many
+    /// instances were replaced.
     pub(crate) async fn replace_live(
         self: &Arc<Self>,
         next: Arc<InstancePlan>,
         verify: bool,
     ) -> Result<usize, ReplaceError> {
-        let (running, expect) = {
+        let (want, expect) = {
             let services = self.state();
             let state = services.get(&next.service);
             let running = state
                 .and_then(|s| s.live.as_ref())
                 .map_or(0, |l| l.instances.len());
-            let min = state.map_or(0, |s| s.scaling.min_instances) as usize;
+            let scaling = state.map_or(next.spec.scaling, |s| s.scaling);
             (
-                running.max(min).max(usize::from(verify)),
+                scaling.target_instances(running, verify),
                 state.and_then(|s| s.live.as_ref()).map(|l| l.plan.key()),
             )
         };
-        let (handles, mut failures) = self.launch_many(&next, running, None).await;
-        if running > 0 && handles.is_empty() {
+        let (handles, mut failures) = self.launch_many(&next, want, None).await;
+        if want > 0 && handles.is_empty() {
             return Err(ReplaceError::Start(
                 failures
                     .pop()
@@ -201,8 +204,9 @@ impl Platform {
                 .map_err(ControlError::Rollback)?,
         );
         // Like a deploy, the latest action wins: a build in progress is cancelled.
-        if let Some((_, cancel)) = self.state().get_mut(name).and_then(|s| s.pending.take()) {
-            cancel.cancel();
+        let pending = self.state().get_mut(name).and_then(|s| s.pending.take());
+        if let Some((id, cancel)) = pending {
+            self.lifecycle.cancel(&id, &cancel, CancelReason::Rollback);
         }
         self.rollout_line(
             name,
@@ -225,7 +229,7 @@ impl Platform {
                 })
             })?;
         // Scaling is the service's setting, not the code's: it stays as it is now.
-        self.store.set_live(name, &chosen.id)?;
+        self.go_live(name, &chosen.id, DeploymentState::Superseded)?;
         self.store.set_service_spec(name, &plan.spec)?;
         self.rollout_line(
             name,
@@ -235,7 +239,6 @@ impl Platform {
                 chosen.id
             ),
         );
-        self.announce(&chosen.id, name, DeploymentState::Live, None);
         self.store
             .get_deployment(&chosen.id)?
             .ok_or_else(|| ControlError::DeploymentNotFound(chosen.id.to_string()))

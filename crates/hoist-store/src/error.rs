@@ -1,5 +1,25 @@
+use hoist_core::{DeploymentId, DeploymentState};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The lifecycle does not allow this change: a bug in the caller. Nothing was written.
+    #[error("deployment {id} cannot go from {from} to {to}")]
+    RefusedTransition {
+        id: DeploymentId,
+        from: DeploymentState,
+        to: DeploymentState,
+    },
+    /// The deployment was not in the state the caller saw: another change won. Nothing was
+    /// written.
+    #[error(
+        "deployment {id} is {}, not {expected} as expected",
+        .found.map_or("gone", DeploymentState::as_str)
+    )]
+    StateMoved {
+        id: DeploymentId,
+        expected: DeploymentState,
+        found: Option<DeploymentState>,
+    },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]

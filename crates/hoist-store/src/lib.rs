@@ -17,7 +17,7 @@ pub use records::{
     DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
     UsageDelta,
 };
-pub use store::{LOG_BYTES_CAP, Store};
+pub use store::{LOG_BYTES_CAP, StateChange, Store};
 
 /// Milliseconds since the Unix epoch: the one time unit stored.
 pub fn now_ms() -> i64 {

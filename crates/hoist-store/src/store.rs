@@ -2,9 +2,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
-use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, Scaling, ServiceName, ServiceSpec,
-};
+use hoist_core::{DeploymentId, InstanceId, InstanceState, Scaling, ServiceName, ServiceSpec};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::access::{AccessFiles, AccessLine};
@@ -434,110 +432,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Makes `deployment` the live one; the previously live deployment becomes superseded.
-    /// One transaction, so there is never a moment with two live deployments on record.
-    pub fn set_live(
-        &self,
-        name: &ServiceName,
-        deployment: &DeploymentId,
-    ) -> Result<Option<DeploymentId>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let previous: Option<String> = tx
-            .query_row(
-                "SELECT live_deployment FROM services WHERE name = ?1",
-                params![name.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        let now = now_ms();
-        if let Some(prev) = &previous
-            && prev != deployment.as_str()
-        {
-            tx.execute(
-                    "UPDATE deployments SET state = 'superseded', updated_at = ?2 WHERE id = ?1 AND state = 'live'",
-                    params![prev, now],
-                )?;
-        }
-        tx.execute(
-            "UPDATE deployments SET state = 'live', updated_at = ?2, finished_at = ?2 WHERE id = ?1",
-            params![deployment.as_str(), now],
-        )?;
-        // Going live ends the last pipeline step (starting), as set_deployment_state(Live) would.
-        tx.execute(
-            "UPDATE deployment_steps SET state = 'done', finished_at = ?2 WHERE deployment = ?1 AND finished_at IS NULL",
-            params![deployment.as_str(), now],
-        )?;
-        tx.execute(
-            "UPDATE services SET live_deployment = ?2, updated_at = ?3 WHERE name = ?1",
-            params![name.as_str(), deployment.as_str(), now],
-        )?;
-        tx.commit()?;
-        previous
-            .filter(|p| p != deployment.as_str())
-            .map(|p| parse(p, "deployment id"))
-            .transpose()
-    }
-
-    // ---- deployments ------------------------------------------------------------------
-
-    pub fn insert_deployment(
-        &self,
-        id: &DeploymentId,
-        service: &ServiceName,
-        source: &str,
-        branch: Option<&str>,
-        request: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let now = now_ms();
-        self.conn().execute(
-            "INSERT INTO deployments (id, service, state, source, branch, request, created_at, updated_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
-            params![id.as_str(), service.as_str(), source, branch, request.to_string(), now],
-        )?;
-        Ok(())
-    }
-
-    /// Moves a deployment to `state`, recording the step timing; terminal states also record
-    /// the finish time and (for failures) the reason.
-    pub fn set_deployment_state(
-        &self,
-        id: &DeploymentId,
-        state: DeploymentState,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // The running step ends with the deployment's failure; otherwise it is done. (Marking
-        // by finish time afterwards would also hit steps that ended in the same millisecond.)
-        let step_outcome = match state {
-            DeploymentState::Failed | DeploymentState::Cancelled => state.as_str(),
-            _ => "done",
-        };
-        tx.execute(
-            "UPDATE deployment_steps SET state = ?3, finished_at = ?2 WHERE deployment = ?1 AND finished_at IS NULL",
-            params![id.as_str(), now, step_outcome],
-        )?;
-        if state.is_terminal() || state == DeploymentState::Live {
-            tx.execute(
-                "UPDATE deployments SET state = ?2, failure_reason = coalesce(?3, failure_reason), updated_at = ?4, finished_at = ?4 WHERE id = ?1",
-                params![id.as_str(), state.as_str(), reason, now],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE deployments SET state = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id.as_str(), state.as_str(), now],
-            )?;
-            tx.execute(
-                "INSERT OR REPLACE INTO deployment_steps (deployment, step, state, started_at) VALUES (?1, ?2, 'running', ?3)",
-                params![id.as_str(), state.as_str(), now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
+    // ---- deployments (their states: see `lifecycle`) ---------------------------------
 
     pub fn set_deployment_source(
         &self,
@@ -1201,5 +1096,7 @@ impl Store {
     }
 }
 
+mod lifecycle;
+pub use lifecycle::StateChange;
 #[cfg(test)]
 mod tests;

@@ -82,12 +82,12 @@ fn new_deployment(store: &Store, name: &ServiceName) -> Result<DeploymentId, Sto
 
 /// Runs a deployment through the pipeline steps up to `starting`.
 fn advance_to_starting(store: &Store, id: &DeploymentId) -> Result<(), StoreError> {
-    for state in [
-        DeploymentState::Fetching,
-        DeploymentState::Building,
-        DeploymentState::Starting,
+    for (from, to) in [
+        (DeploymentState::Queued, DeploymentState::Fetching),
+        (DeploymentState::Fetching, DeploymentState::Building),
+        (DeploymentState::Building, DeploymentState::Starting),
     ] {
-        store.set_deployment_state(id, state, None)?;
+        store.transition_deployment(id, from, to, None)?;
     }
     Ok(())
 }
@@ -202,7 +202,7 @@ fn reopen_keeps_data() -> TestResult {
     advance_to_starting(&store, &d)?;
     store.set_deployment_spec(&d, &web_spec)?;
     store.set_deployment_image(&d, "sha256:abc", "3.12.1")?;
-    store.set_live(&web, &d)?;
+    store.set_live(&web, &d, DeploymentState::Starting)?;
     store.insert_instance(&instance, &web, &d, true, 512)?;
     store.set_instance_state(&instance, InstanceState::Ready, None)?;
     let scaling = Scaling {
@@ -461,7 +461,8 @@ fn ensure_service_is_idempotent() -> TestResult {
     let web_spec = spec(&web, "python app.py")?;
     store.set_service_spec(&web, &web_spec)?;
     let d = new_deployment(&store, &web)?;
-    store.set_live(&web, &d)?;
+    advance_to_starting(&store, &d)?;
+    store.set_live(&web, &d, DeploymentState::Starting)?;
 
     // A second ensure leaves the existing service alone.
     store.ensure_service(&web)?;
@@ -633,11 +634,20 @@ fn set_live_supersedes_previous() -> TestResult {
 
     let a1 = new_deployment(&store, &api)?;
     advance_to_starting(&store, &a1)?;
-    assert_eq!(store.set_live(&api, &a1)?, None);
+    let only = store.set_live(&api, &a1, DeploymentState::Starting)?;
+    assert_eq!(
+        only.iter()
+            .map(|c| (&c.id, c.from, c.to))
+            .collect::<Vec<_>>(),
+        [(&a1, DeploymentState::Starting, DeploymentState::Live)]
+    );
 
     let d1 = new_deployment(&store, &web)?;
     advance_to_starting(&store, &d1)?;
-    assert_eq!(store.set_live(&web, &d1)?, None);
+    assert_eq!(
+        store.set_live(&web, &d1, DeploymentState::Starting)?.len(),
+        1
+    );
     let rec = deployment(&store, &d1)?;
     assert_eq!(rec.state, DeploymentState::Live);
     assert!(rec.finished_at.is_some());
@@ -654,7 +664,17 @@ fn set_live_supersedes_previous() -> TestResult {
 
     let d2 = new_deployment(&store, &web)?;
     advance_to_starting(&store, &d2)?;
-    assert_eq!(store.set_live(&web, &d2)?, Some(d1.clone()));
+    let changes = store.set_live(&web, &d2, DeploymentState::Starting)?;
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (&c.id, c.from, c.to))
+            .collect::<Vec<_>>(),
+        [
+            (&d1, DeploymentState::Live, DeploymentState::Superseded),
+            (&d2, DeploymentState::Starting, DeploymentState::Live)
+        ]
+    );
     assert_eq!(deployment(&store, &d1)?.state, DeploymentState::Superseded);
     assert_eq!(deployment(&store, &d2)?.state, DeploymentState::Live);
     let svc = store.get_service(&web)?.ok_or("service lost")?;
@@ -667,8 +687,11 @@ fn set_live_supersedes_previous() -> TestResult {
         .collect();
     assert_eq!(live, std::slice::from_ref(&d2));
 
-    // Making the live deployment live again changes nothing and reports no previous one.
-    assert_eq!(store.set_live(&web, &d2)?, None);
+    // Making the live deployment live again is refused and changes nothing.
+    assert!(matches!(
+        store.set_live(&web, &d2, DeploymentState::Live),
+        Err(StoreError::RefusedTransition { .. })
+    ));
     assert_eq!(deployment(&store, &d2)?.state, DeploymentState::Live);
     assert_eq!(deployment(&store, &d1)?.state, DeploymentState::Superseded);
 
@@ -688,8 +711,13 @@ fn deployment_steps_record_timings_and_failure() -> TestResult {
     let d = new_deployment(&store, &web)?;
 
     let before = now_ms();
-    store.set_deployment_state(&d, DeploymentState::Fetching, None)?;
-    store.set_deployment_state(&d, DeploymentState::Building, None)?;
+    store.transition_deployment(&d, DeploymentState::Queued, DeploymentState::Fetching, None)?;
+    store.transition_deployment(
+        &d,
+        DeploymentState::Fetching,
+        DeploymentState::Building,
+        None,
+    )?;
     let rec = deployment(&store, &d)?;
     assert_eq!(rec.state, DeploymentState::Building);
     assert!(rec.finished_at.is_none());
@@ -706,7 +734,12 @@ fn deployment_steps_record_timings_and_failure() -> TestResult {
     assert!(building.started_at >= fetching.started_at);
     assert_eq!(building.finished_at, None);
 
-    store.set_deployment_state(&d, DeploymentState::Failed, Some("build: exit status 2"))?;
+    store.transition_deployment(
+        &d,
+        DeploymentState::Building,
+        DeploymentState::Failed,
+        Some("build: exit status 2"),
+    )?;
     let after = now_ms();
     let rec = deployment(&store, &d)?;
     assert_eq!(rec.state, DeploymentState::Failed);
@@ -727,8 +760,13 @@ fn deployment_steps_record_timings_and_failure() -> TestResult {
 
     // Cancelled deployments mark their running step cancelled.
     let c = new_deployment(&store, &web)?;
-    store.set_deployment_state(&c, DeploymentState::Fetching, None)?;
-    store.set_deployment_state(&c, DeploymentState::Cancelled, Some("a newer deployment"))?;
+    store.transition_deployment(&c, DeploymentState::Queued, DeploymentState::Fetching, None)?;
+    store.transition_deployment(
+        &c,
+        DeploymentState::Fetching,
+        DeploymentState::Cancelled,
+        Some("a newer deployment"),
+    )?;
     let rec = deployment(&store, &c)?;
     assert_eq!(rec.state, DeploymentState::Cancelled);
     assert_eq!(rec.failure_reason.as_deref(), Some("a newer deployment"));
@@ -739,7 +777,7 @@ fn deployment_steps_record_timings_and_failure() -> TestResult {
     // Going live through the state machine closes the last step as done, without a reason.
     let l = new_deployment(&store, &web)?;
     advance_to_starting(&store, &l)?;
-    store.set_deployment_state(&l, DeploymentState::Live, None)?;
+    store.transition_deployment(&l, DeploymentState::Starting, DeploymentState::Live, None)?;
     let rec = deployment(&store, &l)?;
     assert_eq!(rec.state, DeploymentState::Live);
     assert_eq!(rec.failure_reason, None);
@@ -767,29 +805,60 @@ fn in_progress_deployments_survive_restart() -> TestResult {
     let queued = new_deployment(&store, &web)?;
     tick();
     let fetching = new_deployment(&store, &api)?;
-    store.set_deployment_state(&fetching, DeploymentState::Fetching, None)?;
+    store.transition_deployment(
+        &fetching,
+        DeploymentState::Queued,
+        DeploymentState::Fetching,
+        None,
+    )?;
     tick();
     let superseded = new_deployment(&store, &web)?;
     advance_to_starting(&store, &superseded)?;
-    store.set_live(&web, &superseded)?;
+    store.set_live(&web, &superseded, DeploymentState::Starting)?;
     tick();
     let building = new_deployment(&store, &web)?;
-    store.set_deployment_state(&building, DeploymentState::Fetching, None)?;
-    store.set_deployment_state(&building, DeploymentState::Building, None)?;
+    store.transition_deployment(
+        &building,
+        DeploymentState::Queued,
+        DeploymentState::Fetching,
+        None,
+    )?;
+    store.transition_deployment(
+        &building,
+        DeploymentState::Fetching,
+        DeploymentState::Building,
+        None,
+    )?;
     tick();
     let failed = new_deployment(&store, &web)?;
-    store.set_deployment_state(&failed, DeploymentState::Fetching, None)?;
-    store.set_deployment_state(&failed, DeploymentState::Failed, Some("no such branch"))?;
+    store.transition_deployment(
+        &failed,
+        DeploymentState::Queued,
+        DeploymentState::Fetching,
+        None,
+    )?;
+    store.transition_deployment(
+        &failed,
+        DeploymentState::Fetching,
+        DeploymentState::Failed,
+        Some("no such branch"),
+    )?;
     tick();
     let cancelled = new_deployment(&store, &web)?;
-    store.set_deployment_state(&cancelled, DeploymentState::Cancelled, Some("newer"))?;
+    store.transition_deployment(
+        &cancelled,
+        DeploymentState::Queued,
+        DeploymentState::Cancelled,
+        Some("newer"),
+    )?;
     tick();
     let starting = new_deployment(&store, &web)?;
     advance_to_starting(&store, &starting)?;
     tick();
     let live = new_deployment(&store, &web)?;
     advance_to_starting(&store, &live)?;
-    assert_eq!(store.set_live(&web, &live)?, Some(superseded.clone()));
+    let changes = store.set_live(&web, &live, DeploymentState::Starting)?;
+    assert_eq!(changes[0].id, superseded);
 
     let expected = [queued, fetching, building, starting];
     let ids = |store: &Store| -> Result<Vec<DeploymentId>, StoreError> {
@@ -806,14 +875,20 @@ fn in_progress_deployments_survive_restart() -> TestResult {
     // server does on start) leaves none in progress.
     let store = Store::open(&dir.db())?;
     assert_eq!(ids(&store)?, expected);
-    for d in store.in_progress_deployments()? {
-        assert!(d.state.is_in_progress());
-        store.set_deployment_state(
-            &d.id,
-            DeploymentState::Failed,
-            Some("interrupted by server restart"),
-        )?;
-    }
+    let states: Vec<(DeploymentId, DeploymentState)> = store
+        .in_progress_deployments()?
+        .into_iter()
+        .map(|d| (d.id, d.state))
+        .collect();
+    let failed_now = store.fail_interrupted("interrupted by server restart")?;
+    assert_eq!(
+        failed_now
+            .iter()
+            .map(|c| (c.id.clone(), c.from))
+            .collect::<Vec<_>>(),
+        states
+    );
+    assert!(failed_now.iter().all(|c| c.to == DeploymentState::Failed));
     assert!(store.in_progress_deployments()?.is_empty());
     for id in &expected {
         let rec = deployment(&store, id)?;
@@ -1495,7 +1570,7 @@ fn delete_service_removes_everything() -> TestResult {
         let d = new_deployment(&store, name)?;
         advance_to_starting(&store, &d)?;
         store.set_deployment_image(&d, &format!("sha256:{name}"), "3.12.1")?;
-        store.set_live(name, &d)?;
+        store.set_live(name, &d, DeploymentState::Starting)?;
         let i = InstanceId::generate();
         store.insert_instance(&i, name, &d, true, 256)?;
         store.add_usage(
@@ -2045,3 +2120,6 @@ fn only_a_database_from_before_sealing_has_its_spec_env_scrubbed() -> TestResult
     assert_eq!(spec_env(&store, &web)?["MODE"], "from-hoist-toml");
     Ok(())
 }
+
+/// The checked deployment state changes.
+mod lifecycle;
