@@ -42,7 +42,6 @@ impl From<hoist_store::ServiceRecord> for ServiceRecord {
             name: r.name,
             spec: r.spec,
             live_deployment: r.live_deployment,
-            scaling: r.scaling,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }

@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use crate::Deployment;
 
-/// A service as stored.
+/// A service as stored. Its scaling settings are the view's `scaling` (those in force, the
+/// defaults until any were set), not repeated here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceRecord {
     #[schema(value_type = String)]
@@ -17,9 +18,6 @@ pub struct ServiceRecord {
     pub spec: serde_json::Value,
     #[schema(value_type = Option<String>)]
     pub live_deployment: Option<DeploymentId>,
-    /// The scaling settings last set for the service; `null` until any were (the defaults
-    /// apply).
-    pub scaling: Option<Scaling>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     /// Milliseconds since the Unix epoch.

@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use hoist_api_types::LogFormat;
+use hoist_api_types::{DeploymentOutcome, LogFormat, StreamEvent};
 use hoist_control::{Change, Event, Platform};
 use hoist_core::{DeploymentId, DeploymentState};
 use hoist_store::{LogFilter, LogLine};
@@ -182,7 +182,11 @@ pub(crate) fn deployment_events(
             ($l:expr) => {{
                 let l: LogLine = $l;
                 last_id = l.id;
-                if tx.send(Item::new(l.id, &Event::Log(l))).await.is_err() {
+                if tx
+                    .send(Item::new(l.id, &StreamEvent::Log(l.into())))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }};
@@ -222,7 +226,11 @@ pub(crate) fn deployment_events(
         // send what is stored.
         platform.logs().flushed().await;
         for l in backlog(last_id) {
-            if tx.send(Item::new(l.id, &Event::Log(l))).await.is_err() {
+            if tx
+                .send(Item::new(l.id, &StreamEvent::Log(l.into())))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -232,13 +240,13 @@ pub(crate) fn deployment_events(
         // Live is recorded before the gateway switches; the outcome is sent once the
         // pipeline is over, so a client that sees "live" is served by the new version.
         let url = (now.state == DeploymentState::Live).then(|| platform.url(&now.service));
-        let outcome = Event::Deployment {
+        let outcome = StreamEvent::Deployment(DeploymentOutcome {
             id: id.to_string(),
             service: now.service.to_string(),
-            state: now.state.as_str().to_string(),
+            state: now.state,
             reason: now.failure_reason,
             url,
-        };
+        });
         let _ = tx.send(Item::new(END_ID, &outcome)).await;
     });
     respond(rx, format)
@@ -267,7 +275,11 @@ pub(crate) fn service_logs(
             ($l:expr) => {{
                 let l: LogLine = $l;
                 last_id = l.id;
-                if tx.send(Item::new(l.id, &l)).await.is_err() {
+                if tx
+                    .send(Item::new(l.id, &hoist_api_types::LogLine::from(l)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }};

@@ -476,8 +476,10 @@ impl Platform {
             .store
             .get_deployment(&id)?
             .ok_or_else(|| ControlError::DeploymentNotFound(id.to_string()))?;
+        // On the tracker a clean stop waits for: a stop cancels the pipeline, which then
+        // records its outcome and removes what it started before the server exits.
         let me = self.clone();
-        tokio::spawn(Run::run(me, id, v, cancel));
+        self.stopping.spawn(Run::run(me, id, v, cancel));
         Ok(record)
     }
 

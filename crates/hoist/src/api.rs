@@ -72,12 +72,7 @@ impl Api {
             .bytes()
             .await
             .with_context(|| format!("reading the answer to {url}"))?;
-        // Through a JSON value first: a service's body has `scaling` twice (the stored layer of
-        // its record, flattened, then the settings in force), and serde refuses a duplicate
-        // field where a JSON value keeps the last, as JavaScript's parser does.
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .map_err(anyhow::Error::from)
-            .and_then(|v| Ok(serde_json::from_value(v)?))
+        serde_json::from_slice(&body)
             .with_context(|| format!("the API's answer to {url} is not what this CLI expects"))
     }
 
