@@ -73,13 +73,22 @@ struct DeployFields {
 impl<'de> Deserialize<'de> for DeployRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let mut body = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut body = deserializer.deserialize_map(NoRepeatedKeys)?;
         let scaling: serde_json::Map<_, _> = ScalingSettings::FIELDS
             .iter()
             .filter_map(|f| body.remove_entry(*f))
             .collect();
         let scaling: ScalingSettings =
             crate::from_json_value(scaling.into()).map_err(|e| D::Error::custom(e.to_string()))?;
+        // An error about the body as a whole (a missing field) is passed on as serde's own
+        // message: the caller's decoder says it is about the body.
+        let whole = |e: crate::BodyError| {
+            if e.field == "." || e.field.is_empty() {
+                D::Error::custom(e.message)
+            } else {
+                D::Error::custom(e.to_string())
+            }
+        };
         let f: DeployFields = crate::from_json_value(body.into()).map_err(|e| {
             if e.message.starts_with("unknown field") {
                 // serde lists the fields of this part only; the client may send both.
@@ -93,7 +102,7 @@ impl<'de> Deserialize<'de> for DeployRequest {
                         .join(", ")
                 ))
             } else {
-                D::Error::custom(e.to_string())
+                whole(e)
             }
         })?;
         Ok(DeployRequest {
@@ -109,6 +118,30 @@ impl<'de> Deserialize<'de> for DeployRequest {
             env: f.env,
             scaling,
         })
+    }
+}
+
+/// A JSON object as a map, refusing a key given twice (`{"port":1,"port":2}`), as the
+/// derived decoders of the other bodies do: the last value must not win silently.
+struct NoRepeatedKeys;
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut body = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if body.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            let value = map.next_value()?;
+            body.insert(key, value);
+        }
+        Ok(body)
     }
 }
 

@@ -129,3 +129,22 @@ fn stream_events_keep_their_wire_shape() {
                "reason": null, "url": "http://web.localhost"})
     );
 }
+
+#[test]
+fn a_deploy_body_with_a_key_twice_or_without_source_says_so_once() {
+    let twice = crate::from_json::<DeployRequest>(
+        br#"{"source":"a","max_instances":1,"max_instances":500}"#,
+    )
+    .unwrap_err();
+    assert!(
+        twice
+            .to_string()
+            .contains("duplicate field `max_instances`"),
+        "{twice}"
+    );
+    let missing = crate::from_json::<DeployRequest>(br#"{"name":"web"}"#).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "invalid request body: missing field `source`"
+    );
+}

@@ -69,7 +69,13 @@ impl Resume {
         let Some(value) = headers.get("last-event-id") else {
             return Ok(Resume::Start);
         };
-        let text = value.to_str().unwrap_or("").trim();
+        // Not text at all is no id this stream sent: starting over would send lines twice.
+        let text = value
+            .to_str()
+            .map_err(|_| {
+                "invalid Last-Event-ID: expected the id of an event this stream sent".to_string()
+            })?
+            .trim();
         match text {
             "" => Ok(Resume::Start),
             END_ID => Ok(Resume::Ended),
@@ -299,7 +305,13 @@ pub(crate) fn service_logs(
             return;
         }
         loop {
-            match sub.recv().await {
+            // A follower of a quiet service notices a client that left without waiting for
+            // a line to fail to send.
+            let received = tokio::select! {
+                r = sub.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
                 Ok(Event::Log(l)) => {
                     if l.id > last_id && l.service == service && filter.matches(&l) {
                         send_line!(l);

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
 use hoist_core::{
-    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, ServiceSpec, SpecError,
-    SpecLayer, validate_branch,
+    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
+    SpecError, SpecLayer, validate_branch,
 };
 
 /// PATH_MAX; browsers and git hosts cap URLs well below it.
@@ -122,13 +122,16 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
     (!prefix.is_empty()).then_some((top, prefix))
 }
 
+/// The spec a deploy resolves to, with the scaling settings the deploy itself names (flags,
+/// hoist.toml, leapcell.yaml): applied again at the switch onto the service's settings then,
+/// so a `hoist scale` made while the deploy built is not undone by it.
 pub(crate) fn resolve_spec(
     app_root: &Path,
     v: &Validated,
     branch: &str,
     scaling: Scaling,
     sink: &LogSink,
-) -> Result<ServiceSpec, SpecError> {
+) -> Result<(ServiceSpec, ScalingLayer), SpecError> {
     let read = |file: &'static str| crate::config_file::read_config(app_root, file);
     let mut layer = SpecLayer::default();
     let leapcell = match read("leapcell.yaml")? {
@@ -148,6 +151,7 @@ pub(crate) fn resolve_spec(
         layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
     }
     let layer = layer.merge(v.flags.clone());
+    let scaling_layer = layer.scaling;
     let files: Vec<String> = std::fs::read_dir(app_root)
         .map(|entries| {
             entries
@@ -159,7 +163,7 @@ pub(crate) fn resolve_spec(
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
     // Scaling settings not named by this deploy keep the service's current values (so a
     // `hoist scale` survives a redeploy).
-    ServiceSpec::resolve(
+    let spec = ServiceSpec::resolve(
         v.name.clone(),
         v.source.clone(),
         Some(branch.to_string()),
@@ -167,5 +171,6 @@ pub(crate) fn resolve_spec(
         layer,
         Runtime::detect(&names),
         scaling,
-    )
+    )?;
+    Ok((spec, scaling_layer))
 }

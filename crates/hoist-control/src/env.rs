@@ -102,10 +102,12 @@ impl Platform {
                 revision,
                 ..(*plan).clone()
             });
-            match self.replace_live(next, false).await {
+            match self.replace_live(next, false, || Ok(())).await {
                 Ok(n) => return Ok(n),
                 Err(ReplaceError::Raced) => continue,
-                Err(ReplaceError::Start(reason)) => return Err(ControlError::NotApplied(reason)),
+                Err(ReplaceError::Start(reason) | ReplaceError::Record(reason)) => {
+                    return Err(ControlError::NotApplied(reason));
+                }
             }
         }
         Err(ControlError::NotApplied(

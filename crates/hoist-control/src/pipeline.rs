@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use hoist_build::{BuildError, BuildRequest, LogSink, OutputStream, RuntimeImage, fetch};
-use hoist_core::{DeploymentId, DeploymentState, EnvVars, ServiceName, ServiceSpec, SpecError};
+use hoist_core::{
+    DeploymentId, DeploymentState, EnvVars, Scaling, ScalingLayer, ServiceName, ServiceSpec,
+    SpecError,
+};
 use hoist_store::{DeploymentRecord, NewLogLine, StoreError, now_ms};
 use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +87,8 @@ struct Fetched<'a> {
     env: EnvVars,
     /// The service env's revision that `env` holds.
     revision: u64,
+    /// The scaling settings the deploy names (see [`Run::scaling`]).
+    scaling: ScalingLayer,
 }
 
 /// The image built.
@@ -106,6 +111,15 @@ pub(crate) struct Run {
     cancel: CancellationToken,
     /// The state recorded now: each change is made from it.
     state: DeploymentState,
+    /// The scaling settings this deploy names, applied onto the service's own when it
+    /// starts instances and when it switches.
+    scaling: ScalingLayer,
+}
+
+/// The service's settings `current` with what a deploy names on top; when the two no longer
+/// fit together (a `hoist scale` made while the deploy built), the service's own win.
+fn scaling_over(current: Scaling, deploy: &ScalingLayer) -> Scaling {
+    current.apply(deploy).unwrap_or(current)
 }
 
 impl Run {
@@ -132,6 +146,7 @@ impl Run {
             sink,
             cancel,
             state: DeploymentState::Queued,
+            scaling: ScalingLayer::default(),
         };
         // Each stage watches the token itself and cleans up what it started (a sandbox, a git
         // process); dropping the whole pipeline mid-await would leak them.
@@ -170,7 +185,11 @@ impl Run {
                 self.enter(state)?;
             }
             stage = match stage {
-                Stage::Fetch(slot) => Stage::Build(Box::new(self.fetch(slot).await?)),
+                Stage::Fetch(slot) => {
+                    let fetched = self.fetch(slot).await?;
+                    self.scaling = fetched.scaling;
+                    Stage::Build(Box::new(fetched))
+                }
                 Stage::Build(fetched) => Stage::Start(self.build(*fetched).await?),
                 Stage::Start(built) => Stage::Switch(self.start(built).await?),
                 Stage::Switch(started) => return self.switch(started).await,
@@ -273,7 +292,7 @@ impl Run {
             .get(&v.name)
             .map(|s| s.scaling)
             .unwrap_or_default();
-        let spec = resolve_spec(&app_root, v, &fetched.branch, base, &self.sink)?;
+        let (spec, scaling) = resolve_spec(&app_root, v, &fetched.branch, base, &self.sink)?;
         platform.store.set_deployment_spec(id, &spec)?;
         let (service_env, revision) = platform.service_env(&v.name)?;
         let mut deploy_env = service_env;
@@ -285,6 +304,7 @@ impl Run {
             spec,
             env,
             revision,
+            scaling,
         })
     }
 
@@ -352,12 +372,17 @@ impl Run {
         // The first instance proved the deployment starts. The switch gets as many as serve
         // now (at least the minimum, never above the maximum), as env changes and rollbacks
         // do: a loaded service must not drop to one instance and a wave of cold starts.
-        let running = platform
-            .state()
-            .get(&self.v.name)
-            .and_then(|s| s.live.as_ref())
-            .map_or(0, |l| l.instances.len());
-        let want = plan.spec.scaling.target_instances(running, true);
+        let (running, scaling) =
+            platform
+                .state()
+                .get(&self.v.name)
+                .map_or((0, plan.spec.scaling), |s| {
+                    (
+                        s.live.as_ref().map_or(0, |l| l.instances.len()),
+                        scaling_over(s.scaling, &self.scaling),
+                    )
+                });
+        let want = scaling.target_instances(running, true);
         let mut handles = vec![handle];
         if want > 1 {
             self.log(format!(
@@ -399,30 +424,49 @@ impl Run {
                 return Err(e.into());
             }
         };
-        if let Err(e) = platform.go_live(&v.name, id, self.state) {
-            self.stop_all(s.handles);
-            return Err(e.into());
+        // Recorded live and swapped in under the services' lock, and only while this deploy
+        // still owns the service: a rollback or a delete that came in since (it takes the
+        // pending slot under the same lock) must not be overwritten by it.
+        let from = self.state;
+        let cancel = self.cancel.clone();
+        let layer = self.scaling;
+        let mut scaling = plan.spec.scaling;
+        let switched = platform
+            .switch_live(
+                plan.clone(),
+                s.handles,
+                |state| {
+                    let owns = state.pending.as_ref().is_some_and(|(p, _)| p == id);
+                    if !owns || cancel.is_cancelled() {
+                        return Err(None::<StoreError>);
+                    }
+                    platform.go_live(&v.name, id, from).map_err(Some)?;
+                    scaling = scaling_over(state.scaling, &layer);
+                    state.scaling = scaling;
+                    state.pool.set_limits(crate::platform::limits(&scaling));
+                    Ok(())
+                },
+                || None,
+            )
+            .await;
+        match switched {
+            Ok(()) => {}
+            Err(Some(e)) => return Err(e.into()),
+            Err(None) => return Err(self.cancelled()),
         }
         self.state = DeploymentState::Live;
-        let scaling = plan.spec.scaling;
         if let Err(e) = platform.store.set_service_scaling(&v.name, &scaling) {
             tracing::error!(service = %v.name, error = %e, "recording the scaling settings");
             self.log(format!("recording the scaling settings: {e}"));
         }
-        {
-            let mut services = platform.state();
-            let state = platform.ensure_state(&mut services, &v.name, scaling);
-            state.scaling = scaling;
-            state.pool.set_limits(crate::platform::limits(&scaling));
+        // The service's recorded spec is the live one's (a deploy that fails never shows),
+        // recorded before anything else can go live.
+        if let Err(e) = platform.store.set_service_spec(&v.name, &plan.spec) {
+            tracing::error!(service = %v.name, error = %e, "recording the live spec");
         }
-        platform.switch_live(plan.clone(), s.handles, None).await;
         // An `env set` while this deploy built: its instances have the older environment.
         if let Err(e) = platform.roll_out_env(&v.name).await {
             self.log(format!("applying the latest environment: {e}"));
-        }
-        // The service's recorded spec is the live one's: a deploy that fails never shows.
-        if let Err(e) = platform.store.set_service_spec(&v.name, &plan.spec) {
-            tracing::error!(service = %v.name, error = %e, "recording the live spec");
         }
         self.log(format!(
             "deployment {id} is live at {}",

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::instance::{InstanceHandle, InstancePlan};
 use crate::lifecycle::CancelReason;
 use crate::platform::LiveDeployment;
+use crate::services::ServiceState;
 use crate::{ControlError, Platform};
 
 /// Why a replacement did not happen.
@@ -20,6 +21,8 @@ pub(crate) enum ReplaceError {
     Start(String),
     /// Another switch happened meanwhile; this one would have undone it.
     Raced,
+    /// The switch could not be recorded; nothing was switched.
+    Record(String),
 }
 
 impl std::fmt::Display for ReplaceError {
@@ -27,6 +30,7 @@ impl std::fmt::Display for ReplaceError {
         match self {
             ReplaceError::Start(reason) => f.write_str(reason),
             ReplaceError::Raced => f.write_str("the service changed again meanwhile"),
+            ReplaceError::Record(reason) => f.write_str(reason),
         }
     }
 }
@@ -34,56 +38,60 @@ impl std::fmt::Display for ReplaceError {
 impl Platform {
     /// Makes `plan` live with `instances` (ready, possibly none) in one step for the gateway:
     /// requests see the old instances or the new ones, never neither. The old instances
-    /// finish the requests they have, then stop. With `expect`, the switch only happens if
-    /// the live plan is still that one (a newer deploy or change must not be overwritten);
-    /// otherwise the new instances are stopped and `false` is returned.
-    pub(crate) async fn switch_live(
+    /// finish the requests they have, then stop.
+    ///
+    /// `commit` runs first, under the services' lock, on the service's state: it checks that
+    /// the switch still may happen (no newer deploy, rollback or change got there first) and
+    /// records it; when it refuses, or the service is gone (`gone`), nothing is switched, the
+    /// new instances are stopped and its error is returned.
+    pub(crate) async fn switch_live<E>(
         self: &Arc<Self>,
         plan: Arc<InstancePlan>,
         instances: Vec<InstanceHandle>,
-        expect: Option<(DeploymentId, u64)>,
-    ) -> bool {
+        commit: impl FnOnce(&mut ServiceState) -> Result<(), E>,
+        gone: impl FnOnce() -> E,
+    ) -> Result<(), E> {
         let upstreams: Vec<_> = instances.iter().map(|h| h.upstream().clone()).collect();
         let switched = {
             let mut services = self.state();
-            let scaling = plan.spec.scaling;
-            let state = self.ensure_state(&mut services, &plan.service, scaling);
-            let current = state.live.as_ref().map(|l| l.plan.key());
-            if expect.is_some() && current != expect {
-                Err(instances)
-            } else {
-                state.failures_in_a_row = 0;
-                let old = state.live.replace(LiveDeployment {
-                    id: plan.deployment.clone(),
-                    plan: plan.clone(),
-                    instances,
-                });
-                state.pool.replace_all(upstreams);
-                state.pool.set_deployed(true);
-                Ok(old)
+            match services.get_mut(&plan.service) {
+                None => Err((instances, gone())),
+                Some(state) => match commit(state) {
+                    Err(e) => Err((instances, e)),
+                    Ok(()) => {
+                        state.failures_in_a_row = 0;
+                        let old = state.live.replace(LiveDeployment {
+                            id: plan.deployment.clone(),
+                            plan: plan.clone(),
+                            instances,
+                        });
+                        state.pool.replace_all(upstreams);
+                        state.pool.set_deployed(true);
+                        Ok(old)
+                    }
+                },
             }
         };
-        match switched {
-            Err(instances) => {
+        let old = match switched {
+            Err((instances, e)) => {
                 for i in instances {
                     self.stopping.spawn(i.stop());
                 }
-                false
+                return Err(e);
             }
-            Ok(old) => {
-                self.publish_routes();
-                if let Some(old) = old {
-                    if old.plan.key() != plan.key() {
-                        self.drop_standby(&old.plan.key()).await;
-                    }
-                    for i in old.instances {
-                        self.stopping.spawn(i.drain_and_stop());
-                    }
-                }
-                self.refill_standby(plan);
-                true
+            Ok(old) => old,
+        };
+        self.publish_routes();
+        if let Some(old) = old {
+            if old.plan.key() != plan.key() {
+                self.drop_standby(&old.plan.key()).await;
+            }
+            for i in old.instances {
+                self.stopping.spawn(i.drain_and_stop());
             }
         }
+        self.refill_standby(plan);
+        Ok(())
     }
 
     /// Starts `n` instances of `plan` at once; the ones that started, and why the others did
@@ -116,12 +124,14 @@ impl Platform {
     /// Replaces the live plan with `next` (same deployment or another): starts as many
     /// instances as are running now (at least the minimum, and at least one when `verify`,
     /// never more than the maximum: [`hoist_core::Scaling::target_instances`] of the
-    /// service's settings), waits until they are ready, then switches. Returns how many
-    /// instances were replaced.
+    /// service's settings), waits until they are ready, then switches, if the live plan is
+    /// still the one it replaces; `record` runs in the same step, under the services' lock
+    /// (a rollback records the switch there). Returns how many instances were replaced.
     pub(crate) async fn replace_live(
         self: &Arc<Self>,
         next: Arc<InstancePlan>,
         verify: bool,
+        record: impl FnOnce() -> Result<(), String>,
     ) -> Result<usize, ReplaceError> {
         let (want, expect) = {
             let services = self.state();
@@ -148,11 +158,20 @@ impl Platform {
             .get(&next.service)
             .and_then(|s| s.live.as_ref())
             .map_or(0, |l| l.instances.len());
-        if self.switch_live(next, handles, expect).await {
-            Ok(replaced)
-        } else {
-            Err(ReplaceError::Raced)
-        }
+        self.switch_live(
+            next,
+            handles,
+            |state| {
+                let current = state.live.as_ref().map(|l| l.plan.key());
+                if expect.is_some() && current != expect {
+                    return Err(ReplaceError::Raced);
+                }
+                record().map_err(ReplaceError::Record)
+            },
+            || ReplaceError::Raced,
+        )
+        .await?;
+        Ok(replaced)
     }
 
     /// Makes an earlier deployment live again from its stored image, without a rebuild:
@@ -213,8 +232,12 @@ impl Platform {
             &chosen.id,
             format!("rolling back to deployment {}", chosen.id),
         );
+        let recorded = || {
+            self.go_live(name, &chosen.id, DeploymentState::Superseded)
+                .map_err(|e| e.to_string())
+        };
         let replaced = self
-            .replace_live(plan.clone(), true)
+            .replace_live(plan.clone(), true, recorded)
             .await
             .map_err(|e| {
                 ControlError::Rollback(match e {
@@ -226,10 +249,13 @@ impl Platform {
                         "another deploy, rollback or env change went live while deployment {} started; it was not switched to",
                         chosen.id
                     ),
+                    ReplaceError::Record(reason) => format!(
+                        "deployment {} was not switched to: {reason}",
+                        chosen.id
+                    ),
                 })
             })?;
         // Scaling is the service's setting, not the code's: it stays as it is now.
-        self.go_live(name, &chosen.id, DeploymentState::Superseded)?;
         self.store.set_service_spec(name, &plan.spec)?;
         self.rollout_line(
             name,

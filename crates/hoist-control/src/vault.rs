@@ -86,6 +86,10 @@ impl EnvVault {
                     .set(name.as_str(), "env (previous)", values(&current));
                 return Ok((next, revision, true));
             }
+            // The revision moved, or the service is gone: retrying would never end then.
+            if self.store.get_service(name)?.is_none() {
+                return Err(ControlError::ServiceNotFound(name.to_string()));
+            }
         }
     }
 

@@ -110,3 +110,44 @@ async fn a_rollback_starts_no_more_than_max_instances() {
         .expect("the rollback");
     assert_eq!(t.running(), 1, "max_instances is 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_during_a_build_is_kept_by_the_deploy() {
+    let t = TestPlatform::start().await;
+    let mut req = t.request(&["WHO=one"]);
+    req.scaling.min_instances = Some(2);
+    req.scaling.max_instances = Some(3);
+    t.deploy_live(req).await;
+    eventually("two instances", || (t.running() == 2).then_some(())).await;
+    t.fakes.builder.hold();
+    let second = t.deploy(t.request(&["WHO=two"])).await;
+    eventually("the second build to start", || {
+        (t.fakes
+            .builder
+            .started
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 2)
+            .then_some(())
+    })
+    .await;
+    // Made after the deploy read the service's settings, before it switches.
+    t.platform
+        .scale(
+            &svc(),
+            &ScalingLayer {
+                min_instances: Some(1),
+                max_instances: Some(1),
+                ..ScalingLayer::default()
+            },
+        )
+        .expect("scaling down");
+    t.fakes.builder.release();
+    assert_eq!(t.finished(&second).await, hoist_core::DeploymentState::Live);
+    let view = t.platform.service_view(&svc()).expect("the service's view");
+    assert_eq!(
+        (view.scaling.min_instances, view.scaling.max_instances),
+        (1, 1),
+        "the deploy undid the scale made while it built"
+    );
+    assert_eq!(t.running(), 1, "max_instances is 1");
+}
