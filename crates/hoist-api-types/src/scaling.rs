@@ -8,20 +8,26 @@ use utoipa::ToSchema;
 /// most `max_instances`, idle times between 100ms and 7d, `idle_stop` after `idle_freeze`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ScalingSettings {
     /// Instances kept running even with no traffic (0: serverless, the default).
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_instances: Option<u32>,
     /// The most instances that may run at once.
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_instances: Option<u32>,
     /// In-flight requests one instance takes before another is started.
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
     /// Idle time before an instance is frozen: a duration with a unit, e.g. `30s`, `500ms`.
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_freeze: Option<String>,
     /// Idle time before a frozen instance is stopped, e.g. `15m`.
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_stop: Option<String>,
 }

@@ -13,45 +13,12 @@ use crate::JsonFlag;
 use crate::api::Api;
 use crate::out::{self, age, duration, first_line, outln, print_table, table};
 
-/// Scaling settings; unset ones keep the service's current values.
-#[derive(Args)]
-pub struct ScalingArgs {
-    /// Instances kept warm and never frozen (0 = serverless: nothing runs without traffic).
-    #[arg(long)]
-    min_instances: Option<u32>,
-    /// Most instances that may run at once.
-    #[arg(long)]
-    max_instances: Option<u32>,
-    /// Requests one instance takes at once before another is started.
-    #[arg(long)]
-    concurrency: Option<u32>,
-    /// Idle time before an instance is frozen, e.g. 500ms, 30s.
-    #[arg(long)]
-    idle_freeze: Option<String>,
-    /// Idle time before a frozen instance is stopped, e.g. 15m.
-    #[arg(long)]
-    idle_stop: Option<String>,
-}
-
-impl ScalingArgs {
-    /// The flags as the API's one scaling type (durations are checked by the server, which
-    /// words the error).
-    pub(crate) fn settings(&self) -> ScalingSettings {
-        ScalingSettings {
-            min_instances: self.min_instances,
-            max_instances: self.max_instances,
-            concurrency: self.concurrency,
-            idle_freeze: self.idle_freeze.clone(),
-            idle_stop: self.idle_stop.clone(),
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct ScaleArgs {
     name: String,
+    /// Unset ones keep the service's current values.
     #[command(flatten)]
-    scaling: ScalingArgs,
+    scaling: ScalingSettings,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -208,7 +175,7 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
                 reqwest::Method::POST,
                 &format!("/v1/services/{}/scale", args.name),
             )
-            .json(&args.scaling.settings()),
+            .json(&args.scaling),
         )
         .await?;
     if args.out.json {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist_api_types::{
-    DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, StreamEvent,
+    DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, ScalingSettings,
+    StreamEvent,
 };
 use hoist_core::DeploymentState;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::JsonFlag;
 use crate::api::{Api, NdjsonLines};
-use crate::client::ScalingArgs;
 use crate::out::{self, duration, outln};
 
 #[derive(Args)]
@@ -48,7 +48,7 @@ pub struct DeployArgs {
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     #[command(flatten)]
-    scaling: ScalingArgs,
+    scaling: ScalingSettings,
     /// Return once the deployment is accepted instead of following it to the end.
     #[arg(long)]
     no_wait: bool,
@@ -85,7 +85,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         port: args.port,
         memory: args.memory,
         env: args.env,
-        scaling: args.scaling.settings(),
+        scaling: args.scaling,
     };
     let created: Deployment = api
         .call(
