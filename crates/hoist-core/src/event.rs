@@ -1,7 +1,3 @@
-use std::str::FromStr;
-
-use crate::{SpecError, parse_variant};
-
 /// What happened to a service that its owner wants to see (`hoist events`): stored and sent as
 /// its text form (`http_5xx`, `crash`, `oom`, `start_failed`).
 ///
@@ -40,23 +36,7 @@ pub enum EventKind {
     StartFailed,
 }
 
-impl EventKind {
-    pub const ALL: &'static [EventKind] = <Self as strum::VariantArray>::VARIANTS;
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = SpecError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_variant("event kind", s)
-    }
-}
-
-serde_via_str!(EventKind);
+text_enum!(EventKind, "event kind");
 
 #[cfg(test)]
 mod tests {

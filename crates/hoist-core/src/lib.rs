@@ -24,6 +24,31 @@ macro_rules! serde_via_str {
     };
 }
 
+/// For an enum whose text forms come from strum (`Display`, `IntoStaticStr`, `VariantArray`,
+/// `VariantNames`): `ALL`, `as_str`, a `FromStr` whose error names `$what` and lists every
+/// allowed value, and serde through the text form.
+macro_rules! text_enum {
+    ($ty:ty, $what:literal) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = <Self as strum::VariantArray>::VARIANTS;
+
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::SpecError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $crate::parse_variant($what, s)
+            }
+        }
+
+        serde_via_str!($ty);
+    };
+}
+
 mod config;
 mod duration;
 mod env;

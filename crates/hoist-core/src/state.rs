@@ -1,6 +1,4 @@
-use std::str::FromStr;
-
-use crate::{SpecError, StateError, parse_variant};
+use crate::StateError;
 
 /// Where a deployment is in its lifecycle.
 #[cfg_attr(
@@ -35,13 +33,9 @@ pub enum DeploymentState {
     Cancelled,
 }
 
+text_enum!(DeploymentState, "deployment state");
+
 impl DeploymentState {
-    pub const ALL: &'static [DeploymentState] = <Self as strum::VariantArray>::VARIANTS;
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// The pipeline is over: nothing happens to it by itself any more (a rollback can still
     /// make a superseded deployment live again).
     pub fn is_terminal(self) -> bool {
@@ -93,16 +87,6 @@ impl DeploymentState {
     }
 }
 
-impl FromStr for DeploymentState {
-    type Err = SpecError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_variant("deployment state", s)
-    }
-}
-
-serde_via_str!(DeploymentState);
-
 /// Lifecycle of one running container of a service.
 #[cfg_attr(
     feature = "schema",
@@ -134,23 +118,7 @@ pub enum InstanceState {
     Failed,
 }
 
-impl InstanceState {
-    pub const ALL: &'static [InstanceState] = <Self as strum::VariantArray>::VARIANTS;
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-impl FromStr for InstanceState {
-    type Err = SpecError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_variant("instance state", s)
-    }
-}
-
-serde_via_str!(InstanceState);
+text_enum!(InstanceState, "instance state");
 
 #[cfg(test)]
 mod tests {
