@@ -327,7 +327,7 @@ impl Launcher {
         let task =
             tokio::spawn(
                 self.clone()
-                    .supervise(plan, shared.clone(), sandbox, stop.clone()),
+                    .supervise(plan, shared.clone(), sandbox, stop.clone(), pump),
             );
         Ok(InstanceHandle::new(shared, stop, task))
     }
@@ -392,6 +392,7 @@ impl Launcher {
         shared: Arc<InstanceShared>,
         mut sandbox: Box<dyn InstanceSandbox>,
         stop: CancellationToken,
+        pump: JoinHandle<()>,
     ) {
         let id = shared.id.clone();
         let exit = tokio::select! {
@@ -431,6 +432,13 @@ impl Launcher {
                     );
                 record_usage(&self.store, &shared);
                 sandbox.destroy().await;
+                // The app's last lines (why it crashed) are the event's context: let the pump
+                // read them to the end of its pipes and the log hub store them first.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = pump.await;
+                    self.logs.flushed().await;
+                })
+                .await;
                 let reason = if was_frozen {
                     format!("crashed while frozen: {exit}")
                 } else {

@@ -48,8 +48,9 @@ pub fn millis(d: Duration) -> u64 {
 /// A duration as Hoist prints every one of them, bounds and measurements alike, to the
 /// precision that matters at its size: `0s`, `850ms`, `2.5s`, `45s`, `1m30s`, `15m`, `2h30m`,
 /// `1d`, `7d`. From a minute up, the two largest units are shown and the rest is cut (`15m`
-/// for 15 minutes and 400 ms); under a minute a part second shows its tenths, cut too. All but
-/// those tenths are in the form [`parse_duration`] reads, so a printed bound can be typed back.
+/// for 15 minutes and 400 ms); under a minute a part second shows its hundredths, cut too. All
+/// but those fractions are in the form [`parse_duration`] reads, so a printed bound can be
+/// typed back.
 pub fn format_duration(d: Duration) -> String {
     let ms = millis(d);
     let (days, hours) = (ms / 86_400_000, ms / 3_600_000 % 24);
@@ -65,7 +66,13 @@ pub fn format_duration(d: Duration) -> String {
         0 => "0s".into(),
         1..1000 => format!("{ms}ms"),
         1000..60_000 if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
-        1000..60_000 => format!("{}.{}s", ms / 1000, ms % 1000 / 100),
+        // Hundredths, cut, trailing zeros dropped: a measurement (a bill's CPU time) is off by
+        // under 10 ms, and a bound like 59.999s never reads as a minute.
+        1000..60_000 => {
+            let hundredths = ms % 1000 / 10;
+            let text = format!("{}.{hundredths:02}", ms / 1000);
+            format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+        }
         60_000..3_600_000 => pair(minutes, "m", seconds, "s"),
         3_600_000..86_400_000 => pair(hours, "h", minutes, "m"),
         _ => pair(days, "d", hours, "h"),
@@ -269,9 +276,11 @@ mod tests {
             (850, "850ms"),
             (1000, "1s"),
             (2500, "2.5s"),
-            (2599, "2.5s"),
+            (2599, "2.59s"),
+            (2499, "2.49s"),
+            (1005, "1s"),
             (45_000, "45s"),
-            (59_999, "59.9s"),
+            (59_999, "59.99s"),
             (60_000, "1m"),
             (90_000, "1m30s"),
             (15 * 60_000, "15m"),
