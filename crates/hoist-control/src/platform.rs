@@ -304,16 +304,15 @@ impl Platform {
             .store
             .get_service(name)?
             .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
-        let current = {
-            let services = self.state();
-            services
-                .get(name)
-                .map(|s| s.scaling)
-                .unwrap_or_else(|| service.scaling.unwrap_or_default())
-        };
+        // Read, applied and written under the services' lock: two scales at once each see the
+        // other's result (a lost field otherwise), and a deploy's switch sees the last one.
+        let mut services = self.state();
+        let current = services
+            .get(name)
+            .map(|s| s.scaling)
+            .unwrap_or_else(|| service.scaling.unwrap_or_default());
         let next = current.apply(layer)?;
         self.store.set_service_scaling(name, &next)?;
-        let mut services = self.state();
         let state = self.ensure_state(&mut services, name, next);
         state.scaling = next;
         state.pool.set_limits(limits(&next));
