@@ -37,14 +37,8 @@ async fn three_failed_starts_in_a_row_make_the_scaler_back_off() {
     assert_eq!(t.running(), 0);
 }
 
-/// Two instances serving, then `max_instances` lowered to 1 (`hoist scale`).
-async fn two_running_then_capped_at_one() -> (TestPlatform, hoist_core::DeploymentId) {
-    let t = TestPlatform::start().await;
-    let mut req = t.request(&["WHO=one"]);
-    req.scaling.min_instances = Some(2);
-    req.scaling.max_instances = Some(3);
-    let first = t.deploy_live(req).await;
-    eventually("two instances", || (t.running() == 2).then_some(())).await;
+/// `hoist scale --min-instances 1 --max-instances 1`.
+fn cap_at_one(t: &TestPlatform) {
     t.platform
         .scale(
             &svc(),
@@ -55,6 +49,17 @@ async fn two_running_then_capped_at_one() -> (TestPlatform, hoist_core::Deployme
             },
         )
         .expect("scaling down");
+}
+
+/// Two instances serving, then `max_instances` lowered to 1 (`hoist scale`).
+async fn two_running_then_capped_at_one() -> (TestPlatform, hoist_core::DeploymentId) {
+    let t = TestPlatform::start().await;
+    let mut req = t.request(&["WHO=one"]);
+    req.scaling.min_instances = Some(2);
+    req.scaling.max_instances = Some(3);
+    let first = t.deploy_live(req).await;
+    eventually("two instances", || (t.running() == 2).then_some(())).await;
+    cap_at_one(&t);
     (t, first)
 }
 
@@ -94,16 +99,7 @@ async fn a_rollback_starts_no_more_than_max_instances() {
     req.scaling.max_instances = Some(3);
     t.deploy_live(req).await;
     eventually("two instances", || (t.running() == 2).then_some(())).await;
-    t.platform
-        .scale(
-            &svc(),
-            &ScalingLayer {
-                min_instances: Some(1),
-                max_instances: Some(1),
-                ..ScalingLayer::default()
-            },
-        )
-        .expect("scaling down");
+    cap_at_one(&t);
     t.platform
         .rollback(&svc(), Some(first))
         .await
@@ -131,16 +127,7 @@ async fn a_scale_during_a_build_is_kept_by_the_deploy() {
     })
     .await;
     // Made after the deploy read the service's settings, before it switches.
-    t.platform
-        .scale(
-            &svc(),
-            &ScalingLayer {
-                min_instances: Some(1),
-                max_instances: Some(1),
-                ..ScalingLayer::default()
-            },
-        )
-        .expect("scaling down");
+    cap_at_one(&t);
     t.fakes.builder.release();
     assert_eq!(t.finished(&second).await, hoist_core::DeploymentState::Live);
     let view = t.platform.service_view(&svc()).expect("the service's view");
