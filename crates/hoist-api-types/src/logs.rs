@@ -6,29 +6,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
 
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-    /// Build output (the build's own stdout and stderr, and Hoist's progress lines).
-    Build,
-    /// Hoist's lines about an instance: started, ready, exited and why.
-    System,
-    /// One line per request the gateway answered for the service.
-    Access,
-}
-
-impl LogStream {
-    pub const ALL: [LogStream; 5] = [
-        LogStream::Stdout,
-        LogStream::Stderr,
-        LogStream::Build,
-        LogStream::System,
-        LogStream::Access,
-    ];
-}
+pub use hoist_core::LogStream;
 
 /// One stored log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -77,30 +77,6 @@ impl From<hoist_store::InstanceRecord> for Instance {
     }
 }
 
-impl From<hoist_store::LogStream> for LogStream {
-    fn from(s: hoist_store::LogStream) -> Self {
-        match s {
-            hoist_store::LogStream::Stdout => LogStream::Stdout,
-            hoist_store::LogStream::Stderr => LogStream::Stderr,
-            hoist_store::LogStream::Build => LogStream::Build,
-            hoist_store::LogStream::System => LogStream::System,
-            hoist_store::LogStream::Access => LogStream::Access,
-        }
-    }
-}
-
-impl From<LogStream> for hoist_store::LogStream {
-    fn from(s: LogStream) -> Self {
-        match s {
-            LogStream::Stdout => hoist_store::LogStream::Stdout,
-            LogStream::Stderr => hoist_store::LogStream::Stderr,
-            LogStream::Build => hoist_store::LogStream::Build,
-            LogStream::System => hoist_store::LogStream::System,
-            LogStream::Access => hoist_store::LogStream::Access,
-        }
-    }
-}
-
 impl From<hoist_store::LogLine> for LogLine {
     fn from(l: hoist_store::LogLine) -> Self {
         LogLine {
@@ -108,7 +84,7 @@ impl From<hoist_store::LogLine> for LogLine {
             service: l.service,
             deployment: l.deployment,
             instance: l.instance,
-            stream: l.stream.into(),
+            stream: l.stream,
             ts: l.ts,
             line: l.line,
         }

@@ -104,7 +104,9 @@ fn an_unknown_log_stream_in_a_list_names_the_allowed_ones() {
     }
     let e = err::<Q>(json!({"stream": "stdout,nope"}));
     assert!(
-        e.contains("unknown variant `nope`, expected one of `stdout`, `stderr`, `build`, `system`, `access`"),
+        e.contains(
+            "invalid log stream 'nope': must be one of stdout, stderr, build, system, access"
+        ),
         "{e}"
     );
     let q: LogsQuery = serde_json::from_value(json!({"stream": "stdout, access"})).unwrap();

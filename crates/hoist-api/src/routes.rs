@@ -306,10 +306,7 @@ pub(crate) async fn service_logs(
                 .map_err(|e| bad_param("instance", e))
         })
         .transpose()?;
-    let streams = q
-        .stream
-        .map(|l| l.0.into_iter().map(Into::into).collect())
-        .unwrap_or_default();
+    let streams = q.stream.map(|l| l.0).unwrap_or_default();
     let since_ms = q
         .since
         .map(|d| {

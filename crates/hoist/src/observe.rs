@@ -38,29 +38,14 @@ pub struct LogsArgs {
     tail: Option<usize>,
 }
 
-/// `--stream`, by the API's own names for the streams.
+/// `--stream`, by the streams' one text form (the API's and the store's).
 fn parse_stream(text: &str) -> Result<LogStream, String> {
-    LogStream::ALL
-        .into_iter()
-        .find(|s| stream_name(*s) == text.trim())
-        .ok_or_else(|| {
-            let names: Vec<&str> = LogStream::ALL.into_iter().map(stream_name).collect();
-            format!(
-                "unknown log stream '{text}': expected one of {}",
-                names.join(", ")
-            )
-        })
-}
-
-/// A stream's name as the API spells it (its serde name; the unit test holds them together).
-fn stream_name(s: LogStream) -> &'static str {
-    match s {
-        LogStream::Stdout => "stdout",
-        LogStream::Stderr => "stderr",
-        LogStream::Build => "build",
-        LogStream::System => "system",
-        LogStream::Access => "access",
-    }
+    LogStream::parse(text.trim()).ok_or_else(|| {
+        format!(
+            "unknown log stream '{text}': expected one of {}",
+            hoist_core::variant_list::<LogStream>()
+        )
+    })
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
@@ -97,7 +82,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         outln!(
             "{} {:<6} {:<12} {}",
             timestamp(l.ts),
-            stream_name(l.stream),
+            l.stream.as_str(),
             who,
             l.line
         )?;
@@ -249,10 +234,10 @@ mod tests {
 
     #[test]
     fn stream_names_are_the_apis() {
-        for s in LogStream::ALL {
+        for &s in LogStream::ALL {
             let wire = serde_json::to_value(s).unwrap_or_default();
-            assert_eq!(wire.as_str(), Some(stream_name(s)));
-            assert_eq!(parse_stream(stream_name(s)), Ok(s));
+            assert_eq!(wire.as_str(), Some(s.as_str()));
+            assert_eq!(parse_stream(s.as_str()), Ok(s));
         }
         let err = parse_stream("nope").unwrap_err();
         assert!(err.starts_with("unknown log stream 'nope'"), "{err}");

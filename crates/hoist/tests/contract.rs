@@ -362,7 +362,9 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
     let (_, answer) = server.api("GET", &format!("{svc}/logs?stream=nope"), None);
     let error = answer["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("unknown variant `nope`, expected one of `stdout`, `stderr`, `build`, `system`, `access`"),
+        error.contains(
+            "invalid log stream 'nope': must be one of stdout, stderr, build, system, access"
+        ),
         "{error}"
     );
     // Nothing above was deployed.
