@@ -91,6 +91,7 @@ impl<T: Serialize> Serialize for CommaList<T> {
 pub struct DeploymentEventsQuery {
     /// `sse` for Server-Sent Events (also chosen by `Accept: text/event-stream`); NDJSON
     /// otherwise.
+    #[param(inline)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<LogFormat>,
 }

@@ -1,0 +1,3 @@
+export function NewDeploy() {
+  return <section>TODO: New</section>;
+}

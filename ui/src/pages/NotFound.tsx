@@ -1,0 +1,10 @@
+export function NotFound() {
+  return (
+    <section class="empty">
+      <h1>Not found</h1>
+      <p>
+        There is no page at this address. <a href="/">Back to the services</a>.
+      </p>
+    </section>
+  );
+}
