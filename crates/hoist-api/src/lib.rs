@@ -1,4 +1,4 @@
-//! The REST API (`/v1`, JSON, bearer-token auth) and its OpenAPI description, generated from
+//! The REST API (`/v1`, JSON, bearer-token or session-cookie auth) and its OpenAPI description, generated from
 //! the wire types of `hoist-api-types`. Every CLI command but `server` is a client of this API.
 
 mod auth;
@@ -8,6 +8,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod serve;
+mod session;
 mod state;
 mod stream;
 
@@ -22,16 +23,24 @@ pub use serve::serve;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router(platform: Arc<Platform>) -> Router {
+/// How the server runs the API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The admin token's file, named by the sign-in error.
+    pub admin_token_file: std::path::PathBuf,
+}
+
+pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
     let (authed, open, doc) = openapi::parts();
     let state = Arc::new(AppState {
         platform,
         openapi: doc.to_json().unwrap_or_default().into(),
+        admin_token_file: options.admin_token_file,
     });
     authed
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::require_auth,
         ))
         .merge(open)
         .fallback(|| async { ApiError::not_found("no such endpoint") })

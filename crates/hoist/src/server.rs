@@ -298,7 +298,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let gw_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone()));
-    let api = hoist_api::router(platform.clone());
+    let api = hoist_api::router(
+        platform.clone(),
+        hoist_api::ApiOptions {
+            admin_token_file: token_file.clone(),
+        },
+    );
     let api_limit =
         hoist_gateway::listen::ConnLimit::new(api_max_connections, "API", shutdown.clone());
     let api_task = tokio::spawn(hoist_api::serve(api_listener, api, api_limit));
