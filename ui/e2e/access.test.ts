@@ -24,9 +24,19 @@ test("sign-in: a wrong token, pages without a session, sign-out", { timeout: 5 *
     w.expect(401, /\/v1\/session$/, "the wrong token, and the check for a session");
     await page.goto(url("/login"));
     await signIn(page, "not-the-token");
-    const alert = page.getByRole("alert");
-    await alert.waitFor();
-    assert.match(await alert.innerText(), /not valid/);
+    // The message is the page's alert, or the token field's own error (the server names the
+    // field): either way one a screen reader announces with the field.
+    await page.getByText(/not valid/).first().waitFor();
+    const described = await page.getByLabel("API token").evaluate((el) =>
+      (el.getAttribute("aria-describedby") ?? "")
+        .split(/\s+/)
+        .map((id) => (id ? document.getElementById(id)?.textContent ?? "" : ""))
+        .join(" "),
+    );
+    const alerts = (await page.getByRole("alert").allInnerTexts()).join(" ");
+    const message = `${described} ${alerts}`;
+    assert.match(message, /not valid/, "no alert or field error says the token is not valid");
+    assert.match(message, /admin-token/, "the message does not say where the admin token is");
     assert.equal(new URL(page.url()).pathname, "/login");
     // The login page fits a phone's width too.
     const fits = await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
@@ -49,7 +59,8 @@ test("sign-in: a wrong token, pages without a session, sign-out", { timeout: 5 *
       await page.goto(url(path));
       await page.waitForURL((u) => u.pathname === "/login");
       const next = new URL(page.url()).searchParams.get("next");
-      assert.equal(next, path, `${path} led to /login with next=${next}`);
+      // Back to where it was after sign-in (`/` is where sign-in goes anyway).
+      assert.equal(next ?? "/", path, `${path} led to /login with next=${next}`);
       await page.getByLabel("API token").waitFor();
     }
   });

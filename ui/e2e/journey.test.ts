@@ -29,6 +29,11 @@ after(async () => {
   await browser?.close();
 });
 
+/** The top bar's navigation (the services page has its own "Manual Deploy" link too). */
+function topBar(page: Page) {
+  return page.getByRole("navigation", { name: "Main" });
+}
+
 /** The deployment ids shown in the deployments table, in the page's order. */
 async function deploymentIds(page: Page): Promise<string[]> {
   return page.evaluate(() => {
@@ -80,12 +85,13 @@ test("a first session: deploy, open, configure, redeploy, roll back, logs, delet
     await signIn(page, env.token);
     await page.waitForURL((u) => u.pathname === "/");
     await settled(page);
-    await page.getByRole("link", { name: "Manual Deploy" }).waitFor();
+    await topBar(page).getByRole("link", { name: "Services" }).waitFor();
+    await topBar(page).getByRole("link", { name: "Manual Deploy" }).waitFor();
     await page.getByRole("button", { name: "Sign out" }).waitFor();
   });
 
   await steps.step("deploy flask-hello from Manual Deploy and watch the build log stream", async () => {
-    await page.getByRole("link", { name: "Manual Deploy" }).click();
+    await topBar(page).getByRole("link", { name: "Manual Deploy" }).click();
     await page.waitForURL((u) => u.pathname === "/new");
     await settled(page);
     await page.getByLabel("Source").fill(env.app);
