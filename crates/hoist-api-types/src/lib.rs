@@ -21,6 +21,7 @@ mod scaling;
 #[cfg(feature = "server")]
 mod server;
 mod service;
+mod session;
 
 pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
@@ -35,6 +36,7 @@ pub use scaling::ScalingSettings;
 pub use service::{
     Instance, InstanceUsage, LiveInstanceView, RuntimeInfo, ServiceRecord, ServiceView, StopResult,
 };
+pub use session::{SessionInfo, SessionRequest};
 
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.

@@ -10,6 +10,8 @@ use hoist_control::ControlError;
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) error: String,
+    /// The request field or query parameter the error is about, when known.
+    pub(crate) field: Option<String>,
 }
 
 /// The longest error message the API returns: room for a rule and a few quoted values.
@@ -23,7 +25,14 @@ impl ApiError {
             status,
             error: hoist_core::echo_within(&hoist_core::echo_words(&error.into()), MAX_ERROR_CHARS)
                 .into_owned(),
+            field: None,
         }
+    }
+
+    /// The same error, about request field (or query parameter) `field`.
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
     }
 
     pub(crate) fn bad_request(error: impl Into<String>) -> ApiError {
@@ -37,7 +46,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ApiErrorBody { error: self.error })).into_response()
+        (
+            self.status,
+            Json(ApiErrorBody {
+                error: self.error,
+                field: self.field,
+            }),
+        )
+            .into_response()
     }
 }
 
