@@ -26,6 +26,11 @@ export interface ChartProps {
   series: SeriesSpec[];
   /** Formats a value on the axis and in the legend. */
   format?: (v: number) => string;
+  /** Counts (requests, instances): the axis has whole-number steps only. */
+  integer?: boolean;
+  /** Draw each value as a point too (sparse series, e.g. latency of a quiet service, where a
+   * value between two empty minutes would have no line). */
+  points?: boolean;
   /** Whether the data is all empty (the chart then says so instead of drawing a flat line). */
   empty: boolean;
 }
@@ -51,7 +56,15 @@ function options(p: ChartProps, width: number): uPlot.Options {
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
     scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-    axes: [axis, { ...axis, size: 56, values: (_u, ticks) => ticks.map(fmt) }],
+    axes: [
+      axis,
+      {
+        ...axis,
+        size: 56,
+        values: (_u, ticks) => ticks.map(fmt),
+        ...(p.integer ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, 100000] } : {}),
+      },
+    ],
     series: [
       {},
       ...p.series.map((s) => ({
@@ -61,7 +74,7 @@ function options(p: ChartProps, width: number): uPlot.Options {
         fill: s.fill ? `${s.color}22` : undefined,
         spanGaps: false,
         value: (_u: uPlot, v: number | null) => (v == null ? "–" : `${fmt(v)} ${p.unit}`),
-        points: { show: false },
+        points: p.points ? { show: true, size: 4 } : { show: false },
       })),
     ],
   };

@@ -1,9 +1,12 @@
 // /services/NAME/metrics: the service's per-minute series over 1, 6 or 24 hours (the range is in
 // the address, ?since=6h), its usage per day, and its recent events with the log lines around
 // them. Refreshed every minute, the resolution of the data.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useMemo } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { api, errorText, type Schemas } from "../../api/client";
+import { api, errorText, must, type Schemas } from "../../api/client";
+import { usePoll } from "../../components/usePoll";
+import { Missing } from "./Missing";
+import { isNotFound } from "./useService";
 import { Chart, type ChartProps } from "./Chart";
 import type { TabProps } from "./tabs";
 import "./observe.css";
@@ -73,6 +76,9 @@ function series(rows: MinuteMetrics[], range: Range, now: number) {
 const int = (v: number) => String(Math.round(v));
 const num = (v: number) => (v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10));
 
+/** GB-seconds to three significant digits: a small service uses a fraction of one a day. */
+const gbs = (v: number) => (v === 0 ? "0" : v >= 100 ? v.toFixed(0) : v.toPrecision(3));
+
 function duration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   const s = Math.round(ms / 1000);
@@ -96,46 +102,31 @@ function timeText(ts: number): string {
 export function Metrics({ name }: TabProps) {
   const { path, query, route } = useLocation();
   const range = RANGES.find((r) => r.since === query.since) ?? RANGES[0];
-  const [data, setData] = useState<Data | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [loading, setLoading] = useState(true);
-
-  useEffect(() => {
-    let gone = false;
-    const load = async () => {
-      setLoading(true);
+  // Refreshed every minute (the data's resolution) while the tab is visible; a failed load
+  // keeps what was shown and retries with back-off (usePoll).
+  const polled = usePoll(
+    async (): Promise<Data> => {
       const p = { path: { name } };
-      const [m, u, e] = await Promise.all([
-        api.GET("/v1/services/{name}/metrics", { params: { ...p, query: { since: range.since } } }),
-        api.GET("/v1/services/{name}/usage", { params: { ...p, query: { days: 30 } } }),
-        api.GET("/v1/services/{name}/events", { params: { ...p, query: { limit: 50 } } }),
-      ]).catch((err: unknown) => {
-        if (!gone) setError(errorText(err));
-        return [null, null, null] as const;
-      });
-      if (gone) return;
-      setLoading(false);
-      if (!m || !u || !e) return;
-      if (m.data && u.data && e.data) {
-        setData({ metrics: m.data, usage: u.data, events: e.data, at: Date.now() });
-        setError(null);
-      } else {
-        setError(errorText(m.error ?? u.error ?? e.error));
-      }
-    };
-    load();
-    const t = setInterval(load, REFRESH_MS);
-    return () => {
-      gone = true;
-      clearInterval(t);
-    };
-  }, [name, range.since]);
+      const [metrics, usage, events] = await Promise.all([
+        must(api.GET("/v1/services/{name}/metrics", { params: { ...p, query: { since: range.since } } })),
+        must(api.GET("/v1/services/{name}/usage", { params: { ...p, query: { days: 30 } } })),
+        must(api.GET("/v1/services/{name}/events", { params: { ...p, query: { limit: 50 } } })),
+      ]);
+      return { metrics, usage, events, at: Date.now() };
+    },
+    REFRESH_MS,
+    [name, range.since],
+  );
+  const data = polled.data ?? null;
+  const loading = polled.loading;
+  const error = polled.error === undefined ? null : errorText(polled.error);
+  if (isNotFound(polled.error)) return <Missing name={name} />;
 
   const cols = useMemo(() => (data ? series(data.metrics, range, data.at) : null), [data, range]);
   const charts: (Omit<ChartProps, "data" | "empty"> & { data: ChartProps["data"] | null; has: boolean })[] = cols
     ? [
-        { title: "Requests", unit: "requests per minute", format: int, series: [{ label: "requests", color: "#2f5bea", fill: true }], data: [cols.t, cols.requests], has: cols.requests.some((v) => v > 0) },
-        { title: "5xx", unit: "5xx answers per minute", format: int, series: [{ label: "5xx", color: "#c62b2b", fill: true }], data: [cols.t, cols.errors], has: cols.requests.some((v) => v > 0) },
+        { title: "Requests", unit: "requests per minute", integer: true, format: int, series: [{ label: "requests", color: "#2f5bea", fill: true }], data: [cols.t, cols.requests], has: cols.requests.some((v) => v > 0) },
+        { title: "5xx", unit: "5xx answers per minute", integer: true, format: int, series: [{ label: "5xx", color: "#c62b2b", fill: true }], data: [cols.t, cols.errors], has: cols.requests.some((v) => v > 0) },
         {
           title: "Latency",
           unit: "ms",
@@ -145,10 +136,11 @@ export function Metrics({ name }: TabProps) {
             { label: "p95", color: "#b26b00" },
             { label: "p99", color: "#c62b2b" },
           ],
+          points: true,
           data: [cols.t, cols.p50, cols.p95, cols.p99],
           has: cols.p50.some((v) => v !== null),
         },
-        { title: "Instances", unit: "running at the end of each minute", format: int, series: [{ label: "instances", color: "#7a4fd6", fill: true }], data: [cols.t, cols.instances], has: cols.instances.some((v) => v > 0) },
+        { title: "Instances", unit: "running at the end of each minute", integer: true, format: int, series: [{ label: "instances", color: "#7a4fd6", fill: true }], data: [cols.t, cols.instances], has: cols.instances.some((v) => v > 0) },
         { title: "Memory", unit: "MB", format: num, series: [{ label: "memory", color: "#0f8b8d", fill: true }], data: [cols.t, cols.memory], has: cols.memory.some((v) => v > 0) },
         { title: "CPU", unit: "% of one core", format: num, series: [{ label: "CPU", color: "#d6577a", fill: true }], data: [cols.t, cols.cpu], has: cols.cpu.some((v) => v > 0) },
       ]
@@ -215,7 +207,7 @@ function Usage({ days }: { days: UsageDay[] | null }) {
         <p class="empty">No usage yet: it is counted while instances run.</p>
       ) : (
         <div class="table-wrap">
-          <table class="usage-table">
+          <table class="usage-table cards">
             <caption class="hint">Per UTC day, the last 30 days</caption>
             <thead>
               <tr>
@@ -232,12 +224,12 @@ function Usage({ days }: { days: UsageDay[] | null }) {
               {[...days].reverse().map((d) => (
                 <tr key={d.day}>
                   <th scope="row">{d.day}</th>
-                  <td>{d.requests}</td>
-                  <td>{d.gb_seconds.toFixed(1)}</td>
-                  <td>{duration(d.cpu_ms)}</td>
-                  <td>{duration(d.active_ms)}</td>
-                  <td>{duration(d.frozen_ms)}</td>
-                  <td>{d.cold_starts}</td>
+                  <td data-label="Requests">{d.requests}</td>
+                  <td data-label="GB-seconds">{gbs(d.gb_seconds)}</td>
+                  <td data-label="CPU">{duration(d.cpu_ms)}</td>
+                  <td data-label="Active">{duration(d.active_ms)}</td>
+                  <td data-label="Frozen">{duration(d.frozen_ms)}</td>
+                  <td data-label="Cold starts">{d.cold_starts}</td>
                 </tr>
               ))}
             </tbody>
@@ -263,7 +255,7 @@ function Events({ events }: { events: EventRecord[] | null }) {
           {events.map((e) => (
             <li key={e.id} class={`event k-${e.kind}`}>
               <div class="event-head">
-                <span class="badge">{KIND_TEXT[e.kind] ?? e.kind}</span>
+                <span class={`badge ${e.kind === "http_5xx" ? "muted" : "bad"}`}>{KIND_TEXT[e.kind] ?? e.kind}</span>
                 <time dateTime={new Date(e.ts).toISOString()}>{timeText(e.ts)}</time>
                 {e.instance ? <code>{e.instance}</code> : null}
                 {e.deployment ? <code>{e.deployment}</code> : null}
