@@ -44,10 +44,16 @@ const session: Middleware = {
     }
     return request;
   },
-  onResponse({ response, request }) {
+  async onResponse({ response, request }) {
     setReachable(true);
     if (response.status === 401 && !new URL(request.url).pathname.startsWith("/v1/session")) {
       onUnauthorized();
+    }
+    if (response.status === 204) {
+      // openapi-fetch leaves a 204's (empty) body unread, and Chromium then reports the request
+      // as failed (net::ERR_ABORTED) when it is collected. Read it to its end.
+      await response.arrayBuffer();
+      return new Response(null, { status: 204, statusText: response.statusText, headers: response.headers });
     }
     return response;
   },

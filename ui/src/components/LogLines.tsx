@@ -122,7 +122,7 @@ export function LogLines({ lines, label, empty, busy, showInstance = true, onJum
       {/* Filled by the effect above, never by Preact: it has no children of its own. */}
       <div
         ref={box}
-        class="log-lines"
+        class={showInstance ? "log-lines" : "log-lines no-instance"}
         role="region"
         aria-label={label}
         aria-busy={busy ? "true" : undefined}
