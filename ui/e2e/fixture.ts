@@ -68,6 +68,8 @@ interface Started {
   pageUrl: string;
   /** How many main-frame navigations (same-document ones included) had happened then. */
   navs: number;
+  /** How many documents had loaded in the page then. */
+  loads: number;
 }
 
 /**
@@ -78,12 +80,13 @@ interface Started {
 export class Watched {
   private consoleErrors: { text: string; url: string }[] = [];
   private pageErrors: string[] = [];
-  private failed: { url: string; type: string; error: string; started: Started }[] = [];
+  private failed: { url: string; method: string; type: string; error: string; started: Started }[] = [];
   private badResponses: { url: string; status: number; method: string }[] = [];
   private expected: Expected[] = [];
   private expectedCloses: ExpectedClose[] = [];
   private started = new WeakMap<object, Started>();
   private navs = 0;
+  private loads = 0;
   private closing = false;
 
   constructor(readonly page: Page) {
@@ -91,14 +94,15 @@ export class Watched {
     page.on("framenavigated", (frame) => {
       if (frame === page.mainFrame()) this.navs++;
     });
-    page.on("request", (req) => this.started.set(req, { pageUrl: page.url(), navs: this.navs }));
+    page.on("domcontentloaded", () => this.loads++);
+    page.on("request", (req) => this.started.set(req, { pageUrl: page.url(), navs: this.navs, loads: this.loads }));
     page.on("console", (msg) => {
       if (msg.type() === "error") this.consoleErrors.push({ text: msg.text(), url: msg.location().url });
     });
     page.on("pageerror", (err) => this.pageErrors.push(`${err.name}: ${err.message}`));
     page.on("requestfailed", (req) => {
-      const started = this.started.get(req) ?? { pageUrl: page.url(), navs: this.navs };
-      this.failed.push({ url: req.url(), type: req.resourceType(), error: req.failure()?.errorText ?? "?", started });
+      const started = this.started.get(req) ?? { pageUrl: page.url(), navs: this.navs, loads: this.loads };
+      this.failed.push({ url: req.url(), method: req.method(), type: req.resourceType(), error: req.failure()?.errorText ?? "?", started });
     });
     page.on("response", (res) => {
       if (res.status() >= 400) {
@@ -135,17 +139,21 @@ export class Watched {
 
   /**
    * Everything wrong so far, cleared once read. An EventSource the page closes when it leaves
-   * the view shows as net::ERR_ABORTED: that is accepted only for an EventSource, only with
-   * that error, and only when the page has navigated since the stream started (or the test
-   * closes the page, or asked for the close with `expectClose`).
+   * the view shows as net::ERR_ABORTED, as does an API call in flight when a new document
+   * replaces the page (the test's page.goto): only these are accepted, only with that error,
+   * and only when the page has navigated since the request started (a new document for a
+   * fetch), or the test closes the page, or asked for the close with `expectClose`.
    */
   problems(): string[] {
     const out: string[] = [];
     for (const f of this.failed) {
       const left = this.navs > f.started.navs || this.page.url() !== f.started.pageUrl;
       const asked = this.expectedCloses.some((c) => c.url.test(f.url));
-      const closedByPage = f.type === "eventsource" && f.error === "net::ERR_ABORTED" && (left || asked || this.closing);
-      if (!closedByPage) out.push(`request failed: ${f.type} ${f.url}: ${f.error}`);
+      // A stream ends when the page leaves its view (same-document navigations too); a fetch
+      // only when a new document replaces the one that made it.
+      const moved = f.type === "eventsource" ? left : f.type === "fetch" && this.loads > f.started.loads;
+      const closedByPage = f.error === "net::ERR_ABORTED" && (moved || asked || this.closing);
+      if (!closedByPage) out.push(`request failed: ${f.method} ${f.type} ${f.url}: ${f.error}`);
     }
     for (const r of this.badResponses) {
       if (!this.isExpected(r.status, r.url)) out.push(`response ${r.status} to ${r.method} ${r.url}`);
