@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from "playwright-core";
 
 function required(name: string): string {
   const value = process.env[name];
@@ -87,6 +87,8 @@ export class Watched {
   private started = new WeakMap<object, Started>();
   private navs = 0;
   private loads = 0;
+  /** Per stream URL, how many of its responses delivered the server's last event (`id: end`). */
+  private ended = new Map<string, number>();
   private closing = false;
 
   constructor(readonly page: Page) {
@@ -117,6 +119,18 @@ export class Watched {
     });
   }
 
+  /** Follows the page's EventSource messages (Playwright has no event for them; Chromium's
+   * DevTools protocol does) to know which streams delivered their last event. */
+  async watchStreams(cdp: CDPSession): Promise<void> {
+    const urls = new Map<string, string>();
+    cdp.on("Network.requestWillBeSent", (e) => urls.set(e.requestId, e.request.url));
+    cdp.on("Network.eventSourceMessageReceived", (e) => {
+      const url = urls.get(e.requestId);
+      if (url && e.eventId === "end") this.ended.set(url, (this.ended.get(url) ?? 0) + 1);
+    });
+    await cdp.send("Network.enable");
+  }
+
   /** From now on, a `status` answer to a URL matching `url` is what the step wants. */
   expect(status: number, url: RegExp, why: string): void {
     this.expected.push({ status, url, why });
@@ -142,7 +156,8 @@ export class Watched {
    * the view shows as net::ERR_ABORTED, as does an API call in flight when a new document
    * replaces the page (the test's page.goto): only these are accepted, only with that error,
    * and only when the page has navigated since the request started (a new document for a
-   * fetch), or the test closes the page, or asked for the close with `expectClose`.
+   * fetch), or the stream had delivered its last event (`id: end`), or the test closes the
+   * page, or asked for the close with `expectClose`.
    */
   problems(): string[] {
     const out: string[] = [];
@@ -152,7 +167,11 @@ export class Watched {
       // A stream ends when the page leaves its view (same-document navigations too); a fetch
       // only when a new document replaces the one that made it.
       const moved = f.type === "eventsource" ? left : f.type === "fetch" && this.loads > f.started.loads;
-      const closedByPage = f.error === "net::ERR_ABORTED" && (moved || asked || this.closing);
+      // A deployment's stream that got its last event: the page closes it there and then,
+      // which can beat the server's own end of the response.
+      const finished = f.type === "eventsource" && (this.ended.get(f.url) ?? 0) > 0;
+      if (finished) this.ended.set(f.url, (this.ended.get(f.url) ?? 1) - 1);
+      const closedByPage = f.error === "net::ERR_ABORTED" && (moved || asked || finished || this.closing);
       if (!closedByPage) out.push(`request failed: ${f.method} ${f.type} ${f.url}: ${f.error}`);
     }
     for (const r of this.badResponses) {
@@ -235,7 +254,10 @@ export class Steps {
 
 /** A new page in `context`, recorded. */
 export async function watchedPage(context: BrowserContext): Promise<Watched> {
-  return new Watched(await context.newPage());
+  const page = await context.newPage();
+  const w = new Watched(page);
+  await w.watchStreams(await context.newCDPSession(page));
+  return w;
 }
 
 /** Waits until nothing on the page says it is loading (`aria-busy="true"`). */
