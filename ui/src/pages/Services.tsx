@@ -1,7 +1,8 @@
 // `/`: every service with its state, instances, latest deployment and last day's traffic,
 // refreshed every few seconds.
 import { useEffect } from "preact/hooks";
-import { api, errorText, must } from "../api/client";
+import { api, must } from "../api/client";
+import { LoadError } from "../components/LoadError";
 import { usePoll } from "../components/usePoll";
 import { Loading } from "../components/Loading";
 import { StateBadge } from "../components/StateBadge";
@@ -31,11 +32,7 @@ export function Services() {
           New deployment
         </a>
       </div>
-      {error !== undefined && (
-        <p class="banner error" role="alert">
-          Could not load the services: {errorText(error)}
-        </p>
-      )}
+      <LoadError error={error} what="load the services" />
       {loading && !data && <Loading what="Loading services…" />}
       {data && data.length === 0 && (
         <div class="empty card">
