@@ -15,6 +15,7 @@ mod body;
 mod deploy;
 mod env;
 mod error;
+mod info;
 mod logs;
 mod observe;
 mod scaling;
@@ -27,6 +28,7 @@ pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;
+pub use info::{MemoryOption, MemoryRange, ServerInfo};
 pub use logs::{
     CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
     StreamEvent,

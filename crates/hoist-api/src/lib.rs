@@ -35,15 +35,19 @@ pub struct ApiOptions {
     /// Serve the web dashboard (`hoist-dashboard`) at every GET or HEAD path that is not the
     /// API's; off (`hoist server --no-dashboard`), those get the API's JSON `404`.
     pub dashboard: bool,
+    /// The apps' domain, for `GET /v1/server`.
+    pub domain: String,
 }
 
 pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
     let (authed, open, doc) = openapi::parts();
     let admin_token_file = options.admin_token_file.clone();
+    let info = hoist_api_types::ServerInfo::new(env!("CARGO_PKG_VERSION"), &options.domain);
     let state = Arc::new(AppState {
         platform,
         openapi: doc.to_json().unwrap_or_default().into(),
         admin_token_file,
+        info,
     });
     authed
         .route_layer(axum::middleware::from_fn_with_state(

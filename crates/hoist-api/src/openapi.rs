@@ -65,6 +65,7 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))
         .routes(routes!(list_runtimes))
+        .routes(routes!(server_info))
         .routes(routes!(create_session, get_session, delete_session))
 }
 

@@ -306,6 +306,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         hoist_api::ApiOptions {
             admin_token_file: token_file.clone(),
             dashboard: !args.no_dashboard,
+            domain: args.domain.clone(),
         },
     );
     let api_limit =
