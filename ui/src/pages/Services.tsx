@@ -98,7 +98,7 @@ export function Services() {
                     <td data-label="Requests 24 h" class="num">
                       {formatCount(s.requests_24h)}
                     </td>
-                    <td data-label="5xx 24 h" class={`num ${s.errors_24h > 0 ? "bad" : ""}`}>
+                    <td data-label="5xx 24 h" class={`num ${(s.errors_24h ?? 0) > 0 ? "bad" : ""}`}>
                       {formatCount(s.errors_24h)}
                     </td>
                   </tr>
