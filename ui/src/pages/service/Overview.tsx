@@ -4,7 +4,7 @@ import { useRef } from "preact/hooks";
 import type { Schemas } from "../../api/client";
 import { Loading } from "../../components/Loading";
 import { LoadError } from "../../components/LoadError";
-import { StateBadge } from "../../components/StateBadge";
+import { StateBadge, inProgress } from "../../components/StateBadge";
 import { Ago } from "../../components/time";
 import { formatBytes, formatCount, formatDuration, shortSha } from "../../components/format";
 import { serviceState } from "../../components/serviceState";
@@ -81,7 +81,7 @@ export function Overview({ name }: TabProps) {
             )}
           </dd>
         </div>
-        {latest && latest.id !== s.live_deployment && (
+        {latest && latest.id !== s.live_deployment && (inProgress(latest.state) || latest.state === "failed") && (
           <div>
             <dt>Newest deployment</dt>
             <dd>
