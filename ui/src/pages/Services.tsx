@@ -38,7 +38,7 @@ export function Services() {
         <div class="empty card">
           <h2>No services yet</h2>
           <p>
-            Deploy one from the <a href="/new">Manual Deploy</a> form, or from a terminal:
+            Deploy one with <a href="/new">the deploy form</a>, or from a terminal:
           </p>
           <pre>
             <code>hoist deploy ./my-app --name my-app</code>

@@ -92,7 +92,7 @@ export function Deployments({ name }: TabProps) {
         <div class="empty card">
           <h2>No deployments yet</h2>
           <p>
-            Deploy from <a href="/new">Manual Deploy</a>, or with <code>hoist deploy</code>.
+            Deploy with <a href="/new">the deploy form</a>, or with <code>hoist deploy</code>.
           </p>
         </div>
       ) : (
