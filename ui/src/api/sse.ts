@@ -192,6 +192,12 @@ export function deploymentEventsUrl(id: string): string {
   return `/v1/deployments/${encodeURIComponent(id)}/events?format=sse`;
 }
 
+/** Whether an answer says the stream will never be served as asked (a 4xx: bad filters, no
+ * such service, no session). A 5xx (a proxy in front of a restarting server) is worth a retry. */
+function refused(r: Response): boolean {
+  return r.status >= 400 && r.status < 500;
+}
+
 /** How often batched lines reach the page, in ms. */
 const FLUSH_MS = 100;
 
@@ -256,7 +262,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
           params: { path: { name }, query: { ...filters, tail: 0 } },
           parseAs: "text",
         });
-        return response.ok ? null : errorText(error);
+        return refused(response) ? errorText(error) : null;
       },
     });
     return () => stream.close();
@@ -305,7 +311,7 @@ export function useDeploymentEvents(id: string | null, cap = KEEP_LINES): Deploy
       isEnd: (e) => e.type === "deployment",
       diagnose: async () => {
         const { error, response } = await api.GET("/v1/deployments/{id}", { params: { path: { id } } });
-        return response.ok ? null : errorText(error);
+        return refused(response) ? errorText(error) : null;
       },
     });
     return () => stream.close();
