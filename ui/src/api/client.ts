@@ -44,10 +44,19 @@ const session: Middleware = {
     }
     return request;
   },
-  onResponse({ response, request }) {
-    setReachable(true);
+  async onResponse({ response, request }) {
+    // A proxy in front of Hoist (or Vite's, in development) answers 502/503/504 itself when
+    // Hoist is down: that is "unreachable" too. Hoist's own errors are JSON.
+    const json = (response.headers.get("content-type") ?? "").includes("application/json");
+    setReachable(!([502, 503, 504].includes(response.status) && !json));
     if (response.status === 401 && !new URL(request.url).pathname.startsWith("/v1/session")) {
       onUnauthorized();
+    }
+    if (response.status === 204) {
+      // openapi-fetch leaves a 204's (empty) body unread, and Chromium then reports the request
+      // as failed (net::ERR_ABORTED) when it is collected. Read it to its end.
+      await response.arrayBuffer();
+      return new Response(null, { status: 204, statusText: response.statusText, headers: response.headers });
     }
     return response;
   },

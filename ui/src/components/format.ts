@@ -75,9 +75,9 @@ export function memoryLabel(mb: number, millicores: number): string {
   return `${mb} MB · ${formatCpu(millicores)}`;
 }
 
-/** A count with thousands separators. */
-export function formatCount(n: number): string {
-  return n.toLocaleString("en-US");
+/** A count with thousands separators ("—" when a server too old to send it did not). */
+export function formatCount(n: number | null | undefined): string {
+  return n == null ? "—" : n.toLocaleString("en-US");
 }
 
 /** The first 7 characters of a commit, as git shows it. */

@@ -33,7 +33,8 @@ export function Login() {
       setCsrf(info.csrf_token);
       route(nextPath(query), true);
     } catch (e) {
-      if (e instanceof ApiFailure && e.field === "token") setFieldError(e.message);
+      // A 400 is about the input (empty); a 401 says the token is not valid, as an alert.
+      if (e instanceof ApiFailure && e.status === 400 && e.field === "token") setFieldError(e.message);
       else setError(errorText(e));
       setBusy(false);
     }

@@ -146,18 +146,23 @@ export function NewDeploy() {
               <input {...p} type="number" inputMode="numeric" min={1} max={65535} placeholder="8080" value={form.port} onInput={text("port")} />
             )}
           </Field>
+          <MemorySelect
+            server={server.data}
+            value={memory}
+            onChange={setMemory}
+            hint={
+              memory == null
+                ? "Unless you pick one, the repository's hoist.toml decides (else the server's default). CPU follows memory: one vCPU at 1769 MB."
+                : "CPU follows memory: one full vCPU at 1769 MB."
+            }
+            error={errors.memory ?? (server.error ? `Could not read the server's memory sizes: ${errorText(server.error)}` : null)}
+          />
           <Field name="build" label="Build command" class="wide" error={errors.build} hint="Runs in the app's directory; several lines run in order.">
             {(p) => <textarea {...p} rows={3} spellcheck={false} placeholder="pip install -r requirements.txt" value={form.build} onInput={text("build")} />}
           </Field>
           <Field name="start" label="Start command" class="wide" error={errors.start}>
             {(p) => <input {...p} type="text" spellcheck={false} placeholder="gunicorn -b 0.0.0.0:$PORT app:app" value={form.start} onInput={text("start")} />}
           </Field>
-          <MemorySelect
-            server={server.data}
-            value={memory}
-            onChange={setMemory}
-            error={errors.memory ?? (server.error ? `Could not read the server's memory sizes: ${errorText(server.error)}` : null)}
-          />
           <Field name="env" label="Environment variables" class="wide" error={errors.env} hint="One KEY=VALUE per line; lines starting with # are skipped.">
             {(p) => <textarea {...p} rows={4} spellcheck={false} placeholder={"DATABASE_URL=postgres://…\nDEBUG=0"} value={form.env} onInput={text("env")} />}
           </Field>
