@@ -116,7 +116,9 @@ export function Logs({ name }: TabProps) {
 
   const status = paused
     ? `Paused${waiting > 0 ? ` · ${waiting} new line${waiting === 1 ? "" : "s"}` : ""}`
-    : stateText(state);
+    : appliedOk
+      ? stateText(state)
+      : "Stopped: the address's filters are not valid (see above)";
   const statusClass = paused ? "paused" : state.kind;
 
   const field = (k: Field, label: string, input: JSX.Element) => (
