@@ -15,9 +15,22 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
-fn set_cookie(value: &str, max_age_secs: u64) -> (header::HeaderName, HeaderValue) {
-    let cookie =
-        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}");
+/// The `Set-Cookie` of the session. Served through a TLS-terminating proxy (which says so
+/// in `X-Forwarded-Proto`), the cookie is also `Secure`: the browser then never sends it over
+/// plain HTTP. On plain loopback HTTP it cannot be, or the browser would drop it.
+fn set_cookie(
+    headers: &HeaderMap,
+    value: &str,
+    max_age_secs: u64,
+) -> (header::HeaderName, HeaderValue) {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"
+    );
     // The value is hex (or empty): always a valid header value.
     let value = HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""));
     (header::SET_COOKIE, value)
@@ -36,6 +49,7 @@ fn set_cookie(value: &str, max_age_secs: u64) -> (header::HeaderName, HeaderValu
         (status = 403, description = "Sent from another site", body = ApiErrorBody)))]
 pub(crate) async fn create_session(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> ApiResult<Response> {
     let token = req.token.trim();
@@ -59,7 +73,7 @@ pub(crate) async fn create_session(
     };
     tracing::info!("dashboard session started");
     Ok((
-        [set_cookie(&session.id, SESSION_TTL.as_secs())],
+        [set_cookie(&headers, &session.id, SESSION_TTL.as_secs())],
         Json(SessionInfo {
             csrf_token: session.record.csrf_token,
             expires_at: session.record.expires_at,
@@ -101,5 +115,23 @@ pub(crate) async fn delete_session(
     if let Some(id) = id {
         s.platform.store().delete_session(id)?;
     }
-    Ok((StatusCode::NO_CONTENT, [set_cookie("", 0)]).into_response())
+    Ok((StatusCode::NO_CONTENT, [set_cookie(&headers, "", 0)]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_secure_behind_a_tls_proxy_only() {
+        let plain = set_cookie(&HeaderMap::new(), "ab", 60).1;
+        assert_eq!(
+            plain,
+            "hoist_session=ab; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let tls = set_cookie(&h, "ab", 60).1;
+        assert!(tls.to_str().unwrap().ends_with("; Secure"), "{tls:?}");
+    }
 }

@@ -332,6 +332,39 @@ fn the_server_and_service_views_carry_what_the_dashboard_shows() {
     assert_eq!(info["scaling_defaults"]["min_instances"], 0, "{info}");
     assert!(info["scaling_defaults"]["max_instances"].as_u64().unwrap() >= 1);
 
+    // A deploy's bad input names its field, for the form to show the error beside it.
+    let app = common::example("flask-hello");
+    let app = app.to_str().unwrap();
+    let bad = [
+        (serde_json::json!({"source": ""}), "source"),
+        (
+            serde_json::json!({"source": app, "memory": "64mb"}),
+            "memory",
+        ),
+        (serde_json::json!({"source": app, "port": 0}), "port"),
+        (serde_json::json!({"source": app, "port": "x"}), "port"),
+        (serde_json::json!({"source": app, "env": ["1X=2"]}), "env"),
+        (serde_json::json!({"source": app, "root": "../x"}), "root"),
+        (
+            serde_json::json!({"source": app, "runtime": "cobol"}),
+            "runtime",
+        ),
+        (
+            serde_json::json!({"source": app, "min_instances": 5, "max_instances": 2}),
+            "min_instances",
+        ),
+    ];
+    for (body, field) in bad {
+        let (code, err) = server.api("POST", "/v1/deployments", Some(&body.to_string()));
+        assert_eq!(code, 400, "{body}: {err}");
+        assert_eq!(err["field"], field, "{body}: {err}");
+        assert!(err["error"].as_str().unwrap().contains(field), "{err}");
+    }
+    let (code, err) = server.api("GET", "/v1/services/x/usage?days=0", None);
+    assert_eq!((code, &err["field"]), (400, &Value::from("days")), "{err}");
+    let (_, list) = server.api("GET", "/v1/services", None);
+    assert_eq!(list, serde_json::json!([]), "no bad deploy went through");
+
     server.deploy_probe("counted", &["--min-instances", "1"]);
     server.deploy_probe("quiet", &[]);
     for _ in 0..5 {

@@ -45,7 +45,10 @@ const session: Middleware = {
     return request;
   },
   async onResponse({ response, request }) {
-    setReachable(true);
+    // A proxy in front of Hoist (or Vite's, in development) answers 502/503/504 itself when
+    // Hoist is down: that is "unreachable" too. Hoist's own errors are JSON.
+    const json = (response.headers.get("content-type") ?? "").includes("application/json");
+    setReachable(!([502, 503, 504].includes(response.status) && !json));
     if (response.status === 401 && !new URL(request.url).pathname.startsWith("/v1/session")) {
       onUnauthorized();
     }

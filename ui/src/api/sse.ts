@@ -75,6 +75,9 @@ export interface EventStreamOptions<T> {
   diagnose?: () => Promise<string | null>;
 }
 
+/** How long an ended stream's connection is left for the server to close. */
+const LINGER_MS = 15_000;
+
 /** The waits before reconnecting after the browser gave up, in ms (the last one repeats). */
 const BACKOFF = [1000, 2000, 5000, 10000];
 
@@ -114,6 +117,25 @@ export class EventStream<T> {
     this.set(state);
   }
 
+  /** The stream's last event came: nothing more is handed on. The server ends the response
+   * right after it; closing the connection from here first would show in the browser as an
+   * aborted request, and letting the browser reconnect would fetch a `204` (which Chromium
+   * also reports as aborted). So the connection is closed the moment the server ended it,
+   * before any reconnect, or after a while if it never does. */
+  private ended() {
+    const source = this.source;
+    this.source = null;
+    this.finish({ kind: "closed", why: "ended" });
+    if (!source) return;
+    source.onmessage = null;
+    source.onopen = null;
+    const stop = setTimeout(() => source.close(), LINGER_MS);
+    source.onerror = () => {
+      clearTimeout(stop);
+      source.close();
+    };
+  }
+
   /** Whether an event with this id was handed on already. Ids are increasing numbers (a log
    * line's id) or `end`; a replay after a fresh connection repeats ids up to the last one. */
   private seen(id: string): boolean {
@@ -144,7 +166,7 @@ export class EventStream<T> {
       if (id !== "") this.lastId = id;
       if (event === null) return;
       this.opts.onEvent(event, id);
-      if (this.opts.isEnd?.(event, id)) this.finish({ kind: "closed", why: "ended" });
+      if (this.opts.isEnd?.(event, id)) this.ended();
     };
     source.onerror = () => {
       if (this.done || this.source !== source) return;
@@ -190,6 +212,12 @@ export function logStreamUrl(name: string, filters: LogFilters): string {
 /** The address of a deployment's event stream. */
 export function deploymentEventsUrl(id: string): string {
   return `/v1/deployments/${encodeURIComponent(id)}/events?format=sse`;
+}
+
+/** Whether an answer says the stream will never be served as asked (a 4xx: bad filters, no
+ * such service, no session). A 5xx (a proxy in front of a restarting server) is worth a retry. */
+function refused(r: Response): boolean {
+  return r.status >= 400 && r.status < 500;
 }
 
 /** How often batched lines reach the page, in ms. */
@@ -256,7 +284,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
           params: { path: { name }, query: { ...filters, tail: 0 } },
           parseAs: "text",
         });
-        return response.ok ? null : errorText(error);
+        return refused(response) ? errorText(error) : null;
       },
     });
     return () => stream.close();
@@ -305,7 +333,7 @@ export function useDeploymentEvents(id: string | null, cap = KEEP_LINES): Deploy
       isEnd: (e) => e.type === "deployment",
       diagnose: async () => {
         const { error, response } = await api.GET("/v1/deployments/{id}", { params: { path: { id } } });
-        return response.ok ? null : errorText(error);
+        return refused(response) ? errorText(error) : null;
       },
     });
     return () => stream.close();

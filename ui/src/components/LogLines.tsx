@@ -1,7 +1,7 @@
 // A log view that keeps up with a busy service: thousands of lines, a few hundred more a second.
 // Preact renders the frame; the lines themselves are plain DOM nodes appended and dropped by hand
 // (ids only grow, so a new batch is "the lines after the last one shown"), so a batch costs what
-// it adds, not what the view holds. CSS `content-visibility` skips laying out lines off screen.
+// it adds, not what the view holds.
 import type { ComponentChildren } from "preact";
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { LogLine } from "../api/sse";
@@ -47,6 +47,7 @@ function span(cls: string, text: string): HTMLSpanElement {
 function lineElement(l: LogLine, today: string, showInstance: boolean): HTMLDivElement {
   const el = document.createElement("div");
   el.className = `log-line log-${l.stream}`;
+  el.dataset.id = String(l.id);
   const time = document.createElement("time");
   time.className = "log-time";
   time.dateTime = new Date(l.ts).toISOString();
@@ -55,6 +56,27 @@ function lineElement(l: LogLine, today: string, showInstance: boolean): HTMLDivE
   if (showInstance) el.append(span("log-instance", l.instance ?? "-"), " ");
   el.append(span("log-text", l.line));
   return el;
+}
+
+/** Lines per block of the view. Lines sit in blocks that each lay out on their own (CSS
+ * `contain`), so dropping the oldest line or adding a new one re-lays-out one block, not the
+ * thousands of lines above it. */
+const CHUNK = 200;
+
+/** Removes the first `n` lines of the view, and the blocks they leave empty. */
+function dropFront(box: HTMLElement, n: number) {
+  while (n > 0) {
+    const chunk = box.firstElementChild;
+    if (!chunk) return;
+    const count = chunk.childElementCount;
+    if (count <= n) {
+      chunk.remove();
+      n -= count;
+    } else {
+      for (let i = 0; i < n; i++) chunk.firstElementChild?.remove();
+      n = 0;
+    }
+  }
 }
 
 /** How close to the end (px) still counts as "at the newest line". */
@@ -77,7 +99,7 @@ export function LogLines({ lines, label, empty, busy, showInstance = true, onJum
     let drop = 0;
     while (drop < ids.length && first !== undefined && (ids[drop] ?? 0) < first) drop++;
     if (first === undefined) drop = ids.length;
-    for (let i = 0; i < drop; i++) el.firstChild?.remove();
+    dropFront(el, drop);
     ids.splice(0, drop);
     // Not a continuation of what is shown (another stream, other filters): start over.
     if (ids.length > 0 && (ids.length > lines.length || lines[ids.length - 1]?.id !== ids[ids.length - 1])) {
@@ -87,12 +109,16 @@ export function LogLines({ lines, label, empty, busy, showInstance = true, onJum
     const add = lines.slice(ids.length);
     if (add.length > 0) {
       const today = todayText();
-      const frag = document.createDocumentFragment();
+      let chunk = el.lastElementChild as HTMLDivElement | null;
       for (const l of add) {
-        frag.append(lineElement(l, today, showInstance));
+        if (!chunk || chunk.childElementCount >= CHUNK) {
+          chunk = document.createElement("div");
+          chunk.className = "log-chunk";
+          el.append(chunk);
+        }
+        chunk.append(lineElement(l, today, showInstance));
         ids.push(l.id);
       }
-      el.append(frag);
     }
     if (stick.current) {
       el.scrollTop = el.scrollHeight;

@@ -13,7 +13,7 @@ interface Props {
 
 export function MemorySelect({ server, value, onChange, error, hint }: Props) {
   const options = server?.memory_options ?? [];
-  const selected = value ?? server?.memory.default ?? null;
+  const selected = value ?? server?.memory.default_mb ?? null;
   return (
     <Field name="memory" label="Memory" error={error} hint={hint ?? "CPU follows memory: one full vCPU at 1769 MB."}>
       {(p) => (

@@ -2,7 +2,7 @@
 // visible (0: once). A failed load keeps the last data and retries with back-off (doubling, at most 30 s);
 // when the server is reachable again (the connection banner's probe) it reloads at once.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { onReachability } from "../api/client";
+import { ApiFailure, onReachability } from "../api/client";
 
 export interface Polled<T> {
   /** The last data loaded; kept while a reload fails. */
@@ -43,6 +43,7 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
       // A hidden tab does not poll; it reloads when shown again.
       if (document.hidden) return;
       running = true;
+      let refused = false;
       try {
         const next = await loadRef.current();
         if (stopped) return;
@@ -52,12 +53,16 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
       } catch (e) {
         if (stopped) return;
         failures++;
+        refused = e instanceof ApiFailure && e.status >= 400 && e.status < 500 && ![408, 429].includes(e.status);
         setError(e);
       } finally {
         running = false;
       }
       if (stopped) return;
       setLoading(false);
+      // A refusal (404 for a deleted service, 400, 403) does not change by asking again: it
+      // stays on the page until `reload()`; only a failure of the server or the network is retried.
+      if (refused) return;
       if (failures) schedule(Math.min(Math.max(intervalMs, 1000) * 2 ** failures, MAX_BACKOFF_MS));
       else if (intervalMs > 0) schedule(intervalMs);
     }

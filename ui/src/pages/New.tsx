@@ -150,6 +150,11 @@ export function NewDeploy() {
             server={server.data}
             value={memory}
             onChange={setMemory}
+            hint={
+              memory == null
+                ? "Unless you pick one, the repository's hoist.toml decides (else the server's default). CPU follows memory: one vCPU at 1769 MB."
+                : "CPU follows memory: one full vCPU at 1769 MB."
+            }
             error={errors.memory ?? (server.error ? `Could not read the server's memory sizes: ${errorText(server.error)}` : null)}
           />
           <Field name="build" label="Build command" class="wide" error={errors.build} hint="Runs in the app's directory; several lines run in order.">

@@ -1,7 +1,8 @@
 // `/`: every service with its state, instances, latest deployment and last day's traffic,
 // refreshed every few seconds.
 import { useEffect } from "preact/hooks";
-import { api, errorText, must } from "../api/client";
+import { api, must } from "../api/client";
+import { LoadError } from "../components/LoadError";
 import { usePoll } from "../components/usePoll";
 import { Loading } from "../components/Loading";
 import { StateBadge } from "../components/StateBadge";
@@ -31,17 +32,13 @@ export function Services() {
           New deployment
         </a>
       </div>
-      {error !== undefined && (
-        <p class="banner error" role="alert">
-          Could not load the services: {errorText(error)}
-        </p>
-      )}
+      <LoadError error={error} what="load the services" />
       {loading && !data && <Loading what="Loading services…" />}
       {data && data.length === 0 && (
         <div class="empty card">
           <h2>No services yet</h2>
           <p>
-            Deploy one from the <a href="/new">Manual Deploy</a> form, or from a terminal:
+            Deploy one with <a href="/new">the deploy form</a>, or from a terminal:
           </p>
           <pre>
             <code>hoist deploy ./my-app --name my-app</code>
@@ -101,7 +98,7 @@ export function Services() {
                     <td data-label="Requests 24 h" class="num">
                       {formatCount(s.requests_24h)}
                     </td>
-                    <td data-label="5xx 24 h" class={`num ${s.errors_24h > 0 ? "bad" : ""}`}>
+                    <td data-label="5xx 24 h" class={`num ${(s.errors_24h ?? 0) > 0 ? "bad" : ""}`}>
                       {formatCount(s.errors_24h)}
                     </td>
                   </tr>

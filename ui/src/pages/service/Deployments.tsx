@@ -6,6 +6,7 @@ import { api, errorText, must, type Schemas } from "../../api/client";
 import { stateText, useDeploymentEvents, type LogLine } from "../../api/sse";
 import { LogLines } from "../../components/LogLines";
 import { Loading } from "../../components/Loading";
+import { LoadError } from "../../components/LoadError";
 import { StateBadge, inProgress } from "../../components/StateBadge";
 import { Ago, useNow } from "../../components/time";
 import { firstLine, formatDuration, shortSha } from "../../components/format";
@@ -86,16 +87,12 @@ export function Deployments({ name }: TabProps) {
           {action.text}
         </p>
       )}
-      {list.error !== undefined && (
-        <p role="alert" class="banner error">
-          Could not refresh: {errorText(list.error)}
-        </p>
-      )}
+      <LoadError error={list.error} what="refresh" />
       {deployments.length === 0 ? (
         <div class="empty card">
           <h2>No deployments yet</h2>
           <p>
-            Deploy from <a href="/new">Manual Deploy</a>, or with <code>hoist deploy</code>.
+            Deploy with <a href="/new">the deploy form</a>, or with <code>hoist deploy</code>.
           </p>
         </div>
       ) : (

@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, errorText, type Schemas } from "../../api/client";
 import { ENV_NAME, ENV_NAME_RULE, parseDotenv, type Dotenv } from "./dotenv";
+import { Missing } from "./Missing";
 import type { TabProps } from "./tabs";
 import "./observe.css";
 
@@ -47,6 +48,7 @@ function progressText(p: Progress): string {
 export function Env({ name }: TabProps) {
   const [vars, setVars] = useState<Vars | null>(null);
   const [loadError, setLoadError] = useState<string | null>(null);
+  const [missing, setMissing] = useState(false);
   const [revealed, setRevealed] = useState(false);
   const [progress, setProgress] = useState<Progress>({ kind: "idle" });
   const [errorAt, setErrorAt] = useState<{ origin: Origin; error: string; field?: string } | null>(null);
@@ -62,13 +64,14 @@ export function Env({ name }: TabProps) {
   const fileInput = useRef<HTMLInputElement>(null);
 
   const load = async (reveal: boolean) => {
-    const { data, error } = await api.GET("/v1/services/{name}/env", {
+    const { data, error, response } = await api.GET("/v1/services/{name}/env", {
       params: { path: { name }, query: reveal ? { reveal: true } : {} },
     });
     if (data) {
       setVars({ names: data.names, values: reveal ? (data.values ?? {}) : null });
       setLoadError(null);
     } else {
+      setMissing(response.status === 404);
       setLoadError(errorText(error));
     }
   };
@@ -160,6 +163,7 @@ export function Env({ name }: TabProps) {
   const nameErrors = [formProblem.name, formError && !formErrorOnValue ? formError.error : undefined].filter(Boolean);
   const valueErrors = [formProblem.value, formErrorOnValue ? formError.error : undefined].filter(Boolean);
 
+  if (missing) return <Missing name={name} />;
   return (
     <section aria-label="Environment" class="env-tab">
       <div class="env-head">

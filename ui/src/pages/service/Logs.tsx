@@ -8,6 +8,7 @@ import { useLocation } from "preact-iso";
 import { api } from "../../api/client";
 import { stateText, useLogStream, type LogFilters, type LogLine } from "../../api/sse";
 import { LogLines } from "../../components/LogLines";
+import { Missing } from "./Missing";
 import type { TabProps } from "./tabs";
 import "./observe.css";
 
@@ -27,7 +28,7 @@ const STREAM_OPTIONS: [string, string][] = [
 ];
 
 /** A duration as the server takes it: `30s`, `10m`, `2h`, `7d`, `1h30m`. */
-const DURATION = /^(\d+\s*(ms|s|m|h|d)\s*)+$/;
+const DURATION = /^(\d+(ms|s|m|h|d)\s*)+$/;
 
 function formOf(query: Record<string, string>): Form {
   return {
@@ -102,8 +103,11 @@ export function Logs({ name }: TabProps) {
 
   // Ids of the instances and deployments, offered as suggestions.
   const [known, setKnown] = useState<{ instances: string[]; deployments: string[] }>({ instances: [], deployments: [] });
+  const [missing, setMissing] = useState(false);
   useEffect(() => {
-    api.GET("/v1/services/{name}", { params: { path: { name } } }).then(({ data }) => {
+    setMissing(false);
+    api.GET("/v1/services/{name}", { params: { path: { name } } }).then(({ data, response }) => {
+      if (response.status === 404) setMissing(true);
       if (!data) return;
       const instances = [...new Set([...data.running.map((i) => i.id), ...data.instances.map((i) => i.id)])];
       setKnown({ instances, deployments: data.deployments.map((d) => d.id) });
@@ -112,7 +116,9 @@ export function Logs({ name }: TabProps) {
 
   const status = paused
     ? `Paused${waiting > 0 ? ` · ${waiting} new line${waiting === 1 ? "" : "s"}` : ""}`
-    : stateText(state);
+    : appliedOk
+      ? stateText(state)
+      : "Stopped: the address's filters are not valid (see above)";
   const statusClass = paused ? "paused" : state.kind;
 
   const field = (k: Field, label: string, input: JSX.Element) => (
@@ -142,6 +148,7 @@ export function Logs({ name }: TabProps) {
   );
 
   const cleared = FIELDS.every((k) => !form[k]);
+  if (missing) return <Missing name={name} />;
   return (
     <section aria-label="Logs" class="logs-tab">
       <form

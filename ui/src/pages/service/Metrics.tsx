@@ -43,9 +43,12 @@ interface Data {
 /** Every minute of the range, those without a row at zero (a row is kept only for a minute
  * with traffic or instances); latency has no value in a minute without requests. */
 function series(rows: MinuteMetrics[], range: Range, now: number) {
-  const end = Math.floor(now / MINUTE) * MINUTE;
-  const start = end - (range.minutes - 1) * MINUTE;
   const byMinute = new Map(rows.map((r) => [r.minute, r]));
+  // The minute under way is written when it ends: until then the series stops at the one
+  // before, rather than drop to zero at its end.
+  const current = Math.floor(now / MINUTE) * MINUTE;
+  const end = byMinute.has(current) ? current : current - MINUTE;
+  const start = end - (range.minutes - 1) * MINUTE;
   const cols = {
     t: [] as number[],
     requests: [] as number[],
@@ -199,6 +202,9 @@ function Usage({ days }: { days: UsageDay[] | null }) {
   return (
     <section class="card usage" aria-labelledby="usage-h">
       <h2 id="usage-h">Usage</h2>
+      <p class="hint" id="usage-note">
+        Per UTC day, the last 30 days. GB-seconds: memory times the time instances ran (frozen time is free).
+      </p>
       {days === null ? (
         <p class="loading" aria-busy="true">
           Loading…
@@ -207,8 +213,7 @@ function Usage({ days }: { days: UsageDay[] | null }) {
         <p class="empty">No usage yet: it is counted while instances run.</p>
       ) : (
         <div class="table-wrap">
-          <table class="usage-table cards">
-            <caption class="hint">Per UTC day, the last 30 days</caption>
+          <table class="usage-table cards" aria-describedby="usage-note">
             <thead>
               <tr>
                 <th scope="col">Day</th>

@@ -4,8 +4,8 @@ export function Missing({ name }: { name: string }) {
     <div class="empty card">
       <h2>No service named “{name}”</h2>
       <p>
-        It may have been deleted. See <a href="/">all services</a>, or deploy it from{" "}
-        <a href="/new">Manual Deploy</a>.
+        It may have been deleted. See <a href="/">the service list</a>, or deploy it with{" "}
+        <a href="/new">the deploy form</a>.
       </p>
     </div>
   );

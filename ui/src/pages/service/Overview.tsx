@@ -1,9 +1,10 @@
 // The service now: where it answers, what is live, its instances with memory and CPU, cold
 // starts. Refreshed every few seconds.
 import { useRef } from "preact/hooks";
-import { errorText, type Schemas } from "../../api/client";
+import type { Schemas } from "../../api/client";
 import { Loading } from "../../components/Loading";
-import { StateBadge } from "../../components/StateBadge";
+import { LoadError } from "../../components/LoadError";
+import { StateBadge, inProgress } from "../../components/StateBadge";
 import { Ago } from "../../components/time";
 import { formatBytes, formatCount, formatDuration, shortSha } from "../../components/format";
 import { serviceState } from "../../components/serviceState";
@@ -40,7 +41,7 @@ export function Overview({ name }: TabProps) {
   const rates = useCpuRates(s?.running);
   if (isNotFound(error)) return <Missing name={name} />;
   if (loading && !s) return <Loading what="Loading the service…" />;
-  if (!s) return <p role="alert" class="banner error">Could not load {name}: {errorText(error)}</p>;
+  if (!s) return <LoadError error={error} what={`load ${name}`} />;
 
   const live = s.deployments.find((d) => d.id === s.live_deployment);
   const latest = s.deployments[0];
@@ -48,11 +49,7 @@ export function Overview({ name }: TabProps) {
   const events = Object.entries(s.events_24h).filter(([, n]) => n > 0);
   return (
     <section aria-label="Overview" class="overview">
-      {error !== undefined && (
-        <p role="alert" class="banner error">
-          Could not refresh: {errorText(error)}
-        </p>
-      )}
+      <LoadError error={error} what="refresh" />
       <dl class="facts card">
         <div>
           <dt>URL</dt>
@@ -84,7 +81,7 @@ export function Overview({ name }: TabProps) {
             )}
           </dd>
         </div>
-        {latest && latest.id !== s.live_deployment && (
+        {latest && latest.id !== s.live_deployment && (inProgress(latest.state) || latest.state === "failed") && (
           <div>
             <dt>Newest deployment</dt>
             <dd>

@@ -13,7 +13,7 @@ export function ServicePage() {
     <div class="service-page">
       <header class="page-head">
         <p class="crumbs">
-          <a href="/">All services</a> /
+          <a href="/">Service list</a> /
         </p>
         <h1>{name}</h1>
       </header>

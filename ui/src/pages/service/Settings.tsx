@@ -6,6 +6,7 @@ import { useLocation } from "preact-iso";
 import { api, ApiFailure, errorText, must, type Schemas } from "../../api/client";
 import { Field, type Errors } from "../../components/Field";
 import { Loading } from "../../components/Loading";
+import { LoadError } from "../../components/LoadError";
 import { MemorySelect } from "../../components/MemorySelect";
 import { ScalingFields } from "../../components/ScalingFields";
 import { formatDuration } from "../../components/format";
@@ -52,7 +53,7 @@ export function Settings({ name }: TabProps) {
 
   if (isNotFound(service.error)) return <Missing name={name} />;
   if (service.loading && !s) return <Loading what="Loading settings…" />;
-  if (!s) return <p role="alert" class="banner error">Could not load {name}: {errorText(service.error)}</p>;
+  if (!s) return <LoadError error={service.error} what={`load ${name}`} />;
 
   const memoryChanged = memory != null && memory !== current;
   const save = async (e: Event) => {
