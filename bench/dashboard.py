@@ -121,8 +121,9 @@ def gateway(server):
                 time.sleep(1)
                 follower.stdin.write("stop\n")
                 follower.stdin.flush()
-                got = json.loads(read_line(follower, 60))
-                follower.wait(timeout=30)
+                # A page that just took thousands of lines a second may answer slowly.
+                got = json.loads(read_line(follower, 180))
+                follower.wait(timeout=60)
                 followed.append((got, cpu, res[4]))
                 note = (f"  browser CPU {cpu:.1f} s, {got['messages']} log messages streamed "
                         f"to it for {res[4]} requests, {got['shown']} lines on the page")

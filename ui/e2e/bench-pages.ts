@@ -94,7 +94,7 @@ async function follow(service: string): Promise<void> {
     if (line.trim() === "stop") break;
   }
   const shown = await page.locator(".log-line").count();
-  const status = await page.getByRole("status").first().innerText().catch(() => "?");
+  const status = await page.getByRole("status").filter({ hasText: /Following|Paused|Reconnecting/ }).first().innerText({ timeout: 5000 }).catch(() => "?");
   await browser.close();
   console.log(JSON.stringify({ messages, shown, status }));
 }
