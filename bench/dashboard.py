@@ -120,7 +120,7 @@ def gateway(server):
                 # Let the last lines reach the page, then ask what it got.
                 time.sleep(1)
                 follower.stdin.write("stop\n")
-                follower.stdin.flush()
+                follower.stdin.close()
                 # A page that just took thousands of lines a second may answer slowly.
                 got = json.loads(read_line(follower, 180))
                 follower.wait(timeout=60)

@@ -97,6 +97,8 @@ async function follow(service: string): Promise<void> {
   const status = await page.getByRole("status").filter({ hasText: /Following|Paused|Reconnecting/ }).first().innerText({ timeout: 5000 }).catch(() => "?");
   await browser.close();
   console.log(JSON.stringify({ messages, shown, status }));
+  // stdin's reader would keep the process alive.
+  process.exit(0);
 }
 
 const [mode, arg] = process.argv.slice(2);
