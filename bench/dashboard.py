@@ -14,7 +14,8 @@ page is usable, and that a dashboard following a busy service's logs leaves the 
    access line streamed to it); which goes first alternates. The median of each round's
    with/without ratio. The claim: unchanged (the dashboard is not in the request path). wrk,
    the gateway, the app and Chromium share the machine's 2 cores, so the browser's own CPU
-   time is printed too: any drop beyond noise would be that, not the gateway.
+   time is printed too: any drop beyond noise would be that, not the gateway. FOLLOWER=curl
+   follows the same stream with curl instead: the server's cost of streaming, alone.
 
 Run (after `cargo build --release` and scripts/setup.sh): `cd bench && python3 dashboard.py`.
 """
@@ -38,6 +39,9 @@ DURATION = int(os.environ.get("DURATION", "10"))
 SERVICES = int(os.environ.get("SERVICES", "3"))
 UI = os.path.join(ROOT, "ui")
 DIST = os.path.join(UI, "dist")
+# FOLLOWER=curl follows the same log stream with curl instead of a browser: the server's own
+# cost of the stream, without Chromium's rendering on the same cores.
+FOLLOWER = os.environ.get("FOLLOWER", "browser")
 SMALL_TOML = 'runtime = "python"\nstart = "python3 app.py"\nmemory = 512\n'
 
 
@@ -107,7 +111,13 @@ def gateway(server):
     for r in range(ROUNDS):
         for mode in ("without", "with") if r % 2 == 0 else ("with", "without"):
             follower = None
-            if mode == "with":
+            if mode == "with" and FOLLOWER == "curl":
+                follower = subprocess.Popen(
+                    ["curl", "-sN", "-H", f"Authorization: Bearer {server.token}",
+                     f"http://127.0.0.1:{server.api_port}/v1/services/{proxy.NAME}/logs?follow=true&format=sse"],
+                    stdout=subprocess.DEVNULL, stdin=subprocess.PIPE, text=True)
+                time.sleep(1)  # connected by then on loopback
+            elif mode == "with":
                 follower = browser(server, "follow", proxy.NAME)
                 if read_line(follower, 60) != "following":
                     raise SystemExit("the Logs tab did not start following")
@@ -115,7 +125,13 @@ def gateway(server):
             res = proxy.wrk(url, 2, 64, DURATION)
             runs[mode].append(res[0])
             note = ""
-            if follower:
+            if follower and FOLLOWER == "curl":
+                cpu = tree_cpu_seconds(follower.pid) - cpu0
+                follower.terminate()
+                follower.wait(timeout=10)
+                followed.append(({"messages": 0, "shown": 0}, cpu, res[4]))
+                note = f"  curl CPU {cpu:.1f} s"
+            elif follower:
                 cpu = tree_cpu_seconds(follower.pid) - cpu0
                 # Let the last lines reach the page, then ask what it got.
                 time.sleep(1)
@@ -169,10 +185,10 @@ def main():
     print(f"gateway, Go hello-world, wrk -t2 -c64 -d{DURATION}s, {ROUNDS} rounds (medians)")
     table([
         ("without a dashboard", f"{median(runs['without']):9.0f} req/s"),
-        ("with the Logs tab following it", f"{median(runs['with']):9.0f} req/s"),
+        (f"with a follower of its logs ({FOLLOWER})", f"{median(runs['with']):9.0f} req/s"),
         ("with / without, median of the rounds",
          f"{median(ratios):9.2f}   (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"),
-        ("browser CPU per run, median", f"{median([f[1] for f in followed]):9.1f} s of {DURATION} s"),
+        ("follower CPU per run, median", f"{median([f[1] for f in followed]):9.1f} s of {DURATION} s"),
         ("log messages streamed per request, median",
          f"{median([f[0]['messages'] / max(1, f[2]) for f in followed]):9.2f}"),
     ])
