@@ -31,4 +31,6 @@ echo
 echo "==> $url answers:"
 curl -fsS "$url"
 echo
+echo "==> dashboard: http://127.0.0.1:7070/"
+echo "    sign in with the admin token: cat $HOIST_DATA_DIR/admin-token"
 echo "Next: $hoist status hello | $hoist logs hello -f | $hoist ls"

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Installs what is needed and runs every test: unit tests of each crate and the end-to-end
 # suite, which starts real `hoist server`s and deploys real apps (Flask with gunicorn,
-# Express, FastAPI) into crun sandboxes. Runtimes are built once into the shared cache.
+# Express, FastAPI) into crun sandboxes, and the dashboard's browser suite (tests/dashboard.rs
+# runs ui/e2e in Debian's chromium). Runtimes are built once into the shared cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The browser suite drives Debian's chromium with playwright-core (Playwright's own browser
+# download is not reachable from here, and not needed).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium (for the dashboard's browser suite)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 export PATH="$HOME/.cargo/bin:$PATH"
 export HOIST_RUNTIME_CACHE=${HOIST_RUNTIME_CACHE:-/var/cache/hoist/runtimes}
 
 cargo fmt --all --check
+# The pages and the browser suite are TypeScript: both type-check against the API's schema.
+(cd ui && npm run --silent typecheck)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # No doc tests: the crates have none, and an empty doc-test run must not be the last word.
 # --no-fail-fast: one failing test binary must not hide what the others would have said.

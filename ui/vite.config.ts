@@ -1,8 +1,20 @@
-import { defineConfig } from "vite";
+import { defineConfig, type ProxyOptions } from "vite";
 
 // `npm run dev` serves the UI with hot reload and forwards the API to a running `hoist server`
 // (HOIST_API, default http://127.0.0.1:7070), so the page talks to it as it does when embedded.
 const api = process.env.HOIST_API ?? "http://127.0.0.1:7070";
+
+// A stopped server answers 502, as a reverse proxy would (Vite's default is a 500), so the page
+// shows "Cannot reach the Hoist server" in development too.
+const toApi: ProxyOptions = {
+  target: api,
+  changeOrigin: false,
+  configure: (proxy) =>
+    proxy.on("error", (_err, _req, res) => {
+      if ("writeHead" in res && !res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+      res.end("the Hoist server does not answer");
+    }),
+};
 
 export default defineConfig({
   esbuild: { jsx: "automatic", jsxImportSource: "preact" },
@@ -15,9 +27,10 @@ export default defineConfig({
     reportCompressedSize: true,
   },
   server: {
-    proxy: {
-      "/v1": { target: api, changeOrigin: false },
-      "/openapi.json": { target: api },
-    },
+    proxy: { "/v1": toApi, "/openapi.json": toApi },
+  },
+  // `vite preview` (the built dist/) talks to the same server.
+  preview: {
+    proxy: { "/v1": toApi, "/openapi.json": toApi },
   },
 });

@@ -1,8 +1,9 @@
 // The page's shell: the session, the top bar and the routes. Each page has its own address, so
 // a link can be shared and reloaded.
-import { LocationProvider, Route, Router } from "preact-iso";
+import { LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { Session } from "./session";
 import { Shell } from "./components/Shell";
+import { ConnectionBanner } from "./components/ConnectionBanner";
 import { Login } from "./pages/Login";
 import { Services } from "./pages/Services";
 import { NewDeploy } from "./pages/New";
@@ -12,16 +13,20 @@ import { NotFound } from "./pages/NotFound";
 export function App() {
   return (
     <LocationProvider>
-      <Router>
-        <Route path="/login" component={Login} />
-        <Route default component={Authed} />
-      </Router>
+      <ConnectionBanner />
+      <Pages />
     </LocationProvider>
   );
 }
 
-/** Every page but /login needs a session; without one it leads to /login. */
-function Authed() {
+/**
+ * /login stands alone; every other page needs a session (without one it leads to /login) and
+ * sits in the top bar. The session is checked once, not on every page change: one Router under
+ * it (a Router nested in a `default` route would see an empty path).
+ */
+function Pages() {
+  const { path } = useLocation();
+  if (path === "/login") return <Login />;
   return (
     <Session>
       <Shell>

@@ -3,7 +3,8 @@
 import { createContext, type ComponentChildren } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { api, setCsrf, whenUnauthorized, type Schemas } from "./api/client";
+import { api, onReachability, setCsrf, whenUnauthorized, type Schemas } from "./api/client";
+import { Loading } from "./components/Loading";
 
 type SessionInfo = Schemas["SessionInfo"];
 const Ctx = createContext<SessionInfo | null>(null);
@@ -12,6 +13,7 @@ export function useSession(): SessionInfo | null {
   return useContext(Ctx);
 }
 
+/** /login, with the page the user was on as `next` (so sign-in leads back to it). */
 export function loginPath(): string {
   const here = location.pathname + location.search;
   return here === "/" || here.startsWith("/login") ? "/login" : `/login?next=${encodeURIComponent(here)}`;
@@ -26,19 +28,32 @@ export function Session({ children }: { children: ComponentChildren }) {
       setCsrf(null);
       route(loginPath(), true);
     });
-    api.GET("/v1/session").then(
-      ({ data, response }) => {
-        if (data) {
-          setCsrf(data.csrf_token);
-          setInfo(data);
-        } else if (response.status !== 401) {
-          setFailed(`the server answered ${response.status}`);
-        }
-      },
-      (e) => setFailed(String(e)),
-    );
+    let stopped = false;
+    const check = () =>
+      api.GET("/v1/session").then(
+        ({ data, response }) => {
+          if (stopped) return;
+          if (data) {
+            setCsrf(data.csrf_token);
+            setInfo(data);
+            setFailed(null);
+          } else if (response.status === 401) {
+            route(loginPath(), true);
+          } else {
+            setFailed(`the server answered ${response.status}`);
+          }
+        },
+        // Unreachable: the connection banner says so and probes; we check again when it is back.
+        () => undefined,
+      );
+    check();
+    const off = onReachability((up) => up && !stopped && check());
+    return () => {
+      stopped = true;
+      off();
+    };
   }, []);
-  if (failed) return <p role="alert" class="banner error">Cannot reach the Hoist server: {failed}</p>;
-  if (!info) return <p class="loading" aria-busy="true">Loading…</p>;
+  if (failed) return <p role="alert" class="banner error">The Hoist server cannot start a session: {failed}</p>;
+  if (!info) return <Loading />;
   return <Ctx.Provider value={info}>{children}</Ctx.Provider>;
 }

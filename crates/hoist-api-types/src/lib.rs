@@ -15,17 +15,20 @@ mod body;
 mod deploy;
 mod env;
 mod error;
+mod info;
 mod logs;
 mod observe;
 mod scaling;
 #[cfg(feature = "server")]
 mod server;
 mod service;
+mod session;
 
 pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;
+pub use info::{MemoryOption, MemoryRange, ServerInfo};
 pub use logs::{
     CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
     StreamEvent,
@@ -35,6 +38,7 @@ pub use scaling::ScalingSettings;
 pub use service::{
     Instance, InstanceUsage, LiveInstanceView, RuntimeInfo, ServiceRecord, ServiceView, StopResult,
 };
+pub use session::{SessionInfo, SessionRequest};
 
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.

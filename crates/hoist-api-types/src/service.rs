@@ -38,6 +38,13 @@ pub struct LiveInstanceView {
     pub active_ms: u64,
     pub frozen_ms: u64,
     pub requests: u64,
+    /// Memory the instance uses now, from its cgroup; null when that cannot be read.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time the instance has used since it started, from its cgroup; null when that
+    /// cannot be read.
+    #[serde(default)]
+    pub cpu_ms: Option<u64>,
 }
 
 /// What one instance has used over its life so far: absolute totals.
@@ -78,6 +85,7 @@ pub struct Instance {
 /// A service with its state now. In the list (`GET /v1/services`) `deployments` holds the
 /// latest deployment only, and `starting`, `waiting`, `cold_starts`, `instances` and
 /// `events_24h` are left empty (zero); `GET /v1/services/{name}` fills them.
+/// `requests_24h` and `errors_24h` are filled in both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceView {
     #[serde(flatten)]
@@ -100,6 +108,13 @@ pub struct ServiceView {
     pub instances: Vec<Instance>,
     /// Events of the last 24 hours by kind (`hoist events` lists them).
     pub events_24h: BTreeMap<hoist_core::EventKind, u64>,
+    /// Requests answered in the last 24 hours, in the list too (from the per-minute metrics:
+    /// a minute counts once it has been sampled).
+    #[serde(default)]
+    pub requests_24h: u64,
+    /// Of those, the ones answered with a 5xx status.
+    #[serde(default)]
+    pub errors_24h: u64,
 }
 
 /// `POST /v1/services/{name}/stop`.

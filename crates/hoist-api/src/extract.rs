@@ -39,7 +39,20 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    hoist_api_types::from_json(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
+    hoist_api_types::from_json(bytes).map_err(|e| {
+        let error = ApiError::bad_request(e.to_string());
+        match top_field(&e.field) {
+            Some(f) => error.with_field(f),
+            None => error,
+        }
+    })
+}
+
+/// The body's own field a JSON path is in (`set.A` is about `set`, `env[2]` about `env`);
+/// `None` for the body as a whole.
+fn top_field(path: &str) -> Option<&str> {
+    let top = path.split(['.', '[']).next().unwrap_or("");
+    (!top.is_empty() && top != "?").then_some(top)
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -86,6 +99,7 @@ pub(crate) fn decode_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiErr
             ApiError::bad_request(format!("invalid query: {message}"))
         } else {
             ApiError::bad_request(format!("invalid query parameter `{param}`: {message}"))
+                .with_field(param)
         }
     })
 }
@@ -121,6 +135,7 @@ mod tests {
             e.error,
             "invalid query parameter `tail`: invalid digit found in string"
         );
+        assert_eq!(e.field.as_deref(), Some("tail"));
         let e = decode_query::<LogsQuery>("format=xml").err().unwrap();
         assert_eq!(
             e.error,
@@ -162,6 +177,7 @@ mod tests {
             e.error,
             "invalid field `set.A`: invalid type: integer `1`, expected a string"
         );
+        assert_eq!(e.field.as_deref(), Some("set"));
         let req = request(Some("text/plain"), "{}");
         let e = ApiJson::<EnvChange>::from_request(req, &())
             .await

@@ -7,34 +7,40 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::routes::*;
+use crate::session::*;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Hoist API",
-        description = "The control plane of a Hoist server. Every request but `/healthz` and \
-            `/openapi.json` needs `Authorization: Bearer <token>`. Timestamps are integers, \
+        description = "The control plane of a Hoist server. Every request but `/healthz`, \
+            `/openapi.json` and `POST /v1/session` needs `Authorization: Bearer <token>` or \
+            the dashboard's session cookie `hoist_session` (from `POST /v1/session`). A request \
+            authed by the cookie whose method is not GET or HEAD must send the session's \
+            `csrf_token` in `X-CSRF-Token` and, if it has an `Origin`, this server's own; \
+            else it is answered `403`. Timestamps are integers, \
             milliseconds since the Unix epoch (UTC); durations returned are integer \
             milliseconds (`*_ms`), durations sent are strings with a unit (`30s`, `15m`). \
             Request bodies refuse unknown fields; any bad input is answered `400` with \
             `{\"error\": \"...\"}` naming the field or parameter and the rule.",
         license(name = "Apache-2.0")
     ),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("cookie" = [])),
     components(schemas(hoist_api_types::ApiErrorBody)),
     tags(
         (name = "services", description = "Services and their state"),
         (name = "deployments", description = "Deploys, their progress and rollbacks"),
         (name = "env", description = "A service's secret environment"),
         (name = "observe", description = "Logs, events, metrics and usage"),
+        (name = "session", description = "Signing in to the dashboard"),
         (name = "runtimes", description = "The runtime images apps are built on"),
         (name = "server", description = "The server itself")
     )
@@ -59,6 +65,8 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))
         .routes(routes!(list_runtimes))
+        .routes(routes!(server_info))
+        .routes(routes!(create_session, get_session, delete_session))
 }
 
 /// The served document, as JSON.
@@ -107,6 +115,14 @@ impl Modify for Common {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::COOKIE,
+                "The dashboard's session (POST /v1/session). Requests other than GET and HEAD \
+                 made with it must send the session's csrf_token in X-CSRF-Token.",
+            ))),
+        );
         let error = |what: &str| {
             ResponseBuilder::new()
                 .description(what)
@@ -126,7 +142,13 @@ impl Modify for Common {
         );
         components.responses.insert(
             "Unauthorized".into(),
-            RefOr::T(error("No bearer token, or not a valid one")),
+            RefOr::T(error("No valid bearer token or session")),
+        );
+        components.responses.insert(
+            "Forbidden".into(),
+            RefOr::T(error(
+                "Made with the session cookie but without its X-CSRF-Token, or from another site",
+            )),
         );
         components.responses.insert(
             "NotFound".into(),
@@ -145,7 +167,11 @@ impl Modify for Common {
                 &mut item.patch,
                 &mut item.delete,
             ];
-            for op in ops.into_iter().flatten() {
+            for (changes, op) in ops
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, op)| op.as_mut().map(|op| (i > 0, op)))
+            {
                 let mut add = |code: &str, name: &str| {
                     op.responses
                         .responses
@@ -157,6 +183,9 @@ impl Modify for Common {
                 if !open {
                     add("400", "BadRequest");
                     add("401", "Unauthorized");
+                    if changes {
+                        add("403", "Forbidden");
+                    }
                     if path.contains('{') {
                         add("404", "NotFound");
                     }
@@ -249,6 +278,78 @@ mod tests {
                 assert!(ids.insert(id.unwrap().to_string()), "duplicate {id:?}");
             }
         }
+    }
+
+    /// `ui/openapi.json` as it must be: the served document, pretty, with a final newline.
+    fn rendered() -> String {
+        let json = serde_json::to_value(document()).unwrap();
+        serde_json::to_string_pretty(&json).unwrap() + "\n"
+    }
+
+    /// The dashboard's API types are generated from `ui/openapi.json`: a copy that lags the
+    /// server lets the page compile against an API that no longer exists.
+    #[test]
+    fn ui_openapi_json_is_the_served_document() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/openapi.json");
+        let want = rendered();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "ui/openapi.json is not the document the server serves; regenerate it with \
+             `UPDATE_OPENAPI=1 cargo test -p hoist-api openapi` and commit it"
+        );
+    }
+
+    /// Every `$ref` names something in the document (openapi-typescript refuses a file with
+    /// one that does not).
+    #[test]
+    fn every_ref_in_the_document_resolves() {
+        fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r);
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let json = serde_json::to_value(document()).unwrap();
+        let mut found = Vec::new();
+        refs(&json, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        let dangling: Vec<&str> = found
+            .into_iter()
+            .filter(|r| {
+                r.strip_prefix('#')
+                    .is_none_or(|pointer| json.pointer(pointer).is_none())
+            })
+            .collect();
+        assert!(dangling.is_empty(), "dangling $ref: {dangling:?}");
+    }
+
+    #[test]
+    fn the_session_is_documented_with_its_cookie_scheme() {
+        let json = serde_json::to_value(document()).unwrap();
+        let cookie = &json["components"]["securitySchemes"]["cookie"];
+        assert_eq!(cookie["type"], "apiKey");
+        assert_eq!(cookie["in"], "cookie");
+        assert_eq!(cookie["name"], "hoist_session");
+        let session = &json["paths"]["/v1/session"];
+        assert_eq!(session["post"]["security"], serde_json::json!([{}]));
+        for m in ["get", "delete"] {
+            assert!(session[m]["operationId"].is_string(), "{m}");
+        }
+        assert!(
+            json["components"]["schemas"]["SessionInfo"]["properties"]["csrf_token"].is_object()
+        );
+        assert!(session["delete"]["responses"]["403"].is_object());
     }
 
     #[test]

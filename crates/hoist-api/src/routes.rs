@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use hoist_api_types::{
     ApiErrorBody, DeployRequest, Deployment, DeploymentEventsQuery, EnvApplied, EnvChange, EnvList,
     EnvQuery, EventRecord, EventsQuery, LogLine, LogsQuery, MinuteMetrics, RollbackRequest,
-    RuntimeInfo, ScalingSettings, SeriesQuery, ServiceView, StopResult, StreamEvent, UsageDay,
-    UsageQuery,
+    RuntimeInfo, ScalingSettings, SeriesQuery, ServerInfo, ServiceView, StopResult, StreamEvent,
+    UsageDay, UsageQuery,
 };
 use hoist_control::ControlError;
 use hoist_core::{DeploymentId, Scaling, ServiceName};
@@ -36,7 +36,7 @@ pub(crate) fn deployment_id(id: &str) -> ApiResult<DeploymentId> {
 
 /// A query parameter that decoded but breaks a rule: the message names it.
 fn bad_param(param: &str, rule: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("invalid query parameter `{param}`: {rule}"))
+    ApiError::bad_request(format!("invalid query parameter `{param}`: {rule}")).with_field(param)
 }
 
 fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
@@ -398,6 +398,14 @@ pub(crate) async fn list_runtimes(State(s): St) -> Json<Vec<RuntimeInfo>> {
             .map(Into::into)
             .collect(),
     )
+}
+
+/// The server: its version, the apps' domain, the memory sizes a service may have (with the
+/// CPU share each buys) and the default scaling settings.
+#[utoipa::path(get, path = "/server", operation_id = "getServer", tag = "server",
+    responses((status = 200, description = "The server", body = ServerInfo)))]
+pub(crate) async fn server_info(State(s): St) -> Json<ServerInfo> {
+    Json(s.info.clone())
 }
 
 /// Liveness: `ok` once the server answers.

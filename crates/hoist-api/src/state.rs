@@ -9,4 +9,8 @@ pub struct AppState {
     pub(crate) platform: Arc<Platform>,
     /// The OpenAPI document as served, rendered once.
     pub(crate) openapi: bytes::Bytes,
+    /// Where the admin token is, for the sign-in page's error.
+    pub(crate) admin_token_file: std::path::PathBuf,
+    /// `GET /v1/server`'s answer: it does not change while the server runs.
+    pub(crate) info: hoist_api_types::ServerInfo,
 }

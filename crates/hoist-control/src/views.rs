@@ -16,6 +16,11 @@ impl Platform {
             .store
             .get_service(name)?
             .ok_or_else(|| ControlError::ServiceNotFound(name.to_string()))?;
+        let (requests_24h, errors_24h) = self
+            .store
+            .request_counts(day_ago())?
+            .remove(name.as_str())
+            .unwrap_or_default();
         let (running, starting, waiting, scaling, unrecorded_cold) = {
             let services = self.state();
             match services.get(name) {
@@ -48,15 +53,18 @@ impl Platform {
             instances: into_vec(self.store.list_instances(name, 20)?),
             events_24h: self
                 .store
-                .event_counts(name, hoist_store::now_ms() - 24 * 3600 * 1000)?
+                .event_counts(name, day_ago())?
                 .into_iter()
                 .collect(),
+            requests_24h,
+            errors_24h,
             service: service.into(),
         })
     }
 
     pub fn list(&self) -> Result<Vec<ServiceView>, ControlError> {
         let services = self.store.list_services()?;
+        let mut counts = self.store.request_counts(day_ago())?;
         let mut views = Vec::with_capacity(services.len());
         for service in services {
             let (running, scaling) = {
@@ -73,6 +81,8 @@ impl Platform {
                     None => (Vec::new(), service.scaling.unwrap_or_default()),
                 }
             };
+            let (requests_24h, errors_24h) =
+                counts.remove(service.name.as_str()).unwrap_or_default();
             views.push(ServiceView {
                 url: self.url(&service.name),
                 scaling,
@@ -89,11 +99,17 @@ impl Platform {
                 cold_starts: 0,
                 instances: Vec::new(),
                 events_24h: Default::default(),
+                requests_24h,
+                errors_24h,
                 service: service.into(),
             });
         }
         Ok(views)
     }
+}
+
+fn day_ago() -> i64 {
+    hoist_store::now_ms() - 24 * 3600 * 1000
 }
 
 /// Store rows as the API shows them (hoist-api-types' conversions).
@@ -104,6 +120,13 @@ fn into_vec<T, U: From<T>>(rows: Vec<T>) -> Vec<U> {
 fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {
     let up = &shared.upstream;
     let usage = up.usage();
+    // The same reading as `/metrics` takes. No cgroup (a fake sandbox), or none that could be
+    // read (a running process always uses some memory): unknown, not zero.
+    let cgroup = shared
+        .freezer
+        .as_ref()
+        .map(|_| shared.stats())
+        .filter(|c| c.memory_bytes > 0);
     LiveInstanceView {
         id: shared.id.clone(),
         deployment: deployment.clone(),
@@ -118,5 +141,7 @@ fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstance
         active_ms: usage.active_ms,
         frozen_ms: usage.frozen_ms,
         requests: usage.requests,
+        memory_bytes: cgroup.map(|c| c.memory_bytes),
+        cpu_ms: cgroup.map(|c| c.cpu_usage_ns / 1_000_000),
     }
 }

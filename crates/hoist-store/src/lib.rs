@@ -7,6 +7,7 @@ mod logs;
 mod migrations;
 mod observe;
 mod records;
+mod session;
 mod store;
 mod token;
 
@@ -17,6 +18,7 @@ pub use records::{
     DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
     UsageDelta,
 };
+pub use session::{NewSession, SessionRecord};
 pub use store::{LOG_BYTES_CAP, StateChange, Store};
 
 /// Milliseconds since the Unix epoch: the one time unit stored.

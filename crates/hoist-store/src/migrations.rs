@@ -144,6 +144,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE legacy_plain_env (pending INTEGER NOT NULL);
     "#,
+    // 7: dashboard sessions. The id (the cookie's value) is stored as its SHA-256 only, like
+    // API tokens; `token_hash` is the API token the session was started with, so that
+    // revoking the token ends its sessions too.
+    r#"
+    CREATE TABLE sessions (
+        id_hash    TEXT PRIMARY KEY,
+        csrf_token TEXT NOT NULL,
+        token_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_expires ON sessions(expires_at);
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -177,6 +177,29 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Requests and 5xx answers of every service since `since_ms`, by service name, in one
+    /// query (the services list shows them for all services at once).
+    pub fn request_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::HashMap<String, (u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT service, sum(requests), sum(errors) FROM metrics_minute
+             WHERE minute >= ?1 GROUP BY service",
+        )?;
+        let rows = stmt.query_map(params![since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Drops minutes and events older than `cutoff_ms`.
     pub fn prune_observations(
         &self,
@@ -282,6 +305,33 @@ mod tests {
             .unwrap();
         let err = store.events(&name, 10).unwrap_err().to_string();
         assert!(err.contains("invalid event kind 'meltdown'"), "{err}");
+    }
+
+    #[test]
+    fn request_counts_sum_each_service_since_a_time() {
+        let (store, name) = store();
+        let other: ServiceName = "api".parse().unwrap();
+        store.ensure_service(&other).unwrap();
+        let minute = |minute, requests, errors| MinuteMetrics {
+            minute,
+            requests,
+            errors,
+            p50_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+            instances: 1,
+            memory_mb: 0.0,
+            cpu_ms: 0,
+        };
+        store.put_minute("web", &minute(0, 100, 100)).unwrap();
+        store.put_minute("web", &minute(60_000, 5, 1)).unwrap();
+        store.put_minute("web", &minute(120_000, 7, 0)).unwrap();
+        store.put_minute("api", &minute(120_000, 3, 3)).unwrap();
+        let counts = store.request_counts(60_000).unwrap();
+        assert_eq!(counts[name.as_str()], (12, 1));
+        assert_eq!(counts["api"], (3, 3));
+        assert_eq!(counts.len(), 2);
+        assert!(store.request_counts(180_000).unwrap().is_empty());
     }
 
     #[test]

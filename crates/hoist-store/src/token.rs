@@ -10,3 +10,9 @@ pub(crate) fn generate_token() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("hoist_{}", hex::encode(bytes))
 }
+
+/// 256 random bits as hex: a session id or a CSRF token.
+pub(crate) fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}

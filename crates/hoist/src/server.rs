@@ -94,6 +94,9 @@ pub struct ServerArgs {
     /// The same cap for the API (default 256, or an eighth of the open-file limit if less).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     api_max_connections: Option<u32>,
+    /// Does not serve the web dashboard on the API listener (only the API answers there).
+    #[arg(long)]
+    no_dashboard: bool,
 }
 
 /// One port of `--host-ports`.
@@ -298,12 +301,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let gw_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone()));
-    let api = hoist_api::router(platform.clone());
+    let api = hoist_api::router(
+        platform.clone(),
+        hoist_api::ApiOptions {
+            admin_token_file: token_file.clone(),
+            dashboard: !args.no_dashboard,
+            domain: args.domain.clone(),
+        },
+    );
     let api_limit =
         hoist_gateway::listen::ConnLimit::new(api_max_connections, "API", shutdown.clone());
     let api_task = tokio::spawn(hoist_api::serve(api_listener, api, api_limit));
     tracing::info!(gateway = %args.listen, api = %args.api_listen, domain = %args.domain,
         open_files, max_connections, api_max_connections, "hoist is up");
+    if !args.no_dashboard {
+        if hoist_api::dashboard_built() {
+            tracing::info!(url = %format!("http://{}/", args.api_listen), "dashboard");
+        } else {
+            tracing::warn!(
+                "this binary was built without ui/dist: the dashboard says how to build it"
+            );
+        }
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining instances");

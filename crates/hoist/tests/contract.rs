@@ -271,12 +271,13 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
             ("POST".to_string(), "/v1/deployments".to_string()),
             ("POST".to_string(), format!("{svc}/rollback")),
             ("POST".to_string(), format!("{svc}/scale")),
+            ("POST".to_string(), "/v1/session".to_string()),
         ],
         "a new endpoint with a body needs its bad bodies below"
     );
     // (body, the field the error must name) for each endpoint: an unknown field, a wrong
     // type, an out-of-range value.
-    let cases: [BadBodies; 4] = [
+    let cases: [BadBodies; 5] = [
         (
             "PATCH",
             format!("{svc}/env"),
@@ -317,6 +318,15 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
                 (json!({"idle_freeze": 30}), "idle_freeze"),
                 (json!({"max_instances": 1000}), "max_instances"),
                 (json!({"max_instances": 5_000_000_000u64}), "max_instances"),
+            ],
+        ),
+        (
+            "POST",
+            "/v1/session".into(),
+            vec![
+                (json!({"tokn": "x"}), "tokn"),
+                (json!({"token": 5}), "token"),
+                (json!({"token": ""}), "token"),
             ],
         ),
     ];

@@ -3,7 +3,7 @@ export function NotFound() {
     <section class="empty">
       <h1>Not found</h1>
       <p>
-        There is no page at this address. <a href="/">Back to the services</a>.
+        There is no page at this address. <a href="/">Back to the service list</a>.
       </p>
     </section>
   );

@@ -1,5 +1,5 @@
 import { useRoute } from "preact-iso";
-import { tabs } from "./tabs";
+import { tabPath, tabs } from "./tabs";
 import { NotFound } from "../NotFound";
 
 /** /services/NAME[/TAB]: the service's header, its tabs, and the tab the address names. */
@@ -12,19 +12,20 @@ export function ServicePage() {
   return (
     <div class="service-page">
       <header class="page-head">
+        <p class="crumbs">
+          <a href="/">Service list</a> /
+        </p>
         <h1>{name}</h1>
       </header>
       <nav class="tabs" aria-label="Service">
         {tabs.map((t) => (
-          <a
-            href={`/services/${encodeURIComponent(name)}${t.path ? "/" + t.path : ""}`}
-            aria-current={t === tab ? "page" : undefined}
-          >
+          <a key={t.path} href={tabPath(name, t.path)} aria-current={t === tab ? "page" : undefined}>
             {t.label}
           </a>
         ))}
       </nav>
-      <Tab name={name} />
+      {/* Keyed by service, so a tab never shows one service's data under another's name. */}
+      <Tab key={name} name={name} />
     </div>
   );
 }

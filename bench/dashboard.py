@@ -1,0 +1,198 @@
+"""The dashboard's figures (issue 13): what the first page costs to fetch, how soon the services
+page is usable, and that a dashboard following a busy service's logs leaves the gateway alone.
+
+1. Size: the JavaScript and CSS the first page (`/`, signed in) loads, as Chromium's resource
+   timing lists them, each file read from ui/dist (what the binary embeds) and gzipped at
+   zlib's default level 6; their sum. Target < 100 KB.
+2. Interactive: from navigation start to `performance.mark("hoist:services-interactive")`
+   (the page marks it when the services table first shows data), read in Chromium with the
+   Performance API; LOADS loads in a fresh browser context each (cold HTTP cache) and LOADS
+   reloads of one page (warm), on loopback, SERVICES services listed. Medians. Target < 300 ms.
+3. Gateway: `wrk -t2 -c64 -d{DURATION}s` against the gateway (bench/proxy.py's Go hello-world,
+   one instance, 2048 MB), ROUNDS rounds of one run without a dashboard and one with a
+   Chromium that has the service's Logs tab open, following (every request wrk makes is an
+   access line streamed to it); which goes first alternates. The median of each round's
+   with/without ratio. The claim: unchanged (the dashboard is not in the request path). wrk,
+   the gateway, the app and Chromium share the machine's 2 cores, so the browser's own CPU
+   time is printed too: any drop beyond noise would be that, not the gateway. FOLLOWER=curl
+   follows the same stream with curl instead: the server's cost of streaming, alone.
+
+Run (after `cargo build --release` and scripts/setup.sh): `cd bench && python3 dashboard.py`.
+"""
+
+import gzip
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+from common import ROOT, Server, git_repo, median, table, MINIMAL_APP
+import proxy
+
+LOADS = int(os.environ.get("LOADS", "20"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+DURATION = int(os.environ.get("DURATION", "10"))
+SERVICES = int(os.environ.get("SERVICES", "3"))
+UI = os.path.join(ROOT, "ui")
+DIST = os.path.join(UI, "dist")
+# FOLLOWER=curl follows the same log stream with curl instead of a browser: the server's own
+# cost of the stream, without Chromium's rendering on the same cores.
+FOLLOWER = os.environ.get("FOLLOWER", "browser")
+SMALL_TOML = 'runtime = "python"\nstart = "python3 app.py"\nmemory = 512\n'
+
+
+def browser(server, *args):
+    """The browser half (ui/e2e/bench-pages.ts) as a child with pipes, stdout line-buffered."""
+    env = dict(os.environ, HOIST_E2E_API=f"http://127.0.0.1:{server.api_port}",
+               HOIST_E2E_TOKEN=server.token)
+    return subprocess.Popen(["node", "--import", "tsx", "e2e/bench-pages.ts", *args], cwd=UI,
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def read_line(proc, timeout):
+    """One line of the child's stdout within `timeout` seconds, else an error."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        raise SystemExit(f"the browser said nothing within {timeout} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the browser exited ({proc.wait()}) before answering")
+    return line.strip()
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU time of a process and all its descendants (Chromium is many)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    rest = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            procs[int(entry)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _) in procs.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(procs[p][1] for p in tree if p in procs)
+
+
+def first_page(server):
+    proc = browser(server, "interactive", str(LOADS))
+    line = read_line(proc, 60 + LOADS * 15)
+    proc.wait(timeout=30)
+    result = json.loads(line)
+    files = []
+    for r in result["resources"]:
+        path = urllib.parse.urlparse(r["url"]).path.lstrip("/")
+        with open(os.path.join(DIST, path), "rb") as f:
+            raw = f.read()
+        files.append((path, len(raw), len(gzip.compress(raw, compresslevel=6))))
+    return result, files
+
+
+def gateway(server):
+    repo = git_repo(None, {"main.go": proxy.MAIN_GO, "go.mod": proxy.GO_MOD, "hoist.toml": proxy.TOML})
+    proxy.deploy(server, repo)
+    url = f"http://127.0.0.1:{server.gw_port}/"
+    proxy.wrk(url, 2, 64, 2)  # warm-up
+    runs = {"without": [], "with": []}
+    followed = []
+    for r in range(ROUNDS):
+        for mode in ("without", "with") if r % 2 == 0 else ("with", "without"):
+            follower = None
+            if mode == "with" and FOLLOWER == "curl":
+                follower = subprocess.Popen(
+                    ["curl", "-sN", "-H", f"Authorization: Bearer {server.token}",
+                     f"http://127.0.0.1:{server.api_port}/v1/services/{proxy.NAME}/logs?follow=true&format=sse"],
+                    stdout=subprocess.DEVNULL, stdin=subprocess.PIPE, text=True)
+                time.sleep(1)  # connected by then on loopback
+            elif mode == "with":
+                follower = browser(server, "follow", proxy.NAME)
+                if read_line(follower, 60) != "following":
+                    raise SystemExit("the Logs tab did not start following")
+            cpu0 = tree_cpu_seconds(follower.pid) if follower else 0.0
+            res = proxy.wrk(url, 2, 64, DURATION)
+            runs[mode].append(res[0])
+            note = ""
+            if follower and FOLLOWER == "curl":
+                cpu = tree_cpu_seconds(follower.pid) - cpu0
+                follower.terminate()
+                follower.wait(timeout=10)
+                followed.append(({"messages": 0, "shown": 0}, cpu, res[4]))
+                note = f"  curl CPU {cpu:.1f} s"
+            elif follower:
+                cpu = tree_cpu_seconds(follower.pid) - cpu0
+                # Let the last lines reach the page, then ask what it got.
+                time.sleep(1)
+                follower.stdin.write("stop\n")
+                follower.stdin.close()
+                # A page that just took thousands of lines a second may answer slowly.
+                got = json.loads(read_line(follower, 180))
+                follower.wait(timeout=60)
+                followed.append((got, cpu, res[4]))
+                note = (f"  browser CPU {cpu:.1f} s, {got['messages']} log messages streamed "
+                        f"to it for {res[4]} requests, {got['shown']} lines on the page")
+            print(f"  round {r + 1} {mode:7}: {res[0]:9.0f} req/s  p50 {res[1]:.3f} ms  "
+                  f"p99 {res[2]:.3f} ms  errors {res[3]}{note}", flush=True)
+    return runs, followed
+
+
+def main():
+    signal.signal(signal.SIGTERM, proxy.on_sigterm)
+    proxy.ensure_tools()
+    if not os.path.exists(os.path.join(DIST, "index.html")):
+        raise SystemExit("ui/dist is missing: run scripts/setup.sh, then cargo build --release")
+    server = Server("dashboard")
+    try:
+        repo = git_repo(None, {"app.py": MINIMAL_APP, "hoist.toml": SMALL_TOML})
+        for i in range(SERVICES):
+            server.hoist("deploy", repo, "--name", f"listed-{i}")
+        result, files = first_page(server)
+        runs, followed = gateway(server)
+    finally:
+        server.stop()
+
+    total_gz = sum(f[2] for f in files)
+    print()
+    print(f"first page (/, signed in): {len(files)} JS/CSS files, read from ui/dist, gzip level 6")
+    table([(path, f"{raw / 1024:7.1f} KB raw  {gz / 1024:6.1f} KB gzipped") for path, raw, gz in files]
+          + [("total", f"{sum(f[1] for f in files) / 1024:7.1f} KB raw  {total_gz / 1024:6.1f} KB gzipped"
+                       "   (target < 100 KB)"),
+             ("as the server sent them (resource timing)",
+              f"{sum(r['encoded'] for r in result['resources']) / 1024:7.1f} KB encoded bodies")])
+    print()
+    print(f"services page interactive (navigation start -> hoist:services-interactive), "
+          f"{SERVICES} services, loopback, {LOADS} loads each")
+    table([
+        ("cold cache (fresh context), median",
+         f"{median(result['cold']):6.1f} ms   (min {min(result['cold']):.1f}, max {max(result['cold']):.1f}; target < 300 ms)"),
+        ("warm cache (reload), median",
+         f"{median(result['warm']):6.1f} ms   (min {min(result['warm']):.1f}, max {max(result['warm']):.1f})"),
+    ])
+    ratios = [w / wo for w, wo in zip(runs["with"], runs["without"])]
+    print()
+    print(f"gateway, Go hello-world, wrk -t2 -c64 -d{DURATION}s, {ROUNDS} rounds (medians)")
+    table([
+        ("without a dashboard", f"{median(runs['without']):9.0f} req/s"),
+        (f"with a follower of its logs ({FOLLOWER})", f"{median(runs['with']):9.0f} req/s"),
+        ("with / without, median of the rounds",
+         f"{median(ratios):9.2f}   (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"),
+        ("follower CPU per run, median", f"{median([f[1] for f in followed]):9.1f} s of {DURATION} s"),
+        ("log messages streamed per request, median",
+         f"{median([f[0]['messages'] / max(1, f[2]) for f in followed]):9.2f}"),
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+// The browser half of bench/dashboard.py (not a test: numbers belong in BENCHMARKS.md).
+//
+//   node --import tsx e2e/bench-pages.ts interactive N
+//     N loads of `/` in a fresh context each (cold HTTP cache) and N reloads in one page (warm):
+//     the time from navigation start to performance.mark("hoist:services-interactive"), and
+//     the JS and CSS the first load fetched. Prints one JSON line.
+//   node --import tsx e2e/bench-pages.ts follow SERVICE
+//     Opens SERVICE's Logs tab and follows it; prints "following" once the page says so, then
+//     counts the log messages its EventSource gets until stdin says "stop" (or closes); prints
+//     one JSON line.
+//
+// Environment: HOIST_E2E_API and HOIST_E2E_TOKEN (and HOIST_E2E_CHROMIUM), as for the suite.
+
+import { createInterface } from "node:readline";
+import { chromium, type Browser, type Page } from "playwright-core";
+
+const api = process.env.HOIST_E2E_API ?? "";
+const token = process.env.HOIST_E2E_TOKEN ?? "";
+const MARK = "hoist:services-interactive";
+
+function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.HOIST_E2E_CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+async function signIn(page: Page): Promise<void> {
+  await page.goto(new URL("/login", api).toString());
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL((u) => u.pathname !== "/login");
+}
+
+/** ms from navigation start to the mark, waiting for it at most 10 s. */
+async function markTime(page: Page): Promise<number> {
+  const handle = await page.waitForFunction(
+    (mark) => {
+      const e = performance.getEntriesByName(mark, "mark")[0];
+      return e ? e.startTime : false;
+    },
+    MARK,
+    { timeout: 10_000, polling: 20 },
+  );
+  return (await handle.jsonValue()) as number;
+}
+
+async function interactive(n: number): Promise<void> {
+  const browser = await launch();
+  const first = await browser.newContext();
+  const page = await first.newPage();
+  await signIn(page);
+  const state = await first.storageState();
+  const cold: number[] = [];
+  let resources: { url: string; type: string; transfer: number; encoded: number; decoded: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const ctx = await browser.newContext({ storageState: state });
+    const p = await ctx.newPage();
+    await p.goto(new URL("/", api).toString());
+    cold.push(await markTime(p));
+    if (i === 0) {
+      resources = await p.evaluate(() =>
+        (performance.getEntriesByType("resource") as PerformanceResourceTiming[])
+          .filter((r) => /\.(js|css)(\?|$)/.test(r.name))
+          .map((r) => ({ url: r.name, type: r.initiatorType, transfer: r.transferSize, encoded: r.encodedBodySize, decoded: r.decodedBodySize })),
+      );
+    }
+    await ctx.close();
+  }
+  const warm: number[] = [];
+  await page.goto(new URL("/", api).toString());
+  await markTime(page);
+  for (let i = 0; i < n; i++) {
+    await page.reload();
+    warm.push(await markTime(page));
+  }
+  await browser.close();
+  console.log(JSON.stringify({ cold, warm, resources }));
+}
+
+async function follow(service: string): Promise<void> {
+  const browser = await launch();
+  const page = await (await browser.newContext()).newPage();
+  await signIn(page);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  let messages = 0;
+  cdp.on("Network.eventSourceMessageReceived", () => messages++);
+  await page.goto(new URL(`/services/${service}/logs`, api).toString());
+  await page.getByRole("status").filter({ hasText: "Following" }).waitFor({ timeout: 20_000 });
+  console.log("following");
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (line.trim() === "stop") break;
+  }
+  const shown = await page.locator(".log-line").count();
+  const status = await page.getByRole("status").filter({ hasText: /Following|Paused|Reconnecting/ }).first().innerText({ timeout: 5000 }).catch(() => "?");
+  await browser.close();
+  console.log(JSON.stringify({ messages, shown, status }));
+  // stdin's reader would keep the process alive.
+  process.exit(0);
+}
+
+const [mode, arg] = process.argv.slice(2);
+if (!api || !token) throw new Error("set HOIST_E2E_API and HOIST_E2E_TOKEN");
+if (mode === "interactive") await interactive(Number(arg ?? "20"));
+else if (mode === "follow" && arg) await follow(arg);
+else throw new Error("usage: bench-pages.ts interactive N | follow SERVICE");
