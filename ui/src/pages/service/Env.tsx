@@ -10,6 +10,9 @@ import type { TabProps } from "./tabs";
 import "./observe.css";
 
 type EnvApplied = Schemas["EnvApplied"];
+
+/** The most bytes (names and values) a service's environment holds (`ENV_TOTAL_LIMIT`). */
+const ENV_TOTAL_LIMIT = 3072;
 type EnvChange = Schemas["EnvChange"];
 
 type Progress =
@@ -107,6 +110,10 @@ export function Env({ name }: TabProps) {
     if (!n) problem.name = "Give the variable a name.";
     else if (!ENV_NAME.test(n)) problem.name = ENV_NAME_RULE;
     if (formValue.includes("\0")) problem.value = "A value cannot hold a NUL byte.";
+    // The server's cap is on all variables together (it says so when they are over it); one
+    // variable over it alone can be told here.
+    else if (new TextEncoder().encode(n + formValue).length > ENV_TOTAL_LIMIT)
+      problem.value = `Too long: a service's variables hold at most ${ENV_TOTAL_LIMIT} bytes (3 KB) in all.`;
     setFormProblem(problem);
     if (problem.name) return nameInput.current?.focus();
     if (problem.value) return valueInput.current?.focus();
