@@ -29,6 +29,15 @@ status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+# The pages' own unit tests (node:test through tsx: the .env parser, the SSE streams' resume
+# and de-duplication); the browser suite ran above, from crates/hoist/tests/dashboard.rs.
+set +e
+(cd ui && npx --no-install tsx --test $(find src -name '*.test.ts' | sort)) 2>&1 | tee "$log"
+ui_status=${PIPESTATUS[0]}
+set -e
+passed=$((passed + $(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -1)))
+failed=$((failed + $(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -1)))
+[ "$ui_status" = 0 ] || status=$ui_status
 rm -f "$log"
 echo
 echo "summary: $passed passed, $failed failed"

@@ -25,11 +25,16 @@ impl Platform {
             let services = self.state();
             match services.get(name) {
                 Some(state) => {
-                    let running = state
+                    // The handles only: their cgroups are read once the lock is released, as
+                    // the scaler and the activator take this lock.
+                    let running: Vec<_> = state
                         .live
                         .iter()
-                        .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
-                        .map(|(l, i)| live_view(&l.id, &i.shared))
+                        .flat_map(|l| {
+                            l.instances
+                                .iter()
+                                .map(move |i| (l.id.clone(), i.shared.clone()))
+                        })
                         .collect();
                     (
                         running,
@@ -42,6 +47,10 @@ impl Platform {
                 None => (Vec::new(), 0, 0, service.scaling.unwrap_or_default(), 0),
             }
         };
+        let running = running
+            .iter()
+            .map(|(d, shared)| live_view(d, shared, true))
+            .collect();
         Ok(ServiceView {
             url: self.url(name),
             scaling,
@@ -74,7 +83,8 @@ impl Platform {
                         s.live
                             .iter()
                             .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
-                            .map(|(l, i)| live_view(&l.id, &i.shared))
+                            // The list shows states and counts, not usage: no cgroup is read.
+                            .map(|(l, i)| live_view(&l.id, &i.shared, false))
                             .collect(),
                         s.scaling,
                     ),
@@ -117,7 +127,12 @@ fn into_vec<T, U: From<T>>(rows: Vec<T>) -> Vec<U> {
     rows.into_iter().map(U::from).collect()
 }
 
-fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstanceView {
+/// `read_cgroup`: read the instance's memory and CPU now from its cgroup (a few file reads).
+fn live_view(
+    deployment: &DeploymentId,
+    shared: &InstanceShared,
+    read_cgroup: bool,
+) -> LiveInstanceView {
     let up = &shared.upstream;
     let usage = up.usage();
     // The same reading as `/metrics` takes. No cgroup (a fake sandbox), or none that could be
@@ -125,6 +140,7 @@ fn live_view(deployment: &DeploymentId, shared: &InstanceShared) -> LiveInstance
     let cgroup = shared
         .freezer
         .as_ref()
+        .filter(|_| read_cgroup)
         .map(|_| shared.stats())
         .filter(|c| c.memory_bytes > 0);
     LiveInstanceView {

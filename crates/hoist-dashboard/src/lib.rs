@@ -3,7 +3,8 @@
 //! answers for a GET or HEAD that is not the API's ([`respond`]):
 //! - a file of `ui/dist`: that file; Vite's content-hashed `/assets/*` may be cached for good,
 //!   the others are revalidated (`ETag`) on each use;
-//! - a missing `/assets/...`: `404` (a stale page asking for an old bundle must not get HTML);
+//! - a missing `/assets/...`, or any missing path whose last segment has a `.`: `404` (a stale
+//!   page asking for an old bundle, or an icon loader, must not get HTML);
 //! - any other path: `index.html`, whose script routes on the client (`/services/x/logs`).
 //!
 //! Compressible files are sent gzip-compressed when the client takes it, compressed once per
@@ -104,24 +105,31 @@ fn entry(path: &str) -> Option<Arc<Entry>> {
     Some(entry)
 }
 
-/// Whether `Accept-Encoding` takes `coding` (listed without `q=0`, or `*`).
+/// Whether `Accept-Encoding` takes `coding`: its own entry decides (refused with `q=0`), and
+/// without one, `*` does.
 fn accepts(headers: &HeaderMap, coding: &str) -> bool {
-    headers
+    let mut wildcard = None;
+    for item in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (name.eq_ignore_ascii_case(coding) || name == "*") && !refused
-        })
+    {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                && p[2..].trim().parse::<f32>().is_ok_and(|q| q == 0.0)
+        });
+        if name.eq_ignore_ascii_case(coding) {
+            return !refused;
+        }
+        if name == "*" {
+            wildcard = Some(!refused);
+        }
+    }
+    wildcard.unwrap_or(false)
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for a GET).
@@ -193,7 +201,10 @@ pub fn respond(path: &str, headers: &HeaderMap) -> Response {
         };
         return send(&e, cache, headers);
     }
-    if rel.starts_with("assets/") {
+    // A missing asset, or a missing file anywhere (`/favicon.ico`, `/robots.txt`): answering
+    // index.html would hand a script or an icon loader HTML, refused under `nosniff`.
+    let last = rel.rsplit('/').next().unwrap_or("");
+    if rel.starts_with("assets/") || last.contains('.') {
         return plain(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -242,6 +253,15 @@ mod tests {
             "gzip"
         ));
         assert!(!accepts(&HeaderMap::new(), "gzip"));
+        // Its own entry wins over `*`, in either order, and `Q=0` refuses as `q=0` does.
+        assert!(!accepts(
+            &headers(&[("accept-encoding", "gzip;q=0, *")]),
+            "gzip"
+        ));
+        assert!(!accepts(
+            &headers(&[("accept-encoding", "*, gzip;Q=0")]),
+            "gzip"
+        ));
     }
 
     #[test]
@@ -272,6 +292,14 @@ mod tests {
     fn a_missing_asset_is_404_and_without_a_build_every_page_says_how_to_build() {
         let r = respond("/assets/index-0000.js", &HeaderMap::new());
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // Nor does a missing file outside assets/ get the page as HTML.
+        for missing in ["/robots.txt", "/favicon.ico", "/services/x/sw.js"] {
+            assert_eq!(
+                respond(missing, &HeaderMap::new()).status(),
+                StatusCode::NOT_FOUND,
+                "{missing}"
+            );
+        }
         if !is_built() {
             let r = respond("/services/x/logs", &HeaderMap::new());
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
