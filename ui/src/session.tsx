@@ -3,7 +3,8 @@
 import { createContext, type ComponentChildren } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { api, onReachability, setCsrf, whenUnauthorized, type Schemas } from "./api/client";
+import { getSession } from "./api/early";
+import { onReachability, setCsrf, whenUnauthorized, type Schemas } from "./api/client";
 import { Loading } from "./components/Loading";
 
 type SessionInfo = Schemas["SessionInfo"];
@@ -30,7 +31,7 @@ export function Session({ children }: { children: ComponentChildren }) {
     });
     let stopped = false;
     const check = () =>
-      api.GET("/v1/session").then(
+      getSession().then(
         ({ data, response }) => {
           if (stopped) return;
           if (data) {

@@ -40,18 +40,27 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The value of the session cookie in `headers`, if any.
-pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The values of the session cookies in `headers`, in the order sent.
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .filter(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.trim())
         .filter(|v| !v.is_empty())
 }
+
+/// The value of the (first) session cookie in `headers`, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    session_cookies(headers).next()
+}
+
+/// Most session cookies of one request looked up: a browser sends one, or a few when a
+/// sibling site planted others.
+const MAX_SESSION_COOKIES: usize = 4;
 
 fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, message)
@@ -100,14 +109,25 @@ pub(crate) fn authorize(
             false => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token")),
         };
     }
-    let Some(id) = session_cookie(headers) else {
+    if session_cookie(headers).is_none() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing bearer token (set HOIST_TOKEN or use the server's admin-token file), or \
              no session (sign in at /login)",
         ));
-    };
-    let Some(record) = store.session(id)? else {
+    }
+    // An app at NAME.<domain> is the same site as the dashboard on a sibling name, and may set
+    // a `hoist_session` cookie of its own (for `Path=/v1`) that the browser sends before the
+    // real one: the first cookie naming a live session counts, so a planted one cannot lock
+    // the user out.
+    let mut live = None;
+    for id in session_cookies(headers).take(MAX_SESSION_COOKIES) {
+        if let Some(record) = store.session(id)? {
+            live = Some((id, record));
+            break;
+        }
+    }
+    let Some((id, record)) = live else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the session has ended (signed out, expired, or its token was replaced): sign in \
@@ -274,6 +294,23 @@ mod tests {
             ("origin", "https://hoist.example.com"),
         ]);
         assert!(authorize(&f.store, &Method::POST, &proxied).is_ok());
+    }
+
+    #[test]
+    fn a_cookie_planted_before_the_real_one_does_not_lock_the_user_out() {
+        let f = fixture("planted");
+        let s = f.store.create_session(&f.token, 60_000).unwrap().unwrap();
+        // What a browser sends when a sibling app set `hoist_session` for Path=/v1: the more
+        // specific path first.
+        let cookie = format!("{COOKIE}=planted; {COOKIE}={}", s.id);
+        let get = headers(&[("cookie", &cookie), ("host", "127.0.0.1:7070")]);
+        match authorize(&f.store, &Method::GET, &get) {
+            Ok(Auth::Session { id, .. }) => assert_eq!(id, s.id),
+            other => panic!("{other:?}"),
+        }
+        // Only planted ones: no session.
+        let only = headers(&[("cookie", &format!("{COOKIE}=a; {COOKIE}=b"))]);
+        assert_eq!(status(authorize(&f.store, &Method::GET, &only)).0, 401);
     }
 
     #[test]
