@@ -164,9 +164,11 @@ export class Watched {
     for (const f of this.failed) {
       const left = this.navs > f.started.navs || this.page.url() !== f.started.pageUrl;
       const asked = this.expectedCloses.some((c) => c.url.test(f.url));
-      // A stream ends when the page leaves its view (same-document navigations too); a fetch
-      // only when a new document replaces the one that made it.
-      const moved = f.type === "eventsource" ? left : f.type === "fetch" && this.loads > f.started.loads;
+      // A stream ends when the page leaves its view (same-document navigations too); a fetch,
+      // or a lazily imported chunk (the Metrics tab's uPlot) or its stylesheet, only when a
+      // new document replaces the one that asked for it.
+      const replaced = ["fetch", "script", "stylesheet"].includes(f.type) && this.loads > f.started.loads;
+      const moved = f.type === "eventsource" ? left : replaced;
       // A deployment's stream that got its last event: the page closes it there and then,
       // which can beat the server's own end of the response.
       const finished = f.type === "eventsource" && (this.ended.get(f.url) ?? 0) > 0;
