@@ -133,3 +133,20 @@ def table(rows):
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
+
+
+def proc_table():
+    """Every process now: pid -> (command name, parent pid, user + system CPU seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    head, _, rest = f.read().rpartition(")")
+            except OSError:
+                continue  # exited meanwhile
+            fields = rest.split()  # fields[1] ppid, fields[11] utime, fields[12] stime
+            procs[int(entry)] = (head.partition("(")[2], int(fields[1]),
+                                 (int(fields[11]) + int(fields[12])) / tick)
+    return procs

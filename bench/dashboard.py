@@ -30,7 +30,7 @@ import sys
 import time
 import urllib.parse
 
-from common import ROOT, Server, git_repo, median, table, MINIMAL_APP
+from common import ROOT, Server, git_repo, median, proc_table, table, MINIMAL_APP
 import proxy
 
 LOADS = int(os.environ.get("LOADS", "20"))
@@ -67,24 +67,15 @@ def read_line(proc, timeout):
 
 def tree_cpu_seconds(pid):
     """User + system CPU time of a process and all its descendants (Chromium is many)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    procs = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    rest = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            procs[int(entry)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+    procs = proc_table()
     tree, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()
-        for child, (ppid, _) in procs.items():
+        for child, (_, ppid, _) in procs.items():
             if ppid == parent and child not in tree:
                 tree.add(child)
                 frontier.append(child)
-    return sum(procs[p][1] for p in tree if p in procs)
+    return sum(procs[p][2] for p in tree if p in procs)
 
 
 def first_page(server):

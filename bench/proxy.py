@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 
-from common import HOIST, Server, free_port, git_repo, median, table
+from common import HOIST, Server, free_port, git_repo, median, proc_table, table
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "10"))  # seconds per wrk run
@@ -255,18 +255,7 @@ def wrk(url, threads, conns, seconds, host=HOST):
 def cpu_seconds(root_pid):
     """User + system CPU time of a process (all its threads) and of its children that run the
     same program: nginx's workers, but not the app, which Hoist's server has as a child."""
-    tick = os.sysconf("SC_CLK_TCK")
-    procs = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    head, _, rest = f.read().rpartition(")")
-            except OSError:
-                continue  # exited meanwhile
-            fields = rest.split()  # fields[1] ppid, fields[11] utime, fields[12] stime
-            procs[int(entry)] = (head.partition("(")[2], int(fields[1]),
-                                 (int(fields[11]) + int(fields[12])) / tick)
+    procs = proc_table()
     comm = procs[root_pid][0]
     return sum(cpu for pid, (c, ppid, cpu) in procs.items()
                if pid == root_pid or (ppid == root_pid and c == comm))
