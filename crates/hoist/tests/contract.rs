@@ -192,6 +192,10 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
         );
     }
     check_json(&server, &doc, "/v1/runtimes", "/v1/runtimes", &mut problems);
+    // What the dashboard reads first: the server's facts and the session check (a bearer
+    // token answers it too).
+    check_json(&server, &doc, "/v1/server", "/v1/server", &mut problems);
+    check_json(&server, &doc, "/v1/session", "/v1/session", &mut problems);
     let logs = check_ndjson(
         &server,
         &doc,
