@@ -27,6 +27,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -42,6 +43,8 @@ DIST = os.path.join(UI, "dist")
 # FOLLOWER=curl follows the same log stream with curl instead of a browser: the server's own
 # cost of the stream, without Chromium's rendering on the same cores.
 FOLLOWER = os.environ.get("FOLLOWER", "browser")
+# PARTS=pages or PARTS=gateway measures one half only (both by default).
+PARTS = os.environ.get("PARTS", "pages,gateway").split(",")
 SMALL_TOML = 'runtime = "python"\nstart = "python3 app.py"\nmemory = 512\n'
 
 
@@ -103,10 +106,12 @@ def gateway(server):
         for mode in ("without", "with") if r % 2 == 0 else ("with", "without"):
             follower = None
             if mode == "with" and FOLLOWER == "curl":
+                # What curl got goes to a file: its `data:` lines are the messages streamed.
+                sink = tempfile.TemporaryFile()
                 follower = subprocess.Popen(
                     ["curl", "-sN", "-H", f"Authorization: Bearer {server.token}",
                      f"http://127.0.0.1:{server.api_port}/v1/services/{proxy.NAME}/logs?follow=true&format=sse"],
-                    stdout=subprocess.DEVNULL, stdin=subprocess.PIPE, text=True)
+                    stdout=sink, stdin=subprocess.PIPE, text=True)
                 time.sleep(1)  # connected by then on loopback
             elif mode == "with":
                 follower = browser(server, "follow", proxy.NAME)
@@ -120,8 +125,11 @@ def gateway(server):
                 cpu = tree_cpu_seconds(follower.pid) - cpu0
                 follower.terminate()
                 follower.wait(timeout=10)
-                followed.append(({"messages": 0, "shown": 0}, cpu, res[4]))
-                note = f"  curl CPU {cpu:.1f} s"
+                sink.seek(0)
+                messages = sum(1 for line in sink if line.startswith(b"data:"))
+                sink.close()
+                followed.append(({"messages": messages, "shown": 0}, cpu, res[4]))
+                note = f"  curl CPU {cpu:.2f} s, {messages} log messages streamed to it for {res[4]} requests"
             elif follower:
                 cpu = tree_cpu_seconds(follower.pid) - cpu0
                 # Let the last lines reach the page, then ask what it got.
@@ -149,11 +157,17 @@ def main():
         repo = git_repo(None, {"app.py": MINIMAL_APP, "hoist.toml": SMALL_TOML})
         for i in range(SERVICES):
             server.hoist("deploy", repo, "--name", f"listed-{i}")
-        result, files = first_page(server)
-        runs, followed = gateway(server)
+        result, files = first_page(server) if "pages" in PARTS else (None, None)
+        runs, followed = gateway(server) if "gateway" in PARTS else (None, None)
     finally:
         server.stop()
+    if result:
+        print_pages(result, files)
+    if runs:
+        print_gateway(runs, followed)
 
+
+def print_pages(result, files):
     total_gz = sum(f[2] for f in files)
     print()
     print(f"first page (/, signed in): {len(files)} JS/CSS files, read from ui/dist, gzip level 6")
@@ -171,6 +185,17 @@ def main():
         ("warm cache (reload), median",
          f"{median(result['warm']):6.1f} ms   (min {min(result['warm']):.1f}, max {max(result['warm']):.1f})"),
     ])
+    # Where a cold load's time goes: each request's start and end, medians over the loads.
+    print()
+    print("cold load, ms from navigation start (medians): start -> request sent -> first byte -> last byte")
+    names = sorted({n for p in result["phases"] for n in p},
+                   key=lambda n: median([p[n][-1] for p in result["phases"] if n in p]))
+    table([(n, "  ->  ".join(f"{median([p[n][i] for p in result['phases'] if n in p]):6.1f}"
+                             for i in range(max(len(p.get(n, [])) for p in result["phases"]))))
+           for n in names])
+
+
+def print_gateway(runs, followed):
     ratios = [w / wo for w, wo in zip(runs["with"], runs["without"])]
     print()
     print(f"gateway, Go hello-world, wrk -t2 -c64 -d{DURATION}s, {ROUNDS} rounds (medians)")

@@ -52,12 +52,32 @@ async function interactive(n: number): Promise<void> {
   await signIn(page);
   const state = await first.storageState();
   const cold: number[] = [];
+  // Where a cold load's time goes: each resource's start and end, ms from navigation start.
+  const phases: Record<string, number[]>[] = [];
   let resources: { url: string; type: string; transfer: number; encoded: number; decoded: number }[] = [];
   for (let i = 0; i < n; i++) {
     const ctx = await browser.newContext({ storageState: state });
     const p = await ctx.newPage();
     await p.goto(new URL("/", api).toString());
     cold.push(await markTime(p));
+    phases.push(
+      await p.evaluate(() => {
+        const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
+        const out: Record<string, number[]> = {
+          document: [0, nav.requestStart, nav.responseStart, nav.responseEnd].map(Math.round),
+          domInteractive: [nav.domInteractive],
+        };
+        for (const m of [...performance.getEntriesByType("mark"), ...performance.getEntriesByType("paint")]) {
+          out[m.name] = [Math.round(m.startTime)];
+        }
+        for (const r of performance.getEntriesByType("resource") as PerformanceResourceTiming[]) {
+          const name = new URL(r.name).pathname.replace(/-[A-Za-z0-9_]{8}\./, ".");
+          // start, request sent, first byte, last byte (0: not exposed, e.g. a reused connection's)
+          out[name] = [r.startTime, r.requestStart, r.responseStart, r.responseEnd].map(Math.round);
+        }
+        return out;
+      }),
+    );
     if (i === 0) {
       resources = await p.evaluate(() =>
         (performance.getEntriesByType("resource") as PerformanceResourceTiming[])
@@ -75,7 +95,7 @@ async function interactive(n: number): Promise<void> {
     warm.push(await markTime(page));
   }
   await browser.close();
-  console.log(JSON.stringify({ cold, warm, resources }));
+  console.log(JSON.stringify({ cold, warm, resources, phases }));
 }
 
 async function follow(service: string): Promise<void> {

@@ -1,7 +1,7 @@
 // The signed-in session. The cookie is HttpOnly: the page never sees it, and learns whether it
 // has one (and its CSRF token) from GET /v1/session. Without one, every page leads to /login.
 import { createContext, type ComponentChildren } from "preact";
-import { useContext, useEffect, useState } from "preact/hooks";
+import { useContext, useLayoutEffect, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
 import { getSession } from "./api/early";
 import { onReachability, setCsrf, whenUnauthorized, type Schemas } from "./api/client";
@@ -24,7 +24,9 @@ export function Session({ children }: { children: ComponentChildren }) {
   const { route } = useLocation();
   const [info, setInfo] = useState<SessionInfo | null>(null);
   const [failed, setFailed] = useState<string | null>(null);
-  useEffect(() => {
+  // A layout effect: the session's answer (asked for as the script started) is taken as soon as
+  // it is there, not after a painted frame.
+  useLayoutEffect(() => {
     whenUnauthorized(() => {
       setCsrf(null);
       route(loginPath(), true);

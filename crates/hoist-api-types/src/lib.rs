@@ -31,7 +31,7 @@ pub use error::ApiErrorBody;
 pub use info::{MemoryOption, MemoryRange, ServerInfo};
 pub use logs::{
     CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
-    StreamEvent,
+    LogsSkipped, StreamEvent,
 };
 pub use observe::{EventRecord, EventsQuery, MinuteMetrics, SeriesQuery, UsageDay, UsageQuery};
 pub use scaling::ScalingSettings;

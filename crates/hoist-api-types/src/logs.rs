@@ -129,6 +129,24 @@ pub struct LogsQuery {
     #[param(inline)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<LogFormat>,
+    /// With `follow`: the most new lines a second to send (1 to 100000). Lines that come
+    /// faster are not sent; a `LogsSkipped` (an SSE event named `skipped`, or an NDJSON object
+    /// with `skipped`) says how many, at most four times a second. The backlog is not limited.
+    /// For a person watching a busy service (the dashboard asks for 200); every line stays
+    /// stored and can be read without `follow`.
+    #[param(minimum = 1, maximum = 100000)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<u32>,
+}
+
+/// Lines of a followed service's logs that `max_rate` kept from being sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogsSkipped {
+    /// How many lines were not sent since the previous `LogsSkipped`.
+    pub skipped: u64,
+    /// Every line up to this id was sent or counted here (the stream's resume point: the SSE
+    /// event's id).
+    pub through_id: i64,
 }
 
 /// How a deployment ended (or that it went live), the last event of its stream.

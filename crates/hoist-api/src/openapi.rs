@@ -34,7 +34,7 @@ use crate::state::AppState;
         license(name = "Apache-2.0")
     ),
     security(("bearer" = []), ("cookie" = [])),
-    components(schemas(hoist_api_types::ApiErrorBody)),
+    components(schemas(hoist_api_types::ApiErrorBody, hoist_api_types::LogsSkipped)),
     tags(
         (name = "services", description = "Services and their state"),
         (name = "deployments", description = "Deploys, their progress and rollbacks"),

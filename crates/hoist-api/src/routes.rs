@@ -338,11 +338,18 @@ pub(crate) async fn service_logs(
         grep,
         tail: Some(q.tail.unwrap_or(default_tail)),
     };
+    let max_rate = match q.max_rate {
+        None => None,
+        rate => Some(in_range("max_rate", rate, 1, (1, 100_000))?),
+    };
     Ok(stream::service_logs(
         s.platform.clone(),
         name.to_string(),
         filter,
-        q.follow,
+        stream::Follow {
+            follow: q.follow,
+            max_rate,
+        },
         format,
         resume,
     ))

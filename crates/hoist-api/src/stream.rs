@@ -9,16 +9,17 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use hoist_api_types::{DeploymentOutcome, LogFormat, StreamEvent};
+use hoist_api_types::{DeploymentOutcome, LogFormat, LogsSkipped, StreamEvent};
 use hoist_control::{Change, Event, Platform};
 use hoist_core::{DeploymentId, DeploymentState};
 use hoist_store::{LogFilter, LogLine};
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
 /// The id of a deployment stream's last event, its outcome.
 const END_ID: &str = "end";
@@ -97,9 +98,10 @@ impl Resume {
     }
 }
 
-/// One event of a stream: its id and its JSON.
+/// One event of a stream: its id, its SSE event name (none: a plain message) and its JSON.
 struct Item {
     id: String,
+    name: Option<&'static str>,
     json: Vec<u8>,
 }
 
@@ -107,38 +109,97 @@ impl Item {
     fn new<T: serde::Serialize>(id: impl ToString, value: &T) -> Item {
         Item {
             id: id.to_string(),
+            name: None,
             json: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    fn named<T: serde::Serialize>(name: &'static str, id: impl ToString, value: &T) -> Item {
+        Item {
+            name: Some(name),
+            ..Item::new(id, value)
+        }
+    }
+
+    /// Appends the item as sent in `format`. serde_json's compact output has no raw newline,
+    /// so the JSON is one SSE `data:` line.
+    fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        match format {
+            Format::Ndjson => {
+                out.extend_from_slice(&self.json);
+                out.push(b'\n');
+            }
+            Format::Sse => {
+                if let Some(name) = self.name {
+                    out.extend_from_slice(b"event: ");
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"id: ");
+                out.extend_from_slice(self.id.as_bytes());
+                out.extend_from_slice(b"\ndata: ");
+                out.extend_from_slice(&self.json);
+                out.extend_from_slice(b"\n\n");
+            }
         }
     }
 }
 
+/// While events keep coming, a stream writes at most once in this long: a busy service's
+/// followers then cost the server a write (and the client a wake-up) per batch of lines, not
+/// per line. An event after a quiet spell is written at once.
+const LINGER: Duration = Duration::from_millis(25);
+/// The most events in one write.
+const BATCH: usize = 1024;
+/// An idle SSE stream sends a comment this often, so proxies and browsers keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The response: the events of `rx`, as they come, batched (see [`LINGER`]).
 fn respond(rx: mpsc::Receiver<Item>, format: Format) -> Response {
-    match format {
-        Format::Ndjson => {
-            let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-                let mut item = rx.recv().await?;
-                item.json.push(b'\n');
-                Some((Ok::<_, Infallible>(Bytes::from(item.json)), rx))
-            });
-            Response::builder()
-                .header(header::CONTENT_TYPE, "application/x-ndjson")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(lines))
-                .unwrap_or_default()
-        }
-        Format::Sse => {
-            let events = futures_util::stream::unfold(rx, |mut rx| async move {
-                let item = rx.recv().await?;
-                let event = SseEvent::default()
-                    .id(item.id)
-                    .data(String::from_utf8_lossy(&item.json));
-                Some((Ok::<_, Infallible>(event), rx))
-            });
-            Sse::new(events)
-                .keep_alive(KeepAlive::default())
-                .into_response()
-        }
+    struct Writer {
+        rx: mpsc::Receiver<Item>,
+        batch: Vec<Item>,
+        last_write: Option<Instant>,
     }
+    let writer = Writer {
+        rx,
+        batch: Vec::new(),
+        last_write: None,
+    };
+    let body = futures_util::stream::unfold(writer, move |mut w| async move {
+        let first = match format {
+            Format::Sse => match tokio::time::timeout(KEEP_ALIVE, w.rx.recv()).await {
+                Ok(first) => first?,
+                Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), w)),
+            },
+            Format::Ndjson => w.rx.recv().await?,
+        };
+        w.batch.push(first);
+        if let Some(at) = w.last_write {
+            tokio::time::sleep_until(at + LINGER).await;
+        }
+        while w.batch.len() < BATCH {
+            match w.rx.try_recv() {
+                Ok(item) => w.batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut out = Vec::with_capacity(w.batch.iter().map(|i| i.json.len() + 32).sum());
+        for item in w.batch.drain(..) {
+            item.encode(format, &mut out);
+        }
+        w.last_write = Some(Instant::now());
+        Some((Ok(Bytes::from(out)), w))
+    });
+    let content_type = match format {
+        Format::Ndjson => "application/x-ndjson",
+        Format::Sse => "text/event-stream",
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_default()
 }
 
 /// Whether the deployment's pipeline is over (its outcome is recorded and nothing more is
@@ -258,13 +319,64 @@ pub(crate) fn deployment_events(
     respond(rx, format)
 }
 
-/// A service's logs: the backlog, then (with `follow`) new lines as they are stored. After a
-/// `Last-Event-ID`, the backlog is every matching line after it, however many.
+/// Whether a log stream goes on after the backlog, and how fast.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Follow {
+    pub(crate) follow: bool,
+    /// The most new lines a second to send (`max_rate`).
+    pub(crate) max_rate: Option<u32>,
+}
+
+/// How often a limited follower is told how many lines it was not sent.
+const SKIPPED_EVERY: Duration = Duration::from_millis(250);
+
+/// A token bucket of `rate` lines a second, holding one second's worth: a burst (a stack
+/// trace) is sent whole, a steady flood is cut to `rate`. What it refuses is counted.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+    skipped: u64,
+}
+
+impl RateLimit {
+    fn new(rate: u32, now: Instant) -> RateLimit {
+        RateLimit {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            at: now,
+            skipped: 0,
+        }
+    }
+
+    /// Whether a line may be sent now; counts it as skipped when not.
+    fn admit(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.skipped += 1;
+            false
+        }
+    }
+
+    /// The count of skipped lines since the last call.
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+/// A service's logs: the backlog, then (with `follow`) new lines as they are stored, at most
+/// `max_rate` a second when given. After a `Last-Event-ID`, the backlog is every matching line
+/// after it, however many.
 pub(crate) fn service_logs(
     platform: Arc<Platform>,
     service: String,
     mut filter: LogFilter,
-    follow: bool,
+    follow: Follow,
     format: Format,
     resume: Resume,
 ) -> Response {
@@ -272,11 +384,12 @@ pub(crate) fn service_logs(
         filter.after_id = Some(filter.after_id.map_or(after, |a| a.max(after)));
         filter.tail = None;
     }
-    let (tx, rx) = mpsc::channel::<Item>(1024);
+    let (tx, rx) = mpsc::channel::<Item>(4096);
     tokio::spawn(async move {
         let mut sub = platform.logs().subscribe();
         let store = platform.store().clone();
         let mut last_id = resume.after();
+        let mut limit = follow.max_rate.map(|r| RateLimit::new(r, Instant::now()));
         macro_rules! send_line {
             ($l:expr) => {{
                 let l: LogLine = $l;
@@ -287,6 +400,20 @@ pub(crate) fn service_logs(
                     .is_err()
                 {
                     return;
+                }
+            }};
+        }
+        // A line of the live part: sent, or counted as skipped by the rate limit.
+        macro_rules! follow_line {
+            ($l:expr) => {{
+                let l: LogLine = $l;
+                if limit
+                    .as_mut()
+                    .is_none_or(|limit| limit.admit(Instant::now()))
+                {
+                    send_line!(l);
+                } else {
+                    last_id = l.id;
                 }
             }};
         }
@@ -301,20 +428,33 @@ pub(crate) fn service_logs(
         for l in backlog {
             send_line!(l);
         }
-        if !follow {
+        if !follow.follow {
             return;
         }
+        let mut tell_skipped = tokio::time::interval(SKIPPED_EVERY);
+        tell_skipped.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A follower of a quiet service notices a client that left without waiting for
             // a line to fail to send.
             let received = tokio::select! {
                 r = sub.recv() => r,
+                _ = tell_skipped.tick(), if limit.is_some() => {
+                    let skipped = limit.as_mut().map_or(0, RateLimit::take_skipped);
+                    if skipped > 0 {
+                        // Its id is the last line counted, so a reconnect resumes after it.
+                        let event = LogsSkipped { skipped, through_id: last_id };
+                        if tx.send(Item::named("skipped", last_id, &event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 _ = tx.closed() => return,
             };
             match received {
                 Ok(Event::Log(l)) => {
                     if l.id > last_id && l.service == service && filter.matches(&l) {
-                        send_line!(l);
+                        follow_line!(l);
                     }
                 }
                 Ok(_) => {}
@@ -325,7 +465,7 @@ pub(crate) fn service_logs(
                         ..filter.clone()
                     };
                     for l in store.query_logs(&service, &catch_up).unwrap_or_default() {
-                        send_line!(l);
+                        follow_line!(l);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -372,5 +512,40 @@ mod tests {
         assert_eq!(at(""), Ok(Resume::Start));
         let err = at("d-1").unwrap_err();
         assert!(err.starts_with("invalid Last-Event-ID 'd-1'"), "{err}");
+    }
+
+    #[test]
+    fn the_rate_limit_sends_a_burst_whole_then_its_rate_and_counts_the_rest() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(10, start);
+        // One second's worth at once: all sent.
+        assert!((0..10).all(|_| limit.admit(start)));
+        // A flood in the same instant: none, each counted.
+        assert_eq!((0..90).filter(|_| limit.admit(start)).count(), 0);
+        assert_eq!(limit.take_skipped(), 90);
+        assert_eq!(limit.take_skipped(), 0, "taken once");
+        // Half a second later, half a second's worth.
+        let later = start + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| limit.admit(later)).count(), 5);
+        assert_eq!(limit.take_skipped(), 95);
+        // A long quiet spell refills one second's worth, not more.
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!((0..100).filter(|_| limit.admit(much_later)).count(), 10);
+    }
+
+    #[test]
+    fn events_are_encoded_as_ndjson_lines_or_sse_events_with_their_name_and_id() {
+        let line = Item::new(7, &serde_json::json!({"line": "a\nb"}));
+        let skipped = Item::named("skipped", 9, &serde_json::json!({"skipped": 2}));
+        let mut out = Vec::new();
+        line.encode(Format::Ndjson, &mut out);
+        assert_eq!(out, b"{\"line\":\"a\\nb\"}\n");
+        let mut out = Vec::new();
+        line.encode(Format::Sse, &mut out);
+        skipped.encode(Format::Sse, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "id: 7\ndata: {\"line\":\"a\\nb\"}\n\nevent: skipped\nid: 9\ndata: {\"skipped\":2}\n\n"
+        );
     }
 }

@@ -60,6 +60,8 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         grep: args.grep,
         tail: args.tail,
         format: None,
+        // The CLI follows every line: it is what `grep` and scripts read.
+        max_rate: None,
     };
     let rb = api
         .req(

@@ -23,6 +23,8 @@ const FOLLOW: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 struct Sse {
     id: Option<String>,
+    /// The `event:` field (none: a plain message).
+    event: Option<String>,
     data: serde_json::Value,
 }
 
@@ -31,6 +33,7 @@ struct Sse {
 #[derive(Default)]
 struct SseParser {
     id: Option<String>,
+    event: Option<String>,
     data: Option<String>,
 }
 
@@ -39,6 +42,8 @@ impl SseParser {
         let line = line.trim_end_matches('\r');
         if let Some(id) = line.strip_prefix("id:") {
             self.id = Some(id.trim().to_string());
+        } else if let Some(event) = line.strip_prefix("event:") {
+            self.event = Some(event.trim().to_string());
         } else if let Some(data) = line.strip_prefix("data:") {
             self.data = Some(data.trim().to_string());
         } else if line.is_empty()
@@ -48,6 +53,7 @@ impl SseParser {
                 .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data}"));
             return Some(Sse {
                 id: self.id.take(),
+                event: self.event.take(),
                 data,
             });
         }
@@ -352,4 +358,49 @@ fn the_deployment_stream_speaks_sse_with_ids_and_a_reconnect_gets_no_line_twice(
         !resumed_lines.iter().any(|l| l.contains("mark=first-")),
         "{resumed_lines:?}"
     );
+
+    // A follower that asks for at most 5 new lines a second (as the dashboard asks for 200)
+    // of a burst of 2000: it is sent some, and told how many it was not sent, so every line of
+    // the burst is accounted for, and the ids (of lines and of `skipped` events) only grow.
+    let limited = Follow::open(
+        &server,
+        "/v1/services/streams/logs?follow=true&stream=stdout&tail=0&format=sse&max_rate=5",
+        "",
+    );
+    let (status, body) = server.get("streams", "/spew?n=2000");
+    assert_eq!(status, 200, "{body}");
+    let (mut sent, mut skipped, mut ids) = (0u64, 0u64, Vec::new());
+    let deadline = Instant::now() + FOLLOW;
+    while sent + skipped < 2000 {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| {
+                panic!("of 2000 lines, {sent} sent and {skipped} skipped within {FOLLOW:?}")
+            });
+        let Ok(e) = limited.events.recv_timeout(left) else {
+            panic!("of 2000 lines, {sent} sent and {skipped} skipped within {FOLLOW:?}");
+        };
+        ids.push(log_id(&e));
+        match e.event.as_deref() {
+            Some("skipped") => {
+                skipped += e.data["skipped"]
+                    .as_u64()
+                    .expect("a count of skipped lines");
+                assert_eq!(e.data["through_id"].as_i64(), ids.last().copied(), "{e:?}");
+            }
+            None => {
+                // The burst, and the probe's own line about the request that made it.
+                let line = e.data["line"].as_str().unwrap_or_default();
+                if line.starts_with("spew line ") {
+                    sent += 1;
+                } else {
+                    assert!(line.starts_with("request /spew"), "{e:?}");
+                }
+            }
+            Some(other) => panic!("an unexpected event {other:?}: {e:?}"),
+        }
+    }
+    limited.close();
+    assert!(skipped > 0 && sent < 2000, "{sent} sent, {skipped} skipped");
+    assert_increasing(&ids, "rate-limited log stream");
 }

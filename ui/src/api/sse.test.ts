@@ -3,7 +3,7 @@
 // `npx tsx --test src/api/sse.test.ts`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { asLogLine, EventStream, logStreamUrl, type LogLine, type StreamState } from "./sse";
+import { asLogLine, EventStream, logStreamUrl, skippedCount, type LogLine, type StreamState } from "./sse";
 
 /** Plays the browser's part: what it would deliver, when. */
 class FakeSource {
@@ -16,6 +16,7 @@ class FakeSource {
   onmessage: ((m: { data: string; lastEventId: string }) => void) | null = null;
   onerror: (() => void) | null = null;
   closed = false;
+  named = new Map<string, (m: { data: string; lastEventId: string }) => void>();
   constructor(readonly url: string) {
     FakeSource.made.push(this);
   }
@@ -25,6 +26,13 @@ class FakeSource {
   }
   send(id: string, data: unknown) {
     this.onmessage?.({ data: JSON.stringify(data), lastEventId: id });
+  }
+  addEventListener(name: string, f: (m: { data: string; lastEventId: string }) => void) {
+    this.named.set(name, f);
+  }
+  /** An event with a name (`event: NAME`), which `onmessage` does not get. */
+  sendNamed(name: string, id: string, data: unknown) {
+    this.named.get(name)?.({ data: JSON.stringify(data), lastEventId: id });
   }
   /** The connection dropped; the browser will reconnect by itself (with Last-Event-ID). */
   drop() {
@@ -45,7 +53,7 @@ class FakeSource {
 
 const line = (id: number, text = `line ${id}`): LogLine => ({ id, service: "s", stream: "stdout", ts: 1, line: text });
 
-function follow(opts: { diagnose?: () => Promise<string | null> } = {}) {
+function follow(opts: { diagnose?: () => Promise<string | null>; named?: Record<string, (json: unknown, id: string) => void> } = {}) {
   FakeSource.made = [];
   const got: number[] = [];
   const states: StreamState[] = [];
@@ -129,6 +137,22 @@ test("a deployment's end: handed on, then the connection closes when the server 
 test("the log stream's address carries only the filters given", () => {
   assert.equal(
     logStreamUrl("my app", { stream: "access", grep: "GET /x", since: "", instance: undefined }),
-    "/v1/services/my%20app/logs?follow=true&format=sse&stream=access&grep=GET+%2Fx",
+    "/v1/services/my%20app/logs?follow=true&format=sse&max_rate=200&stream=access&grep=GET+%2Fx",
   );
+});
+
+test("a `skipped` event is counted once and moves the resume point past the lines it stands for", () => {
+  let skipped = 0;
+  const { stream, got, source } = follow({ named: { skipped: (json) => (skipped += skippedCount(json)) } });
+  source().open();
+  source().send("1", line(1));
+  source().sendNamed("skipped", "40", { skipped: 39, through_id: 40 });
+  assert.equal(stream.lastEventId, "40", "a reconnect asks for the lines after the skipped ones");
+  source().send("41", line(41));
+  // A fresh connection replays from the server's backlog: the count is not taken again.
+  source().sendNamed("skipped", "40", { skipped: 39, through_id: 40 });
+  source().send("42", line(42));
+  assert.deepEqual(got, [1, 41, 42]);
+  assert.equal(skipped, 39);
+  assert.equal(skippedCount({ skipped: "3" }), 0, "not a LogsSkipped");
 });

@@ -67,6 +67,8 @@ export interface EventStreamOptions<T> {
   /** The event's parsed JSON as T, or null when it is not one (it is then skipped). */
   parse: (json: unknown) => T | null;
   onEvent: (event: T, id: string) => void;
+  /** Handlers of named events (`event: NAME`), given the event's parsed JSON. */
+  named?: Record<string, (json: unknown, id: string) => void>;
   onState?: (state: StreamState) => void;
   /** Whether this event is the stream's last: the stream then closes instead of reconnecting. */
   isEnd?: (event: T, id: string) => boolean;
@@ -168,6 +170,20 @@ export class EventStream<T> {
       this.opts.onEvent(event, id);
       if (this.opts.isEnd?.(event, id)) this.ended();
     };
+    for (const [name, handle] of Object.entries(this.opts.named ?? {})) {
+      source.addEventListener(name, (m: MessageEvent<string>) => {
+        const id = m.lastEventId;
+        if (this.done || this.seen(id)) return;
+        if (id !== "") this.lastId = id;
+        let json: unknown;
+        try {
+          json = JSON.parse(m.data);
+        } catch {
+          return;
+        }
+        handle(json, id);
+      });
+    }
     source.onerror = () => {
       if (this.done || this.source !== source) return;
       this.retries += 1;
@@ -202,7 +218,7 @@ export class EventStream<T> {
 
 /** The address of a service's log stream with these filters (empty ones left out). */
 export function logStreamUrl(name: string, filters: LogFilters): string {
-  const q = new URLSearchParams({ follow: "true", format: "sse" });
+  const q = new URLSearchParams({ follow: "true", format: "sse", max_rate: String(FOLLOW_RATE) });
   for (const [k, v] of Object.entries(filters)) {
     if (v !== undefined && v !== null && v !== "" && v !== false) q.set(k, String(v));
   }
@@ -257,6 +273,19 @@ export interface LogStreamView {
   /** The kept lines, oldest first (at most `cap`). */
   lines: LogLine[];
   state: StreamState;
+  /** New lines the server did not send because they came faster than `FOLLOW_RATE` a second
+   * (each is stored: the same filters without following show them). */
+  skipped: number;
+}
+
+/** The most new lines a second a followed view is sent (the API's `max_rate`): more than a
+ * person can read, and few enough that a service answering thousands of requests a second
+ * costs the browser, and the server's cores it shares with the gateway, next to nothing. */
+export const FOLLOW_RATE = 200;
+
+/** The count of a `skipped` event (`LogsSkipped`), or 0 when it is not one. */
+export function skippedCount(v: unknown): number {
+  return isObject(v) && typeof v.skipped === "number" && v.skipped > 0 ? v.skipped : 0;
 }
 
 /**
@@ -266,9 +295,11 @@ export interface LogStreamView {
 export function useLogStream(name: string, filters: LogFilters | null, cap = KEEP_LINES): LogStreamView {
   const buf = useLineBuffer(cap);
   const [state, setState] = useState<StreamState>({ kind: "connecting" });
+  const [skipped, setSkipped] = useState(0);
   const url = filters ? logStreamUrl(name, filters) : null;
   useEffect(() => {
     buf.reset();
+    setSkipped(0);
     if (!url || !filters) {
       setState({ kind: "closed", why: "stopped" });
       return;
@@ -277,6 +308,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
       url,
       parse: asLogLine,
       onEvent: buf.push,
+      named: { skipped: (json) => setSkipped((n) => n + skippedCount(json)) },
       onState: setState,
       // The same request without follow answers the API's error (e.g. a bad `since`) as JSON.
       diagnose: async () => {
@@ -289,7 +321,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
     });
     return () => stream.close();
   }, [url]);
-  return { lines: buf.lines, state };
+  return { lines: buf.lines, state, skipped };
 }
 
 export interface DeploymentEventsView {

@@ -1,7 +1,7 @@
 // Data a page keeps fresh: loaded at once, then again every `intervalMs` while the page is
 // visible (0: once). A failed load keeps the last data and retries with back-off (doubling, at most 30 s);
 // when the server is reachable again (the connection banner's probe) it reloads at once.
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { ApiFailure, onReachability } from "../api/client";
 
 export interface Polled<T> {
@@ -25,7 +25,9 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
   const loadRef = useRef(load);
   loadRef.current = load;
 
-  useEffect(() => {
+  // A layout effect, not an effect: Preact runs effects after the next frame is painted (up to
+  // 100 ms later when frames are slow), and the first load must not wait for that.
+  useLayoutEffect(() => {
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let failures = 0;

@@ -1,6 +1,6 @@
 // `/`: every service with its state, instances, latest deployment and last day's traffic,
 // refreshed every few seconds.
-import { useEffect } from "preact/hooks";
+import { useLayoutEffect } from "preact/hooks";
 import { getServices } from "../api/early";
 import { LoadError } from "../components/LoadError";
 import { usePoll } from "../components/usePoll";
@@ -16,11 +16,15 @@ let marked = false;
 export function Services() {
   const { data, error, loading } = usePoll(getServices, REFRESH_MS, []);
 
-  useEffect(() => {
-    // E2E's benchmark reads this: the first time the table shows data after the page loaded.
+  useLayoutEffect(() => {
+    // E2E's benchmark reads this: the first time the table holds data after the page loaded
+    // (the DOM is there; the frame that paints it follows).
     if (data && !marked) {
       marked = true;
       performance.mark("hoist:services-interactive");
+      // After the frame that paints it (a task queued from the frame's callback runs once that
+      // frame is done): the benchmark reports this one too.
+      requestAnimationFrame(() => setTimeout(() => performance.mark("hoist:services-painted")));
     }
   }, [data]);
 

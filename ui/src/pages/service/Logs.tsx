@@ -6,7 +6,7 @@ import type { JSX } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
 import { api } from "../../api/client";
-import { stateText, useLogStream, type LogFilters, type LogLine } from "../../api/sse";
+import { FOLLOW_RATE, stateText, useLogStream, type LogFilters, type LogLine } from "../../api/sse";
 import { LogLines } from "../../components/LogLines";
 import { Missing } from "./Missing";
 import type { TabProps } from "./tabs";
@@ -92,7 +92,7 @@ export function Logs({ name }: TabProps) {
 
   const appliedOk = Object.keys(problems(applied)).length === 0;
   const filters = useMemo(() => (appliedOk ? filtersOf(applied) : null), [appliedKey]);
-  const { lines, state } = useLogStream(name, filters);
+  const { lines, state, skipped } = useLogStream(name, filters);
 
   // Paused: the view keeps the lines it had; the stream goes on filling `lines`.
   const [frozen, setFrozen] = useState<LogLine[] | null>(null);
@@ -219,6 +219,12 @@ export function Logs({ name }: TabProps) {
           {paused ? "Resume" : "Pause"}
         </button>
       </div>
+      {skipped > 0 ? (
+        <p class="log-skipped muted">
+          {skipped.toLocaleString()} new line{skipped === 1 ? "" : "s"} not shown: more than {FOLLOW_RATE} a second came. Every line is
+          stored: narrow the filters (stream, grep) to follow fewer, or read them with <code>hoist logs {name}</code>.
+        </p>
+      ) : null}
       <LogLines
         lines={frozen ?? lines}
         label="Log lines"
