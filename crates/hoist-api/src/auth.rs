@@ -134,7 +134,9 @@ pub(crate) fn authorize(
                         .unwrap_or_default()
                 ),
             )),
-            TokenCheck::Unknown => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token")),
+            TokenCheck::Unknown => {
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
+            }
         };
     }
     if session_cookie(headers).is_none() {
@@ -228,7 +230,10 @@ pub(crate) async fn require_auth(
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
     };
-    let rule = permissions::rule(req.method().as_str(), route.as_ref().map(MatchedPath::as_str));
+    let rule = permissions::rule(
+        req.method().as_str(),
+        route.as_ref().map(MatchedPath::as_str),
+    );
     let target = RequestTarget {
         store,
         params: params.as_ref().ok(),

@@ -111,9 +111,11 @@ pub(crate) fn check(principal: &Principal, rule: &Rule, target: &dyn Target) -> 
             // A route without a valid `{name}` cannot be checked against a scope: only a
             // token for every service passes, and the handler answers the bad name.
             match target.param("name").map(str::parse::<ServiceName>) {
-                Some(Ok(name)) => {
-                    principal.may(role, Over::Service(&name), &format!("{action} service '{name}'"))
-                }
+                Some(Ok(name)) => principal.may(
+                    role,
+                    Over::Service(&name),
+                    &format!("{action} service '{name}'"),
+                ),
                 _ => principal.may(role, Over::Platform, action),
             }
         }
@@ -121,7 +123,10 @@ pub(crate) fn check(principal: &Principal, rule: &Rule, target: &dyn Target) -> 
             if principal.service.is_none() {
                 return principal.may(role, Over::Platform, action);
             }
-            match target.param("id").and_then(|id| target.deployment_service(id)) {
+            match target
+                .param("id")
+                .and_then(|id| target.deployment_service(id))
+            {
                 Some(service) => principal.may(
                     role,
                     Over::Service(&service),
@@ -177,7 +182,12 @@ mod tests {
         }
     }
 
-    fn decide(p: &Principal, method: &str, route: &str, params: &[(&'static str, &'static str)]) -> Result<(), String> {
+    fn decide(
+        p: &Principal,
+        method: &str,
+        route: &str,
+        params: &[(&'static str, &'static str)],
+    ) -> Result<(), String> {
         check(p, rule(method, Some(route)), &target(params)).map_err(|d| d.0)
     }
 
@@ -211,12 +221,20 @@ mod tests {
              they get one): {missing:?}"
         );
         let stale: Vec<_> = unique.difference(&served).collect();
-        assert!(stale.is_empty(), "lines for routes that are not served: {stale:?}");
+        assert!(
+            stale.is_empty(),
+            "lines for routes that are not served: {stale:?}"
+        );
     }
 
     #[test]
     fn a_route_missing_from_the_table_needs_an_admin_token() {
-        let e = decide(&token(Deploy, None), "POST", "/v1/services/{name}/brand-new", &[("name", "web")]);
+        let e = decide(
+            &token(Deploy, None),
+            "POST",
+            "/v1/services/{name}/brand-new",
+            &[("name", "web")],
+        );
         assert_eq!(
             e.unwrap_err(),
             "this token (deploy, every service) cannot use this endpoint: that needs an admin token"
@@ -236,7 +254,15 @@ mod tests {
         assert!(decide(&ci, "GET", "/v1/services/{name}/logs", web).is_ok());
         assert!(decide(&ci, "GET", "/v1/services/{name}", web).is_ok());
         assert!(decide(&ci, "POST", "/v1/deployments", &[]).is_ok());
-        assert!(decide(&ci, "GET", "/v1/deployments/{id}", &[("id", "d-00000000aa")]).is_ok());
+        assert!(
+            decide(
+                &ci,
+                "GET",
+                "/v1/deployments/{id}",
+                &[("id", "d-00000000aa")]
+            )
+            .is_ok()
+        );
         assert!(decide(&ci, "GET", "/v1/services", &[]).is_ok());
         assert!(decide(&ci, "GET", "/v1/server", &[]).is_ok());
 
@@ -246,8 +272,13 @@ mod tests {
             "this token (deploy, service web) cannot read the logs of service 'api': it is for \
              service 'web' only"
         );
-        let e = decide(&ci, "GET", "/v1/deployments/{id}/events", &[("id", "d-00000000bb")])
-            .unwrap_err();
+        let e = decide(
+            &ci,
+            "GET",
+            "/v1/deployments/{id}/events",
+            &[("id", "d-00000000bb")],
+        )
+        .unwrap_err();
         assert!(e.contains("follow a deployment of service 'api'"), "{e}");
         let e = decide(&ci, "POST", "/v1/tokens", &[]).unwrap_err();
         assert_eq!(
@@ -255,14 +286,25 @@ mod tests {
             "this token (deploy, service web) cannot create tokens: that needs an admin token"
         );
         let e = decide(&ci, "POST", "/v1/services/{name}/scale", web).unwrap_err();
-        assert!(e.ends_with("cannot scale service 'web': that needs an admin token"), "{e}");
+        assert!(
+            e.ends_with("cannot scale service 'web': that needs an admin token"),
+            "{e}"
+        );
         let e = decide(&ci, "GET", "/metrics", &[]).unwrap_err();
         assert!(e.contains("for every service"), "{e}");
         // A name that is not a service name: only an unscoped token could pass.
         assert!(decide(&ci, "GET", "/v1/services/{name}", &[("name", "Web!")]).is_err());
         assert!(decide(&ci, "GET", "/v1/services/{name}", &[]).is_err());
         // A deployment that does not exist: through to the handler's 404.
-        assert!(decide(&ci, "GET", "/v1/deployments/{id}", &[("id", "d-00000000cc")]).is_ok());
+        assert!(
+            decide(
+                &ci,
+                "GET",
+                "/v1/deployments/{id}",
+                &[("id", "d-00000000cc")]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -272,10 +314,16 @@ mod tests {
             assert!(decide(&reader, "GET", "/v1/services/{name}/metrics", web).is_ok());
             assert!(decide(&reader, "GET", "/v1/services/{name}/env", web).is_ok());
             let e = decide(&reader, "POST", "/v1/deployments", &[]).unwrap_err();
-            assert!(e.ends_with("cannot deploy: that needs a deploy token"), "{e}");
+            assert!(
+                e.ends_with("cannot deploy: that needs a deploy token"),
+                "{e}"
+            );
             let e = decide(&reader, "POST", "/v1/services/{name}/rollback", web).unwrap_err();
             assert!(e.contains("that needs a deploy token"), "{e}");
-            for (m, r) in [("DELETE", "/v1/services/{name}"), ("PATCH", "/v1/services/{name}/env")] {
+            for (m, r) in [
+                ("DELETE", "/v1/services/{name}"),
+                ("PATCH", "/v1/services/{name}/env"),
+            ] {
                 let e = decide(&reader, m, r, web).unwrap_err();
                 assert!(e.contains("that needs an admin token"), "{m} {r}: {e}");
             }

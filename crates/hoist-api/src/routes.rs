@@ -6,9 +6,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::{Extension, Json};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use hoist_api_types::{
     ApiErrorBody, DeployRequest, Deployment, DeploymentEventsQuery, EnvApplied, EnvChange, EnvList,
     EnvQuery, EventRecord, EventsQuery, LogLine, LogsQuery, MinuteMetrics, RollbackRequest,

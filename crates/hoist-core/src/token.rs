@@ -213,7 +213,10 @@ mod tests {
         }
         assert_eq!("deploy".parse::<TokenRole>().unwrap(), Deploy);
         let e = "owner".parse::<TokenRole>().unwrap_err().to_string();
-        assert_eq!(e, "invalid role 'owner': must be one of admin, deploy, read");
+        assert_eq!(
+            e,
+            "invalid role 'owner': must be one of admin, deploy, read"
+        );
     }
 
     #[test]
@@ -223,10 +226,18 @@ mod tests {
         let deploy = principal(TokenRole::Deploy, Some("web"));
         assert!(
             deploy
-                .may(TokenRole::Deploy, Over::Service(&web), "deploy service 'web'")
+                .may(
+                    TokenRole::Deploy,
+                    Over::Service(&web),
+                    "deploy service 'web'"
+                )
                 .is_ok()
         );
-        assert!(deploy.may(TokenRole::Read, Over::Service(&web), "x").is_ok());
+        assert!(
+            deploy
+                .may(TokenRole::Read, Over::Service(&web), "x")
+                .is_ok()
+        );
         let e = deploy
             .may(TokenRole::Read, Over::Service(&api), "read service 'api'")
             .unwrap_err();
@@ -248,7 +259,11 @@ mod tests {
             .unwrap_err();
         assert!(e.0.ends_with("that needs an admin token"), "{e}");
         let e = deploy
-            .may(TokenRole::Read, Over::Platform, "read the platform's metrics")
+            .may(
+                TokenRole::Read,
+                Over::Platform,
+                "read the platform's metrics",
+            )
             .unwrap_err();
         assert!(e.0.contains("a read token for every service"), "{e}");
         assert!(deploy.sees(&web) && !deploy.sees(&api));
@@ -261,7 +276,11 @@ mod tests {
         assert!(read.may(TokenRole::Read, Over::Service(&api), "x").is_ok());
         assert!(read.may(TokenRole::Read, Over::Platform, "x").is_ok());
         let e = read
-            .may(TokenRole::Deploy, Over::Service(&api), "deploy service 'api'")
+            .may(
+                TokenRole::Deploy,
+                Over::Service(&api),
+                "deploy service 'api'",
+            )
             .unwrap_err();
         assert_eq!(
             e.0,
@@ -288,7 +307,10 @@ mod tests {
             (&"x".repeat(65), "at most 64"),
         ] {
             let e = bad.parse::<TokenName>().unwrap_err().to_string();
-            assert!(e.contains(rule) && e.starts_with("invalid name"), "{bad}: {e}");
+            assert!(
+                e.contains(rule) && e.starts_with("invalid name"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -118,7 +118,8 @@ pub(crate) fn token_by_hash(
     conn: &Connection,
     hash: &str,
 ) -> Result<Option<TokenRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = ?1"))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = ?1"))?;
     let mut rows = stmt.query(params![hash])?;
     rows.next()?.map(token_from).transpose()
 }

@@ -71,7 +71,10 @@ fn a_token_keeps_its_role_and_service_and_is_listed_without_its_secret() {
     assert_eq!(got.principal().token, ci.record.id);
     assert_eq!(valid(&store, &admin).unwrap().role, TokenRole::Admin);
     assert_eq!(valid(&store, &reader.token).unwrap().service, None);
-    assert_eq!(store.check_token("hoist_nope").unwrap(), TokenCheck::Unknown);
+    assert_eq!(
+        store.check_token("hoist_nope").unwrap(),
+        TokenCheck::Unknown
+    );
 
     let names: Vec<String> = store
         .list_tokens()
@@ -91,10 +94,14 @@ fn a_name_is_unique_among_live_tokens_and_admin_is_reserved() {
         .create_token(name("ci"), TokenRole::Read, None)
         .unwrap()
         .unwrap();
-    let again = store.create_token(name("ci"), TokenRole::Deploy, None).unwrap();
+    let again = store
+        .create_token(name("ci"), TokenRole::Deploy, None)
+        .unwrap();
     assert_eq!(again, Err(TokenRefused::NameTaken(name("ci"))));
     assert_eq!(
-        store.create_token(name("admin"), TokenRole::Admin, None).unwrap(),
+        store
+            .create_token(name("admin"), TokenRole::Admin, None)
+            .unwrap(),
         Err(TokenRefused::ReservedName)
     );
     // Once the first is revoked, the name is free again.
@@ -230,7 +237,10 @@ fn the_admin_token_of_an_older_database_becomes_an_admin_token_named_admin() {
 
     let store = Store::open(&dir.db()).unwrap();
     let t = valid(&store, &token).unwrap();
-    assert_eq!((t.name.as_str(), t.role, t.service), ("admin", TokenRole::Admin, None));
+    assert_eq!(
+        (t.name.as_str(), t.role, t.service),
+        ("admin", TokenRole::Admin, None)
+    );
     assert_eq!(t.created_at, 42);
     assert!(t.id.as_str().parse::<TokenId>().is_ok(), "{}", t.id);
     assert_eq!(store.ensure_admin_token().unwrap(), None);
