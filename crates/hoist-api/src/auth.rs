@@ -397,4 +397,39 @@ mod tests {
         let h = headers(&[("cookie", &format!("{COOKIE}=made-up"))]);
         assert_eq!(status(authorize(&f.store, &Method::GET, &h)).0, 401);
     }
+
+    #[test]
+    fn a_request_is_made_by_its_tokens_principal_and_a_revoked_token_is_told_so() {
+        let f = fixture("principal");
+        let ci = f
+            .store
+            .create_token(
+                "ci".parse().unwrap(),
+                hoist_core::TokenRole::Deploy,
+                Some("web".parse().unwrap()),
+            )
+            .unwrap()
+            .unwrap();
+        let bearer = headers(&[("authorization", &format!("Bearer {}", ci.token))]);
+        let auth = authorize(&f.store, &Method::GET, &bearer).unwrap();
+        assert_eq!(auth.principal(), &ci.record.principal());
+        // A session started with the token is the token.
+        let s = f.store.create_session(&ci.token, 60_000).unwrap().unwrap();
+        let cookie = headers(&[("cookie", &format!("{COOKIE}={}", s.id))]);
+        let auth = authorize(&f.store, &Method::GET, &cookie).unwrap();
+        assert!(matches!(auth, Auth::Session { .. }));
+        assert_eq!(auth.principal(), &ci.record.principal());
+
+        f.store.revoke_token(&ci.record.id).unwrap().unwrap();
+        let (code, msg) = status(authorize(&f.store, &Method::GET, &bearer));
+        assert_eq!(code, 401);
+        assert!(
+            msg.starts_with(&format!(
+                "this API token ({}, 'ci') was revoked at 20",
+                ci.record.id
+            )),
+            "{msg}"
+        );
+        assert_eq!(status(authorize(&f.store, &Method::GET, &cookie)).0, 401);
+    }
 }

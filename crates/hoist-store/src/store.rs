@@ -381,6 +381,7 @@ impl Store {
             "DELETE FROM services WHERE name = ?1",
             params![name.as_str()],
         )?;
+        crate::token::revoke_for_service(&tx, name)?;
         self.keep_log_high_water(&tx)?;
         tx.commit()?;
         drop(conn);

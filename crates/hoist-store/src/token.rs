@@ -194,6 +194,22 @@ fn revoke(conn: &Connection, id: &TokenId) -> Result<i64, StoreError> {
     Ok(now)
 }
 
+/// Revokes the live tokens for service `name`, which is being deleted, and ends their
+/// sessions: a service made later under that name is another one, as Fly deletes an app's
+/// tokens with the app.
+pub(crate) fn revoke_for_service(conn: &Connection, name: &ServiceName) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM sessions WHERE token_hash IN
+             (SELECT hash FROM api_tokens WHERE service = ?1 AND revoked_at IS NULL)",
+        params![name.as_str()],
+    )?;
+    conn.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE service = ?1 AND revoked_at IS NULL",
+        params![name.as_str(), now_ms()],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Creates the server's admin token (named `admin`) if there is no live admin token yet
     /// (a new database), and returns it in plain text: the only time it is ever available.

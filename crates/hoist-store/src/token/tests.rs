@@ -270,3 +270,33 @@ fn only_the_hash_of_a_token_is_on_disk() {
     assert!(has(&hash_token(&ci.token)));
     assert!(has(ci.record.id.as_str()));
 }
+
+#[test]
+fn deleting_a_service_revokes_the_tokens_for_it() {
+    let dir = Dir::new("delete-service");
+    let store = Store::open(&dir.db()).unwrap();
+    store.ensure_admin_token().unwrap();
+    store.ensure_service(&svc("web")).unwrap();
+    store.ensure_service(&svc("api")).unwrap();
+    let web = store
+        .create_token(name("ci-web"), TokenRole::Deploy, Some(svc("web")))
+        .unwrap()
+        .unwrap();
+    let api = store
+        .create_token(name("ci-api"), TokenRole::Deploy, Some(svc("api")))
+        .unwrap()
+        .unwrap();
+    let all = store
+        .create_token(name("ci"), TokenRole::Deploy, None)
+        .unwrap()
+        .unwrap();
+    let session = store.create_session(&web.token, 60_000).unwrap().unwrap();
+    assert!(store.delete_service(&svc("web")).unwrap());
+    assert!(matches!(
+        store.check_token(&web.token).unwrap(),
+        TokenCheck::Revoked(_)
+    ));
+    assert_eq!(store.session(&session.id).unwrap(), None);
+    assert!(store.verify_token(&api.token).unwrap());
+    assert!(store.verify_token(&all.token).unwrap());
+}
