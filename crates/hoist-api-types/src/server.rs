@@ -48,6 +48,20 @@ impl From<hoist_store::ServiceRecord> for ServiceRecord {
     }
 }
 
+impl From<hoist_store::TokenRecord> for TokenInfo {
+    fn from(r: hoist_store::TokenRecord) -> Self {
+        TokenInfo {
+            id: r.id,
+            name: r.name,
+            role: r.role,
+            service: r.service,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
 impl From<hoist_store::InstanceUsage> for InstanceUsage {
     fn from(u: hoist_store::InstanceUsage) -> Self {
         InstanceUsage {

@@ -1,3 +1,4 @@
+use hoist_core::{ServiceName, TokenRole};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,4 +18,10 @@ pub struct SessionInfo {
     /// When the session ends: milliseconds since the Unix epoch (0 for a bearer token, which
     /// does not expire).
     pub expires_at: i64,
+    /// The role of the token the session (or the request) was made with: the dashboard
+    /// offers only what it may do.
+    pub role: TokenRole,
+    /// The one service that token is for; `null`: every service.
+    #[schema(value_type = Option<String>)]
+    pub service: Option<ServiceName>,
 }

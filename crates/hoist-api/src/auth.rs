@@ -4,17 +4,23 @@
 //! changes anything (any method but GET and HEAD) must also prove it comes from the page: the
 //! session's CSRF token in `X-CSRF-Token`, and an `Origin`, when the browser sends one, of
 //! this server.
+//!
+//! Either way the request is made by a token, whose [`Principal`] (role and service) the
+//! layer puts into the request's extensions and checks against the route's line in
+//! [`crate::permissions::ROUTES`].
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hoist_store::{SessionRecord, Store};
+use hoist_core::{Principal, ServiceName};
+use hoist_store::{SessionRecord, Store, TokenCheck};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::permissions::{self, Target};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -27,8 +33,18 @@ pub(crate) const SESSION_TTL: std::time::Duration = std::time::Duration::from_se
 /// How a request was authed, for the handlers that care (`/v1/session`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Auth {
-    Bearer,
+    Bearer(Principal),
     Session { id: String, record: SessionRecord },
+}
+
+impl Auth {
+    /// The token the request is made by: the bearer token, or the one that started the session.
+    pub(crate) fn principal(&self) -> &Principal {
+        match self {
+            Auth::Bearer(p) => p,
+            Auth::Session { record, .. } => &record.principal,
+        }
+    }
 }
 
 /// The bearer token of `headers`, if any.
@@ -104,9 +120,23 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
 ) -> Result<Auth, ApiError> {
     if let Some(token) = bearer(headers) {
-        return match store.verify_token(token)? {
-            true => Ok(Auth::Bearer),
-            false => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token")),
+        return match store.check_token(token)? {
+            TokenCheck::Valid(t) => Ok(Auth::Bearer(t.principal())),
+            TokenCheck::Revoked(t) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "this API token ({}, '{}') was revoked{}: ask an admin for a new one",
+                    t.id,
+                    t.name,
+                    t.revoked_at
+                        .and_then(|at| jiff::Timestamp::from_millisecond(at).ok())
+                        .map(|at| format!(" at {}", at.round(jiff::Unit::Second).unwrap_or(at)))
+                        .unwrap_or_default()
+                ),
+            )),
+            TokenCheck::Unknown => {
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
+            }
         };
     }
     if session_cookie(headers).is_none() {
@@ -158,10 +188,33 @@ pub(crate) fn authorize(
     })
 }
 
-/// The middleware in front of every authed route; it leaves the [`Auth`] in the request's
-/// extensions. `POST /v1/session` is what makes a session: it needs no credentials.
+/// What the permission check asks of a request: its path parameters, and the store for the
+/// service a deployment belongs to.
+struct RequestTarget<'a> {
+    store: &'a Store,
+    params: Option<&'a RawPathParams>,
+}
+
+impl Target for RequestTarget<'_> {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params?.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    fn deployment_service(&self, id: &str) -> Option<ServiceName> {
+        let id = id.parse().ok()?;
+        // A store error is answered by the handler, which reads the same row.
+        self.store.get_deployment(&id).ok()??.service.into()
+    }
+}
+
+/// The middleware in front of every authed route: it authenticates the request, checks its
+/// token against the route's line of the permission table, and leaves the [`Auth`] and the
+/// [`Principal`] in the request's extensions. `POST /v1/session` is what makes a session: it
+/// needs no credentials.
 pub(crate) async fn require_auth(
     State(state): State<Arc<AppState>>,
+    route: Option<MatchedPath>,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -172,13 +225,26 @@ pub(crate) async fn require_auth(
         }
         return next.run(req).await;
     }
-    match authorize(state.platform.store(), req.method(), req.headers()) {
-        Ok(auth) => {
-            req.extensions_mut().insert(auth);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
+    let store = state.platform.store();
+    let auth = match authorize(store, req.method(), req.headers()) {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    let rule = permissions::rule(
+        req.method().as_str(),
+        route.as_ref().map(MatchedPath::as_str),
+    );
+    let target = RequestTarget {
+        store,
+        params: params.as_ref().ok(),
+    };
+    let principal = auth.principal().clone();
+    if let Err(denied) = permissions::check(&principal, rule, &target) {
+        return forbidden(denied.0).into_response();
     }
+    req.extensions_mut().insert(auth);
+    req.extensions_mut().insert(principal);
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -231,10 +297,10 @@ mod tests {
     fn a_bearer_token_is_checked_and_needs_no_csrf() {
         let f = fixture("bearer");
         let ok = headers(&[("authorization", &format!("Bearer {}", f.token))]);
-        assert_eq!(
-            authorize(&f.store, &Method::POST, &ok).unwrap(),
-            Auth::Bearer
-        );
+        match authorize(&f.store, &Method::POST, &ok).unwrap() {
+            Auth::Bearer(p) => assert_eq!(p.role, hoist_core::TokenRole::Admin),
+            other => panic!("{other:?}"),
+        }
         let bad = headers(&[("authorization", "Bearer hoist_nope")]);
         assert_eq!(status(authorize(&f.store, &Method::GET, &bad)).0, 401);
         let (code, msg) = status(authorize(&f.store, &Method::GET, &HeaderMap::new()));
@@ -330,5 +396,40 @@ mod tests {
 
         let h = headers(&[("cookie", &format!("{COOKIE}=made-up"))]);
         assert_eq!(status(authorize(&f.store, &Method::GET, &h)).0, 401);
+    }
+
+    #[test]
+    fn a_request_is_made_by_its_tokens_principal_and_a_revoked_token_is_told_so() {
+        let f = fixture("principal");
+        let ci = f
+            .store
+            .create_token(
+                "ci".parse().unwrap(),
+                hoist_core::TokenRole::Deploy,
+                Some("web".parse().unwrap()),
+            )
+            .unwrap()
+            .unwrap();
+        let bearer = headers(&[("authorization", &format!("Bearer {}", ci.token))]);
+        let auth = authorize(&f.store, &Method::GET, &bearer).unwrap();
+        assert_eq!(auth.principal(), &ci.record.principal());
+        // A session started with the token is the token.
+        let s = f.store.create_session(&ci.token, 60_000).unwrap().unwrap();
+        let cookie = headers(&[("cookie", &format!("{COOKIE}={}", s.id))]);
+        let auth = authorize(&f.store, &Method::GET, &cookie).unwrap();
+        assert!(matches!(auth, Auth::Session { .. }));
+        assert_eq!(auth.principal(), &ci.record.principal());
+
+        f.store.revoke_token(&ci.record.id).unwrap().unwrap();
+        let (code, msg) = status(authorize(&f.store, &Method::GET, &bearer));
+        assert_eq!(code, 401);
+        assert!(
+            msg.starts_with(&format!(
+                "this API token ({}, 'ci') was revoked at 20",
+                ci.record.id
+            )),
+            "{msg}"
+        );
+        assert_eq!(status(authorize(&f.store, &Method::GET, &cookie)).0, 401);
     }
 }

@@ -7,11 +7,13 @@ mod extract;
 mod headers;
 mod metrics;
 mod openapi;
+mod permissions;
 mod routes;
 mod serve;
 mod session;
 mod state;
 mod stream;
+mod tokens;
 
 use std::sync::Arc;
 

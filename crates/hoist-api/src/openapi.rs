@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
+use crate::tokens::*;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +27,9 @@ use crate::state::AppState;
             the dashboard's session cookie `hoist_session` (from `POST /v1/session`). A request \
             authed by the cookie whose method is not GET or HEAD must send the session's \
             `csrf_token` in `X-CSRF-Token` and, if it has an `Origin`, this server's own; \
-            else it is answered `403`. Timestamps are integers, \
+            else it is answered `403`. Each token has a role (`admin`, `deploy`, `read`) and \
+            may be for one service: a request its token does not allow is answered `403` \
+            naming the role it needs. Timestamps are integers, \
             milliseconds since the Unix epoch (UTC); durations returned are integer \
             milliseconds (`*_ms`), durations sent are strings with a unit (`30s`, `15m`). \
             Request bodies refuse unknown fields; any bad input is answered `400` with \
@@ -41,6 +44,7 @@ use crate::state::AppState;
         (name = "env", description = "A service's secret environment"),
         (name = "observe", description = "Logs, events, metrics and usage"),
         (name = "session", description = "Signing in to the dashboard"),
+        (name = "tokens", description = "API tokens and their roles (admin tokens only)"),
         (name = "runtimes", description = "The runtime images apps are built on"),
         (name = "server", description = "The server itself")
     )
@@ -67,6 +71,8 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_runtimes))
         .routes(routes!(server_info))
         .routes(routes!(create_session, get_session, delete_session))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
 }
 
 /// The served document, as JSON.
@@ -147,7 +153,9 @@ impl Modify for Common {
         components.responses.insert(
             "Forbidden".into(),
             RefOr::T(error(
-                "Made with the session cookie but without its X-CSRF-Token, or from another site",
+                "The token's role or service does not allow this (the message names the role \
+                 it needs); or made with the session cookie but without its X-CSRF-Token, or \
+                 from another site",
             )),
         );
         components.responses.insert(
@@ -167,11 +175,7 @@ impl Modify for Common {
                 &mut item.patch,
                 &mut item.delete,
             ];
-            for (changes, op) in ops
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, op)| op.as_mut().map(|op| (i > 0, op)))
-            {
+            for op in ops.into_iter().filter_map(Option::as_mut) {
                 let mut add = |code: &str, name: &str| {
                     op.responses
                         .responses
@@ -183,9 +187,9 @@ impl Modify for Common {
                 if !open {
                     add("400", "BadRequest");
                     add("401", "Unauthorized");
-                    if changes {
-                        add("403", "Forbidden");
-                    }
+                    // Any operation may be refused to a token's role (and a change, to a
+                    // cookie without its CSRF token).
+                    add("403", "Forbidden");
                     if path.contains('{') {
                         add("404", "NotFound");
                     }

@@ -5,10 +5,10 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use hoist_api_types::{
     ApiErrorBody, DeployRequest, Deployment, DeploymentEventsQuery, EnvApplied, EnvChange, EnvList,
     EnvQuery, EventRecord, EventsQuery, LogLine, LogsQuery, MinuteMetrics, RollbackRequest,
@@ -16,7 +16,7 @@ use hoist_api_types::{
     UsageDay, UsageQuery,
 };
 use hoist_control::ControlError;
-use hoist_core::{DeploymentId, Scaling, ServiceName};
+use hoist_core::{DeploymentId, Over, Principal, Scaling, ServiceName, TokenRole};
 use hoist_store::LogFilter;
 
 use crate::error::{ApiError, ApiResult};
@@ -62,11 +62,21 @@ fn ensure_service(s: &AppState, name: &ServiceName) -> ApiResult<()> {
     Ok(())
 }
 
-/// All services, each with its latest deployment and the instances running now.
+/// All services, each with its latest deployment and the instances running now. A token
+/// for one service sees that one only.
 #[utoipa::path(get, path = "/services", operation_id = "listServices", tag = "services",
-    responses((status = 200, description = "Every service", body = Vec<ServiceView>)))]
-pub(crate) async fn list_services(State(s): St) -> ApiResult<Json<Vec<ServiceView>>> {
-    Ok(Json(s.platform.list()?))
+    responses((status = 200, description = "Every service the token may read", body = Vec<ServiceView>)))]
+pub(crate) async fn list_services(
+    State(s): St,
+    Extension(caller): Extension<Principal>,
+) -> ApiResult<Json<Vec<ServiceView>>> {
+    let mut list = s.platform.list()?;
+    list.retain(|v| caller.sees(&v.service.name));
+    Ok(Json(list))
+}
+
+fn forbidden(denied: hoist_core::Denied) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, denied.0)
 }
 
 /// One service in detail: its deployments, instances, usage counters and recent events.
@@ -145,10 +155,18 @@ pub(crate) async fn stop_service(
     responses((status = 200, description = "The variables", body = EnvList)))]
 pub(crate) async fn service_env(
     State(s): St,
+    Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<EnvQuery>,
 ) -> ApiResult<Json<EnvList>> {
     let name = service_name(&name)?;
+    if q.reveal {
+        // A deploy token can deploy code that reads the values; a read token must not.
+        let action = format!("reveal the variables of service '{name}'");
+        caller
+            .may(TokenRole::Deploy, Over::Service(&name), &action)
+            .map_err(forbidden)?;
+    }
     let env = s.platform.env(&name)?;
     Ok(Json(EnvList {
         names: env.iter().map(|(k, _)| k.to_string()).collect(),
@@ -215,8 +233,20 @@ pub(crate) async fn service_usage(
     responses((status = 201, description = "Queued", body = Deployment)))]
 pub(crate) async fn create_deployment(
     State(s): St,
+    Extension(caller): Extension<Principal>,
     ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    // The route table checked the role; the service is known only now. A request naming no
+    // valid service goes on to fail validation with its own message.
+    if let Ok(name) = hoist_control::target_service(&req) {
+        caller
+            .may(
+                TokenRole::Deploy,
+                Over::Service(&name),
+                &format!("deploy service '{name}'"),
+            )
+            .map_err(forbidden)?;
+    }
     let record = s.platform.deploy(req).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }

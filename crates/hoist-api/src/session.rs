@@ -77,6 +77,8 @@ pub(crate) async fn create_session(
         Json(SessionInfo {
             csrf_token: session.record.csrf_token,
             expires_at: session.record.expires_at,
+            role: session.record.principal.role,
+            service: session.record.principal.service,
         }),
     )
         .into_response())
@@ -87,15 +89,16 @@ pub(crate) async fn create_session(
 #[utoipa::path(get, path = "/session", operation_id = "getSession", tag = "session",
     responses((status = 200, description = "The session", body = SessionInfo)))]
 pub(crate) async fn get_session(Extension(auth): Extension<Auth>) -> Json<SessionInfo> {
-    Json(match auth {
-        Auth::Session { record, .. } => SessionInfo {
-            csrf_token: record.csrf_token,
-            expires_at: record.expires_at,
-        },
-        Auth::Bearer => SessionInfo {
-            csrf_token: String::new(),
-            expires_at: 0,
-        },
+    let principal = auth.principal().clone();
+    let (csrf_token, expires_at) = match auth {
+        Auth::Session { record, .. } => (record.csrf_token, record.expires_at),
+        Auth::Bearer(_) => (String::new(), 0),
+    };
+    Json(SessionInfo {
+        csrf_token,
+        expires_at,
+        role: principal.role,
+        service: principal.service,
     })
 }
 
@@ -110,7 +113,7 @@ pub(crate) async fn delete_session(
     // Authed by a bearer token, the request may still carry a cookie to end.
     let id = match &auth {
         Auth::Session { id, .. } => Some(id.as_str()),
-        Auth::Bearer => session_cookie(&headers),
+        Auth::Bearer(_) => session_cookie(&headers),
     };
     if let Some(id) = id {
         s.platform.store().delete_session(id)?;

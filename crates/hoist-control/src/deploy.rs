@@ -27,6 +27,15 @@ pub(crate) struct Validated {
     pub(crate) env: EnvVars,
 }
 
+/// The service a deploy request is for: its `name`, or the one derived from its source. The
+/// API checks the caller's token against it before anything else happens.
+pub fn target_service(req: &DeployRequest) -> Result<ServiceName, SpecError> {
+    match &req.name {
+        Some(n) => ServiceName::from_str(n),
+        None => ServiceName::derive_from_source(req.source.trim()),
+    }
+}
+
 /// A request's checks and resolution into a [`Validated`] deploy.
 pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
     let source = req.source.trim().to_string();
@@ -50,10 +59,7 @@ pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
             "a local path must be absolute (the CLI resolves it for you)",
         ));
     }
-    let name = match &req.name {
-        Some(n) => ServiceName::from_str(n)?,
-        None => ServiceName::derive_from_source(&source)?,
-    };
+    let name = target_service(req)?;
     if let Some(b) = &req.branch {
         validate_branch(b)?;
     }

@@ -33,6 +33,7 @@ mod vault;
 mod views;
 mod warm;
 
+pub use deploy::target_service;
 pub use error::ControlError;
 pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
 pub use lifecycle::{CancelReason, Change};

@@ -84,6 +84,14 @@ id_type!(
 );
 
 id_type!(
+    /// Identifies one API token (not its secret: the id is shown in listings and names the
+    /// token to revoke), e.g. `tok_0123456789`.
+    TokenId,
+    "tok_",
+    "token id"
+);
+
+id_type!(
     /// Identifies one running container, e.g. `i-0123456789`.
     InstanceId,
     "i-",

@@ -66,6 +66,7 @@ mod runtime;
 mod scaling;
 mod spec;
 mod state;
+mod token;
 mod variants;
 
 pub use config::ConfigWarning;
@@ -76,7 +77,7 @@ pub use duration::{
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
 pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words};
 pub use event::EventKind;
-pub use ids::{DeploymentId, InstanceId};
+pub use ids::{DeploymentId, InstanceId, TokenId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
 pub use log_stream::LogStream;
@@ -88,6 +89,7 @@ pub use runtime::Runtime;
 pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer};
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
+pub use token::{Denied, Over, Principal, TokenName, TokenRole};
 pub use variants::{parse_variant, variant_list};
 
 /// Whether a deploy source names a remote repository (`https://…`, `ssh://…`, `git@host:path`)

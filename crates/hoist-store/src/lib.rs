@@ -20,6 +20,7 @@ pub use records::{
 };
 pub use session::{NewSession, SessionRecord};
 pub use store::{LOG_BYTES_CAP, StateChange, Store};
+pub use token::{NewToken, TokenCheck, TokenRecord, TokenRefused};
 
 /// Milliseconds since the Unix epoch: the one time unit stored.
 pub fn now_ms() -> i64 {

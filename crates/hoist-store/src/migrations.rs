@@ -157,6 +157,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expires ON sessions(expires_at);
     "#,
+    // 10: token roles. A token gets an id (shown and used to revoke it; the secret is kept as
+    // its SHA-256 only, as before), a name unique among live tokens, a role (`admin`,
+    // `deploy`, `read`), the one service a `deploy` or `read` token may be scoped to, when it
+    // was last used, and when it was revoked: a revoked token's row stays, so that using it
+    // gets "revoked" rather than "unknown". The token that existed (the server's admin token)
+    // becomes an `admin` token named `admin`.
+    r#"
+    CREATE TABLE api_tokens_v10 (
+        id           TEXT PRIMARY KEY,
+        hash         TEXT NOT NULL UNIQUE,
+        name         TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        service      TEXT,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    INSERT INTO api_tokens_v10 (id, hash, name, role, created_at)
+        SELECT 'tok_' || lower(hex(randomblob(5))), hash,
+               CASE WHEN rowid = (SELECT min(rowid) FROM api_tokens) THEN 'admin'
+                    ELSE 'admin-' || rowid END,
+               'admin', created_at
+        FROM api_tokens;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_v10 RENAME TO api_tokens;
+    CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
+    CREATE INDEX sessions_token ON sessions(token_hash);
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -1,10 +1,11 @@
 //! Dashboard sessions: what the `hoist_session` cookie stands for. A session is as good as the
 //! API token it was started with, for at most its lifetime: every lookup checks both, and a
-//! session that fails either is removed.
+//! session that fails either is removed. It may do what that token may (its [`Principal`]).
 
+use hoist_core::Principal;
 use rusqlite::{OptionalExtension, params};
 
-use crate::token::{hash_token, random_hex};
+use crate::token::{hash_token, random_hex, token_by_hash, touch};
 use crate::{Store, StoreError, now_ms};
 
 /// A session as a request sees it.
@@ -16,6 +17,8 @@ pub struct SessionRecord {
     pub created_at: i64,
     /// Milliseconds since the Unix epoch.
     pub expires_at: i64,
+    /// The token the session was started with, as it is now.
+    pub principal: Principal,
 }
 
 /// A session just started: `id` is the cookie's value, known only to the client from now on
@@ -37,22 +40,20 @@ impl Store {
         let token_hash = hash_token(token);
         let now = now_ms();
         let conn = self.conn();
-        let valid: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM api_tokens WHERE hash = ?1",
-                params![token_hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if valid.is_none() {
+        let Some(mut token) = token_by_hash(&conn, &token_hash)? else {
+            return Ok(None);
+        };
+        if token.revoked_at.is_some() {
             return Ok(None);
         }
+        touch(&conn, &mut token)?;
         conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
         let id = random_hex();
         let record = SessionRecord {
             csrf_token: random_hex(),
             created_at: now,
             expires_at: now.saturating_add(ttl_ms),
+            principal: token.principal(),
         };
         conn.execute(
             "INSERT INTO sessions (id_hash, csrf_token, token_hash, created_at, expires_at)
@@ -75,29 +76,37 @@ impl Store {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT s.csrf_token, s.created_at, s.expires_at, t.hash IS NOT NULL
-                 FROM sessions s LEFT JOIN api_tokens t ON t.hash = s.token_hash
-                 WHERE s.id_hash = ?1",
+                "SELECT csrf_token, created_at, expires_at, token_hash FROM sessions
+                 WHERE id_hash = ?1",
                 params![id_hash],
                 |r| {
                     Ok((
-                        SessionRecord {
-                            csrf_token: r.get(0)?,
-                            created_at: r.get(1)?,
-                            expires_at: r.get(2)?,
-                        },
-                        r.get::<_, bool>(3)?,
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
                     ))
                 },
             )
             .optional()?;
-        match row {
-            Some((record, true)) if record.expires_at > now_ms() => Ok(Some(record)),
-            Some(_) => {
+        let Some((csrf_token, created_at, expires_at, token_hash)) = row else {
+            return Ok(None);
+        };
+        let token = token_by_hash(&conn, &token_hash)?.filter(|t| t.revoked_at.is_none());
+        match token {
+            Some(mut token) if expires_at > now_ms() => {
+                touch(&conn, &mut token)?;
+                Ok(Some(SessionRecord {
+                    csrf_token,
+                    created_at,
+                    expires_at,
+                    principal: token.principal(),
+                }))
+            }
+            _ => {
                 conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
                 Ok(None)
             }
-            None => Ok(None),
         }
     }
 
@@ -113,6 +122,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use hoist_core::TokenRole;
+
     use super::*;
 
     fn store(test: &str) -> (Store, std::path::PathBuf) {
@@ -178,5 +189,35 @@ mod tests {
         assert_eq!(store.session(&s.id).unwrap(), None);
         let s2 = store.create_session(&new, DAY).unwrap().unwrap();
         assert!(store.session(&s2.id).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_session_carries_its_tokens_principal_and_ends_when_the_token_is_revoked() {
+        let (store, _dir) = store("principal");
+        let admin = store.ensure_admin_token().unwrap().unwrap();
+        let web: hoist_core::ServiceName = "web".parse().unwrap();
+        let ci = store
+            .create_token("ci".parse().unwrap(), TokenRole::Deploy, Some(web.clone()))
+            .unwrap()
+            .unwrap();
+        let s = store.create_session(&ci.token, DAY).unwrap().unwrap();
+        let record = store.session(&s.id).unwrap().unwrap();
+        assert_eq!(record.principal.role, TokenRole::Deploy);
+        assert_eq!(record.principal.service, Some(web));
+        assert_eq!(record.principal.token, ci.record.id);
+        let a = store.create_session(&admin, DAY).unwrap().unwrap();
+        assert_eq!(a.record.principal.role, TokenRole::Admin);
+
+        store.revoke_token(&ci.record.id).unwrap().unwrap();
+        assert_eq!(store.session(&s.id).unwrap(), None);
+        // Ended in the table too, not only refused; the admin's session is untouched.
+        let left: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+        assert!(store.session(&a.id).unwrap().is_some());
+        // A revoked token starts no session.
+        assert_eq!(store.create_session(&ci.token, DAY).unwrap(), None);
     }
 }

@@ -11,7 +11,6 @@ use crate::records::{
     DeploymentRecord, InstanceRecord, InstanceUsage, ServiceRecord, StepRecord, UsageDay,
     UsageDelta,
 };
-use crate::token::{generate_token, hash_token};
 use crate::{StoreError, migrations, now_ms};
 
 /// Per-service log cap until retention settings exist; oldest lines go first.
@@ -172,49 +171,6 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    // ---- API tokens -------------------------------------------------------------------
-
-    /// Creates the admin token if none exists yet and returns it in plain text (the only time
-    /// it is ever available); `None` when a token already exists.
-    pub fn ensure_admin_token(&self) -> Result<Option<String>, StoreError> {
-        let conn = self.conn();
-        let count: i64 = conn.query_row("SELECT count(*) FROM api_tokens", [], |r| r.get(0))?;
-        if count > 0 {
-            return Ok(None);
-        }
-        let token = generate_token();
-        conn.execute(
-            "INSERT INTO api_tokens (hash, created_at) VALUES (?1, ?2)",
-            params![hash_token(&token), now_ms()],
-        )?;
-        Ok(Some(token))
-    }
-
-    pub fn replace_admin_token(&self) -> Result<String, StoreError> {
-        let token = generate_token();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM api_tokens", [])?;
-        tx.execute(
-            "INSERT INTO api_tokens (hash, created_at) VALUES (?1, ?2)",
-            params![hash_token(&token), now_ms()],
-        )?;
-        tx.commit()?;
-        Ok(token)
-    }
-
-    pub fn verify_token(&self, token: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM api_tokens WHERE hash = ?1",
-                params![hash_token(token)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(found.is_some())
     }
 
     // ---- services ---------------------------------------------------------------------
@@ -425,6 +381,7 @@ impl Store {
             "DELETE FROM services WHERE name = ?1",
             params![name.as_str()],
         )?;
+        crate::token::revoke_for_service(&tx, name)?;
         self.keep_log_high_water(&tx)?;
         tx.commit()?;
         drop(conn);

@@ -13,6 +13,7 @@ mod env;
 mod observe;
 mod out;
 mod server;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,9 @@ enum Command {
     Env(env::EnvCommand),
     /// Make an earlier deployment live again from its stored image (no rebuild).
     Rollback(env::RollbackArgs),
+    /// API tokens for CI and tools: `admin`, `deploy` or `read`, for every service or one.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Delete a service: its instances, route, images and logs (asks for the name unless --yes).
     Delete(client::DeleteArgs),
     /// Print a service's URL, and open it in a browser when there is a display.
@@ -130,6 +134,7 @@ fn main() {
             Command::Env(cmd) => env::env(cmd).await,
             Command::Rollback(args) => env::rollback(args).await,
             Command::Open { name } => client::open(&name).await,
+            Command::Tokens(cmd) => tokens::tokens(cmd).await,
             Command::Completions { shell } => completions(shell),
         }
     });
@@ -177,6 +182,8 @@ mod tests {
             &["metrics"],
             &["usage"],
             &["env", "ls"],
+            &["tokens", "ls"],
+            &["tokens", "create"],
             &["runtimes"],
             &["deploy"],
             &["rollback"],

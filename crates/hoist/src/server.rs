@@ -239,10 +239,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Store::open(&args.data_dir.join("hoist.db")).context("opening the state database")?,
     );
     let token_file = args.data_dir.join("admin-token");
+    // The file holds the token's only plain copy; a copy of a token revoked since (`hoist
+    // tokens revoke`) is as good as none.
+    let file_live = match std::fs::read_to_string(&token_file) {
+        Ok(t) => store.verify_token(t.trim())?,
+        Err(_) => false,
+    };
     let new_token = match store.ensure_admin_token()? {
         Some(t) => Some(t),
         // The database has a token but its only plain copy is gone: issue a new one.
-        None if !token_file.exists() => Some(store.replace_admin_token()?),
+        None if !file_live => Some(store.replace_admin_token()?),
         None => None,
     };
     if let Some(token) = new_token {

@@ -240,6 +240,26 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
             problems.push(format!("{method} {path}: {status} {e}"));
         }
     }
+    // A token made, listed and revoked.
+    let (status, made) = server.api(
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name": "contract", "role": "read", "service": "contract"}"#),
+    );
+    let schema = response_schema(&doc, "/v1/tokens", "post", status, "application/json");
+    problems.extend(schema_errors(&schema, &made));
+    check_json(&server, &doc, "/v1/tokens", "/v1/tokens", &mut problems);
+    let revoke = format!("/v1/tokens/{}", made["token"]["id"].as_str().unwrap_or("?"));
+    let (status, revoked) = server.api("DELETE", &revoke, None);
+    assert_eq!(status, 200, "{revoked}");
+    let schema = response_schema(
+        &doc,
+        "/v1/tokens/{id}",
+        "delete",
+        status,
+        "application/json",
+    );
+    problems.extend(schema_errors(&schema, &revoked));
     // The check can fail: a service view with a wrong type and a field missing does not pass.
     let schema = response_schema(&doc, "/v1/services/{name}", "get", 200, "application/json");
     let (_, mut view) = server.api("GET", &svc, None);
@@ -276,12 +296,13 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
             ("POST".to_string(), format!("{svc}/rollback")),
             ("POST".to_string(), format!("{svc}/scale")),
             ("POST".to_string(), "/v1/session".to_string()),
+            ("POST".to_string(), "/v1/tokens".to_string()),
         ],
         "a new endpoint with a body needs its bad bodies below"
     );
     // (body, the field the error must name) for each endpoint: an unknown field, a wrong
     // type, an out-of-range value.
-    let cases: [BadBodies; 5] = [
+    let cases: [BadBodies; 6] = [
         (
             "PATCH",
             format!("{svc}/env"),
@@ -331,6 +352,27 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
                 (json!({"tokn": "x"}), "tokn"),
                 (json!({"token": 5}), "token"),
                 (json!({"token": ""}), "token"),
+            ],
+        ),
+        (
+            "POST",
+            "/v1/tokens".into(),
+            vec![
+                (
+                    json!({"name": "ci", "role": "read", "servce": "x"}),
+                    "servce",
+                ),
+                (json!({"name": 5, "role": "read"}), "name"),
+                (json!({"name": "x".repeat(65), "role": "read"}), "name"),
+                (json!({"name": "ci", "role": "owner"}), "role"),
+                (
+                    json!({"name": "ci", "role": "read", "service": "Nope!"}),
+                    "service",
+                ),
+                (
+                    json!({"name": "ci", "role": "read", "service": "absent"}),
+                    "service",
+                ),
             ],
         ),
     ];

@@ -401,7 +401,15 @@ fn replace_admin_token_invalidates_old() -> TestResult {
     assert_ne!(new, old);
     assert!(store.verify_token(&new)?);
     assert!(!store.verify_token(&old)?);
-    assert_eq!(count(&store, "SELECT count(*) FROM api_tokens", [])?, 1);
+    // The old one is kept as revoked (so using it is told so), the new one is the live admin.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL",
+            []
+        )?,
+        1
+    );
     // A token exists, so startup must not mint another one.
     assert_eq!(store.ensure_admin_token()?, None);
 
