@@ -23,6 +23,7 @@ mod scaling;
 mod server;
 mod service;
 mod session;
+mod upload;
 
 pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
@@ -39,12 +40,13 @@ pub use service::{
     Instance, InstanceUsage, LiveInstanceView, RuntimeInfo, ServiceRecord, ServiceView, StopResult,
 };
 pub use session::{SessionInfo, SessionRequest};
+pub use upload::{BUNDLE_CONTENT_TYPE, Upload};
 
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.
 pub use hoist_core::{
     DeploymentId, DeploymentState, InstanceId, InstanceState, Runtime, Scaling, ServiceName,
-    ServiceSpec,
+    ServiceSpec, UploadId,
 };
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub use duration::{
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
 pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words};
 pub use event::EventKind;
-pub use ids::{DeploymentId, InstanceId};
+pub use ids::{DeploymentId, InstanceId, UploadId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
 pub use log_stream::LogStream;
@@ -94,6 +94,20 @@ pub use variants::{parse_variant, variant_list};
 /// rather than a local path.
 pub fn is_remote_source(source: &str) -> bool {
     source.contains("://") || (source.contains('@') && source.contains(':'))
+}
+
+/// How a deployment whose source was uploaded records it: `upload:<commit>`. The commit is
+/// in the server's source store (the client sent it as a git bundle), not at any URL.
+pub const UPLOAD_SOURCE_PREFIX: &str = "upload:";
+
+/// The source recorded for a deploy of uploaded `commit`.
+pub fn upload_source(commit: &str) -> String {
+    format!("{UPLOAD_SOURCE_PREFIX}{commit}")
+}
+
+/// The commit of an `upload:<commit>` source; `None` for a git URL or a path.
+pub fn uploaded_commit(source: &str) -> Option<&str> {
+    source.strip_prefix(UPLOAD_SOURCE_PREFIX)
 }
 
 /// `scheme://user:secret@host/path` → `scheme://***@host/path`: source URLs are logged and
