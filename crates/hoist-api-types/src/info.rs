@@ -22,6 +22,10 @@ pub struct ServerInfo {
     /// `null` when the server cannot tell (no `/etc/machine-id`).
     #[serde(default)]
     pub machine: Option<String>,
+    /// The largest upload (git bundle) the server takes, in bytes (`hoist server
+    /// --max-upload`); a client refuses a larger one before sending it.
+    #[serde(default)]
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// The memory limits a service may have, in MB.
@@ -66,6 +70,7 @@ impl ServerInfo {
                 .collect(),
             scaling_defaults: Scaling::default(),
             machine: Self::this_machine(),
+            max_upload_bytes: None,
         }
     }
 

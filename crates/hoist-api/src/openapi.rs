@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use crate::routes::*;
 use crate::session::*;
+use crate::uploads::*;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -61,6 +62,7 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(rollback_service))
         .routes(routes!(service_events))
         .routes(routes!(service_series))
+        .routes(routes!(upload_source, list_uploads))
         .routes(routes!(create_deployment))
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
+use hoist_store::UploadRecord;
 use hoist_core::{
     EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
     SpecError, SpecLayer, validate_branch,
@@ -27,8 +28,15 @@ pub(crate) struct Validated {
     pub(crate) env: EnvVars,
 }
 
-/// A request's checks and resolution into a [`Validated`] deploy.
-pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
+/// A request's checks and resolution into a [`Validated`] deploy; `upload` is the upload
+/// the request names (found by the caller), whose commit is then the source.
+pub(crate) fn validate(
+    req: &DeployRequest,
+    upload: Option<&UploadRecord>,
+) -> Result<Validated, SpecError> {
+    if let Some(upload) = upload {
+        return validate_upload(req, upload);
+    }
     let source = req.source.trim().to_string();
     if source.is_empty() {
         return Err(SpecError::Missing {
@@ -68,6 +76,48 @@ pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
         root = RootDir::new(&joined.display().to_string())?;
         source = top;
     }
+    finish(req, name, source, root)
+}
+
+/// A deploy of an uploaded commit: the upload decides the service (a name given must be
+/// the same) and the source; the root directory is taken as given, since the client, not
+/// the server, knows where in its repository it deploys from.
+fn validate_upload(req: &DeployRequest, upload: &UploadRecord) -> Result<Validated, SpecError> {
+    if !req.source.trim().is_empty() {
+        return Err(SpecError::invalid(
+            "source",
+            req.source.as_str(),
+            "give either `source` or `upload`, not both",
+        ));
+    }
+    let name = match &req.name {
+        Some(n) => ServiceName::from_str(n)?,
+        None => upload.service.clone(),
+    };
+    if name != upload.service {
+        return Err(SpecError::invalid(
+            "upload",
+            upload.id.as_str(),
+            format!(
+                "is an upload of service '{}', not of '{name}'",
+                upload.service
+            ),
+        ));
+    }
+    if let Some(b) = &req.branch {
+        validate_branch(b)?;
+    }
+    let root = RootDir::new(req.root.as_deref().unwrap_or(""))?;
+    finish(req, name, hoist_core::upload_source(&upload.commit), root)
+}
+
+/// The checks every deploy shares once its service, source and root are known.
+fn finish(
+    req: &DeployRequest,
+    name: ServiceName,
+    source: String,
+    root: RootDir,
+) -> Result<Validated, SpecError> {
     let mut env = EnvVars::new();
     for assignment in &req.env {
         let (k, v) = EnvVars::parse_assignment(assignment)?;

@@ -267,14 +267,27 @@ impl Run {
                 })
             })?;
         }
-        self.log(format!(
-            "fetching {} ({})",
-            hoist_core::redact_credentials(&v.source),
-            v.branch.as_deref().unwrap_or("default branch")
-        ));
-        let fetched = tokio::select! {
-            f = fetch(&v.source, v.branch.as_deref(), &src) => f.map_err(DeployError::Fetch)?,
-            _ = self.cancel.cancelled() => return Err(self.cancelled()),
+        let fetched = if let Some(commit) = hoist_core::uploaded_commit(&v.source) {
+            // An upload: the commit is in the server's own source store already.
+            self.log(format!("checking out uploaded commit {commit}"));
+            tokio::select! {
+                f = platform.sources.checkout(commit, &src) => f.map_err(DeployError::Fetch)?,
+                _ = self.cancel.cancelled() => return Err(self.cancelled()),
+            };
+            hoist_build::Fetched {
+                commit: commit.to_string(),
+                branch: v.branch.clone().unwrap_or_else(|| "upload".into()),
+            }
+        } else {
+            self.log(format!(
+                "fetching {} ({})",
+                hoist_core::redact_credentials(&v.source),
+                v.branch.as_deref().unwrap_or("default branch")
+            ));
+            tokio::select! {
+                f = fetch(&v.source, v.branch.as_deref(), &src) => f.map_err(DeployError::Fetch)?,
+                _ = self.cancel.cancelled() => return Err(self.cancelled()),
+            }
         };
         platform
             .store
@@ -491,7 +504,11 @@ impl Platform {
         self: &Arc<Self>,
         req: DeployRequest,
     ) -> Result<DeploymentRecord, ControlError> {
-        let v = validate(&req)?;
+        let upload = match &req.upload {
+            Some(id) => Some(self.find_upload(id).await?),
+            None => None,
+        };
+        let v = validate(&req, upload.as_ref())?;
         let scaling = self
             .store
             .get_service(&v.name)?

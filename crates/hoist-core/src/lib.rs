@@ -110,6 +110,22 @@ pub fn uploaded_commit(source: &str) -> Option<&str> {
     source.strip_prefix(UPLOAD_SOURCE_PREFIX)
 }
 
+/// A size for people, in the units the server's size flags take (powers of 1024):
+/// `512 B`, `1.5 KB`, `200.0 MB`, `1.2 GB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// `scheme://user:secret@host/path` → `scheme://***@host/path`: source URLs are logged and
 /// shown, their credentials must not be.
 pub fn redact_credentials(source: &str) -> String {
@@ -126,6 +142,17 @@ pub fn redact_credentials(source: &str) -> String {
 #[cfg(test)]
 mod redact_tests {
     use super::redact_credentials;
+
+    #[test]
+    fn sizes_read_in_the_units_the_flags_take() {
+        assert_eq!(super::size_text(512), "512 B");
+        assert_eq!(super::size_text(1536), "1.5 KB");
+        assert_eq!(super::size_text(200 << 20), "200.0 MB");
+        assert_eq!(super::size_text(3 << 40), "3.0 TB");
+        assert_eq!(super::uploaded_commit("upload:abc"), Some("abc"));
+        assert_eq!(super::uploaded_commit("/srv/app"), None);
+        assert_eq!(super::upload_source("abc"), "upload:abc");
+    }
 
     #[test]
     fn credentials_in_urls_are_hidden() {

@@ -13,6 +13,7 @@ mod env;
 mod observe;
 mod out;
 mod server;
+mod upload;
 
 use std::path::PathBuf;
 
