@@ -100,7 +100,10 @@ mod machine_tests {
     fn the_fingerprint_is_stable_short_and_not_the_id() {
         let a = machine_fingerprint("3d1219c7c4c5404aaa1f6d2a48adfda4").unwrap();
         assert_eq!(a.len(), 16);
-        assert_eq!(machine_fingerprint("3d1219c7c4c5404aaa1f6d2a48adfda4"), Some(a.clone()));
+        assert_eq!(
+            machine_fingerprint("3d1219c7c4c5404aaa1f6d2a48adfda4"),
+            Some(a.clone())
+        );
         assert!(!"3d1219c7c4c5404aaa1f6d2a48adfda4".contains(&a));
         assert_ne!(machine_fingerprint("another"), Some(a));
         assert_eq!(machine_fingerprint(""), None);

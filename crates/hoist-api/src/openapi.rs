@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 
 use crate::routes::*;
 use crate::session::*;
-use crate::uploads::*;
 use crate::state::AppState;
+use crate::uploads::*;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -81,25 +81,36 @@ impl Drop for Incoming {
 
 /// Writes `body` to `path`, at most `limit` bytes; answers how many were written.
 async fn receive(body: Body, path: &FsPath, limit: u64) -> ApiResult<u64> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the upload: {e}")))?;
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the upload: {e}"),
+        )
+    })?;
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!("the upload's body was cut off after {received} bytes: {e}"))
+            ApiError::bad_request(format!(
+                "the upload's body was cut off after {received} bytes: {e}"
+            ))
         })?;
         received = received.saturating_add(chunk.len() as u64);
         if received > limit {
             return Err(too_large(received, false, limit));
         }
         file.write_all(&chunk).await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the upload: {e}"))
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing the upload: {e}"),
+            )
         })?;
     }
     file.flush().await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the upload: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the upload: {e}"),
+        )
     })?;
     Ok(received)
 }
@@ -165,7 +176,11 @@ mod tests {
     fn an_upload_over_the_limit_says_its_size_and_the_limit() {
         let e = too_large(300 << 20, true, DEFAULT_MAX_UPLOAD);
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(e.error.contains("300.0 MB") && e.error.contains("200.0 MB"), "{}", e.error);
+        assert!(
+            e.error.contains("300.0 MB") && e.error.contains("200.0 MB"),
+            "{}",
+            e.error
+        );
         let e = too_large((2 << 20) + 1, false, 2 << 20);
         assert!(e.error.contains("over 2.0 MB"), "{}", e.error);
     }

@@ -265,7 +265,11 @@ impl SourceStore {
     pub async fn forget(&self, ref_ids: &[String]) {
         let gd = format!("--git-dir={}", self.repo().display());
         for id in ref_ids {
-            let _ = git(&[&gd, "update-ref", "-d", &format!("refs/uploads/{id}")], &[]).await;
+            let _ = git(
+                &[&gd, "update-ref", "-d", &format!("refs/uploads/{id}")],
+                &[],
+            )
+            .await;
         }
     }
 
@@ -301,9 +305,12 @@ impl SourceStore {
 }
 
 async fn has_commit(git_dir: &str, oid: &str) -> bool {
-    git(&[git_dir, "cat-file", "-e", &format!("{oid}^{{commit}}")], &[])
-        .await
-        .is_ok()
+    git(
+        &[git_dir, "cat-file", "-e", &format!("{oid}^{{commit}}")],
+        &[],
+    )
+    .await
+    .is_ok()
 }
 
 /// The bytes of the files under `dir` (the store's objects: packs and loose objects).

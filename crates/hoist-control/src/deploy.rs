@@ -7,11 +7,11 @@ use std::str::FromStr;
 
 use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
-use hoist_store::UploadRecord;
 use hoist_core::{
     EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
     SpecError, SpecLayer, validate_branch,
 };
+use hoist_store::UploadRecord;
 
 /// PATH_MAX; browsers and git hosts cap URLs well below it.
 const MAX_SOURCE_LEN: usize = 4096;

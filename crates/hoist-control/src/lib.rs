@@ -40,5 +40,5 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use uploads::UPLOADS_LISTED;
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use uploads::UPLOADS_LISTED;

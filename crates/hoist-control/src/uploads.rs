@@ -55,12 +55,15 @@ impl Platform {
 
     /// The upload a deploy names, if it exists and its commit is still stored.
     pub(crate) async fn find_upload(&self, id: &UploadId) -> Result<UploadRecord, ControlError> {
-        let unknown = |rule: &str| ControlError::Invalid(SpecError::invalid("upload", id.as_str(), rule));
+        let unknown =
+            |rule: &str| ControlError::Invalid(SpecError::invalid("upload", id.as_str(), rule));
         let record = self.store.get_upload(id)?.ok_or_else(|| {
             unknown("no such upload: send the bundle first (POST /v1/services/NAME/uploads)")
         })?;
         if !self.sources.contains(&record.commit).await {
-            return Err(unknown("its commit is no longer in the server's source store: upload it again"));
+            return Err(unknown(
+                "its commit is no longer in the server's source store: upload it again",
+            ));
         }
         Ok(record)
     }

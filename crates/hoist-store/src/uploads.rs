@@ -19,7 +19,9 @@ pub struct UploadRecord {
     pub created_at: i64,
 }
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, i64, bool, i64)> {
+fn from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, i64, bool, i64)> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -43,7 +45,9 @@ fn record(
     ),
 ) -> Result<UploadRecord, StoreError> {
     Ok(UploadRecord {
-        id: id.parse().map_err(|e| StoreError::Corrupt(format!("upload id: {e}")))?,
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("upload id: {e}")))?,
         service: service
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("upload service: {e}")))?,
@@ -149,8 +153,14 @@ mod tests {
             store.insert_upload(u).unwrap();
         }
         assert_eq!(store.get_upload(&b.id).unwrap().as_ref(), Some(&b));
-        assert_eq!(store.list_uploads(&shop, 10).unwrap(), [b.clone(), a.clone()]);
-        assert_eq!(store.list_uploads(&shop, 1).unwrap(), [b.clone()]);
+        assert_eq!(
+            store.list_uploads(&shop, 10).unwrap(),
+            [b.clone(), a.clone()]
+        );
+        assert_eq!(
+            store.list_uploads(&shop, 1).unwrap(),
+            std::slice::from_ref(&b)
+        );
         let mut gone = store.delete_uploads(&shop).unwrap();
         gone.sort();
         let mut want = vec![a.id.clone(), b.id.clone()];

@@ -143,9 +143,7 @@ fn size_flag(flag: &str, s: &str) -> Result<u64, String> {
         Ok(n) => n,
         Err(_) if !digits.is_empty() => return Err(out_of_range()),
         Err(_) => {
-            return Err(format!(
-                "invalid {flag} '{shown}': not a size like 100MB"
-            ));
+            return Err(format!("invalid {flag} '{shown}': not a size like 100MB"));
         }
     };
     let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {

@@ -115,10 +115,26 @@ fn commit_to_deploy(top: &Path, branch: Option<&str>) -> anyhow::Result<(String,
     if let Some(b) = branch {
         let commit = git(
             top,
-            &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}^{{commit}}")],
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{b}^{{commit}}"),
+            ],
             &[],
         )
-        .or_else(|_| git(top, &["rev-parse", "--verify", "--quiet", &format!("{b}^{{commit}}")], &[]))
+        .or_else(|_| {
+            git(
+                top,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{b}^{{commit}}"),
+                ],
+                &[],
+            )
+        })
         .map_err(|_| anyhow::anyhow!("branch '{b}' does not exist in {}", top.display()))?;
         return Ok((commit, Some(b.to_string())));
     }
@@ -131,7 +147,13 @@ fn commit_to_deploy(top: &Path, branch: Option<&str>) -> anyhow::Result<(String,
 /// A commit of the work tree as it is (tracked changes and untracked files that are not
 /// ignored) on top of `head`, written into `objects` (the scratch repository's): the user's
 /// index and object store are not written.
-fn snapshot(top: &Path, head: &str, scratch: &Path, objects: &str, user_objects: &str) -> anyhow::Result<String> {
+fn snapshot(
+    top: &Path,
+    head: &str,
+    scratch: &Path,
+    objects: &str,
+    user_objects: &str,
+) -> anyhow::Result<String> {
     let index = scratch.join("index").display().to_string();
     let env = [
         ("GIT_INDEX_FILE", index.as_str()),
@@ -148,7 +170,14 @@ fn snapshot(top: &Path, head: &str, scratch: &Path, objects: &str, user_objects:
     let short = &head[..head.len().min(12)];
     git(
         top,
-        &["commit-tree", &tree, "-p", head, "-m", &format!("hoist deploy --include-uncommitted: the work tree on {short}")],
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            head,
+            "-m",
+            &format!("hoist deploy --include-uncommitted: the work tree on {short}"),
+        ],
         &env,
     )
 }
@@ -187,9 +216,21 @@ pub(crate) async fn upload(
     let repo = scratch.0.join("up.git");
     let repo_s = repo.display().to_string();
     git(&top, &["init", "--quiet", "--bare", &repo_s], &[])?;
-    let user_objects = git(&top, &["rev-parse", "--path-format=absolute", "--git-path", "objects"], &[])?;
-    std::fs::write(repo.join("objects/info/alternates"), format!("{user_objects}\n"))
-        .context("preparing the upload")?;
+    let user_objects = git(
+        &top,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "objects",
+        ],
+        &[],
+    )?;
+    std::fs::write(
+        repo.join("objects/info/alternates"),
+        format!("{user_objects}\n"),
+    )
+    .context("preparing the upload")?;
     let objects = repo.join("objects").display().to_string();
 
     if ask.include_uncommitted {
@@ -201,15 +242,25 @@ pub(crate) async fn upload(
         }
         let dirty = git(&top, &["status", "--porcelain"], &[])?;
         if dirty.is_empty() {
-            say(ask.to_stderr, "no uncommitted changes: deploying the last commit")?;
+            say(
+                ask.to_stderr,
+                "no uncommitted changes: deploying the last commit",
+            )?;
         } else {
             commit = snapshot(&top, &commit, &scratch.0, &objects, &user_objects)?;
             let n = dirty.lines().count();
-            say(ask.to_stderr, &format!("{n} uncommitted change(s) included: snapshot commit {commit}"))?;
+            say(
+                ask.to_stderr,
+                &format!("{n} uncommitted change(s) included: snapshot commit {commit}"),
+            )?;
         }
     }
     let gd = format!("--git-dir={repo_s}");
-    git(&top, &[&gd, "update-ref", "refs/heads/deploy", &commit], &[])?;
+    git(
+        &top,
+        &[&gd, "update-ref", "refs/heads/deploy", &commit],
+        &[],
+    )?;
 
     // What the server has already: its recent uploads for this service that are this
     // commit's ancestors here (or the commit itself, whose parents it then has).
@@ -223,9 +274,16 @@ pub(crate) async fn upload(
             continue;
         }
         if k.commit == commit {
-            let parents = git(&top, &[&gd, "rev-parse", &format!("{commit}^@")], &[]).unwrap_or_default();
+            let parents =
+                git(&top, &[&gd, "rev-parse", &format!("{commit}^@")], &[]).unwrap_or_default();
             exclude.extend(parents.lines().map(str::to_string));
-        } else if git(&top, &[&gd, "merge-base", "--is-ancestor", &k.commit, &commit], &[]).is_ok() {
+        } else if git(
+            &top,
+            &[&gd, "merge-base", "--is-ancestor", &k.commit, &commit],
+            &[],
+        )
+        .is_ok()
+        {
             exclude.push(k.commit.clone());
         }
     }
@@ -233,11 +291,20 @@ pub(crate) async fn upload(
     exclude.dedup();
     let bundle = scratch.0.join("deploy.bundle");
     let bundle_s = bundle.display().to_string();
-    let mut args = vec![gd.as_str(), "bundle", "create", "--quiet", bundle_s.as_str(), "refs/heads/deploy"];
+    let mut args = vec![
+        gd.as_str(),
+        "bundle",
+        "create",
+        "--quiet",
+        bundle_s.as_str(),
+        "refs/heads/deploy",
+    ];
     let nots: Vec<String> = exclude.iter().map(|k| format!("^{k}")).collect();
     args.extend(nots.iter().map(String::as_str));
     git(&top, &args, &[])?;
-    let size = std::fs::metadata(&bundle).context("reading the bundle")?.len();
+    let size = std::fs::metadata(&bundle)
+        .context("reading the bundle")?
+        .len();
     if let Some(limit) = server.and_then(|s| s.max_upload_bytes)
         && size > limit
     {
@@ -253,7 +320,14 @@ pub(crate) async fn upload(
         &format!(
             "uploading {short} ({}{})",
             size_text(size),
-            if exclude.is_empty() { String::new() } else { format!(", only what the server lacks of {} known commit(s)", exclude.len()) }
+            if exclude.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", only what the server lacks of {} known commit(s)",
+                    exclude.len()
+                )
+            }
         ),
     )?;
     let upload = send(api, ask.service, &bundle, size).await?;
@@ -264,15 +338,30 @@ pub(crate) async fn upload(
             upload.id,
             size_text(upload.bytes_received),
             size_text(upload.bytes_stored),
-            if upload.already_stored { " (the server had this commit)" } else { "" }
+            if upload.already_stored {
+                " (the server had this commit)"
+            } else {
+                ""
+            }
         ),
     )?;
-    Ok(Uploaded { upload, root, branch })
+    Ok(Uploaded {
+        upload,
+        root,
+        branch,
+    })
 }
 
 /// Streams the bundle with its length, with a progress bar on a terminal.
-async fn send(api: &Api, service: &ServiceName, bundle: &Path, size: u64) -> anyhow::Result<Upload> {
-    let file = tokio::fs::File::open(bundle).await.context("opening the bundle")?;
+async fn send(
+    api: &Api,
+    service: &ServiceName,
+    bundle: &Path,
+    size: u64,
+) -> anyhow::Result<Upload> {
+    let file = tokio::fs::File::open(bundle)
+        .await
+        .context("opening the bundle")?;
     let bar = std::io::stderr().is_terminal().then(|| {
         ProgressBar::new(size).with_style(
             ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
@@ -300,10 +389,13 @@ async fn send(api: &Api, service: &ServiceName, bundle: &Path, size: u64) -> any
     .boxed();
     let result = api
         .call::<Upload>(
-            api.req(reqwest::Method::POST, &format!("/v1/services/{service}/uploads"))
-                .header(reqwest::header::CONTENT_TYPE, BUNDLE_CONTENT_TYPE)
-                .header(reqwest::header::CONTENT_LENGTH, size)
-                .body(reqwest::Body::wrap_stream(chunks)),
+            api.req(
+                reqwest::Method::POST,
+                &format!("/v1/services/{service}/uploads"),
+            )
+            .header(reqwest::header::CONTENT_TYPE, BUNDLE_CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(chunks)),
         )
         .await;
     if let Some(bar) = bar {
@@ -327,7 +419,11 @@ mod tests {
         ] {
             assert!(is_loopback_url(url), "{url}");
         }
-        for url in ["http://10.0.0.5:7070", "https://hoist.example.com", "http://[2001:db8::1]:80"] {
+        for url in [
+            "http://10.0.0.5:7070",
+            "https://hoist.example.com",
+            "http://[2001:db8::1]:80",
+        ] {
             assert!(!is_loopback_url(url), "{url}");
         }
     }
@@ -338,9 +434,15 @@ mod tests {
         if info.machine.is_none() {
             return; // no /etc/machine-id here: the address rule below is all there is
         }
-        assert!(!server_is_elsewhere("http://10.0.0.5:7070", Some(&info)), "same machine");
+        assert!(
+            !server_is_elsewhere("http://10.0.0.5:7070", Some(&info)),
+            "same machine"
+        );
         info.machine = Some("0000000000000000".into());
-        assert!(server_is_elsewhere("http://127.0.0.1:7070", Some(&info)), "other machine");
+        assert!(
+            server_is_elsewhere("http://127.0.0.1:7070", Some(&info)),
+            "other machine"
+        );
         info.machine = None;
         assert!(!server_is_elsewhere("http://127.0.0.1:7070", Some(&info)));
         assert!(server_is_elsewhere("http://10.0.0.5:7070", None));

@@ -61,7 +61,12 @@ fn an_uploaded_commit_is_deployed_recorded_and_a_reupload_stores_nothing() {
     assert_eq!(d["commit_sha"], commit.as_str(), "{d}");
     assert_eq!(d["source"], format!("upload:{commit}"), "{d}");
     assert_eq!(d["branch"], "main", "{d}");
-    assert!(d["request"]["upload"].as_str().is_some_and(|u| u.starts_with("u-")), "{d}");
+    assert!(
+        d["request"]["upload"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("u-")),
+        "{d}"
+    );
     let status = s.status("up-cli");
     assert!(status.contains(&commit[..8]), "{status}");
 
@@ -69,7 +74,10 @@ fn an_uploaded_commit_is_deployed_recorded_and_a_reupload_stores_nothing() {
     let lock = store_lock();
     let objects = store_objects(&s);
     let again = s.deploy_ok(&[repo_s, "--upload", "--name", "up-cli"]);
-    assert!(again.contains("0 B newly stored (the server had this commit)"), "{again}");
+    assert!(
+        again.contains("0 B newly stored (the server had this commit)"),
+        "{again}"
+    );
     assert_eq!(store_objects(&s), objects, "a re-upload stores nothing");
     drop(lock);
 
@@ -120,8 +128,15 @@ fn uncommitted_changes_are_deployed_and_the_repository_is_left_as_it_was() {
     let d = latest_deployment(&s, "up-wip");
     let deployed = d["commit_sha"].as_str().unwrap_or_default().to_string();
     assert_ne!(deployed, before.0, "a snapshot commit, not HEAD: {d}");
-    assert!(out.contains(&format!("snapshot commit {deployed}")), "{out}");
-    assert_eq!(seen(&repo), before, "index, HEAD, status, objects and refs untouched");
+    assert!(
+        out.contains(&format!("snapshot commit {deployed}")),
+        "{out}"
+    );
+    assert_eq!(
+        seen(&repo),
+        before,
+        "index, HEAD, status, objects and refs untouched"
+    );
 }
 
 #[test]
@@ -139,12 +154,22 @@ fn the_store_keeps_objects_once_and_refuses_bad_bundles_naming_what_is_wrong() {
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["commit"], commit.as_str());
     assert_eq!(first["bytes_received"], full.len());
-    assert!(first["bytes_stored"].as_u64().is_some_and(|b| b > 0), "{first}");
+    assert!(
+        first["bytes_stored"].as_u64().is_some_and(|b| b > 0),
+        "{first}"
+    );
     assert_eq!(first["already_stored"], false);
     let objects = store_objects(&s);
     let (status, second) = post_upload(&s, "up-api", &full, Framing::Chunked);
     assert_eq!(status, 201, "{second}");
-    assert_eq!((second["bytes_stored"].as_u64(), second["already_stored"].as_bool()), (Some(0), Some(true)), "{second}");
+    assert_eq!(
+        (
+            second["bytes_stored"].as_u64(),
+            second["already_stored"].as_bool()
+        ),
+        (Some(0), Some(true)),
+        "{second}"
+    );
     assert_ne!(second["id"], first["id"]);
     assert_eq!(store_objects(&s), objects);
     let (status, list) = s.api("GET", "/v1/services/up-api/uploads", None);
@@ -154,7 +179,13 @@ fn the_store_keeps_objects_once_and_refuses_bad_bundles_naming_what_is_wrong() {
     let junk = b"this is not a git bundle";
     let (status, e) = post_upload(&s, "up-api", junk, Framing::Length(junk.len()));
     assert_eq!(status, 400, "{e}");
-    assert!(e["error"].as_str().unwrap_or_default().contains("not a git bundle"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a git bundle"),
+        "{e}"
+    );
 
     // A thin bundle against a commit the server never got.
     let other = git_repo(&probe_app(), "up-thin");
@@ -166,24 +197,51 @@ fn the_store_keeps_objects_once_and_refuses_bad_bundles_naming_what_is_wrong() {
     let thin = bundle(&other, &["main", &format!("^{base}")]);
     let (status, e) = post_upload(&s, "up-api", &thin, Framing::Length(thin.len()));
     assert_eq!(status, 400, "{e}");
-    assert!(e["error"].as_str().unwrap_or_default().contains(&base), "{e}");
-    assert_eq!(store_objects(&s), objects, "a refused bundle stores nothing");
+    assert!(
+        e["error"].as_str().unwrap_or_default().contains(&base),
+        "{e}"
+    );
+    assert_eq!(
+        store_objects(&s),
+        objects,
+        "a refused bundle stores nothing"
+    );
 
     // Deploys naming uploads that are not theirs to name.
-    let (status, e) = s.api("POST", "/v1/deployments", Some(r#"{"upload": "u-0000000000"}"#));
+    let (status, e) = s.api(
+        "POST",
+        "/v1/deployments",
+        Some(r#"{"upload": "u-0000000000"}"#),
+    );
     assert_eq!((status, e["field"].as_str()), (400, Some("upload")), "{e}");
-    let (status, e) = s.api("POST", "/v1/deployments", Some(r#"{"upload": "d-0000000000"}"#));
+    let (status, e) = s.api(
+        "POST",
+        "/v1/deployments",
+        Some(r#"{"upload": "d-0000000000"}"#),
+    );
     assert_eq!((status, e["field"].as_str()), (400, Some("upload")), "{e}");
     let body = format!(r#"{{"upload": {}, "name": "someone-else"}}"#, first["id"]);
     let (status, e) = s.api("POST", "/v1/deployments", Some(&body));
     assert_eq!((status, e["field"].as_str()), (400, Some("upload")), "{e}");
-    assert!(e["error"].as_str().unwrap_or_default().contains("of service 'up-api'"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("of service 'up-api'"),
+        "{e}"
+    );
     let body = format!(r#"{{"upload": {}, "source": "/srv/app"}}"#, first["id"]);
     let (status, e) = s.api("POST", "/v1/deployments", Some(&body));
     assert_eq!((status, e["field"].as_str()), (400, Some("source")), "{e}");
     let (status, e) = s.api("POST", "/v1/deployments", Some(r#"{"name": "x"}"#));
     assert_eq!(status, 400, "{e}");
-    assert!(e["error"].as_str().unwrap_or_default().contains("missing field `source`"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing field `source`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -215,12 +273,21 @@ fn a_bundle_over_the_limit_is_refused_before_anything_is_stored() {
     let (status, e) = post_upload(&s, "up-big", &[], Framing::Length(big.len()));
     assert_eq!(status, 413, "{e}");
     let msg = e["error"].as_str().unwrap_or_default().to_string();
-    assert!(msg.contains(&format!("({} bytes)", big.len())) && msg.contains("at most 1.0 MB"), "{msg}");
+    assert!(
+        msg.contains(&format!("({} bytes)", big.len())) && msg.contains("at most 1.0 MB"),
+        "{msg}"
+    );
 
     // Undeclared: cut off once past the limit.
     let (status, e) = post_upload(&s, "up-big", &big[..(1 << 20) + 1], Framing::ChunkedOpen);
     assert_eq!(status, 413, "{e}");
-    assert!(e["error"].as_str().unwrap_or_default().contains("is over 1.0 MB"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is over 1.0 MB"),
+        "{e}"
+    );
 
     // The CLI knows the limit (GET /v1/server) and does not send it at all.
     let err = s.deploy_err(&[repo.to_str().unwrap(), "--upload", "--name", "up-big"]);
@@ -228,7 +295,15 @@ fn a_bundle_over_the_limit_is_refused_before_anything_is_stored() {
 
     assert_eq!(uploads(), serde_json::json!([]));
     no_big_file();
-    wait_until("the incoming directory to be empty", Duration::from_secs(10), || (incoming() == 0).then_some(()), || format!("{} files", incoming()));
+    wait_until(
+        "the incoming directory to be empty",
+        Duration::from_secs(10),
+        || (incoming() == 0).then_some(()),
+        || format!("{} files", incoming()),
+    );
     let (status, list) = s.api("GET", "/v1/services/up-big/deployments", None);
-    assert!(status == 404 || list == serde_json::json!([]), "nothing deployed: {list}");
+    assert!(
+        status == 404 || list == serde_json::json!([]),
+        "nothing deployed: {list}"
+    );
 }

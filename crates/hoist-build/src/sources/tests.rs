@@ -42,7 +42,11 @@ fn run(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@t")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -83,9 +87,17 @@ fn headers_are_read_as_git_writes_them() {
         parse_bundle_header(sha256.as_bytes()),
         Err(UploadError::BadHeader(m)) if m.contains("sha256")
     ));
-    for junk in ["", "PK\u{3}\u{4}zip", "{\"json\": 1}", "# v9 git bundle\n\n"] {
+    for junk in [
+        "",
+        "PK\u{3}\u{4}zip",
+        "{\"json\": 1}",
+        "# v9 git bundle\n\n",
+    ] {
         assert!(
-            matches!(parse_bundle_header(junk.as_bytes()), Err(UploadError::NotABundle)),
+            matches!(
+                parse_bundle_header(junk.as_bytes()),
+                Err(UploadError::NotABundle)
+            ),
             "{junk:?}"
         );
     }
@@ -130,9 +142,15 @@ async fn an_upload_is_stored_once_and_checked_out_as_its_tree() {
         std::fs::read_to_string(dest.join("app.py")).unwrap(),
         "print('two')\n"
     );
-    assert_eq!(std::fs::read(dest.join("sub/data.txt")).unwrap().len(), 5000);
+    assert_eq!(
+        std::fs::read(dest.join("sub/data.txt")).unwrap().len(),
+        5000
+    );
     assert!(!dest.join(".git").exists());
-    assert!(!dest.with_extension("index").exists(), "the index is removed");
+    assert!(
+        !dest.with_extension("index").exists(),
+        "the index is removed"
+    );
 
     let missing = "0123456789012345678901234567890123456789";
     assert!(store.checkout(missing, &s.0.join("other")).await.is_err());
@@ -148,7 +166,7 @@ async fn a_thin_bundle_needs_its_prerequisites_and_then_sends_only_what_is_new()
 
     let e = store.ingest(&thin, "u-0000000003").await.unwrap_err();
     match &e {
-        UploadError::MissingPrerequisites(list) => assert_eq!(list, &[first.clone()]),
+        UploadError::MissingPrerequisites(list) => assert_eq!(list, std::slice::from_ref(&first)),
         other => panic!("{other:?}"),
     }
     assert!(e.is_bad_bundle());
