@@ -40,7 +40,7 @@ pub use service::{
     Instance, InstanceUsage, LiveInstanceView, RuntimeInfo, ServiceRecord, ServiceView, StopResult,
 };
 pub use session::{SessionInfo, SessionRequest};
-pub use upload::{BUNDLE_CONTENT_TYPE, Upload};
+pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.

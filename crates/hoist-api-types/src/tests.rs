@@ -67,7 +67,10 @@ fn every_deploy_field_is_accepted_and_round_trips() {
 fn an_upload_takes_the_place_of_the_source() {
     let req: DeployRequest = from_json(br#"{"upload": "u-0123456789", "name": "web"}"#).unwrap();
     assert_eq!(req.source, "");
-    assert_eq!(req.upload.as_ref().map(|u| u.as_str()), Some("u-0123456789"));
+    assert_eq!(
+        req.upload.as_ref().map(|u| u.as_str()),
+        Some("u-0123456789")
+    );
     assert_eq!(
         serde_json::to_value(&req).unwrap(),
         json!({"upload": "u-0123456789", "name": "web"}),

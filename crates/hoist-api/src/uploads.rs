@@ -10,11 +10,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
-use hoist_api_types::{BUNDLE_CONTENT_TYPE, Upload};
+use hoist_api_types::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 use hoist_core::size_text;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiQuery;
 use crate::routes::service_name;
 use crate::state::AppState;
 
@@ -121,7 +122,7 @@ async fn receive(body: Body, path: &FsPath, limit: u64) -> ApiResult<u64> {
 /// `GET /v1/services/{name}/uploads`). Objects the server already has are not stored again.
 #[utoipa::path(post, path = "/services/{name}/uploads", operation_id = "uploadSource",
     tag = "deployments",
-    params(("name" = String, Path, description = "The service name; it need not exist yet")),
+    params(("name" = String, Path, description = "The service name; it need not exist yet"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/x-git-bundle",
         description = "A git bundle (`git bundle create - REF`), at most `max_upload_bytes` of `GET /v1/server`"),
     responses(
@@ -131,9 +132,14 @@ async fn receive(body: Body, path: &FsPath, limit: u64) -> ApiResult<u64> {
 pub(crate) async fn upload_source(
     State(s): St,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
 ) -> ApiResult<(StatusCode, Json<Upload>)> {
     let name = service_name(&name)?;
+    let shallow = q.shallow_commits().map_err(|rule| {
+        ApiError::bad_request(format!("invalid query parameter `shallow`: {rule}"))
+            .with_field("shallow")
+    })?;
     let limit = s.max_upload;
     check_content_type(req.headers())?;
     // Refused from the declared length before a byte of the body is read.
@@ -150,7 +156,10 @@ pub(crate) async fn upload_source(
             "the upload is empty: send a git bundle (`git bundle create - REF`)",
         ));
     }
-    let record = s.platform.store_upload(&name, &file.0, received).await?;
+    let record = s
+        .platform
+        .store_upload(&name, &file.0, received, &shallow)
+        .await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 

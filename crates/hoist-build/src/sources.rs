@@ -194,8 +194,17 @@ impl SourceStore {
     }
 
     /// Stores the bundle at `bundle` under `refs/uploads/<ref_id>`: checks its header and
-    /// prerequisites, then fetches it into the store.
-    pub async fn ingest(&self, bundle: &Path, ref_id: &str) -> Result<Ingested, UploadError> {
+    /// prerequisites, then fetches it into the store. `shallow` are the shallow commits of the
+    /// clone it was made in (full hex names): they are added to the store's own `shallow`
+    /// file, git's record of where a history it holds stops, so that a commit of a shallow
+    /// clone is stored without the parents the clone never had. Only trees are ever checked
+    /// out of the store, so a cut history costs nothing.
+    pub async fn ingest(
+        &self,
+        bundle: &Path,
+        ref_id: &str,
+        shallow: &[String],
+    ) -> Result<Ingested, UploadError> {
         let file = std::fs::File::open(bundle).map_err(UploadError::io("opening the upload"))?;
         let header = parse_bundle_header(std::io::BufReader::new(file))?;
         let [(commit, refname)] = header.refs.as_slice() else {
@@ -207,6 +216,15 @@ impl SourceStore {
         let _one = self.lock.lock().await;
         let repo = self.ensure_repo().await?;
         let gd = format!("--git-dir={}", repo.display());
+        if let Some(bad) = shallow.iter().find(|s| s.len() != 40 || !is_object_name(s)) {
+            return Err(UploadError::BadHeader(format!(
+                "shallow commit '{}' is not a full object name",
+                hoist_core::echo(bad)
+            )));
+        }
+        if !shallow.is_empty() {
+            add_shallow(&repo, shallow)?;
+        }
         let missing: Vec<String> = {
             let mut missing = Vec::new();
             for p in &header.prerequisites {
@@ -302,6 +320,26 @@ impl SourceStore {
             ))
         })
     }
+}
+
+/// Adds `commits` to the store's `shallow` file (one name a line), those not there yet.
+fn add_shallow(repo: &Path, commits: &[String]) -> Result<(), UploadError> {
+    let file = repo.join("shallow");
+    let mut known = std::fs::read_to_string(&file).unwrap_or_default();
+    let before = known.len();
+    for c in commits {
+        if !known.lines().any(|l| l == c) {
+            known.push_str(c);
+            known.push('\n');
+        }
+    }
+    if known.len() != before {
+        // Whole or not at all: git reads this file on every command.
+        let tmp = repo.join("shallow.hoist-tmp");
+        std::fs::write(&tmp, &known).map_err(UploadError::io("recording shallow commits"))?;
+        std::fs::rename(&tmp, &file).map_err(UploadError::io("recording shallow commits"))?;
+    }
+    Ok(())
 }
 
 async fn has_commit(git_dir: &str, oid: &str) -> bool {

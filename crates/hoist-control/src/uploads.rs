@@ -19,18 +19,20 @@ impl Platform {
         self.sources.incoming_dir().map_err(upload_error)
     }
 
-    /// Stores the bundle at `bundle` (`bytes_received` long) as an upload of `name`. The
-    /// caller removes the file.
+    /// Stores the bundle at `bundle` (`bytes_received` long) as an upload of `name`;
+    /// `shallow` are the shallow commits of the clone it was made in (see
+    /// [`hoist_build::SourceStore::ingest`]). The caller removes the file.
     pub async fn store_upload(
         &self,
         name: &ServiceName,
         bundle: &Path,
         bytes_received: u64,
+        shallow: &[String],
     ) -> Result<UploadRecord, ControlError> {
         let id = UploadId::generate();
         let stored = self
             .sources
-            .ingest(bundle, id.as_str())
+            .ingest(bundle, id.as_str(), shallow)
             .await
             .map_err(upload_error)?;
         let record = UploadRecord {

@@ -8,6 +8,8 @@
 //!   temporary index: the user's repository (its index, refs, HEAD, objects) is only read.
 //! - The bundle is thin against the commits the server already has for the service (its
 //!   recent uploads that are ancestors here): only what is new is sent.
+//! - A shallow clone (CI's `fetch-depth: 1`) sends its shallow commits along: the server
+//!   records where the history stops and stores the commit without its parents.
 //! - It is written to a temporary file first, so its size is known: one over the server's
 //!   limit is refused here, before anything is sent; the rest is streamed with its length.
 
@@ -199,12 +201,30 @@ pub(crate) async fn upload(
         (false, None) => Some(prefix.to_string()),
         (false, Some(r)) => Some(Path::new(prefix).join(r).display().to_string()),
     };
-    if git(&top, &["rev-parse", "--is-shallow-repository"], &[])? == "true" {
-        bail!(
-            "{} is a shallow clone: the server needs the commit's history to store it; fetch it whole (`git fetch --unshallow`, or `fetch-depth: 0` in CI)",
-            top.display()
-        );
-    }
+    // A shallow clone (CI's usual checkout) lacks the commit's history: the server is told
+    // where it stops, and stores the commit without it.
+    let shallow: Vec<String> =
+        if git(&top, &["rev-parse", "--is-shallow-repository"], &[])? == "true" {
+            let file = git(
+                &top,
+                &[
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-path",
+                    "shallow",
+                ],
+                &[],
+            )?;
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {file}"))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        };
     let (mut commit, branch) = commit_to_deploy(&top, ask.branch)?;
     let current = git(&top, &["rev-parse", "--abbrev-ref", "HEAD"], &[]).unwrap_or_default();
 
@@ -232,6 +252,11 @@ pub(crate) async fn upload(
     )
     .context("preparing the upload")?;
     let objects = repo.join("objects").display().to_string();
+    if !shallow.is_empty() {
+        // The scratch repository's history stops where the clone's does.
+        std::fs::write(repo.join("shallow"), format!("{}\n", shallow.join("\n")))
+            .context("preparing the upload")?;
+    }
 
     if ask.include_uncommitted {
         if ask.branch.is_some_and(|b| b != current) {
@@ -330,7 +355,7 @@ pub(crate) async fn upload(
             }
         ),
     )?;
-    let upload = send(api, ask.service, &bundle, size).await?;
+    let upload = send(api, ask.service, &bundle, size, &shallow).await?;
     say(
         ask.to_stderr,
         &format!(
@@ -358,6 +383,7 @@ async fn send(
     service: &ServiceName,
     bundle: &Path,
     size: u64,
+    shallow: &[String],
 ) -> anyhow::Result<Upload> {
     let file = tokio::fs::File::open(bundle)
         .await
@@ -387,15 +413,18 @@ async fn send(
         }
     })
     .boxed();
+    let mut req = api.req(
+        reqwest::Method::POST,
+        &format!("/v1/services/{service}/uploads"),
+    );
+    if !shallow.is_empty() {
+        req = req.query(&[("shallow", shallow.join(","))]);
+    }
     let result = api
         .call::<Upload>(
-            api.req(
-                reqwest::Method::POST,
-                &format!("/v1/services/{service}/uploads"),
-            )
-            .header(reqwest::header::CONTENT_TYPE, BUNDLE_CONTENT_TYPE)
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(chunks)),
+            req.header(reqwest::header::CONTENT_TYPE, BUNDLE_CONTENT_TYPE)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(reqwest::Body::wrap_stream(chunks)),
         )
         .await;
     if let Some(bar) = bar {

@@ -307,3 +307,31 @@ fn a_bundle_over_the_limit_is_refused_before_anything_is_stored() {
         "nothing deployed: {list}"
     );
 }
+
+#[test]
+fn a_shallow_clone_deploys_as_a_ci_checkout_does() {
+    let s = server();
+    let repo = git_repo(&probe_app(), "up-shallow-origin");
+    set_version(&repo, "shallow");
+    commit_all(&repo, "shallow");
+    let clone = common::scratch("up-shallow-clone");
+    std::fs::remove_dir_all(&clone).unwrap();
+    let url = format!("file://{}", repo.display());
+    git(
+        &repo,
+        &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+    );
+    assert_eq!(
+        git_out(&clone, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    let lock = store_lock();
+    s.deploy_ok(&[clone.to_str().unwrap(), "--upload", "--name", "up-shallow"]);
+    drop(lock);
+    s.wait_for("up-shallow", "/", "probe shallow", Duration::from_secs(30));
+    let head = git_out(&clone, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        latest_deployment(&s, "up-shallow")["commit_sha"],
+        head.as_str()
+    );
+}

@@ -126,14 +126,14 @@ async fn an_upload_is_stored_once_and_checked_out_as_its_tree() {
     let full = s.0.join("full.bundle");
     bundle(&r, &full, &["main"]);
 
-    let a = store.ingest(&full, "u-0000000001").await.unwrap();
+    let a = store.ingest(&full, "u-0000000001", &[]).await.unwrap();
     assert_eq!(a.commit, second);
     assert!(!a.already_stored);
     assert!(a.bytes_stored > 0, "{a:?}");
     assert!(store.contains(&second).await);
 
     // The same commit again: known, connected, nothing new stored.
-    let b = store.ingest(&full, "u-0000000002").await.unwrap();
+    let b = store.ingest(&full, "u-0000000002", &[]).await.unwrap();
     assert_eq!((b.already_stored, b.bytes_stored), (true, 0), "{b:?}");
 
     let dest = s.0.join("checkout");
@@ -164,7 +164,7 @@ async fn a_thin_bundle_needs_its_prerequisites_and_then_sends_only_what_is_new()
     let thin = s.0.join("thin.bundle");
     bundle(&r, &thin, &["main", &format!("^{first}")]);
 
-    let e = store.ingest(&thin, "u-0000000003").await.unwrap_err();
+    let e = store.ingest(&thin, "u-0000000003", &[]).await.unwrap_err();
     match &e {
         UploadError::MissingPrerequisites(list) => assert_eq!(list, std::slice::from_ref(&first)),
         other => panic!("{other:?}"),
@@ -178,8 +178,8 @@ async fn a_thin_bundle_needs_its_prerequisites_and_then_sends_only_what_is_new()
     // through a branch, as the CLI's bundles go through one.
     run(&r, &["branch", "base", &first]);
     bundle(&r, &base, &["base"]);
-    store.ingest(&base, "u-0000000004").await.unwrap();
-    let t = store.ingest(&thin, "u-0000000005").await.unwrap();
+    store.ingest(&base, "u-0000000004", &[]).await.unwrap();
+    let t = store.ingest(&thin, "u-0000000005", &[]).await.unwrap();
     assert_eq!(t.commit, second);
     assert!(store.contains(&second).await);
 }
@@ -190,7 +190,33 @@ async fn a_body_that_is_not_a_bundle_is_refused_before_git_runs() {
     let store = SourceStore::new(&s.0.join("data"));
     let junk = s.0.join("junk");
     std::fs::write(&junk, b"hello, not a bundle").unwrap();
-    let e = store.ingest(&junk, "u-0000000006").await.unwrap_err();
+    let e = store.ingest(&junk, "u-0000000006", &[]).await.unwrap_err();
     assert!(matches!(e, UploadError::NotABundle), "{e:?}");
     assert!(!store.repo().exists(), "nothing was set up for it");
+}
+
+#[tokio::test]
+async fn a_commit_of_a_shallow_clone_is_stored_with_its_shallow_edge() {
+    let s = Scratch::new("shallow");
+    let (r, _first, second) = repo(&s.0);
+    let clone = s.0.join("clone");
+    let url = format!("file://{}", r.display());
+    run(
+        &s.0,
+        &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+    );
+    let b = s.0.join("shallow.bundle");
+    bundle(&clone, &b, &["HEAD"]);
+    let store = SourceStore::new(&s.0.join("data"));
+    // Without the edge, git refuses it: the parents are missing.
+    let e = store.ingest(&b, "u-0000000007", &[]).await.unwrap_err();
+    assert!(matches!(e, UploadError::Unpack(_)), "{e:?}");
+    let edge = std::fs::read_to_string(clone.join(".git/shallow")).unwrap();
+    let edge: Vec<String> = edge.lines().map(str::to_string).collect();
+    assert_eq!(edge, [second.clone()]);
+    let ok = store.ingest(&b, "u-0000000008", &edge).await.unwrap();
+    assert_eq!(ok.commit, second);
+    let dest = s.0.join("checkout");
+    store.checkout(&second, &dest).await.unwrap();
+    assert!(dest.join("app.py").exists());
 }
