@@ -213,7 +213,7 @@ async fn a_commit_of_a_shallow_clone_is_stored_with_its_shallow_edge() {
     assert!(matches!(e, UploadError::Unpack(_)), "{e:?}");
     let edge = std::fs::read_to_string(clone.join(".git/shallow")).unwrap();
     let edge: Vec<String> = edge.lines().map(str::to_string).collect();
-    assert_eq!(edge, [second.clone()]);
+    assert_eq!(edge, std::slice::from_ref(&second));
     let ok = store.ingest(&b, "u-0000000008", &edge).await.unwrap();
     assert_eq!(ok.commit, second);
     let dest = s.0.join("checkout");
