@@ -293,23 +293,18 @@ pub(crate) async fn upload(
         .get(&format!("/v1/services/{}/uploads", ask.service))
         .await
         .unwrap_or_default();
+    // Each commit once: a service redeployed from the same commit has many uploads of it.
+    let mut commits: Vec<&str> = known.iter().map(|k| k.commit.as_str()).collect();
+    commits.sort_unstable();
+    commits.dedup();
     let mut exclude: Vec<String> = Vec::new();
-    for k in &known {
-        if exclude.contains(&k.commit) {
-            continue;
-        }
-        if k.commit == commit {
+    for k in commits {
+        if k == commit {
             let parents =
                 git(&top, &[&gd, "rev-parse", &format!("{commit}^@")], &[]).unwrap_or_default();
             exclude.extend(parents.lines().map(str::to_string));
-        } else if git(
-            &top,
-            &[&gd, "merge-base", "--is-ancestor", &k.commit, &commit],
-            &[],
-        )
-        .is_ok()
-        {
-            exclude.push(k.commit.clone());
+        } else if git(&top, &[&gd, "merge-base", "--is-ancestor", k, &commit], &[]).is_ok() {
+            exclude.push(k.to_string());
         }
     }
     exclude.sort();
