@@ -159,10 +159,13 @@ pub struct SourceStore {
 }
 
 impl SourceStore {
-    /// The store under `data_dir/sources` (made on the first upload).
+    /// The store under `data_dir/sources` (made on the first upload). Uploads a stopped
+    /// server was receiving (a `kill -9` mid-body) are removed: no request waits for them.
     pub fn new(data_dir: &Path) -> SourceStore {
+        let dir = data_dir.join("sources");
+        let _ = std::fs::remove_dir_all(dir.join("incoming"));
         SourceStore {
-            dir: data_dir.join("sources"),
+            dir,
             lock: tokio::sync::Mutex::new(()),
         }
     }

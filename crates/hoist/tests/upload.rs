@@ -335,3 +335,25 @@ fn a_shallow_clone_deploys_as_a_ci_checkout_does() {
         head.as_str()
     );
 }
+
+#[test]
+fn a_directory_inside_the_repository_is_uploaded_as_the_root() {
+    let s = server();
+    let repo = common::scratch("up-sub-repo");
+    let app = repo.join("services/web");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in ["app.py", "hoist.toml"] {
+        std::fs::copy(probe_app().join(f), app.join(f)).unwrap();
+    }
+    set_version(&app, "sub");
+    std::fs::write(repo.join("README"), "the app is in services/web\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    commit_all(&repo, "init");
+    let lock = store_lock();
+    s.deploy_ok(&[app.to_str().unwrap(), "--upload", "--name", "up-sub"]);
+    drop(lock);
+    s.wait_for("up-sub", "/", "probe sub", Duration::from_secs(30));
+    let d = latest_deployment(&s, "up-sub");
+    assert_eq!(d["request"]["root"], "services/web", "{d}");
+}
