@@ -267,27 +267,29 @@ impl Run {
                 })
             })?;
         }
-        let fetched = if let Some(commit) = hoist_core::uploaded_commit(&v.source) {
-            // An upload: the commit is in the server's own source store already.
-            self.log(format!("checking out uploaded commit {commit}"));
-            tokio::select! {
-                f = platform.sources.checkout(commit, &src) => f.map_err(DeployError::Fetch)?,
-                _ = self.cancel.cancelled() => return Err(self.cancelled()),
-            };
-            hoist_build::Fetched {
-                commit: commit.to_string(),
-                branch: v.branch.clone().unwrap_or_else(|| "upload".into()),
-            }
-        } else {
-            self.log(format!(
+        // An upload's commit is in the server's own source store already.
+        let upload = hoist_core::uploaded_commit(&v.source);
+        self.log(match upload {
+            Some(commit) => format!("checking out uploaded commit {commit}"),
+            None => format!(
                 "fetching {} ({})",
                 hoist_core::redact_credentials(&v.source),
                 v.branch.as_deref().unwrap_or("default branch")
-            ));
-            tokio::select! {
-                f = fetch(&v.source, v.branch.as_deref(), &src) => f.map_err(DeployError::Fetch)?,
-                _ = self.cancel.cancelled() => return Err(self.cancelled()),
+            ),
+        });
+        let get = async {
+            match upload {
+                Some(commit) => {
+                    platform
+                        .checkout_upload(commit, &src, v.branch.as_deref())
+                        .await
+                }
+                None => fetch(&v.source, v.branch.as_deref(), &src).await,
             }
+        };
+        let fetched = tokio::select! {
+            f = get => f.map_err(DeployError::Fetch)?,
+            _ = self.cancel.cancelled() => return Err(self.cancelled()),
         };
         platform
             .store

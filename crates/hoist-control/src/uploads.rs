@@ -70,6 +70,21 @@ impl Platform {
         Ok(record)
     }
 
+    /// Writes uploaded `commit`'s tree into `dest`, as a fetch leaves a git source; `branch`
+    /// is the label the deploy gave (where the commit came from).
+    pub(crate) async fn checkout_upload(
+        &self,
+        commit: &str,
+        dest: &Path,
+        branch: Option<&str>,
+    ) -> Result<hoist_build::Fetched, hoist_build::BuildError> {
+        self.sources.checkout(commit, dest).await?;
+        Ok(hoist_build::Fetched {
+            commit: commit.to_string(),
+            branch: branch.unwrap_or("upload").to_string(),
+        })
+    }
+
     /// A deleted service's uploads go with it (their objects stay while another upload
     /// reaches them).
     pub(crate) async fn forget_uploads(&self, name: &ServiceName) -> Result<(), ControlError> {
