@@ -224,3 +224,66 @@ pub(crate) fn resolve_spec(
     )?;
     Ok((spec, scaling_layer))
 }
+
+#[cfg(test)]
+mod upload_tests {
+    use hoist_core::UploadId;
+
+    use super::*;
+
+    fn upload() -> UploadRecord {
+        UploadRecord {
+            id: UploadId::generate(),
+            service: "shop".parse().unwrap(),
+            commit: "57c7124f4e0873315bc0721cdfc055fe8a6cc31c".into(),
+            bytes_received: 10,
+            bytes_stored: 10,
+            already_stored: false,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_upload_gives_the_service_and_the_source() {
+        let u = upload();
+        let req = DeployRequest {
+            root: Some("services/web".into()),
+            branch: Some("main".into()),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        let v = validate(&req, Some(&u)).unwrap();
+        assert_eq!(v.name.as_str(), "shop");
+        assert_eq!(v.source, format!("upload:{}", u.commit));
+        assert_eq!(v.root.as_str(), "services/web");
+        assert_eq!(v.branch.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn an_upload_of_another_service_or_beside_a_source_is_refused_naming_the_field() {
+        let u = upload();
+        let other = DeployRequest {
+            name: Some("admin".into()),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        let e = validate(&other, Some(&u)).err().unwrap();
+        assert_eq!(e.field(), Some("upload"));
+        assert!(
+            e.to_string().contains("of service 'shop', not of 'admin'"),
+            "{e}"
+        );
+        let both = DeployRequest {
+            source: "/srv/app".into(),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        assert_eq!(
+            validate(&both, Some(&u)).err().unwrap().field(),
+            Some("source")
+        );
+        // Without the upload the usual rules hold: no source at all is missing.
+        let none = DeployRequest::default();
+        assert_eq!(validate(&none, None).err().unwrap().field(), Some("source"));
+    }
+}

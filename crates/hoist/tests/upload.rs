@@ -95,6 +95,28 @@ fn an_uploaded_commit_is_deployed_recorded_and_a_reupload_stores_nothing() {
     // A rollback to the first upload works from its stored image, as for any source.
     s.hoist_ok(&["rollback", "up-cli"]);
     s.wait_for("up-cli", "/", "probe v1", Duration::from_secs(30));
+
+    // Deleting the service forgets its uploads and their refs in the store.
+    let (_, uploads) = s.api("GET", "/v1/services/up-cli/uploads", None);
+    let ids: Vec<String> = uploads
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 3, "{uploads}");
+    s.hoist_ok(&["delete", "up-cli", "--yes"]);
+    assert_eq!(
+        s.api("GET", "/v1/services/up-cli/uploads", None).1,
+        serde_json::json!([])
+    );
+    let refs = git_out(
+        &s.data.join("sources/store.git"),
+        &["for-each-ref", "refs/uploads"],
+    );
+    for id in &ids {
+        assert!(!refs.contains(id.as_str()), "{id} still in {refs}");
+    }
 }
 
 #[test]
