@@ -1,15 +1,17 @@
-use hoist_core::{DeploymentId, DeploymentState, Runtime, ServiceName, ServiceSpec};
+use hoist_core::{DeploymentId, DeploymentState, Runtime, ServiceName, ServiceSpec, UploadId};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::ScalingSettings;
 
-/// A deploy as the client asks for it (`POST /v1/deployments`); every field but `source` is
-/// optional and, when given, wins over `hoist.toml` and `leapcell.yaml`. The scaling settings
-/// sit at the top level, beside the others.
+/// A deploy as the client asks for it (`POST /v1/deployments`); every field but `source` (or
+/// `upload` in its place) is optional and, when given, wins over `hoist.toml` and
+/// `leapcell.yaml`. The scaling settings sit at the top level, beside the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DeployRequest {
-    /// A git URL, or the absolute path of a local git repository (or a directory in one).
+    /// A git URL, or the absolute path of a local git repository (or a directory in one) on
+    /// the server's machine. Left out (empty) when `upload` names the source.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     /// The service name; derived from the source when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +42,13 @@ pub struct DeployRequest {
     pub env: Vec<String>,
     #[serde(flatten)]
     pub scaling: ScalingSettings,
+    // Deploy from anywhere (UPLOAD's fields).
+    /// An upload of this service (`POST /v1/services/{name}/uploads`) whose commit is
+    /// deployed, in place of `source`; the deployment's source is then `upload:<commit>` and
+    /// `branch` only labels where the commit came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "u-0123456789")]
+    pub upload: Option<UploadId>,
 }
 
 /// The fields of [`DeployRequest`] but the scaling ones, decoded on their own: serde's
@@ -49,7 +58,8 @@ pub struct DeployRequest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeployFields {
-    source: String,
+    #[serde(default)]
+    source: Option<String>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -68,6 +78,9 @@ struct DeployFields {
     memory: Option<String>,
     #[serde(default)]
     env: Vec<String>,
+    // UPLOAD's field.
+    #[serde(default)]
+    upload: Option<UploadId>,
 }
 
 impl<'de> Deserialize<'de> for DeployRequest {
@@ -105,8 +118,13 @@ impl<'de> Deserialize<'de> for DeployRequest {
                 whole(e)
             }
         })?;
+        // `source` may be left out only for an upload; without either the message is serde's
+        // own, as it was when `source` was required.
+        if f.source.is_none() && f.upload.is_none() {
+            return Err(D::Error::custom("missing field `source`"));
+        }
         Ok(DeployRequest {
-            source: f.source,
+            source: f.source.unwrap_or_default(),
             name: f.name,
             branch: f.branch,
             root: f.root,
@@ -117,6 +135,7 @@ impl<'de> Deserialize<'de> for DeployRequest {
             memory: f.memory,
             env: f.env,
             scaling,
+            upload: f.upload,
         })
     }
 }
@@ -147,7 +166,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 15] = [
+    pub const FIELDS: [&'static str; 16] = [
         "source",
         "name",
         "branch",
@@ -163,6 +182,8 @@ impl DeployRequest {
         "concurrency",
         "idle_freeze",
         "idle_stop",
+        // UPLOAD's.
+        "upload",
     ];
 }
 

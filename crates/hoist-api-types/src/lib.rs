@@ -24,6 +24,7 @@ mod server;
 mod service;
 mod session;
 mod tokens;
+mod upload;
 
 pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
@@ -41,12 +42,13 @@ pub use service::{
 };
 pub use session::{SessionInfo, SessionRequest};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenInfo};
+pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.
 pub use hoist_core::{
     DeploymentId, DeploymentState, InstanceId, InstanceState, Runtime, Scaling, ServiceName,
-    ServiceSpec, TokenId, TokenName, TokenRole,
+    ServiceSpec, TokenId, TokenName, TokenRole, UploadId,
 };
 
 #[cfg(test)]

@@ -3,6 +3,20 @@
 
 use crate::*;
 
+impl From<hoist_store::UploadRecord> for Upload {
+    fn from(r: hoist_store::UploadRecord) -> Self {
+        Upload {
+            id: r.id,
+            service: r.service,
+            commit: r.commit,
+            bytes_received: r.bytes_received,
+            bytes_stored: r.bytes_stored,
+            already_stored: r.already_stored,
+            created_at: r.created_at,
+        }
+    }
+}
+
 impl From<hoist_store::StepRecord> for DeploymentStep {
     fn from(r: hoist_store::StepRecord) -> Self {
         DeploymentStep {

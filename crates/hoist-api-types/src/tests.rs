@@ -47,7 +47,7 @@ fn every_deploy_field_is_accepted_and_round_trips() {
         "source": "/x", "name": "web", "branch": "main", "root": "app", "runtime": "python",
         "build": "make", "start": "run", "port": 8080, "memory": "512mb", "env": ["A=1"],
         "min_instances": 1, "max_instances": 3, "concurrency": 5, "idle_freeze": "30s",
-        "idle_stop": "15m"
+        "idle_stop": "15m", "upload": "u-0123456789"
     });
     let req: DeployRequest = from_json(body.to_string().as_bytes()).unwrap();
     assert_eq!(req.scaling.max_instances, Some(3));
@@ -61,6 +61,23 @@ fn every_deploy_field_is_accepted_and_round_trips() {
     let mut fields = DeployRequest::FIELDS.to_vec();
     fields.sort();
     assert_eq!(keys, fields);
+}
+
+#[test]
+fn an_upload_takes_the_place_of_the_source() {
+    let req: DeployRequest = from_json(br#"{"upload": "u-0123456789", "name": "web"}"#).unwrap();
+    assert_eq!(req.source, "");
+    assert_eq!(
+        req.upload.as_ref().map(|u| u.as_str()),
+        Some("u-0123456789")
+    );
+    assert_eq!(
+        serde_json::to_value(&req).unwrap(),
+        json!({"upload": "u-0123456789", "name": "web"}),
+        "no empty source on the wire"
+    );
+    let e = err::<DeployRequest>(json!({"upload": "d-0123456789"}));
+    assert!(e.starts_with("invalid field `upload`: "), "{e}");
 }
 
 #[test]

@@ -66,6 +66,7 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Rollback(_) => StatusCode::CONFLICT,
             ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Upload(u) if u.is_bad_bundle() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let field = match &e {
@@ -87,7 +88,8 @@ pub(crate) fn request_field(e: &hoist_core::SpecError) -> Option<&'static str> {
         "root_dir" => "root",
         "start command" => "start",
         f @ ("source" | "name" | "branch" | "runtime" | "port" | "memory" | "env"
-        | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop") => f,
+        | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop"
+        | "upload") => f,
         _ => return None,
     })
 }

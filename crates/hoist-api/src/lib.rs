@@ -14,6 +14,7 @@ mod session;
 mod state;
 mod stream;
 mod tokens;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use hoist_control::Platform;
 pub use hoist_dashboard::is_built as dashboard_built;
 pub use openapi::document as openapi;
 pub use serve::serve;
+pub use uploads::DEFAULT_MAX_UPLOAD;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,17 +41,21 @@ pub struct ApiOptions {
     pub dashboard: bool,
     /// The apps' domain, for `GET /v1/server`.
     pub domain: String,
+    /// The largest upload taken (`POST /v1/services/{name}/uploads`), in bytes.
+    pub max_upload: u64,
 }
 
 pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
     let (authed, open, doc) = openapi::parts();
     let admin_token_file = options.admin_token_file.clone();
-    let info = hoist_api_types::ServerInfo::new(env!("CARGO_PKG_VERSION"), &options.domain);
+    let mut info = hoist_api_types::ServerInfo::new(env!("CARGO_PKG_VERSION"), &options.domain);
+    info.max_upload_bytes = Some(options.max_upload);
     let state = Arc::new(AppState {
         platform,
         openapi: doc.to_json().unwrap_or_default().into(),
         admin_token_file,
         info,
+        max_upload: options.max_upload,
     });
     authed
         .route_layer(axum::middleware::from_fn_with_state(

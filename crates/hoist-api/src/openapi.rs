@@ -17,6 +17,7 @@ use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
 use crate::tokens::*;
+use crate::uploads::*;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,6 +66,7 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(rollback_service))
         .routes(routes!(service_events))
         .routes(routes!(service_series))
+        .routes(routes!(upload_source, list_uploads))
         .routes(routes!(create_deployment))
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))

@@ -58,6 +58,8 @@ pub(crate) const ROUTES: &[Rule] = &[
     ("GET",    "/v1/services/{name}/events",      Service(Read),     "read the events of"),
     ("GET",    "/v1/services/{name}/metrics",     Service(Read),     "read the metrics of"),
     ("POST",   "/v1/deployments",                 Handler(Deploy),   "deploy"),
+    ("POST",   "/v1/services/{name}/uploads",     Service(Deploy),   "upload a source for"),
+    ("GET",    "/v1/services/{name}/uploads",     Service(Read),     "list the uploads of"),
     ("GET",    "/v1/deployments/{id}",            Deployment(Read),  "read a deployment of"),
     ("GET",    "/v1/deployments/{id}/events",     Deployment(Read),  "follow a deployment of"),
     ("GET",    "/v1/runtimes",                    Signed,            "list the runtimes"),

@@ -236,14 +236,37 @@ pub(crate) async fn create_deployment(
     Extension(caller): Extension<Principal>,
     ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    // The route table checked the role; the service is known only now. A request naming no
-    // valid service goes on to fail validation with its own message.
-    if let Ok(name) = hoist_control::target_service(&req) {
+    // The route table checked the role; the service is known only now: the upload's (a name
+    // given must be the same, which validation checks), or the name given or derived from the
+    // source. A request naming no valid service goes on to fail validation with its own
+    // message, and an unknown upload is refused by it too.
+    let upload = match &req.upload {
+        Some(id) => s.platform.store().get_upload(id)?,
+        None => None,
+    };
+    let target = match &upload {
+        Some(u) => Ok(u.service.clone()),
+        None => hoist_control::target_service(&req),
+    };
+    if let Ok(name) = target {
         caller
             .may(
                 TokenRole::Deploy,
                 Over::Service(&name),
                 &format!("deploy service '{name}'"),
+            )
+            .map_err(forbidden)?;
+    }
+    // A path on the server's disk is read by the server (as root): only an admin may point
+    // it at one. Other tokens deploy git URLs and uploads, which the CLI makes for them.
+    let source = req.source.trim();
+    if req.upload.is_none() && !source.is_empty() && !hoist_core::is_remote_source(source) {
+        caller
+            .may(
+                TokenRole::Admin,
+                Over::Platform,
+                "deploy a path on the server's disk (a deploy token deploys git URLs, or the \
+                 commit `hoist deploy DIR` uploads for it)",
             )
             .map_err(forbidden)?;
     }
@@ -441,8 +464,14 @@ pub(crate) async fn list_runtimes(State(s): St) -> Json<Vec<RuntimeInfo>> {
 /// CPU share each buys) and the default scaling settings.
 #[utoipa::path(get, path = "/server", operation_id = "getServer", tag = "server",
     responses((status = 200, description = "The server", body = ServerInfo)))]
-pub(crate) async fn server_info(State(s): St) -> Json<ServerInfo> {
-    Json(s.info.clone())
+pub(crate) async fn server_info(
+    State(s): St,
+    Extension(caller): Extension<Principal>,
+) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        caller_role: Some(caller.role),
+        ..s.info.clone()
+    })
 }
 
 /// Liveness: `ok` once the server answers.

@@ -13,4 +13,6 @@ pub struct AppState {
     pub(crate) admin_token_file: std::path::PathBuf,
     /// `GET /v1/server`'s answer: it does not change while the server runs.
     pub(crate) info: hoist_api_types::ServerInfo,
+    /// The largest upload taken, in bytes (`hoist server --max-upload`).
+    pub(crate) max_upload: u64,
 }

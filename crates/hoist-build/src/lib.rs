@@ -7,12 +7,14 @@ mod error;
 mod fetch;
 mod layer;
 mod runtimes;
+mod sources;
 
 pub use builder::{BuildOutput, BuildRequest, Builder};
 pub use error::BuildError;
 pub use fetch::{Fetched, fetch};
 pub use layer::{AppLayer, digest_dir};
 pub use runtimes::{RuntimeImage, RuntimeInfo, Runtimes};
+pub use sources::{BundleHeader, Ingested, SourceStore, UploadError, parse_bundle_header};
 
 /// Where a line of build output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

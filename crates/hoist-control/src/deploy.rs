@@ -11,6 +11,7 @@ use hoist_core::{
     EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
     SpecError, SpecLayer, validate_branch,
 };
+use hoist_store::UploadRecord;
 
 /// PATH_MAX; browsers and git hosts cap URLs well below it.
 const MAX_SOURCE_LEN: usize = 4096;
@@ -36,8 +37,15 @@ pub fn target_service(req: &DeployRequest) -> Result<ServiceName, SpecError> {
     }
 }
 
-/// A request's checks and resolution into a [`Validated`] deploy.
-pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
+/// A request's checks and resolution into a [`Validated`] deploy; `upload` is the upload
+/// the request names (found by the caller), whose commit is then the source.
+pub(crate) fn validate(
+    req: &DeployRequest,
+    upload: Option<&UploadRecord>,
+) -> Result<Validated, SpecError> {
+    if let Some(upload) = upload {
+        return validate_upload(req, upload);
+    }
     let source = req.source.trim().to_string();
     if source.is_empty() {
         return Err(SpecError::Missing {
@@ -74,6 +82,48 @@ pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
         root = RootDir::new(&joined.display().to_string())?;
         source = top;
     }
+    finish(req, name, source, root)
+}
+
+/// A deploy of an uploaded commit: the upload decides the service (a name given must be
+/// the same) and the source; the root directory is taken as given, since the client, not
+/// the server, knows where in its repository it deploys from.
+fn validate_upload(req: &DeployRequest, upload: &UploadRecord) -> Result<Validated, SpecError> {
+    if !req.source.trim().is_empty() {
+        return Err(SpecError::invalid(
+            "source",
+            req.source.as_str(),
+            "give either `source` or `upload`, not both",
+        ));
+    }
+    let name = match &req.name {
+        Some(n) => ServiceName::from_str(n)?,
+        None => upload.service.clone(),
+    };
+    if name != upload.service {
+        return Err(SpecError::invalid(
+            "upload",
+            upload.id.as_str(),
+            format!(
+                "is an upload of service '{}', not of '{name}'",
+                upload.service
+            ),
+        ));
+    }
+    if let Some(b) = &req.branch {
+        validate_branch(b)?;
+    }
+    let root = RootDir::new(req.root.as_deref().unwrap_or(""))?;
+    finish(req, name, hoist_core::upload_source(&upload.commit), root)
+}
+
+/// The checks every deploy shares once its service, source and root are known.
+fn finish(
+    req: &DeployRequest,
+    name: ServiceName,
+    source: String,
+    root: RootDir,
+) -> Result<Validated, SpecError> {
     let mut env = EnvVars::new();
     for assignment in &req.env {
         let (k, v) = EnvVars::parse_assignment(assignment)?;
@@ -179,4 +229,67 @@ pub(crate) fn resolve_spec(
         scaling,
     )?;
     Ok((spec, scaling_layer))
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use hoist_core::UploadId;
+
+    use super::*;
+
+    fn upload() -> UploadRecord {
+        UploadRecord {
+            id: UploadId::generate(),
+            service: "shop".parse().unwrap(),
+            commit: "57c7124f4e0873315bc0721cdfc055fe8a6cc31c".into(),
+            bytes_received: 10,
+            bytes_stored: 10,
+            already_stored: false,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_upload_gives_the_service_and_the_source() {
+        let u = upload();
+        let req = DeployRequest {
+            root: Some("services/web".into()),
+            branch: Some("main".into()),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        let v = validate(&req, Some(&u)).unwrap();
+        assert_eq!(v.name.as_str(), "shop");
+        assert_eq!(v.source, format!("upload:{}", u.commit));
+        assert_eq!(v.root.as_str(), "services/web");
+        assert_eq!(v.branch.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn an_upload_of_another_service_or_beside_a_source_is_refused_naming_the_field() {
+        let u = upload();
+        let other = DeployRequest {
+            name: Some("admin".into()),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        let e = validate(&other, Some(&u)).err().unwrap();
+        assert_eq!(e.field(), Some("upload"));
+        assert!(
+            e.to_string().contains("of service 'shop', not of 'admin'"),
+            "{e}"
+        );
+        let both = DeployRequest {
+            source: "/srv/app".into(),
+            upload: Some(u.id.clone()),
+            ..DeployRequest::default()
+        };
+        assert_eq!(
+            validate(&both, Some(&u)).err().unwrap().field(),
+            Some("source")
+        );
+        // Without the upload the usual rules hold: no source at all is missing.
+        let none = DeployRequest::default();
+        assert_eq!(validate(&none, None).err().unwrap().field(), Some("source"));
+    }
 }

@@ -24,4 +24,8 @@ pub enum ControlError {
     NotApplied(String),
     #[error("{0}")]
     Rollback(String),
+    /// An uploaded source was refused (the bundle's fault: see
+    /// [`hoist_build::UploadError::is_bad_bundle`]) or could not be stored.
+    #[error(transparent)]
+    Upload(hoist_build::UploadError),
 }

@@ -29,6 +29,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 mod transitions;
+mod uploads;
 mod vault;
 mod views;
 mod warm;
@@ -41,3 +42,4 @@ pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use uploads::UPLOADS_LISTED;

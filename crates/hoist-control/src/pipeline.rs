@@ -267,13 +267,28 @@ impl Run {
                 })
             })?;
         }
-        self.log(format!(
-            "fetching {} ({})",
-            hoist_core::redact_credentials(&v.source),
-            v.branch.as_deref().unwrap_or("default branch")
-        ));
+        // An upload's commit is in the server's own source store already.
+        let upload = hoist_core::uploaded_commit(&v.source);
+        self.log(match upload {
+            Some(commit) => format!("checking out uploaded commit {commit}"),
+            None => format!(
+                "fetching {} ({})",
+                hoist_core::redact_credentials(&v.source),
+                v.branch.as_deref().unwrap_or("default branch")
+            ),
+        });
+        let get = async {
+            match upload {
+                Some(commit) => {
+                    platform
+                        .checkout_upload(commit, &src, v.branch.as_deref())
+                        .await
+                }
+                None => fetch(&v.source, v.branch.as_deref(), &src).await,
+            }
+        };
         let fetched = tokio::select! {
-            f = fetch(&v.source, v.branch.as_deref(), &src) => f.map_err(DeployError::Fetch)?,
+            f = get => f.map_err(DeployError::Fetch)?,
             _ = self.cancel.cancelled() => return Err(self.cancelled()),
         };
         platform
@@ -491,7 +506,11 @@ impl Platform {
         self: &Arc<Self>,
         req: DeployRequest,
     ) -> Result<DeploymentRecord, ControlError> {
-        let v = validate(&req)?;
+        let upload = match &req.upload {
+            Some(id) => Some(self.find_upload(id).await?),
+            None => None,
+        };
+        let v = validate(&req, upload.as_ref())?;
         let scaling = self
             .store
             .get_service(&v.name)?

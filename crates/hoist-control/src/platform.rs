@@ -123,6 +123,8 @@ pub struct Platform {
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) images: Images,
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
+    /// Uploaded sources (`hoist deploy . --upload`): a bare git repository under the data dir.
+    pub(crate) sources: hoist_build::SourceStore,
 }
 
 impl Platform {
@@ -202,6 +204,7 @@ impl Platform {
                 access_queue: std::sync::OnceLock::new(),
                 build_slots: Semaphore::new(config.max_concurrent_builds.max(1)),
                 images: Images::new(&config.data_dir),
+                sources: hoist_build::SourceStore::new(&config.data_dir),
                 config,
                 store,
                 builder,
@@ -373,6 +376,7 @@ impl Platform {
             }
         }
         self.store.delete_service(name)?;
+        self.forget_uploads(name).await?;
         // Lines still arriving from its stopping instances are dropped by the store, which
         // no longer knows the service, so its secrets need masking no more.
         self.logs.masks().forget(name.as_str());

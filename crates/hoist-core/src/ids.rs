@@ -98,6 +98,14 @@ id_type!(
     "instance id"
 );
 
+id_type!(
+    /// Identifies one uploaded source (a git bundle a client sent, kept in the server's
+    /// source store), e.g. `u-0123456789`.
+    UploadId,
+    "u-",
+    "upload"
+);
+
 impl InstanceId {
     /// The hex part alone, for names with tight length limits (network interfaces: 15 bytes).
     pub fn short(&self) -> &str {

@@ -77,7 +77,7 @@ pub use duration::{
 pub use env::{ENV_TOTAL_LIMIT, EnvVars};
 pub use error::{ECHO_LIMIT, SpecError, StateError, echo, echo_within, echo_words};
 pub use event::EventKind;
-pub use ids::{DeploymentId, InstanceId, TokenId};
+pub use ids::{DeploymentId, InstanceId, TokenId, UploadId};
 pub use layer::SpecLayer;
 pub use limits::RequestLimits;
 pub use log_stream::LogStream;
@@ -98,6 +98,36 @@ pub fn is_remote_source(source: &str) -> bool {
     source.contains("://") || (source.contains('@') && source.contains(':'))
 }
 
+/// How a deployment whose source was uploaded records it: `upload:<commit>`. The commit is
+/// in the server's source store (the client sent it as a git bundle), not at any URL.
+pub const UPLOAD_SOURCE_PREFIX: &str = "upload:";
+
+/// The source recorded for a deploy of uploaded `commit`.
+pub fn upload_source(commit: &str) -> String {
+    format!("{UPLOAD_SOURCE_PREFIX}{commit}")
+}
+
+/// The commit of an `upload:<commit>` source; `None` for a git URL or a path.
+pub fn uploaded_commit(source: &str) -> Option<&str> {
+    source.strip_prefix(UPLOAD_SOURCE_PREFIX)
+}
+
+/// A size for people, in the units the server's size flags take (powers of 1024):
+/// `512 B`, `1.5 KB`, `200.0 MB`, `1.2 GB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// `scheme://user:secret@host/path` → `scheme://***@host/path`: source URLs are logged and
 /// shown, their credentials must not be.
 pub fn redact_credentials(source: &str) -> String {
@@ -114,6 +144,17 @@ pub fn redact_credentials(source: &str) -> String {
 #[cfg(test)]
 mod redact_tests {
     use super::redact_credentials;
+
+    #[test]
+    fn sizes_read_in_the_units_the_flags_take() {
+        assert_eq!(super::size_text(512), "512 B");
+        assert_eq!(super::size_text(1536), "1.5 KB");
+        assert_eq!(super::size_text(200 << 20), "200.0 MB");
+        assert_eq!(super::size_text(3 << 40), "3.0 TB");
+        assert_eq!(super::uploaded_commit("upload:abc"), Some("abc"));
+        assert_eq!(super::uploaded_commit("/srv/app"), None);
+        assert_eq!(super::upload_source("abc"), "upload:abc");
+    }
 
     #[test]
     fn credentials_in_urls_are_hidden() {

@@ -10,6 +10,7 @@ mod records;
 mod session;
 mod store;
 mod token;
+mod uploads;
 
 pub use error::StoreError;
 pub use logs::{LogFilter, LogLine, LogStream, NewLogLine};
@@ -21,6 +22,7 @@ pub use records::{
 pub use session::{NewSession, SessionRecord};
 pub use store::{LOG_BYTES_CAP, StateChange, Store};
 pub use token::{NewToken, TokenCheck, TokenRecord, TokenRefused};
+pub use uploads::UploadRecord;
 
 /// Milliseconds since the Unix epoch: the one time unit stored.
 pub fn now_ms() -> i64 {

@@ -185,6 +185,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
     CREATE INDEX sessions_token ON sessions(token_hash);
     "#,
+    // 11: uploaded sources (UPLOAD's). A bundle a client sent is kept in the source store (a
+    // bare git repository under the data dir); each row is one upload of one service, the
+    // commit it carried and what it cost. A service need not exist yet: the first deploy from
+    // CI uploads before it creates the service.
+    r#"
+    CREATE TABLE uploads (
+        id             TEXT PRIMARY KEY,
+        service        TEXT NOT NULL,
+        commit_sha     TEXT NOT NULL,
+        bytes_received INTEGER NOT NULL,
+        bytes_stored   INTEGER NOT NULL,
+        already_stored INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE INDEX uploads_service ON uploads(service, created_at);
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -35,6 +35,11 @@ impl Api {
         })
     }
 
+    /// The API's address as `HOIST_API` gives it (no trailing slash).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{}", self.base, path))

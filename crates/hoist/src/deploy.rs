@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use hoist_api_types::{
     DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, ScalingSettings,
-    StreamEvent,
+    ServerInfo, ServiceName, StreamEvent,
 };
 use hoist_core::DeploymentState;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,6 +55,14 @@ pub struct DeployArgs {
     /// Print the finished deployment as JSON on stdout (the build log goes to stderr).
     #[command(flatten)]
     out: JsonFlag,
+    /// Send the local repository's commit to the server as a git bundle, even if the server
+    /// is on this machine (it is sent anyway when the server is on another one).
+    #[arg(long)]
+    upload: bool,
+    /// Deploy the work tree as it is: a snapshot commit of the uncommitted changes on top of
+    /// HEAD is uploaded (the repository itself is left as it is).
+    #[arg(long)]
+    include_uncommitted: bool,
 }
 
 /// How often the deployment's steps are read while its log streams (besides at each of the
@@ -64,21 +72,70 @@ const STEP_POLL: Duration = Duration::from_millis(500);
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let api = Api::from_env()?;
-    let source = if hoist_core::is_remote_source(&args.source) {
-        args.source.clone()
-    } else {
+    let remote = hoist_core::is_remote_source(&args.source);
+    if remote && (args.upload || args.include_uncommitted) {
+        bail!(
+            "--upload and --include-uncommitted send a local repository; {} is a git URL the server fetches itself",
+            args.source
+        );
+    }
+    let (mut source, mut name, mut branch, mut root, mut upload) =
+        (args.source.clone(), args.name, args.branch, args.root, None);
+    if !remote {
         let path = std::path::absolute(&args.source)
             .with_context(|| format!("resolving {}", args.source))?;
-        if let Some(note) = uncommitted_note(&path, args.branch.as_deref()) {
-            crate::out::errln!("{note}");
+        let server: Option<ServerInfo> = api.get("/v1/server").await.ok();
+        // Only an admin token may have the server read a path on its disk: a CI token
+        // uploads the commit even to a server on this machine.
+        let may_read_paths = server.as_ref().is_none_or(|s| {
+            s.caller_role
+                .is_none_or(|r| r == hoist_core::TokenRole::Admin)
+        });
+        if args.upload
+            || args.include_uncommitted
+            || !may_read_paths
+            || crate::upload::server_is_elsewhere(api.base(), server.as_ref())
+        {
+            // The name as the server would derive it from the path, which it never sees.
+            let service = match &name {
+                Some(n) => n.parse::<ServiceName>()?,
+                None => ServiceName::derive_from_source(&path.display().to_string())?,
+            };
+            let up = crate::upload::upload(
+                &api,
+                server.as_ref(),
+                crate::upload::UploadAsk {
+                    path: &path,
+                    service: &service,
+                    branch: branch.as_deref(),
+                    root: root.as_deref(),
+                    include_uncommitted: args.include_uncommitted,
+                    to_stderr: args.out.json,
+                },
+            )
+            .await?;
+            if !args.include_uncommitted
+                && let Some(note) = uncommitted_note(&path, branch.as_deref())
+            {
+                crate::out::errln!("{note}");
+            }
+            source = String::new();
+            name = Some(service.to_string());
+            branch = up.branch;
+            root = up.root;
+            upload = Some(up.upload.id);
+        } else {
+            if let Some(note) = uncommitted_note(&path, branch.as_deref()) {
+                crate::out::errln!("{note}");
+            }
+            source = path.display().to_string();
         }
-        path.display().to_string()
-    };
+    }
     let body = DeployRequest {
         source,
-        name: args.name,
-        branch: args.branch,
-        root: args.root,
+        name,
+        branch,
+        root,
         runtime: args.runtime,
         build: args.build,
         start: args.start,
@@ -86,6 +143,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         memory: args.memory,
         env: args.env,
         scaling: args.scaling,
+        upload,
     };
     let created: Deployment = api
         .call(
@@ -401,7 +459,7 @@ fn describe_uncommitted(changed: &[&str], branch: &str, head: &str) -> String {
         text.push_str(&format!("  ... and {} more\n", changed.len() - SHOWN));
     }
     text.push_str(&format!(
-        "deploying the last commit on {branch}: {head} (commit the changes to deploy them)"
+        "deploying the last commit on {branch}: {head} (commit the changes to deploy them, or pass --include-uncommitted)"
     ));
     text
 }

@@ -14,6 +14,7 @@ mod observe;
 mod out;
 mod server;
 mod tokens;
+mod upload;
 
 use std::path::PathBuf;
 

@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// Most log bytes kept per service (e.g. 100MB, 1GB); the oldest go first.
     #[arg(long, default_value = "100MB", value_parser = parse_size)]
     log_max_size: u64,
+    /// The largest upload `hoist deploy --upload` may send (a git bundle of the commit
+    /// deployed), e.g. 200MB or 1GB; a larger one is refused with 413 before it is stored.
+    #[arg(long, default_value = "200MB", value_parser = parse_max_upload)]
+    max_upload: u64,
     /// Turns off the access log and per-request metrics (to measure what they cost).
     #[arg(long)]
     no_request_logging: bool,
@@ -118,20 +122,28 @@ fn default_gateway_workers() -> u16 {
 /// `--log-max-size`: below 1 MB a service's log holds less than its last build, and a cap past
 /// 1 TB is no cap (and stays far from the i64 range SQLite counts bytes in).
 fn parse_size(s: &str) -> Result<u64, String> {
+    size_flag("--log-max-size", s)
+}
+
+/// `--max-upload`: the largest git bundle `hoist deploy --upload` may send, in the same
+/// forms and bounds as `--log-max-size`.
+fn parse_max_upload(s: &str) -> Result<u64, String> {
+    size_flag("--max-upload", s)
+}
+
+fn size_flag(flag: &str, s: &str) -> Result<u64, String> {
     const MIN: u64 = 1 << 20;
     const MAX: u64 = 1 << 40;
     let shown = hoist_core::echo(s.trim());
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let out_of_range = || format!("invalid --log-max-size '{shown}': must be between 1MB and 1TB");
+    let out_of_range = || format!("invalid {flag} '{shown}': must be between 1MB and 1TB");
     let n: u64 = match digits.parse() {
         Ok(n) => n,
         Err(_) if !digits.is_empty() => return Err(out_of_range()),
         Err(_) => {
-            return Err(format!(
-                "invalid --log-max-size '{shown}': not a size like 100MB"
-            ));
+            return Err(format!("invalid {flag} '{shown}': not a size like 100MB"));
         }
     };
     let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
@@ -142,7 +154,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "T" | "TB" => 1 << 40,
         _ => {
             return Err(format!(
-                "invalid --log-max-size '{shown}': unknown size unit (use KB, MB, GB or TB)"
+                "invalid {flag} '{shown}': unknown size unit (use KB, MB, GB or TB)"
             ));
         }
     };
@@ -313,6 +325,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             admin_token_file: token_file.clone(),
             dashboard: !args.no_dashboard,
             domain: args.domain.clone(),
+            max_upload: args.max_upload,
         },
     );
     let api_limit =

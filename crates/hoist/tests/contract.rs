@@ -295,6 +295,9 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
             ("POST".to_string(), "/v1/deployments".to_string()),
             ("POST".to_string(), format!("{svc}/rollback")),
             ("POST".to_string(), format!("{svc}/scale")),
+            // A git bundle, not JSON: its bad bodies (not a bundle, a thin one against
+            // missing commits, over the limit) are tests/upload.rs's.
+            ("POST".to_string(), format!("{svc}/uploads")),
             ("POST".to_string(), "/v1/session".to_string()),
             ("POST".to_string(), "/v1/tokens".to_string()),
         ],
@@ -324,6 +327,7 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
                 (json!({"source": "/tmp", "runtime": "cobol"}), "runtime"),
                 (json!({"source": "/tmp", "concurrency": -1}), "concurrency"),
                 (json!({"source": "/tmp", "port": 70000}), "port"),
+                (json!({"upload": "u-1"}), "upload"),
             ],
         ),
         (
@@ -407,6 +411,17 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
         let error = answer["error"].as_str().unwrap_or_default();
         if status != 400 || !error.contains(&param) {
             wrong.push(format!("GET {path}: {status} {answer}"));
+        }
+    }
+    // The upload's query parameters, checked before its body is read.
+    for (path, param) in [
+        (format!("{svc}/uploads?shallow=abc"), "shallow"),
+        (format!("{svc}/uploads?shalow=abc"), "shalow"),
+    ] {
+        let (status, answer) = server.api("POST", &path, None);
+        let error = answer["error"].as_str().unwrap_or_default();
+        if status != 400 || !error.contains(param) {
+            wrong.push(format!("POST {path}: {status} {answer}"));
         }
     }
     assert!(

@@ -178,6 +178,17 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
         403,
     );
     assert!(e.contains("cannot deploy service 'api'"), "{e}");
+    // Its own service from a path on the server's disk: the server would read it as root.
+    let body = format!(r#"{{"source": "{web_src}", "name": "web"}}"#);
+    let e = refused(
+        &server.api_as(ci_secret, "POST", "/v1/deployments", "", Some(&body)),
+        403,
+    );
+    assert!(
+        e.contains("cannot deploy a path on the server's disk")
+            && e.contains("needs an admin token"),
+        "{e}"
+    );
     let e = refused(
         &server.api_as(
             ci_secret,
@@ -214,10 +225,18 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
     assert!(!out.status.success() && stderr(&out).contains("it is for service 'web' only"));
 
     // ---- what it is for: `HOIST_TOKEN=… hoist deploy …`, and a rollback -----------------
+    // The CLI uploads the commit for a token that may not deploy a path on the server.
     set_version(&web_repo, "v2");
     let out = server.hoist_as(ci_secret, &["deploy", web_src, "--name", "web"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     server.wait_for("web", "/", "probe v2", Duration::from_secs(30));
+    let live = &server.service("web")["deployments"][0];
+    assert!(
+        live["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("upload:")),
+        "{live}"
+    );
     let out = server.hoist_as(ci_secret, &["rollback", "web"]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.wait_for("web", "/", "probe v1", Duration::from_secs(30));
@@ -244,9 +263,12 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
     );
     let out = server.hoist_as(&reader, &["deploy", web_src, "--name", "web"]);
     assert!(!out.status.success());
+    // The CLI uploads for it first, which is refused the same way.
     assert!(
-        stderr(&out)
-            .contains("this token (read, every service) cannot deploy: that needs a deploy token"),
+        stderr(&out).contains(
+            "this token (read, every service) cannot upload a source for service 'web': that \
+             needs a deploy token"
+        ),
         "{}",
         stderr(&out)
     );

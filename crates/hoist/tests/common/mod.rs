@@ -876,3 +876,4 @@ impl Server {
             .unwrap_or(0)
     }
 }
+pub mod upload;
