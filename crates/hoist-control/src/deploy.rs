@@ -81,6 +81,7 @@ pub(crate) fn validate(req: &DeployRequest) -> Result<Validated, SpecError> {
         memory: req.memory.as_deref().map(MemoryMb::parse).transpose()?,
         env: EnvVars::new(),
         scaling: req.scaling.to_layer()?,
+        cron: None,
     };
     Ok(Validated {
         name,

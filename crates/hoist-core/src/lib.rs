@@ -50,6 +50,7 @@ macro_rules! text_enum {
 }
 
 mod config;
+mod cron;
 mod duration;
 mod env;
 mod error;
@@ -69,6 +70,11 @@ mod state;
 mod variants;
 
 pub use config::ConfigWarning;
+pub use cron::{
+    CRON_RETRIES_MAX, CRON_TIMEOUT_DEFAULT, CRON_TIMEOUT_MAX, CRON_TIMEOUT_MIN, CronConcurrency,
+    CronFileJob, CronJobId, CronJobSpec, CronMethod, CronPath, CronRunStatus, CronSchedule,
+    CronSource, CronTimezone, check_cron_retries, parse_cron_timeout,
+};
 pub use duration::{
     MAX_DURATION, duration_text, format_duration, millis, parse_duration, parse_duration_in,
     span_text,

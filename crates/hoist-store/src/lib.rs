@@ -2,6 +2,7 @@
 //! asks for records by their domain types.
 
 mod access;
+mod cron;
 mod error;
 mod logs;
 mod migrations;
@@ -11,6 +12,7 @@ mod session;
 mod store;
 mod token;
 
+pub use cron::{CronJobRecord, CronRunEnd, CronRunRecord, NewCronRun};
 pub use error::StoreError;
 pub use logs::{LogFilter, LogLine, LogStream, NewLogLine};
 pub use observe::{EventRecord, MinuteMetrics, NewEvent};

@@ -157,6 +157,46 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expires ON sessions(expires_at);
     "#,
+    // 8: cron jobs and runs. A job belongs to its service (the API's or hoist.toml's, which a
+    // deploy replaces); `last_scheduled` is the latest scheduled time dealt with (run, skipped
+    // or recorded missed), so a start after a crash knows which runs it missed. Runs are one
+    // row per attempt, kept as long as logs. The cron secret is sealed like the env.
+    r#"
+    CREATE TABLE cron_jobs (
+        service        TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        id             TEXT NOT NULL,
+        schedule       TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        method         TEXT NOT NULL,
+        timezone       TEXT NOT NULL,
+        timeout_ms     INTEGER NOT NULL,
+        concurrency    TEXT NOT NULL,
+        retries        INTEGER NOT NULL,
+        paused         INTEGER NOT NULL DEFAULT 0,
+        source         TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        last_scheduled INTEGER,
+        PRIMARY KEY (service, id)
+    );
+    CREATE TABLE cron_runs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        service      TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        job          TEXT NOT NULL,
+        execution    TEXT NOT NULL,
+        scheduled_at INTEGER NOT NULL,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        status       TEXT NOT NULL,
+        http_status  INTEGER,
+        instance     TEXT,
+        attempt      INTEGER NOT NULL,
+        detail       TEXT
+    );
+    CREATE INDEX cron_runs_service ON cron_runs(service, job, id);
+    CREATE INDEX cron_runs_scheduled ON cron_runs(scheduled_at);
+    ALTER TABLE services ADD COLUMN cron_secret_sealed BLOB;
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.
