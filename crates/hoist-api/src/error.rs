@@ -61,10 +61,10 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         let status = match &e {
             ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            ControlError::Rollback(_) => StatusCode::CONFLICT,
+            ControlError::ServiceNotFound(_)
+            | ControlError::DeploymentNotFound(_)
+            | ControlError::CronJobNotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Rollback(_) | ControlError::CronJobExists(_) => StatusCode::CONFLICT,
             ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -24,4 +24,10 @@ pub enum ControlError {
     NotApplied(String),
     #[error("{0}")]
     Rollback(String),
+    /// `SERVICE/JOB`.
+    #[error("cron job '{0}' not found")]
+    CronJobNotFound(String),
+    /// `SERVICE/JOB`.
+    #[error("cron job '{0}' exists already; remove it first or give the new one another id (--job)")]
+    CronJobExists(String),
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod config_file;
+mod cron;
 mod deploy;
 mod env;
 mod error;

@@ -487,13 +487,16 @@ impl fmt::Display for CronJobSpec {
 }
 
 /// A job as `[[cron]]` in hoist.toml (and in a recorded spec) has it.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronFileJob {
     pub id: CronJobId,
+    #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub schedule: CronSchedule,
     pub path: CronPath,
     pub method: CronMethod,
+    #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub timezone: CronTimezone,
     pub timeout_ms: u64,
     pub concurrency: CronConcurrency,
