@@ -87,7 +87,8 @@ pub(crate) fn request_field(e: &hoist_core::SpecError) -> Option<&'static str> {
         "root_dir" => "root",
         "start command" => "start",
         f @ ("source" | "name" | "branch" | "runtime" | "port" | "memory" | "env"
-        | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop") => f,
+        | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop"
+        | "schedule" | "path" | "method" | "timezone" | "timeout" | "retries" | "job") => f,
         _ => return None,
     })
 }

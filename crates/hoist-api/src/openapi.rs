@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::cron::*;
 use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
@@ -40,6 +41,7 @@ use crate::state::AppState;
         (name = "deployments", description = "Deploys, their progress and rollbacks"),
         (name = "env", description = "A service's secret environment"),
         (name = "observe", description = "Logs, events, metrics and usage"),
+        (name = "cron", description = "A service's cron jobs and their runs"),
         (name = "session", description = "Signing in to the dashboard"),
         (name = "runtimes", description = "The runtime images apps are built on"),
         (name = "server", description = "The server itself")
@@ -61,6 +63,12 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(rollback_service))
         .routes(routes!(service_events))
         .routes(routes!(service_series))
+        .routes(routes!(list_cron_jobs, add_cron_job))
+        .routes(routes!(remove_cron_job))
+        .routes(routes!(run_cron_job))
+        .routes(routes!(pause_cron_job))
+        .routes(routes!(resume_cron_job))
+        .routes(routes!(list_cron_runs))
         .routes(routes!(create_deployment))
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))

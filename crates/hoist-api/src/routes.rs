@@ -24,7 +24,7 @@ use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::state::AppState;
 use crate::stream;
 
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 pub(crate) fn service_name(name: &str) -> ApiResult<ServiceName> {
     Ok(ServiceName::from_str(name)?)
@@ -39,7 +39,7 @@ fn bad_param(param: &str, rule: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("invalid query parameter `{param}`: {rule}")).with_field(param)
 }
 
-fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+pub(crate) fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
     param: &str,
     value: Option<T>,
     default: T,
