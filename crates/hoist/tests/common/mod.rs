@@ -874,3 +874,4 @@ impl Server {
             .unwrap_or(0)
     }
 }
+pub mod cron;
