@@ -5,7 +5,9 @@ use std::str::FromStr;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hoist_api_types::{ApiErrorBody, CronJob, CronJobRequest, CronRun, CronRunStarted, CronRunsQuery};
+use hoist_api_types::{
+    ApiErrorBody, CronJob, CronJobRequest, CronRun, CronRunStarted, CronRunsQuery,
+};
 use hoist_core::{CronJobId, ServiceName};
 use hoist_store::CronJobRecord;
 

@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hoist_core::{
-    CronFileJob, CronJobId, CronJobSpec, CronSource, EventKind, ServiceName,
-};
+use hoist_core::{CronFileJob, CronJobId, CronJobSpec, CronSource, EventKind, ServiceName};
 use hoist_cron::{Failure, GatewayRunner, Hooks, Scheduler, SchedulerConfig, Secrets, SystemClock};
 use hoist_store::{CronJobRecord, CronRunRecord, NewEvent, Store, now_ms};
 

@@ -28,6 +28,8 @@ pub enum ControlError {
     #[error("cron job '{0}' not found")]
     CronJobNotFound(String),
     /// `SERVICE/JOB`.
-    #[error("cron job '{0}' exists already; remove it first or give the new one another id (--job)")]
+    #[error(
+        "cron job '{0}' exists already; remove it first or give the new one another id (--job)"
+    )]
     CronJobExists(String),
 }

@@ -99,7 +99,11 @@ impl EnvVault {
     }
 
     /// Opens what [`EnvVault::seal_plain`] sealed under the same `context`.
-    pub(crate) fn open_sealed(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, ControlError> {
+    pub(crate) fn open_sealed(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, ControlError> {
         Ok(self.secrets.open(context, sealed)?)
     }
 

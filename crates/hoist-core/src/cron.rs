@@ -220,10 +220,13 @@ impl FromStr for CronPath {
             return Err(bad("must be at most 2048 bytes"));
         }
         // What a request target may hold (RFC 3986 characters, percent-encoded otherwise).
-        if let Some(c) = text
-            .chars()
-            .find(|c| !c.is_ascii_graphic() || matches!(c, '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}'))
-        {
+        if let Some(c) = text.chars().find(|c| {
+            !c.is_ascii_graphic()
+                || matches!(
+                    c,
+                    '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}'
+                )
+        }) {
             return Err(bad(&format!(
                 "contains {c:?}, which a request path cannot hold unencoded"
             )));

@@ -126,7 +126,10 @@ fn timezones_paths_methods_and_ids_are_checked() {
     for bad in ["tasks", "//evil.example/", "/a b", "/a#frag", "/\u{e9}"] {
         let err = bad.parse::<CronPath>().unwrap_err();
         assert_eq!(err.field(), Some("path"), "{bad}");
-        assert!(err.to_string().contains("expected an absolute path"), "{err}");
+        assert!(
+            err.to_string().contains("expected an absolute path"),
+            "{err}"
+        );
     }
     assert!("/tasks/cleanup?full=1".parse::<CronPath>().is_ok());
 
@@ -135,22 +138,34 @@ fn timezones_paths_methods_and_ids_are_checked() {
         err.to_string(),
         "invalid method 'FETCH': must be one of GET, POST, PUT, PATCH, DELETE"
     );
-    assert_eq!("forbid".parse::<CronConcurrency>().unwrap(), CronConcurrency::Forbid);
+    assert_eq!(
+        "forbid".parse::<CronConcurrency>().unwrap(),
+        CronConcurrency::Forbid
+    );
     assert!("sometimes".parse::<CronConcurrency>().is_err());
     assert_eq!(CronSource::HoistToml.as_str(), "hoist.toml");
 
     assert!("Cleanup".parse::<CronJobId>().is_err());
     let path: CronPath = "/tasks/Clean_up?x=1".parse().unwrap();
-    assert_eq!(CronJobId::from_path(&path, CronMethod::Get).as_str(), "tasks-clean-up");
+    assert_eq!(
+        CronJobId::from_path(&path, CronMethod::Get).as_str(),
+        "tasks-clean-up"
+    );
     assert_eq!(
         CronJobId::from_path(&path, CronMethod::Post).as_str(),
         "post-tasks-clean-up"
     );
     let root: CronPath = "/".parse().unwrap();
-    assert_eq!(CronJobId::from_path(&root, CronMethod::Get).as_str(), "root");
+    assert_eq!(
+        CronJobId::from_path(&root, CronMethod::Get).as_str(),
+        "root"
+    );
 
     assert!(parse_cron_timeout("15m").is_ok());
-    assert_eq!(parse_cron_timeout("16m").unwrap_err().field(), Some("timeout"));
+    assert_eq!(
+        parse_cron_timeout("16m").unwrap_err().field(),
+        Some("timeout")
+    );
     assert_eq!(check_cron_retries(11).unwrap_err().field(), Some("retries"));
     assert_eq!(check_cron_retries(3).unwrap(), 3);
 }

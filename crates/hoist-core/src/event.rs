@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn kinds_keep_the_strings_stored_before_the_enum() {
         let texts: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(texts, ["crash", "cron_failed", "http_5xx", "oom", "start_failed"]);
+        assert_eq!(
+            texts,
+            ["crash", "cron_failed", "http_5xx", "oom", "start_failed"]
+        );
         for &kind in EventKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{kind}\""));

@@ -60,7 +60,9 @@ impl CronMetrics {
 
     /// Forgets a removed service's counters.
     pub(crate) fn forget(&self, service: &ServiceName) {
-        self.lock().runs.retain(|(s, _, _), _| s != service.as_str());
+        self.lock()
+            .runs
+            .retain(|(s, _, _), _| s != service.as_str());
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {

@@ -13,7 +13,10 @@ use crate::{Answer, Call, Failure, backoff};
 /// How an attempt ended.
 enum Outcome {
     Ok(Answer),
-    Failed { answer: Answer, detail: String },
+    Failed {
+        answer: Answer,
+        detail: String,
+    },
     /// Cancelled: replaced by a newer run, or the server stopping. Not retried.
     Cancelled(String),
 }
@@ -75,9 +78,7 @@ pub(crate) async fn attempts(
             Outcome::Failed { answer, detail } if !last => {
                 (CronRunStatus::Retried, answer, Some(detail))
             }
-            Outcome::Failed { answer, detail } => {
-                (CronRunStatus::Failed, answer, Some(detail))
-            }
+            Outcome::Failed { answer, detail } => (CronRunStatus::Failed, answer, Some(detail)),
             Outcome::Cancelled(detail) => (CronRunStatus::Failed, Answer::default(), Some(detail)),
         };
         let finished = inner.clock.now_ms();

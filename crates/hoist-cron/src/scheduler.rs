@@ -134,7 +134,10 @@ impl Scheduler {
         let store = &self.inner.store;
         let interrupted = store.fail_running_cron_runs("interrupted by server restart")?;
         if interrupted > 0 {
-            tracing::info!(runs = interrupted, "cron runs interrupted by the restart failed");
+            tracing::info!(
+                runs = interrupted,
+                "cron runs interrupted by the restart failed"
+            );
         }
         let now = self.inner.clock.now_ms();
         let mut starts = Vec::new();
@@ -190,10 +193,14 @@ impl Scheduler {
         let Some(&latest) = due.last() else {
             return Ok(None);
         };
-        let deadline = i64::try_from(self.inner.config.starting_deadline.as_millis())
-            .unwrap_or(i64::MAX);
+        let deadline =
+            i64::try_from(self.inner.config.starting_deadline.as_millis()).unwrap_or(i64::MAX);
         let run_latest = now - latest <= deadline;
-        let missed = if run_latest { &due[..due.len() - 1] } else { &due[..] };
+        let missed = if run_latest {
+            &due[..due.len() - 1]
+        } else {
+            &due[..]
+        };
         let store = &self.inner.store;
         for (i, &ms) in missed.iter().enumerate() {
             let more = total - due.len();

@@ -126,7 +126,11 @@ fn job(id: &str, schedule: &str, concurrency: CronConcurrency, retries: u32) -> 
 
 impl Setup {
     fn add(&self, spec: &CronJobSpec) {
-        assert!(self.store.insert_cron_job(&self.web, spec, CronSource::Api).unwrap());
+        assert!(
+            self.store
+                .insert_cron_job(&self.web, spec, CronSource::Api)
+                .unwrap()
+        );
         self.scheduler.reload(&self.web).unwrap();
     }
 
@@ -141,7 +145,10 @@ impl Setup {
     /// Runs of a job, oldest first.
     fn runs(&self, job: &str) -> Vec<CronRunRecord> {
         let job: CronJobId = job.parse().unwrap();
-        let mut runs = self.store.list_cron_runs(&self.web, Some(&job), 1000).unwrap();
+        let mut runs = self
+            .store
+            .list_cron_runs(&self.web, Some(&job), 1000)
+            .unwrap();
         runs.reverse();
         runs
     }
@@ -169,7 +176,11 @@ async fn a_per_second_job_fires_at_each_second_on_time() {
     }
     for (call, at) in &calls {
         assert_eq!(call.scheduled_ms % 1000, 0);
-        assert!(at - call.scheduled_ms <= 1, "late by {} ms", at - call.scheduled_ms);
+        assert!(
+            at - call.scheduled_ms <= 1,
+            "late by {} ms",
+            at - call.scheduled_ms
+        );
         assert_eq!(call.attempt, 1);
     }
     let runs = s.runs("tick");
@@ -182,7 +193,11 @@ async fn a_per_second_job_fires_at_each_second_on_time() {
 
 #[tokio::test(start_paused = true)]
 async fn forbid_skips_while_the_previous_run_is_in_flight() {
-    let s = setup("forbid", 0, Box::new(|_| (Duration::from_millis(2_500), Some(200))));
+    let s = setup(
+        "forbid",
+        0,
+        Box::new(|_| (Duration::from_millis(2_500), Some(200))),
+    );
     s.add(&job("slow", "* * * * * *", CronConcurrency::Forbid, 0));
     let task = s.start();
     tokio::time::sleep(Duration::from_millis(6_200)).await;
@@ -191,17 +206,21 @@ async fn forbid_skips_while_the_previous_run_is_in_flight() {
     // Runs at 1 s and 4 s (each 2.5 s long); 2, 3, 5 and 6 are skipped.
     assert_eq!(s.calls().len(), 2, "{runs:?}");
     assert_eq!(count(CronRunStatus::Skipped), 4, "{runs:?}");
-    assert!(runs.iter().filter(|r| r.status == CronRunStatus::Skipped).all(|r| r
-        .detail
-        .as_deref()
-        .unwrap_or("")
-        .contains("forbid")));
+    assert!(
+        runs.iter()
+            .filter(|r| r.status == CronRunStatus::Skipped)
+            .all(|r| r.detail.as_deref().unwrap_or("").contains("forbid"))
+    );
     s.stop(task).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn allow_overlaps_and_replace_cancels_the_previous_run() {
-    let s = setup("replace", 0, Box::new(|_| (Duration::from_millis(2_500), Some(200))));
+    let s = setup(
+        "replace",
+        0,
+        Box::new(|_| (Duration::from_millis(2_500), Some(200))),
+    );
     s.add(&job("both", "* * * * * *", CronConcurrency::Allow, 0));
     s.add(&job("newest", "* * * * * *", CronConcurrency::Replace, 0));
     let task = s.start();
@@ -226,7 +245,10 @@ async fn a_failing_run_is_retried_with_backoff_and_the_same_execution_id() {
     let plan: Plan = Box::new(|c| (Duration::ZERO, Some(if c.attempt < 3 { 503 } else { 200 })));
     let s = setup("retry", 0, plan);
     s.add(&job("flaky", "0 * * * *", CronConcurrency::Forbid, 3));
-    let execution = s.scheduler.run_now(&s.web, &"flaky".parse().unwrap()).unwrap();
+    let execution = s
+        .scheduler
+        .run_now(&s.web, &"flaky".parse().unwrap())
+        .unwrap();
     let task = s.start();
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let calls = s.calls();
@@ -236,7 +258,10 @@ async fn a_failing_run_is_retried_with_backoff_and_the_same_execution_id() {
     assert_eq!(calls[1].1 - calls[0].1, 1000);
     assert_eq!(calls[2].1 - calls[1].1, 2000);
     let runs = s.runs("flaky");
-    let statuses: Vec<_> = runs.iter().map(|r| (r.attempt, r.status, r.http_status)).collect();
+    let statuses: Vec<_> = runs
+        .iter()
+        .map(|r| (r.attempt, r.status, r.http_status))
+        .collect();
     assert_eq!(
         statuses,
         [
@@ -253,13 +278,19 @@ async fn a_failing_run_is_retried_with_backoff_and_the_same_execution_id() {
 async fn a_run_that_keeps_failing_is_an_event_after_its_last_retry() {
     let s = setup("fail", 0, Box::new(|_| (Duration::ZERO, None)));
     s.add(&job("down", "0 * * * *", CronConcurrency::Forbid, 1));
-    s.scheduler.run_now(&s.web, &"down".parse().unwrap()).unwrap();
+    s.scheduler
+        .run_now(&s.web, &"down".parse().unwrap())
+        .unwrap();
     let task = s.start();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let failures = s.hooks.0.lock().unwrap().clone();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].attempts, 2);
-    assert!(failures[0].detail.contains("connection refused"), "{}", failures[0].detail);
+    assert!(
+        failures[0].detail.contains("connection refused"),
+        "{}",
+        failures[0].detail
+    );
     let runs = s.runs("down");
     assert_eq!(runs.last().unwrap().status, CronRunStatus::Failed);
     s.stop(task).await;
@@ -267,7 +298,11 @@ async fn a_run_that_keeps_failing_is_an_event_after_its_last_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn a_timeout_fails_the_attempt() {
-    let s = setup("timeout", 0, Box::new(|_| (Duration::from_secs(3600), Some(200))));
+    let s = setup(
+        "timeout",
+        0,
+        Box::new(|_| (Duration::from_secs(3600), Some(200))),
+    );
     let mut spec = job("hang", "0 * * * *", CronConcurrency::Forbid, 0);
     spec.timeout = Duration::from_secs(5);
     s.add(&spec);
@@ -276,7 +311,10 @@ async fn a_timeout_fails_the_attempt() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let runs = s.runs("hang");
     assert_eq!(runs[0].status, CronRunStatus::Failed);
-    assert!(runs[0].detail.as_deref().unwrap().contains("timeout of 5s"), "{runs:?}");
+    assert!(
+        runs[0].detail.as_deref().unwrap().contains("timeout of 5s"),
+        "{runs:?}"
+    );
     s.stop(task).await;
 }
 
@@ -285,12 +323,19 @@ async fn runs_missed_while_down_are_recorded_and_the_latest_runs_at_start() {
     // The job was added "now"; the scheduler's clock starts 10 s later, as after a crash.
     let s = setup("missed", 10_000, ok_at_once());
     let spec = job("tick", "* * * * * *", CronConcurrency::Forbid, 0);
-    assert!(s.store.insert_cron_job(&s.web, &spec, CronSource::Api).unwrap());
+    assert!(
+        s.store
+            .insert_cron_job(&s.web, &spec, CronSource::Api)
+            .unwrap()
+    );
     s.scheduler.load().unwrap();
     let task = s.start();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let runs = s.runs("tick");
-    let missed: Vec<_> = runs.iter().filter(|r| r.status == CronRunStatus::Missed).collect();
+    let missed: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == CronRunStatus::Missed)
+        .collect();
     assert!((9..=11).contains(&missed.len()), "{} missed", missed.len());
     let calls = s.calls();
     // The latest missed one ran at start, then the schedule went on.
@@ -308,17 +353,35 @@ async fn outside_the_starting_deadline_nothing_runs_at_start() {
     let utc = due.to_zoned(jiff::tz::TimeZone::UTC);
     let daily = format!("{} {} {} * * *", utc.second(), utc.minute(), utc.hour());
     let spec = job("daily", &daily, CronConcurrency::Forbid, 0);
-    assert!(s.store.insert_cron_job(&s.web, &spec, CronSource::Api).unwrap());
+    assert!(
+        s.store
+            .insert_cron_job(&s.web, &spec, CronSource::Api)
+            .unwrap()
+    );
     // A per-second job down as long: its rows are capped, the last says how many more.
     let busy = job("busy", "* * * * * *", CronConcurrency::Forbid, 0);
-    assert!(s.store.insert_cron_job(&s.web, &busy, CronSource::Api).unwrap());
+    assert!(
+        s.store
+            .insert_cron_job(&s.web, &busy, CronSource::Api)
+            .unwrap()
+    );
     s.scheduler.load().unwrap();
     let runs = s.runs("daily");
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!((runs[0].status, runs[0].scheduled_at), (CronRunStatus::Missed, due.as_millisecond()));
+    assert_eq!(
+        (runs[0].status, runs[0].scheduled_at),
+        (CronRunStatus::Missed, due.as_millisecond())
+    );
     let busy = s.runs("busy");
     assert_eq!(busy.len(), 99, "100 kept, the latest of them runs");
-    assert!(busy.last().unwrap().detail.as_deref().unwrap().contains("more not listed"));
+    assert!(
+        busy.last()
+            .unwrap()
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("more not listed")
+    );
     let task = s.start();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(s.calls().iter().all(|(c, _)| c.job.as_str() == "busy"));
@@ -333,8 +396,17 @@ async fn paused_jobs_do_not_run_and_a_thousand_idle_jobs_wait_on_one_timer() {
     assert!(s.store.set_cron_paused(&s.web, &spec.id, true).unwrap());
     s.scheduler.reload(&s.web).unwrap();
     for i in 0..1000 {
-        let spec = job(&format!("daily-{i}"), "0 0 * * *", CronConcurrency::Forbid, 0);
-        assert!(s.store.insert_cron_job(&s.web, &spec, CronSource::Api).unwrap());
+        let spec = job(
+            &format!("daily-{i}"),
+            "0 0 * * *",
+            CronConcurrency::Forbid,
+            0,
+        );
+        assert!(
+            s.store
+                .insert_cron_job(&s.web, &spec, CronSource::Api)
+                .unwrap()
+        );
     }
     s.scheduler.reload(&s.web).unwrap();
     assert_eq!(s.scheduler.scheduled(), 1000);

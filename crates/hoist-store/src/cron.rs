@@ -300,7 +300,11 @@ impl Store {
     }
 
     /// Removes a job (its runs stay until retention); `false` if there was none.
-    pub fn delete_cron_job(&self, service: &ServiceName, id: &CronJobId) -> Result<bool, StoreError> {
+    pub fn delete_cron_job(
+        &self,
+        service: &ServiceName,
+        id: &CronJobId,
+    ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "DELETE FROM cron_jobs WHERE service = ?1 AND id = ?2",
             params![service.as_str(), id.as_str()],
@@ -456,7 +460,11 @@ impl Store {
 
     /// Stores the sealed secret if the service has none yet; `false` if it had one (or is
     /// gone), so two makers agree on the first.
-    pub fn set_cron_secret(&self, service: &ServiceName, sealed: &[u8]) -> Result<bool, StoreError> {
+    pub fn set_cron_secret(
+        &self,
+        service: &ServiceName,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE services SET cron_secret_sealed = ?2
              WHERE name = ?1 AND cron_secret_sealed IS NULL",

@@ -32,19 +32,43 @@ fn jobs_round_trip_and_a_deploy_replaces_only_the_files_jobs() {
     let (store, dir) = store("jobs");
     let web: ServiceName = "web".parse().unwrap();
     store.ensure_service(&web).unwrap();
-    assert!(store.insert_cron_job(&web, &job("api-job", "* * * * *"), CronSource::Api).unwrap());
-    assert!(!store.insert_cron_job(&web, &job("api-job", "0 * * * *"), CronSource::Api).unwrap());
-    let got = store.get_cron_job(&web, &"api-job".parse().unwrap()).unwrap().unwrap();
+    assert!(
+        store
+            .insert_cron_job(&web, &job("api-job", "* * * * *"), CronSource::Api)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_cron_job(&web, &job("api-job", "0 * * * *"), CronSource::Api)
+            .unwrap()
+    );
+    let got = store
+        .get_cron_job(&web, &"api-job".parse().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(got.spec, job("api-job", "* * * * *"));
     assert_eq!(got.source, CronSource::Api);
     assert!(!got.paused);
 
     let files = |ids: &[&str]| -> Vec<CronFileJob> {
-        ids.iter().map(|id| CronFileJob::from(&job(id, "*/5 * * * *"))).collect()
+        ids.iter()
+            .map(|id| CronFileJob::from(&job(id, "*/5 * * * *")))
+            .collect()
     };
-    assert!(store.replace_file_cron_jobs(&web, &files(&["a", "b"])).unwrap().is_empty());
-    assert!(store.set_cron_paused(&web, &"a".parse().unwrap(), true).unwrap());
-    let removed = store.replace_file_cron_jobs(&web, &files(&["a", "c"])).unwrap();
+    assert!(
+        store
+            .replace_file_cron_jobs(&web, &files(&["a", "b"]))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .set_cron_paused(&web, &"a".parse().unwrap(), true)
+            .unwrap()
+    );
+    let removed = store
+        .replace_file_cron_jobs(&web, &files(&["a", "c"]))
+        .unwrap();
     assert_eq!(removed, vec!["b".parse::<CronJobId>().unwrap()]);
     let jobs = store.list_cron_jobs(Some(&web)).unwrap();
     let ids: Vec<&str> = jobs.iter().map(|j| j.spec.id.as_str()).collect();
@@ -107,7 +131,10 @@ fn runs_are_recorded_listed_pruned_and_interrupted_ones_fail() {
     assert_eq!(store.fail_running_cron_runs("interrupted").unwrap(), 1);
     let runs = store.list_cron_runs(&web, Some(&tick), 10).unwrap();
     assert_eq!(runs.len(), 2);
-    assert_eq!((runs[0].attempt, runs[0].status), (2, CronRunStatus::Failed));
+    assert_eq!(
+        (runs[0].attempt, runs[0].status),
+        (2, CronRunStatus::Failed)
+    );
     assert_eq!(runs[1].http_status, Some(503));
     assert_eq!(runs[1].instance.as_deref(), Some("i-1"));
     assert_eq!(runs[0].execution, runs[1].execution);
@@ -117,7 +144,10 @@ fn runs_are_recorded_listed_pruned_and_interrupted_ones_fail() {
     assert_eq!(store.cron_secret(&web).unwrap(), None);
     assert!(store.set_cron_secret(&web, b"sealed-1").unwrap());
     assert!(!store.set_cron_secret(&web, b"sealed-2").unwrap());
-    assert_eq!(store.cron_secret(&web).unwrap().as_deref(), Some(&b"sealed-1"[..]));
+    assert_eq!(
+        store.cron_secret(&web).unwrap().as_deref(),
+        Some(&b"sealed-1"[..])
+    );
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -129,8 +129,16 @@ pub async fn cron(cmd: CronCommand) -> anyhow::Result<()> {
             }
             let mut t = out::table(
                 &[
-                    "JOB", "SCHEDULE", "TZ", "METHOD", "PATH", "CONCURRENCY", "RETRIES",
-                    "TIMEOUT", "SOURCE", "NEXT",
+                    "JOB",
+                    "SCHEDULE",
+                    "TZ",
+                    "METHOD",
+                    "PATH",
+                    "CONCURRENCY",
+                    "RETRIES",
+                    "TIMEOUT",
+                    "SOURCE",
+                    "NEXT",
                 ],
                 &[6],
             );
@@ -195,8 +203,15 @@ pub async fn cron(cmd: CronCommand) -> anyhow::Result<()> {
             }
             let mut t = out::table(
                 &[
-                    "SCHEDULED", "JOB", "STATUS", "HTTP", "ATTEMPT", "TOOK", "INSTANCE",
-                    "EXECUTION", "DETAIL",
+                    "SCHEDULED",
+                    "JOB",
+                    "STATUS",
+                    "HTTP",
+                    "ATTEMPT",
+                    "TOOK",
+                    "INSTANCE",
+                    "EXECUTION",
+                    "DETAIL",
                 ],
                 &[3, 4, 5],
             );

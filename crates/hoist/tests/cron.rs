@@ -43,8 +43,17 @@ fn cron_jobs_end_to_end() {
 
 fn per_second_runs_are_on_time(server: &Server) {
     server.hoist_ok(&[
-        "cron", "add", "ticker", "--schedule", "* * * * * *", "--path", "/tick", "--job", "tick",
-        "--method", "post",
+        "cron",
+        "add",
+        "ticker",
+        "--schedule",
+        "* * * * * *",
+        "--path",
+        "/tick",
+        "--job",
+        "tick",
+        "--method",
+        "post",
     ]);
     let calls = wait_until(
         "five per-second runs",
@@ -59,7 +68,10 @@ fn per_second_runs_are_on_time(server: &Server) {
     for c in &calls {
         let at = rfc3339_ms(c["schedule_time"].as_str().unwrap());
         let lag = c["arrived_ms"].as_i64().unwrap() - at;
-        assert!((0..1000).contains(&lag), "arrived {lag} ms after its time: {c}");
+        assert!(
+            (0..1000).contains(&lag),
+            "arrived {lag} ms after its time: {c}"
+        );
         assert_eq!(at % 1000, 0, "{c}");
         assert_eq!(c["method"], "POST");
         assert_eq!(c["secret_ok"], true, "the cron secret: {c}");
@@ -75,7 +87,10 @@ fn per_second_runs_are_on_time(server: &Server) {
     let runs = server.cron_runs("ticker", "tick");
     let ok = with_status(&runs, "ok");
     assert!(ok.len() >= 5, "{runs:?}");
-    assert!(ok.iter().all(|r| r["http_status"] == 200 && r["instance"].is_string()));
+    assert!(
+        ok.iter()
+            .all(|r| r["http_status"] == 200 && r["instance"].is_string())
+    );
     let text = server.metrics_text();
     assert!(
         text.contains("hoist_cron_runs_total{service=\"ticker\",job=\"tick\",result=\"ok\"}"),
@@ -86,15 +101,43 @@ fn per_second_runs_are_on_time(server: &Server) {
 
 fn bad_input_is_refused_naming_the_field(server: &Server) {
     for (flag, value, says) in [
-        ("--schedule", "* * *", "invalid schedule '* * *': has 3 fields; expected five fields"),
+        (
+            "--schedule",
+            "* * *",
+            "invalid schedule '* * *': has 3 fields; expected five fields",
+        ),
         ("--schedule", "61 * * * *", "invalid schedule '61 * * * *'"),
-        ("--timezone", "Mars/Olympus", "invalid timezone 'Mars/Olympus'"),
-        ("--path", "tasks", "invalid path 'tasks': must start with '/'"),
-        ("--method", "FETCH", "invalid method 'FETCH': must be one of GET, POST, PUT, PATCH, DELETE"),
-        ("--concurrency", "maybe", "invalid concurrency 'maybe': must be one of forbid, allow, replace"),
+        (
+            "--timezone",
+            "Mars/Olympus",
+            "invalid timezone 'Mars/Olympus'",
+        ),
+        (
+            "--path",
+            "tasks",
+            "invalid path 'tasks': must start with '/'",
+        ),
+        (
+            "--method",
+            "FETCH",
+            "invalid method 'FETCH': must be one of GET, POST, PUT, PATCH, DELETE",
+        ),
+        (
+            "--concurrency",
+            "maybe",
+            "invalid concurrency 'maybe': must be one of forbid, allow, replace",
+        ),
         ("--timeout", "5", "invalid timeout '5'"),
     ] {
-        let mut args = vec!["cron", "add", "ticker", "--schedule", "* * * * *", "--path", "/tick"];
+        let mut args = vec![
+            "cron",
+            "add",
+            "ticker",
+            "--schedule",
+            "* * * * *",
+            "--path",
+            "/tick",
+        ];
         match args.iter().position(|a| *a == flag) {
             Some(i) => args[i + 1] = value,
             None => args.extend([flag, value]),
@@ -108,13 +151,21 @@ fn bad_input_is_refused_naming_the_field(server: &Server) {
         "/v1/services/ticker/cron",
         Some(r#"{"schedule": "*/5 * * *", "path": "/tick"}"#),
     );
-    assert_eq!((status, body["field"].as_str()), (400, Some("schedule")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("schedule")),
+        "{body}"
+    );
     let (status, body) = server.api(
         "POST",
         "/v1/services/ticker/cron",
         Some(r#"{"schedule": "* * * * *", "path": "/tick", "timezone": "Europe/Nowhere"}"#),
     );
-    assert_eq!((status, body["field"].as_str()), (400, Some("timezone")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("timezone")),
+        "{body}"
+    );
     let (status, body) = server.api(
         "POST",
         "/v1/services/ticker/cron",
@@ -128,18 +179,31 @@ fn bad_input_is_refused_naming_the_field(server: &Server) {
     // On deploy: a bad [[cron]] in hoist.toml fails it before the build, naming the key.
     let repo = git_repo(&cronapp(), &format!("badcron-{}", server.api_port));
     let toml = std::fs::read_to_string(repo.join("hoist.toml")).unwrap();
-    std::fs::write(repo.join("hoist.toml"), toml.replace("0 0 1 1 *", "0 0 1 1")).unwrap();
+    std::fs::write(
+        repo.join("hoist.toml"),
+        toml.replace("0 0 1 1 *", "0 0 1 1"),
+    )
+    .unwrap();
     common::commit_all(&repo, "a bad schedule");
     let err = server.deploy_err(&[repo.to_str().unwrap(), "--name", "badcron"]);
     assert!(
-        err.contains("hoist.toml: [[cron]] #1: key `schedule`: invalid schedule '0 0 1 1': has 4 fields"),
+        err.contains(
+            "hoist.toml: [[cron]] #1: key `schedule`: invalid schedule '0 0 1 1': has 4 fields"
+        ),
         "{err}"
     );
 }
 
 fn forbid_skips_while_a_slow_run_is_in_flight(server: &Server) {
     server.hoist_ok(&[
-        "cron", "add", "ticker", "--schedule", "* * * * * *", "--path", "/slow?ms=2500", "--job",
+        "cron",
+        "add",
+        "ticker",
+        "--schedule",
+        "* * * * * *",
+        "--path",
+        "/slow?ms=2500",
+        "--job",
         "slow",
     ]);
     let runs = wait_until(
@@ -160,15 +224,30 @@ fn forbid_skips_while_a_slow_run_is_in_flight(server: &Server) {
         assert!(gap >= 2500, "overlapping runs: {calls:?}");
     }
     let skipped = with_status(&runs, "skipped");
-    assert!(skipped[0]["detail"].as_str().unwrap().contains("forbid"), "{runs:?}");
+    assert!(
+        skipped[0]["detail"].as_str().unwrap().contains("forbid"),
+        "{runs:?}"
+    );
     let out = server.hoist_ok(&["cron", "runs", "ticker", "slow"]);
-    assert!(out.contains("skipped") && out.contains("SCHEDULED"), "{out}");
+    assert!(
+        out.contains("skipped") && out.contains("SCHEDULED"),
+        "{out}"
+    );
 }
 
 fn a_failing_endpoint_is_retried_with_the_same_execution_id(server: &Server) {
     server.hoist_ok(&[
-        "cron", "add", "ticker", "--schedule", "0 0 1 1 *", "--path", "/flaky", "--job", "flaky",
-        "--retries", "3",
+        "cron",
+        "add",
+        "ticker",
+        "--schedule",
+        "0 0 1 1 *",
+        "--path",
+        "/flaky",
+        "--job",
+        "flaky",
+        "--retries",
+        "3",
     ]);
     let started = server.hoist_ok(&["cron", "run", "ticker", "flaky", "--json"]);
     let started: serde_json::Value = serde_json::from_str(&started).unwrap();
@@ -193,16 +272,31 @@ fn a_failing_endpoint_is_retried_with_the_same_execution_id(server: &Server) {
             )
         })
         .collect();
-    assert_eq!(seen, [(1, "retried", 500), (2, "retried", 500), (3, "ok", 200)]);
+    assert_eq!(
+        seen,
+        [(1, "retried", 500), (2, "retried", 500), (3, "ok", 200)]
+    );
     assert!(runs.iter().all(|r| r["execution_id"] == execution.as_str()));
     let calls = server.app_calls("ticker", "flaky");
     assert_eq!(calls.len(), 3);
-    assert!(calls.iter().all(|c| c["execution"] == execution.as_str()), "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c["execution"] == execution.as_str()),
+        "{calls:?}"
+    );
 
     // One that never succeeds is an event after its last retry (a new execution: 500).
     server.hoist_ok(&[
-        "cron", "add", "ticker", "--schedule", "0 0 1 1 *", "--path", "/flaky", "--job",
-        "broken", "--retries", "0",
+        "cron",
+        "add",
+        "ticker",
+        "--schedule",
+        "0 0 1 1 *",
+        "--path",
+        "/flaky",
+        "--job",
+        "broken",
+        "--retries",
+        "0",
     ]);
     server.hoist_ok(&["cron", "run", "ticker", "broken"]);
     wait_until(
@@ -219,14 +313,18 @@ fn a_failing_endpoint_is_retried_with_the_same_execution_id(server: &Server) {
 fn a_deploy_replaces_the_files_jobs_and_keeps_the_apis(server: &Server) {
     // Paused and resumed through the CLI on the way.
     let paused = server.hoist_ok(&["cron", "pause", "ticker", "flaky", "--json"]);
-    assert!(paused.contains("\"paused\":true"), "{paused}");
+    let paused: serde_json::Value = serde_json::from_str(&paused).unwrap();
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["next_run_at"], serde_json::Value::Null, "{paused}");
     let ls = server.hoist_ok(&["cron", "ls", "ticker"]);
     assert!(ls.contains("paused"), "{ls}");
     server.hoist_ok(&["cron", "resume", "ticker", "flaky"]);
 
     let repo = git_repo(&cronapp(), &format!("ticker2-{}", server.api_port));
     let toml = std::fs::read_to_string(repo.join("hoist.toml")).unwrap();
-    let toml = toml.replace("id = \"yearly\"", "id = \"monthly\"").replace("0 0 1 1 *", "0 0 1 * *");
+    let toml = toml
+        .replace("id = \"yearly\"", "id = \"monthly\"")
+        .replace("0 0 1 1 *", "0 0 1 * *");
     std::fs::write(repo.join("hoist.toml"), toml).unwrap();
     common::commit_all(&repo, "another job");
     server.deploy_ok(&[repo.to_str().unwrap(), "--name", "ticker"]);
@@ -235,7 +333,12 @@ fn a_deploy_replaces_the_files_jobs_and_keeps_the_apis(server: &Server) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|j| (j["id"].as_str().unwrap().into(), j["source"].as_str().unwrap().into()))
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().into(),
+                j["source"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     ids.sort();
     assert_eq!(
@@ -249,7 +352,11 @@ fn a_deploy_replaces_the_files_jobs_and_keeps_the_apis(server: &Server) {
 }
 
 fn a_run_starts_a_service_at_zero_which_goes_back_to_zero(server: &Server) {
-    deploy_cronapp(server, "sleepy", &["--idle-freeze", "200ms", "--idle-stop", "1s"]);
+    deploy_cronapp(
+        server,
+        "sleepy",
+        &["--idle-freeze", "200ms", "--idle-stop", "1s"],
+    );
     server.hoist_ok(&["stop", "sleepy"]);
     wait_until(
         "sleepy at zero",
@@ -258,7 +365,15 @@ fn a_run_starts_a_service_at_zero_which_goes_back_to_zero(server: &Server) {
         || format!("{:?}", server.running("sleepy")),
     );
     server.hoist_ok(&[
-        "cron", "add", "sleepy", "--schedule", "0 0 1 1 *", "--path", "/tick", "--job", "wake",
+        "cron",
+        "add",
+        "sleepy",
+        "--schedule",
+        "0 0 1 1 *",
+        "--path",
+        "/tick",
+        "--job",
+        "wake",
     ]);
     server.hoist_ok(&["cron", "run", "sleepy", "wake"]);
     let runs = wait_until(
@@ -282,7 +397,15 @@ fn a_run_starts_a_service_at_zero_which_goes_back_to_zero(server: &Server) {
 
 fn missed_runs_after_kill_9_are_recorded_and_the_schedule_goes_on(server: &mut Server) {
     server.hoist_ok(&[
-        "cron", "add", "ticker", "--schedule", "* * * * * *", "--path", "/tick", "--job", "beat",
+        "cron",
+        "add",
+        "ticker",
+        "--schedule",
+        "* * * * * *",
+        "--path",
+        "/tick",
+        "--job",
+        "beat",
     ]);
     wait_until(
         "beat running",

@@ -183,7 +183,10 @@ retries = 3
                 "schedule = \"* * * * *\"\npath = \"/a\"\nevery = 1",
                 "hoist.toml: [[cron]] #1: unknown key `every`",
             ),
-            ("path = \"/a\"", "hoist.toml: [[cron]] #1: key `schedule` is missing"),
+            (
+                "path = \"/a\"",
+                "hoist.toml: [[cron]] #1: key `schedule` is missing",
+            ),
         ] {
             let text = format!("[[cron]]\n{body}\n");
             let err = SpecLayer::from_hoist_toml(&text).unwrap_err().to_string();
