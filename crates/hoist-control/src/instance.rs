@@ -53,7 +53,7 @@ pub(crate) struct Launcher {
     /// Instances being stopped and standbys being made: a server stop waits for them.
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
-    cron_secrets: Arc<crate::cron::CronSecrets>,
+    cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 /// What a [`Launcher`] is made of.
@@ -67,7 +67,7 @@ pub(crate) struct LauncherParts {
     pub(crate) events: Arc<Events>,
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) cron_secrets: Arc<crate::cron::CronSecrets>,
+    pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 impl Launcher {

@@ -5,6 +5,7 @@
 mod access;
 mod config_file;
 mod cron;
+mod cron_parts;
 mod deploy;
 mod env;
 mod error;

@@ -127,7 +127,7 @@ pub struct Platform {
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
     /// The cron scheduler (runs as the task `cron`).
     pub(crate) cron: hoist_cron::Scheduler,
-    pub(crate) cron_secrets: Arc<crate::cron::CronSecrets>,
+    pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 impl Platform {
@@ -182,8 +182,8 @@ impl Platform {
             logs.masks().clone(),
             tasks.clone(),
         ));
-        let cron_secrets = Arc::new(crate::cron::CronSecrets::default());
-        let cron = crate::cron::scheduler(
+        let cron_secrets = Arc::new(crate::cron_parts::CronSecrets::default());
+        let cron = crate::cron_parts::scheduler(
             store.clone(),
             config.gateway_addr,
             config.domain.clone(),
@@ -247,7 +247,7 @@ impl Platform {
         // After the restore (the pools exist) and before anything is served: runs missed
         // while the server was down are recorded, the latest within the deadline runs.
         platform.cron.load()?;
-        crate::cron::spawn(&platform.tasks, platform.cron.clone());
+        crate::cron_parts::spawn(&platform.tasks, platform.cron.clone());
         Ok(platform)
     }
 

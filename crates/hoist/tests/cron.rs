@@ -420,7 +420,7 @@ fn missed_runs_after_kill_9_are_recorded_and_the_schedule_goes_on(server: &mut S
         "three seconds of downtime",
         Duration::from_secs(10),
         || (now_ms() - killed > 3_000).then_some(()),
-        || String::new(),
+        String::new,
     );
     server.spawn();
     let restarted = now_ms();
