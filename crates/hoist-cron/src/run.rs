@@ -45,7 +45,9 @@ pub(crate) async fn attempts(
             execution: execution.to_string(),
             attempt,
         };
-        // The row first (one small WAL write), so a run in flight is listed as running.
+        // The request goes out first, on a task of its own, and the row is written while it
+        // is on its way: the write must not add to the lag.
+        let mut request = tokio::spawn(inner.runner.call(call));
         let row = inner.store.insert_cron_run(&NewCronRun {
             service: &key.service,
             job: &key.job,
@@ -57,10 +59,13 @@ pub(crate) async fn attempts(
             attempt,
             detail: None,
         });
-        let request = inner.runner.call(call);
         let outcome = tokio::select! {
-            answer = tokio::time::timeout(spec.timeout, request) => match answer {
-                Ok(a) => classify(a),
+            answer = tokio::time::timeout(spec.timeout, &mut request) => match answer {
+                Ok(Ok(a)) => classify(a),
+                Ok(Err(e)) => Outcome::Failed {
+                    answer: Answer::default(),
+                    detail: format!("the request's task failed: {e}"),
+                },
                 Err(_) => Outcome::Failed {
                     answer: Answer::default(),
                     detail: format!("no answer within the timeout of {}", format_duration(spec.timeout)),
@@ -72,6 +77,8 @@ pub(crate) async fn attempts(
                 "cancelled: replaced by a newer run (concurrency replace)".into()
             }),
         };
+        // Timed out or cancelled: the request is dropped, which closes its connection.
+        request.abort();
         let last = attempt == attempts;
         let (status, answer, detail) = match outcome {
             Outcome::Ok(a) => (CronRunStatus::Ok, a, None),

@@ -424,6 +424,12 @@ impl Scheduler {
                 }
                 state.queue.first().map(|(t, _)| *t)
             };
+            // Started first, recorded after: the store's write must not add to the lag.
+            for (t, key) in &due {
+                if let Some(start) = self.decide(key, *t, false) {
+                    self.spawn(start);
+                }
+            }
             for (t, key) in due {
                 if let Err(e) = self
                     .inner
@@ -431,9 +437,6 @@ impl Scheduler {
                     .set_cron_last_scheduled(&key.service, &key.job, t)
                 {
                     tracing::warn!(service = %key.service, job = %key.job, error = %e, "recording a cron run's time");
-                }
-                if let Some(start) = self.decide(&key, t, false) {
-                    self.spawn(start);
                 }
             }
             let sleep = head.map(|t| Duration::from_millis(u64::try_from(t - now).unwrap_or(0)));
