@@ -122,6 +122,7 @@ def main():
           f"{SERVICES} jobs on {SERVICES} idle services over {WINDOW:.0f} s")
     table([
         ("lag, scheduled time to the app, median", f"{median(got):7.2f} ms   (target < 5 ms)"),
+        ("lag, p90", f"{got[int(len(got) * 0.9)]:7.2f} ms"),
         ("lag, p99", f"{p99:7.2f} ms   (target < 50 ms)"),
         ("lag, max", f"{got[-1]:7.2f} ms"),
         (f"server CPU, {SERVICES} idle jobs", f"{share:7.3f} % of a core   (target < 1 %)"),
