@@ -38,6 +38,21 @@ fn cron_jobs_end_to_end() {
     a_failing_endpoint_is_retried_with_the_same_execution_id(&server);
     a_deploy_replaces_the_files_jobs_and_keeps_the_apis(&server);
     a_run_starts_a_service_at_zero_which_goes_back_to_zero(&server);
+    // The answers are what the served document says.
+    for (template, path) in [
+        ("/v1/services/{name}/cron", "/v1/services/ticker/cron"),
+        (
+            "/v1/services/{name}/cron/runs",
+            "/v1/services/ticker/cron/runs?limit=1000",
+        ),
+        (
+            "/v1/services/{name}/cron/runs",
+            "/v1/services/sleepy/cron/runs",
+        ),
+    ] {
+        let problems = server.schema_problems(template, path);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
     missed_runs_after_kill_9_are_recorded_and_the_schedule_goes_on(&mut server);
 }
 

@@ -52,3 +52,27 @@ pub fn rfc3339_ms(text: &str) -> i64 {
     let t: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
     t.as_millisecond()
 }
+
+impl Server {
+    /// Problems of the answer to `GET path` against the served document's schema for
+    /// `template` (none when it validates).
+    pub fn schema_problems(&self, template: &str, path: &str) -> Vec<String> {
+        let (_, doc) = self.api("GET", "/openapi.json", None);
+        let (status, body) = self.api("GET", path, None);
+        if status != 200 {
+            return vec![format!("GET {path}: {status} {body}")];
+        }
+        let schema = &doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        if !schema.is_object() {
+            return vec![format!("GET {template}: no schema in the document")];
+        }
+        let mut root = schema.clone();
+        root["components"] = doc["components"].clone();
+        let validator = jsonschema::validator_for(&root).expect("a valid JSON Schema");
+        validator
+            .iter_errors(&body)
+            .map(|e| format!("GET {path}: {e} at {}", e.instance_path()))
+            .collect()
+    }
+}
