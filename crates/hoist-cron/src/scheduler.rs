@@ -235,18 +235,23 @@ impl Scheduler {
             job: record.spec.id.clone(),
         };
         let mut state = self.state();
-        let in_flight = match state.jobs.remove(&key) {
+        let (in_flight, kept) = match state.jobs.remove(&key) {
             Some(old) => {
                 if let Some(t) = old.next {
                     state.queue.remove(&(t, key.clone()));
                 }
-                old.in_flight
+                // Unchanged, it keeps its place: a reload for another job of the service
+                // must not skip a time that is due but not yet taken off the queue.
+                let same = old.spec == record.spec && old.paused == record.paused;
+                (old.in_flight, old.next.filter(|_| same))
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
-        let next = (!record.paused)
-            .then(|| next_ms(&record.spec, now))
-            .flatten();
+        let next = kept.or_else(|| {
+            (!record.paused)
+                .then(|| next_ms(&record.spec, now))
+                .flatten()
+        });
         if let Some(t) = next {
             state.queue.insert((t, key.clone()));
         }

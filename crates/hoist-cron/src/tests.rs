@@ -430,3 +430,24 @@ fn backoff_doubles_up_to_its_cap() {
     let waits: Vec<u64> = (1..=8).map(|a| backoff(a, base, cap).as_secs()).collect();
     assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_for_another_job_keeps_a_due_time_not_yet_taken() {
+    let s = setup("reload", 0, ok_at_once());
+    let tick = job("tick", "* * * * * *", CronConcurrency::Forbid, 0);
+    s.add(&tick);
+    let due = s.scheduler.next_run(&s.web, &tick.id).unwrap();
+    // The loop is not running: the time passes with the run still on the queue.
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    s.add(&job("other", "0 0 * * *", CronConcurrency::Forbid, 0));
+    assert_eq!(s.scheduler.next_run(&s.web, &tick.id), Some(due));
+    let task = s.start();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let calls = s.calls();
+    assert_eq!(
+        calls.first().map(|(c, _)| c.scheduled_ms),
+        Some(due),
+        "{calls:?}"
+    );
+    s.stop(task).await;
+}
