@@ -12,6 +12,7 @@
 //!   an [`ApiErrorBody`] naming the field and the rule.
 
 mod body;
+mod cron;
 mod deploy;
 mod env;
 mod error;
@@ -27,6 +28,7 @@ mod tokens;
 mod upload;
 
 pub use body::{BodyError, from_json, from_json_value};
+pub use cron::{CronJob, CronJobRequest, CronRun, CronRunStarted, CronRunsQuery};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;

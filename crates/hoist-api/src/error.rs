@@ -61,10 +61,10 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         let status = match &e {
             ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            ControlError::Rollback(_) => StatusCode::CONFLICT,
+            ControlError::ServiceNotFound(_)
+            | ControlError::DeploymentNotFound(_)
+            | ControlError::CronJobNotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Rollback(_) | ControlError::CronJobExists(_) => StatusCode::CONFLICT,
             ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Upload(u) if u.is_bad_bundle() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,7 +89,8 @@ pub(crate) fn request_field(e: &hoist_core::SpecError) -> Option<&'static str> {
         "start command" => "start",
         f @ ("source" | "name" | "branch" | "runtime" | "port" | "memory" | "env"
         | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop"
-        | "upload") => f,
+        | "upload" | "schedule" | "path" | "method" | "timezone" | "timeout" | "retries"
+        | "job") => f,
         _ => return None,
     })
 }

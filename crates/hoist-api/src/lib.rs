@@ -2,6 +2,7 @@
 //! the wire types of `hoist-api-types`. Every CLI command but `server` is a client of this API.
 
 mod auth;
+mod cron;
 mod error;
 mod extract;
 mod headers;

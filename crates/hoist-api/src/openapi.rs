@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::cron::*;
 use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
@@ -44,6 +45,7 @@ use crate::uploads::*;
         (name = "deployments", description = "Deploys, their progress and rollbacks"),
         (name = "env", description = "A service's secret environment"),
         (name = "observe", description = "Logs, events, metrics and usage"),
+        (name = "cron", description = "A service's cron jobs and their runs"),
         (name = "session", description = "Signing in to the dashboard"),
         (name = "tokens", description = "API tokens and their roles (admin tokens only)"),
         (name = "runtimes", description = "The runtime images apps are built on"),
@@ -67,6 +69,12 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(service_events))
         .routes(routes!(service_series))
         .routes(routes!(upload_source, list_uploads))
+        .routes(routes!(list_cron_jobs, add_cron_job))
+        .routes(routes!(remove_cron_job))
+        .routes(routes!(run_cron_job))
+        .routes(routes!(pause_cron_job))
+        .routes(routes!(resume_cron_job))
+        .routes(routes!(list_cron_runs))
         .routes(routes!(create_deployment))
         .routes(routes!(get_deployment))
         .routes(routes!(deployment_events))

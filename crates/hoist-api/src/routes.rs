@@ -24,7 +24,7 @@ use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::state::AppState;
 use crate::stream;
 
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 pub(crate) fn service_name(name: &str) -> ApiResult<ServiceName> {
     Ok(ServiceName::from_str(name)?)
@@ -39,7 +39,7 @@ fn bad_param(param: &str, rule: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("invalid query parameter `{param}`: {rule}")).with_field(param)
 }
 
-fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+pub(crate) fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
     param: &str,
     value: Option<T>,
     default: T,
@@ -260,7 +260,7 @@ pub(crate) async fn create_deployment(
     // A path on the server's disk is read by the server (as root): only an admin may point
     // it at one. Other tokens deploy git URLs and uploads, which the CLI makes for them.
     let source = req.source.trim();
-    if req.upload.is_none() && !source.is_empty() && !hoist_core::is_remote_source(source) {
+    if req.upload.is_none() && !source.is_empty() && hoist_core::reads_server_disk(source) {
         caller
             .may(
                 TokenRole::Admin,

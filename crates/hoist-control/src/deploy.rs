@@ -137,6 +137,7 @@ fn finish(
         memory: req.memory.as_deref().map(MemoryMb::parse).transpose()?,
         env: EnvVars::new(),
         scaling: req.scaling.to_layer()?,
+        cron: None,
     };
     Ok(Validated {
         name,

@@ -28,4 +28,12 @@ pub enum ControlError {
     /// [`hoist_build::UploadError::is_bad_bundle`]) or could not be stored.
     #[error(transparent)]
     Upload(hoist_build::UploadError),
+    /// `SERVICE/JOB`.
+    #[error("cron job '{0}' not found")]
+    CronJobNotFound(String),
+    /// `SERVICE/JOB`.
+    #[error(
+        "cron job '{0}' exists already; remove it first or give the new one another id (--job)"
+    )]
+    CronJobExists(String),
 }

@@ -53,6 +53,7 @@ pub(crate) struct Launcher {
     /// Instances being stopped and standbys being made: a server stop waits for them.
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 /// What a [`Launcher`] is made of.
@@ -66,6 +67,7 @@ pub(crate) struct LauncherParts {
     pub(crate) events: Arc<Events>,
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 impl Launcher {
@@ -80,6 +82,7 @@ impl Launcher {
             events: p.events,
             stopping: p.stopping,
             shutdown: p.shutdown,
+            cron_secrets: p.cron_secrets,
         }
     }
 
@@ -126,6 +129,10 @@ impl Launcher {
             format!("HOIST_INSTANCE={id}"),
         ];
         env.extend(plan.env.to_env_list());
+        // What the cron runs' `Authorization: Bearer` carries, so the app can check them.
+        if let Some(secret) = self.cron_secrets.get(&spec.name) {
+            env.push(format!("HOIST_CRON_SECRET={secret}"));
+        }
         LaunchSpec {
             hostname: spec.name.to_string(),
             layers: plan.layers.clone(),

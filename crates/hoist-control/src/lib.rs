@@ -4,6 +4,8 @@
 
 mod access;
 mod config_file;
+mod cron;
+mod cron_parts;
 mod deploy;
 mod env;
 mod error;

@@ -51,6 +51,7 @@ struct Snapshot {
     runtimes_installed: u64,
     data_dir_bytes: Option<u64>,
     log_index_lag: u64,
+    cron: hoist_cron::MetricsSnapshot,
 }
 
 fn descriptor<'a>(
@@ -212,6 +213,34 @@ impl Collector for Snapshot {
             &self.build_buckets,
             None,
         )?;
+        {
+            let mut m = descriptor(
+                &mut encoder,
+                "hoist_cron_runs",
+                "Cron run attempts since the server started, by service, job and result (ok, failed, retried, skipped, missed)",
+                MetricType::Counter,
+            )?;
+            for (service, job, result, n) in &self.cron.runs {
+                let labels = [
+                    ("service", service.as_str()),
+                    ("job", job.as_str()),
+                    ("result", result),
+                ];
+                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        descriptor(
+            &mut encoder,
+            "hoist_cron_lag_seconds",
+            "Time from a cron run's scheduled time to its request being sent",
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.cron.lag_sum_s,
+            self.cron.lag_count,
+            &self.cron.lag_buckets,
+            None,
+        )?;
         let mut platform = vec![
             ("hoist_services", "Services", self.service_count),
             (
@@ -293,6 +322,7 @@ impl Platform {
             runtimes_installed: self.runtimes.list().iter().filter(|r| r.installed).count() as u64,
             data_dir_bytes: self.data_dir_size.get(),
             log_index_lag: self.store.log_index_lag()?,
+            cron: self.cron_metrics(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));

@@ -260,6 +260,10 @@ impl Platform {
                 if let Err(e) = store.prune_observations(now - METRICS_KEPT_MS, cutoff) {
                     tracing::warn!(error = %e, "metrics retention");
                 }
+                // Cron runs are kept as long as logs.
+                if let Err(e) = store.prune_cron_runs_before(cutoff) {
+                    tracing::warn!(error = %e, "cron run retention");
+                }
             })
             .await;
             // Often enough that nothing outlives its age by much more than a quarter of it.

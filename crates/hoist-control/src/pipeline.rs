@@ -309,6 +309,8 @@ impl Run {
             .unwrap_or_default();
         let (spec, scaling) = resolve_spec(&app_root, v, &fetched.branch, base, &self.sink)?;
         platform.store.set_deployment_spec(id, &spec)?;
+        // Made before the first instance starts: it gets the secret as HOIST_CRON_SECRET.
+        platform.ensure_cron_secret(&v.name)?;
         let (service_env, revision) = platform.service_env(&v.name)?;
         let mut deploy_env = service_env;
         deploy_env.merge(v.env.clone());
@@ -478,6 +480,15 @@ impl Run {
         // recorded before anything else can go live.
         if let Err(e) = platform.store.set_service_spec(&v.name, &plan.spec) {
             tracing::error!(service = %v.name, error = %e, "recording the live spec");
+        }
+        // The hoist.toml jobs of the deployment now live replace those of the one before.
+        match platform.apply_file_cron(&v.name, &plan.spec.cron) {
+            Ok(Some(line)) => self.log(line),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(service = %v.name, error = %e, "applying the cron jobs");
+                self.log(format!("applying the cron jobs of hoist.toml: {e}"));
+            }
         }
         // An `env set` while this deploy built: its instances have the older environment.
         if let Err(e) = platform.roll_out_env(&v.name).await {

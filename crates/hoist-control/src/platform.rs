@@ -34,6 +34,8 @@ pub struct PlatformConfig {
     /// Base of service URLs: `http://NAME.<domain>[:port]/`.
     pub domain: String,
     pub gateway_port: u16,
+    /// Where the gateway listens: cron runs are requests to it.
+    pub gateway_addr: std::net::SocketAddr,
     pub start_timeout: Duration,
     pub build_timeout: Duration,
     pub max_concurrent_builds: usize,
@@ -125,6 +127,9 @@ pub struct Platform {
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
     /// Uploaded sources (`hoist deploy . --upload`): a bare git repository under the data dir.
     pub(crate) sources: hoist_build::SourceStore,
+    /// The cron scheduler (runs as the task `cron`).
+    pub(crate) cron: hoist_cron::Scheduler,
+    pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
 }
 
 impl Platform {
@@ -179,6 +184,14 @@ impl Platform {
             logs.masks().clone(),
             tasks.clone(),
         ));
+        let cron_secrets = Arc::new(crate::cron_parts::CronSecrets::default());
+        let cron = crate::cron_parts::scheduler(
+            store.clone(),
+            config.gateway_addr,
+            config.domain.clone(),
+            cron_secrets.clone(),
+            events.clone(),
+        );
         let platform = Arc::new_cyclic(|weak| {
             let services = Arc::new(Services::new(
                 gateway.clone(),
@@ -197,6 +210,7 @@ impl Platform {
                 events: events.clone(),
                 stopping: stopping.clone(),
                 shutdown: shutdown.clone(),
+                cron_secrets: cron_secrets.clone(),
             }));
             Platform {
                 runtimes: Runtimes::new(config.runtime_cache.clone()),
@@ -220,6 +234,8 @@ impl Platform {
                 services,
                 launcher,
                 lifecycle: Default::default(),
+                cron,
+                cron_secrets,
             }
         });
         platform
@@ -231,6 +247,10 @@ impl Platform {
         platform
             .tasks
             .spawn("scaler", platform.clone().run_scaler());
+        // After the restore (the pools exist) and before anything is served: runs missed
+        // while the server was down are recorded, the latest within the deadline runs.
+        platform.cron.load()?;
+        crate::cron_parts::spawn(&platform.tasks, platform.cron.clone());
         Ok(platform)
     }
 
@@ -254,6 +274,9 @@ impl Platform {
                         None
                     }
                 });
+            if let Err(e) = self.ensure_cron_secret(&svc.name) {
+                tracing::warn!(service = %svc.name, error = %e, "reading the cron secret");
+            }
             let mut services = self.state();
             let state = self.ensure_state(&mut services, &svc.name, scaling);
             if let Some(plan) = plan {
@@ -377,6 +400,9 @@ impl Platform {
         }
         self.store.delete_service(name)?;
         self.forget_uploads(name).await?;
+        // Its jobs went with its rows; the scheduler lets go of them too.
+        self.cron.reload(name)?;
+        self.cron_secrets.forget(name);
         // Lines still arriving from its stopping instances are dropped by the store, which
         // no longer knows the service, so its secrets need masking no more.
         self.logs.masks().forget(name.as_str());

@@ -257,6 +257,10 @@ impl Platform {
             })?;
         // Scaling is the service's setting, not the code's: it stays as it is now.
         self.store.set_service_spec(name, &plan.spec)?;
+        // The code's cron jobs come back with it.
+        if let Some(line) = self.apply_file_cron(name, &plan.spec.cron)? {
+            self.rollout_line(name, &chosen.id, line);
+        }
         self.rollout_line(
             name,
             &chosen.id,

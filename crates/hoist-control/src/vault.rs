@@ -93,6 +93,20 @@ impl EnvVault {
         }
     }
 
+    /// Seals another secret of a service (its cron secret) under `context`.
+    pub(crate) fn seal_plain(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, ControlError> {
+        Ok(self.secrets.seal(context, plain)?)
+    }
+
+    /// Opens what [`EnvVault::seal_plain`] sealed under the same `context`.
+    pub(crate) fn open_sealed(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, ControlError> {
+        Ok(self.secrets.open(context, sealed)?)
+    }
+
     /// Seals the plain-text environments that versions before sealing kept in specs, then
     /// removes every plain copy from the database.
     ///

@@ -1,5 +1,5 @@
 /// What happened to a service that its owner wants to see (`hoist events`): stored and sent as
-/// its text form (`http_5xx`, `crash`, `oom`, `start_failed`).
+/// its text form (`http_5xx`, `crash`, `oom`, `start_failed`, `cron_failed`).
 ///
 /// Declared in the alphabetical order of the text forms, so a map keyed by kind lists them as
 /// a map keyed by the text did.
@@ -26,6 +26,8 @@
 pub enum EventKind {
     /// An instance exited while it was serving.
     Crash,
+    /// A cron job's run failed after its last retry (5xx, timeout or no answer).
+    CronFailed,
     /// The service answered a request with a 5xx status.
     #[strum(to_string = "http_5xx")]
     #[cfg_attr(feature = "schema", schema(rename = "http_5xx"))]
@@ -45,7 +47,10 @@ mod tests {
     #[test]
     fn kinds_keep_the_strings_stored_before_the_enum() {
         let texts: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(texts, ["crash", "http_5xx", "oom", "start_failed"]);
+        assert_eq!(
+            texts,
+            ["crash", "cron_failed", "http_5xx", "oom", "start_failed"]
+        );
         for &kind in EventKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{kind}\""));

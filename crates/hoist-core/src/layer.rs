@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
+use crate::{CronFileJob, EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
 
 /// One source of service settings (a config file, CLI flags, an API request), every field
 /// optional so layers can be stacked with [`SpecLayer::merge`] before
@@ -22,6 +22,10 @@ pub struct SpecLayer {
     pub env: EnvVars,
     #[serde(skip_serializing_if = "ScalingLayer::is_empty")]
     pub scaling: ScalingLayer,
+    /// The cron jobs of hoist.toml (`[[cron]]`), all of them: a layer that has the key
+    /// replaces a weaker one's list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<Vec<CronFileJob>>,
 }
 
 /// Trims a command and treats a blank one as unset, so `buildCommand: ""` in a file (a common
@@ -52,6 +56,7 @@ impl SpecLayer {
             memory: stronger.memory.or(self.memory),
             env,
             scaling: self.scaling.merge(stronger.scaling),
+            cron: stronger.cron.or(self.cron),
         }
     }
 }
@@ -78,6 +83,7 @@ mod tests {
             memory: None,
             env: env(&[("A", "weak"), ("B", "weak")]),
             scaling: ScalingLayer::default(),
+            cron: None,
         };
         let strong = SpecLayer {
             runtime: None,
@@ -87,6 +93,7 @@ mod tests {
             memory: Some(MemoryMb::new(1024).unwrap()),
             env: env(&[("B", "strong"), ("C", "strong")]),
             scaling: ScalingLayer::default(),
+            cron: None,
         };
         let merged = weak.merge(strong);
         assert_eq!(merged.runtime, Some(Runtime::Python));

@@ -50,6 +50,7 @@ macro_rules! text_enum {
 }
 
 mod config;
+mod cron;
 mod duration;
 mod env;
 mod error;
@@ -70,6 +71,11 @@ mod token;
 mod variants;
 
 pub use config::ConfigWarning;
+pub use cron::{
+    CRON_RETRIES_MAX, CRON_TIMEOUT_DEFAULT, CRON_TIMEOUT_MAX, CRON_TIMEOUT_MIN, CronConcurrency,
+    CronFileJob, CronJobId, CronJobSpec, CronMethod, CronPath, CronRunStatus, CronSchedule,
+    CronSource, CronTimezone, check_cron_retries, parse_cron_timeout,
+};
 pub use duration::{
     MAX_DURATION, duration_text, format_duration, millis, parse_duration, parse_duration_in,
     span_text,
@@ -96,6 +102,16 @@ pub use variants::{parse_variant, variant_list};
 /// rather than a local path.
 pub fn is_remote_source(source: &str) -> bool {
     source.contains("://") || (source.contains('@') && source.contains(':'))
+}
+
+/// Whether fetching `source` reads the server's own disk: a local path, or a `file:` URL
+/// (which git fetches like a path). Only an admin may deploy one: the server reads it as root.
+pub fn reads_server_disk(source: &str) -> bool {
+    !is_remote_source(source)
+        || source
+            .trim_start()
+            .get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("file:"))
 }
 
 /// How a deployment whose source was uploaded records it: `upload:<commit>`. The commit is

@@ -28,6 +28,10 @@ pub struct ServiceSpec {
     pub env: EnvVars,
     #[serde(default)]
     pub scaling: Scaling,
+    /// The cron jobs of the repository's hoist.toml; the switch to this deployment makes them
+    /// the service's hoist.toml jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cron: Vec<crate::CronFileJob>,
 }
 
 impl ServiceSpec {
@@ -80,6 +84,7 @@ impl ServiceSpec {
             memory: layer.memory.unwrap_or_default(),
             env: layer.env,
             scaling,
+            cron: layer.cron.unwrap_or_default(),
         })
     }
 }

@@ -450,7 +450,7 @@ impl Worker {
         if let Some(rejected) = self.check_limits(&req) {
             return (rejected, Some(outcome));
         }
-        let traffic = Traffic::of_path(req.uri().path());
+        let traffic = Traffic::of_request(req.uri().path(), req.headers());
         let admitted = match pool.acquire(self.gw.config.hold_timeout, traffic).await {
             Ok(a) => a,
             Err(rejection) => return (rejected(pool.name(), rejection), Some(outcome)),
@@ -466,7 +466,7 @@ impl Worker {
         let body = outcome.body.clone();
         let send =
             |req, guard| self.forward(req, &client_ip, host_value.as_ref(), &pool, guard, &body);
-        let resp = match send(req, admitted.guard).await {
+        let mut resp = match send(req, admitted.guard).await {
             Forwarded::Answered(resp) => resp,
             Forwarded::Unanswered(page) => {
                 let Some(head) = replay else {
@@ -488,6 +488,13 @@ impl Worker {
                 }
             }
         };
+        // The scheduler records which instance answered a run.
+        if traffic == Traffic::Cron
+            && let Some(instance) = &outcome.instance
+            && let Ok(v) = HeaderValue::from_str(instance)
+        {
+            resp.headers_mut().insert("x-hoist-instance", v);
+        }
         (resp, Some(outcome))
     }
 

@@ -55,21 +55,39 @@ impl UpstreamState {
 /// by thawing or starting an instance if need be, but do not count as activity: a service
 /// polled every minute still freezes `idle_freeze` and stops `idle_stop` after its last
 /// real request, as it would without the monitor.
+///
+/// Cron runs (the platform's scheduler, marked by `X-Hoist-Cron-Job`) follow the same rule:
+/// active while in flight, but they leave the idle clock where the last user request left it,
+/// so a service with an hourly job freezes and stops again right after each run. A client
+/// that sends the header itself gains nothing by it: its request simply does not keep the
+/// instance warm, as a `/kaithhealth` request does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Traffic {
     User,
     HealthCheck,
+    Cron,
 }
 
 impl Traffic {
     /// The path the platform polls for readiness, and so the one monitors poll too.
     pub const HEALTH_PATH: &'static str = "/kaithhealth";
+    /// The header every cron run carries.
+    pub const CRON_HEADER: &'static str = "x-hoist-cron-job";
 
     pub fn of_path(path: &str) -> Traffic {
         if path == Traffic::HEALTH_PATH {
             Traffic::HealthCheck
         } else {
             Traffic::User
+        }
+    }
+
+    /// [`Traffic::of_path`], and a cron run by its header.
+    pub fn of_request(path: &str, headers: &hyper::HeaderMap) -> Traffic {
+        if headers.contains_key(Traffic::CRON_HEADER) {
+            Traffic::Cron
+        } else {
+            Traffic::of_path(path)
         }
     }
 }
@@ -222,7 +240,7 @@ impl Upstream {
     fn finish(&self, traffic: Traffic) {
         let prev = self.word.fetch_sub(1, Ordering::AcqRel);
         let last = prev & COUNT_MASK == 1;
-        if !last && traffic == Traffic::HealthCheck {
+        if !last && traffic != Traffic::User {
             return;
         }
         let now = now_ms();
@@ -1115,6 +1133,31 @@ mod tests {
         // Active (billed) time counts both.
         assert_eq!(u.usage().active_ms, 80, "{:?}", u.usage());
         assert_eq!(u.usage().requests, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cron_run_is_activity_only_while_in_flight() {
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(Traffic::of_request("/tasks", &headers), Traffic::User);
+        headers.insert(Traffic::CRON_HEADER, "cleanup".parse().unwrap());
+        assert_eq!(Traffic::of_request("/tasks", &headers), Traffic::Cron);
+        let (p, _) = pool(80, 10);
+        let u = upstream("i-1");
+        p.add(u.clone());
+        pass(40).await;
+        let run = u.try_admit(80, &p, Traffic::Cron).unwrap();
+        pass(100).await;
+        // In flight: the instance is busy.
+        assert_eq!(u.idle_for(), Duration::ZERO);
+        drop(run);
+        // Done: as idle as before the run, so it freezes on its old timer.
+        assert_eq!(u.idle_for(), Duration::from_millis(140));
+        assert_eq!(u.usage().active_ms, 100, "billed while in flight");
+        // Thawed for a run, it is not counted as freshly used either.
+        assert!(u.transition(UpstreamState::Ready, UpstreamState::Frozen));
+        pass(30).await;
+        assert!(u.thaw_for(Traffic::Cron).unwrap());
+        assert_eq!(u.idle_for(), Duration::from_millis(170));
     }
 
     #[tokio::test(start_paused = true)]

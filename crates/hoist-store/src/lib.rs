@@ -2,6 +2,7 @@
 //! asks for records by their domain types.
 
 mod access;
+mod cron;
 mod error;
 mod logs;
 mod migrations;
@@ -12,6 +13,7 @@ mod store;
 mod token;
 mod uploads;
 
+pub use cron::{CronJobRecord, CronRunEnd, CronRunRecord, NewCronRun};
 pub use error::StoreError;
 pub use logs::{LogFilter, LogLine, LogStream, NewLogLine};
 pub use observe::{EventRecord, MinuteMetrics, NewEvent};

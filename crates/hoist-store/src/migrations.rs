@@ -157,7 +157,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expires ON sessions(expires_at);
     "#,
-    // 10: token roles. A token gets an id (shown and used to revoke it; the secret is kept as
+    // 8: token roles. A token gets an id (shown and used to revoke it; the secret is kept as
     // its SHA-256 only, as before), a name unique among live tokens, a role (`admin`,
     // `deploy`, `read`), the one service a `deploy` or `read` token may be scoped to, when it
     // was last used, and when it was revoked: a revoked token's row stays, so that using it
@@ -185,7 +185,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
     CREATE INDEX sessions_token ON sessions(token_hash);
     "#,
-    // 11: uploaded sources (UPLOAD's). A bundle a client sent is kept in the source store (a
+    // 9: uploaded sources. A bundle a client sent is kept in the source store (a
     // bare git repository under the data dir); each row is one upload of one service, the
     // commit it carried and what it cost. A service need not exist yet: the first deploy from
     // CI uploads before it creates the service.
@@ -200,6 +200,46 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at     INTEGER NOT NULL
     );
     CREATE INDEX uploads_service ON uploads(service, created_at);
+    "#,
+    // 10: cron jobs and runs. A job belongs to its service (the API's or hoist.toml's, which a
+    // deploy replaces); `last_scheduled` is the latest scheduled time dealt with (run, skipped
+    // or recorded missed), so a start after a crash knows which runs it missed. Runs are one
+    // row per attempt, kept as long as logs. The cron secret is sealed like the env.
+    r#"
+    CREATE TABLE cron_jobs (
+        service        TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        id             TEXT NOT NULL,
+        schedule       TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        method         TEXT NOT NULL,
+        timezone       TEXT NOT NULL,
+        timeout_ms     INTEGER NOT NULL,
+        concurrency    TEXT NOT NULL,
+        retries        INTEGER NOT NULL,
+        paused         INTEGER NOT NULL DEFAULT 0,
+        source         TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        last_scheduled INTEGER,
+        PRIMARY KEY (service, id)
+    );
+    CREATE TABLE cron_runs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        service      TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        job          TEXT NOT NULL,
+        execution    TEXT NOT NULL,
+        scheduled_at INTEGER NOT NULL,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        status       TEXT NOT NULL,
+        http_status  INTEGER,
+        instance     TEXT,
+        attempt      INTEGER NOT NULL,
+        detail       TEXT
+    );
+    CREATE INDEX cron_runs_service ON cron_runs(service, job, id);
+    CREATE INDEX cron_runs_scheduled ON cron_runs(scheduled_at);
+    ALTER TABLE services ADD COLUMN cron_secret_sealed BLOB;
     "#,
 ];
 

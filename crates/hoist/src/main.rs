@@ -8,6 +8,7 @@
 
 mod api;
 mod client;
+mod cron;
 mod deploy;
 mod env;
 mod observe;
@@ -79,6 +80,9 @@ enum Command {
     /// Environment variables, encrypted at rest; changes apply without a rebuild.
     #[command(subcommand)]
     Env(env::EnvCommand),
+    /// Cron jobs: requests to a service on a schedule (add, ls, rm, run, runs, pause, resume).
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
     /// Make an earlier deployment live again from its stored image (no rebuild).
     Rollback(env::RollbackArgs),
     /// API tokens for CI and tools: `admin`, `deploy` or `read`, for every service or one.
@@ -133,6 +137,7 @@ fn main() {
             Command::Usage(args) => client::usage(args).await,
             Command::Runtimes { out } => client::runtimes(out).await,
             Command::Env(cmd) => env::env(cmd).await,
+            Command::Cron(cmd) => cron::cron(cmd).await,
             Command::Rollback(args) => env::rollback(args).await,
             Command::Open { name } => client::open(&name).await,
             Command::Tokens(cmd) => tokens::tokens(cmd).await,
@@ -189,6 +194,9 @@ mod tests {
             &["deploy"],
             &["rollback"],
             &["scale"],
+            &["cron", "ls"],
+            &["cron", "runs"],
+            &["cron", "add"],
         ] {
             let mut sub = &cmd;
             for name in path {

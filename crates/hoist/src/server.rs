@@ -300,6 +300,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             domain: args.domain.clone(),
             gateway_port: args.listen.port(),
+            gateway_addr: args.listen,
             start_timeout: args.start_timeout,
             build_timeout: args.build_timeout,
             max_concurrent_builds: args.max_builds,

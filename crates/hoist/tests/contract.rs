@@ -293,6 +293,7 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
         [
             ("PATCH".to_string(), format!("{svc}/env")),
             ("POST".to_string(), "/v1/deployments".to_string()),
+            ("POST".to_string(), format!("{svc}/cron")),
             ("POST".to_string(), format!("{svc}/rollback")),
             ("POST".to_string(), format!("{svc}/scale")),
             // A git bundle, not JSON: its bad bodies (not a bundle, a thin one against
@@ -305,7 +306,7 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
     );
     // (body, the field the error must name) for each endpoint: an unknown field, a wrong
     // type, an out-of-range value.
-    let cases: [BadBodies; 6] = [
+    let cases: [BadBodies; 7] = [
         (
             "PATCH",
             format!("{svc}/env"),
@@ -328,6 +329,23 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
                 (json!({"source": "/tmp", "concurrency": -1}), "concurrency"),
                 (json!({"source": "/tmp", "port": 70000}), "port"),
                 (json!({"upload": "u-1"}), "upload"),
+            ],
+        ),
+        (
+            "POST",
+            format!("{svc}/cron"),
+            vec![
+                (
+                    json!({"schedule": "* * * * *", "path": "/a", "every": 1}),
+                    "every",
+                ),
+                (json!({"schedule": 5, "path": "/a"}), "schedule"),
+                (json!({"schedule": "* * *", "path": "/a"}), "schedule"),
+                (json!({"schedule": "* * * * *", "path": "a"}), "path"),
+                (
+                    json!({"schedule": "* * * * *", "path": "/a", "retries": 11}),
+                    "retries",
+                ),
             ],
         ),
         (

@@ -189,6 +189,13 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
             && e.contains("needs an admin token"),
         "{e}"
     );
+    // Nor as a file: URL, which git fetches from the same disk.
+    let body = format!(r#"{{"source": "file://{web_src}", "name": "web"}}"#);
+    let e = refused(
+        &server.api_as(ci_secret, "POST", "/v1/deployments", "", Some(&body)),
+        403,
+    );
+    assert!(e.contains("a path on the server's disk"), "{e}");
     let e = refused(
         &server.api_as(
             ci_secret,

@@ -101,6 +101,8 @@ impl TestPlatform {
             runtime_cache: cache,
             domain: "test.localhost".into(),
             gateway_port: 8080,
+            // No gateway listens in these tests: cron runs would find nothing there.
+            gateway_addr: ([127, 0, 0, 1], 9).into(),
             start_timeout: Duration::from_secs(10),
             build_timeout: Duration::from_secs(60),
             max_concurrent_builds: 4,

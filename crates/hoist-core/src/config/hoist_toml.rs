@@ -11,7 +11,7 @@ const HOIST_TOML: &str = "hoist.toml";
 
 /// The keys of `hoist.toml`, as [`HoistToml`] names its fields: what an unknown key is
 /// compared with for a suggestion. (A test checks each one is a field.)
-const HOIST_TOML_KEYS: [&str; 13] = [
+const HOIST_TOML_KEYS: [&str; 14] = [
     "runtime",
     "build",
     "build_command",
@@ -25,6 +25,7 @@ const HOIST_TOML_KEYS: [&str; 13] = [
     "concurrency",
     "idle_freeze",
     "idle_stop",
+    "cron",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +44,7 @@ struct HoistToml {
     concurrency: Option<toml::Value>,
     idle_freeze: Option<toml::Value>,
     idle_stop: Option<toml::Value>,
+    cron: Option<toml::Value>,
     /// Every other key: refused, with the nearest known key as a suggestion.
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
@@ -157,6 +159,9 @@ impl SpecLayer {
                 .scaling
                 .set(key, &text)
                 .map_err(key_error(HOIST_TOML, key))?;
+        }
+        if let Some(value) = &file.cron {
+            layer.cron = Some(super::cron_toml::cron_jobs(value)?);
         }
         Ok(layer)
     }
@@ -367,7 +372,7 @@ DEBUG = false
             .to_string();
         assert_eq!(
             msg,
-            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop"
+            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron"
         );
     }
 

@@ -8,6 +8,7 @@
 //! `memory = 512` or `"1gb"`) and an error must say which key broke which rule in Hoist's
 //! words, not the parser's.
 
+mod cron_toml;
 mod hoist_toml;
 mod leapcell;
 

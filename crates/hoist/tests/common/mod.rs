@@ -876,4 +876,5 @@ impl Server {
             .unwrap_or(0)
     }
 }
+pub mod cron;
 pub mod upload;

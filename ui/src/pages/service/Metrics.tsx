@@ -31,6 +31,7 @@ const KIND_TEXT: Record<EventKind, string> = {
   crash: "Crash",
   oom: "Out of memory",
   start_failed: "Failed start",
+  cron_failed: "Failed cron run",
 };
 
 interface Data {
