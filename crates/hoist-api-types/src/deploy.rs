@@ -1,4 +1,6 @@
-use hoist_core::{DeploymentId, DeploymentState, Runtime, ServiceName, ServiceSpec};
+use hoist_core::{
+    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, Runtime, ServiceName, ServiceSpec,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -40,6 +42,18 @@ pub struct DeployRequest {
     pub env: Vec<String>,
     #[serde(flatten)]
     pub scaling: ScalingSettings,
+    // ---- deploying again by itself (issue 14: deploy on push) ----
+    /// `off`, `push` (the default: the git host's webhook, `/hooks/NAME/...`, deploys) or
+    /// `poll` (the server asks the remote every `poll_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_deploy: Option<AutoDeploy>,
+    /// How often `poll` asks the remote: a duration from `1s` to `24h` (default `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// Globs of repository paths (`api/**`): a push deploys only when a changed file
+    /// matches one. An empty list: every push to the branch deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Vec<String>>,
 }
 
 /// The fields of [`DeployRequest`] but the scaling ones, decoded on their own: serde's
@@ -68,6 +82,13 @@ struct DeployFields {
     memory: Option<String>,
     #[serde(default)]
     env: Vec<String>,
+    // ---- deploy on push ----
+    #[serde(default)]
+    auto_deploy: Option<AutoDeploy>,
+    #[serde(default)]
+    poll_interval: Option<String>,
+    #[serde(default)]
+    watch: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for DeployRequest {
@@ -117,6 +138,9 @@ impl<'de> Deserialize<'de> for DeployRequest {
             memory: f.memory,
             env: f.env,
             scaling,
+            auto_deploy: f.auto_deploy,
+            poll_interval: f.poll_interval,
+            watch: f.watch,
         })
     }
 }
@@ -147,7 +171,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 15] = [
+    pub const FIELDS: [&'static str; 18] = [
         "source",
         "name",
         "branch",
@@ -163,6 +187,10 @@ impl DeployRequest {
         "concurrency",
         "idle_freeze",
         "idle_stop",
+        // deploy on push
+        "auto_deploy",
+        "poll_interval",
+        "watch",
     ];
 }
 
@@ -216,4 +244,7 @@ pub struct Deployment {
     /// Milliseconds since the Unix epoch; `null` until the pipeline ended.
     pub finished_at: Option<i64>,
     pub steps: Vec<DeploymentStep>,
+    /// What started it: `{"kind": "cli"}`, `api`, `poll`, `rollback`, or
+    /// `{"kind": "push", "delivery": "<the git host's delivery id>"}`.
+    pub trigger: DeploymentTrigger,
 }

@@ -15,6 +15,7 @@ mod body;
 mod deploy;
 mod env;
 mod error;
+mod hooks;
 mod info;
 mod logs;
 mod observe;
@@ -28,6 +29,7 @@ pub use body::{BodyError, from_json, from_json_value};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;
+pub use hooks::{WebhookAnswer, WebhookInfo, WebhookOutcome, WebhookUrls};
 pub use info::{MemoryOption, MemoryRange, ServerInfo};
 pub use logs::{
     CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
@@ -43,8 +45,8 @@ pub use session::{SessionInfo, SessionRequest};
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.
 pub use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, Runtime, Scaling, ServiceName,
-    ServiceSpec,
+    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState,
+    Runtime, Scaling, ServiceName, ServiceSpec,
 };
 
 #[cfg(test)]

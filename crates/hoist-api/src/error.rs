@@ -64,7 +64,7 @@ impl From<ControlError> for ApiError {
             ControlError::ServiceNotFound(_) | ControlError::DeploymentNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Rollback(_) => StatusCode::CONFLICT,
+            ControlError::Rollback(_) | ControlError::NoGitSource(_) => StatusCode::CONFLICT,
             ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

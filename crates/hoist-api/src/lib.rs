@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod headers;
+mod hooks;
 mod metrics;
 mod openapi;
 mod routes;
@@ -37,6 +38,9 @@ pub struct ApiOptions {
     pub dashboard: bool,
     /// The apps' domain, for `GET /v1/server`.
     pub domain: String,
+    /// The API's address as the git hosts reach it (`hoist server --public-api-url`): the
+    /// base of the webhook URLs `hoist hooks` prints.
+    pub public_url: String,
 }
 
 pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
@@ -48,6 +52,7 @@ pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
         openapi: doc.to_json().unwrap_or_default().into(),
         admin_token_file,
         info,
+        public_url: options.public_url.clone(),
     });
     authed
         .route_layer(axum::middleware::from_fn_with_state(

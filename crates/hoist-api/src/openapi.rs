@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::hooks::*;
 use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
@@ -41,6 +42,7 @@ use crate::state::AppState;
         (name = "env", description = "A service's secret environment"),
         (name = "observe", description = "Logs, events, metrics and usage"),
         (name = "session", description = "Signing in to the dashboard"),
+        (name = "hooks", description = "Deploy on push: the git hosts' webhooks"),
         (name = "runtimes", description = "The runtime images apps are built on"),
         (name = "server", description = "The server itself")
     )
@@ -67,6 +69,8 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_runtimes))
         .routes(routes!(server_info))
         .routes(routes!(create_session, get_session, delete_session))
+        .routes(routes!(service_hooks))
+        .routes(routes!(rotate_service_hooks))
 }
 
 /// The served document, as JSON.
@@ -91,6 +95,8 @@ pub(crate) fn parts() -> (Router<Arc<AppState>>, Router<Arc<AppState>>, Document
     let (open, open_doc) = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
+        // Authenticated by the host's signature with the service's secret, not a token.
+        .routes(routes!(receive_webhook))
         .split_for_parts();
     let mut doc = ApiDoc::openapi();
     doc.merge(authed_doc);

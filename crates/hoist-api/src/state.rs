@@ -13,4 +13,6 @@ pub struct AppState {
     pub(crate) admin_token_file: std::path::PathBuf,
     /// `GET /v1/server`'s answer: it does not change while the server runs.
     pub(crate) info: hoist_api_types::ServerInfo,
+    /// The base of the webhook URLs (`hoist server --public-api-url`).
+    pub(crate) public_url: String,
 }

@@ -16,6 +16,18 @@ pub struct Fetched {
 
 /// Clones `branch` (or the remote's HEAD) of `source` into `dest`, which must not exist.
 pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fetched, BuildError> {
+    fetch_at(source, branch, None, dest).await
+}
+
+/// [`fetch`], then, when `commit` is given and the branch has moved past it since (a push
+/// deploys the commit it announced), that commit: fetched by its id, which git's protocol v2
+/// allows for any commit the remote has.
+pub async fn fetch_at(
+    source: &str,
+    branch: Option<&str>,
+    commit: Option<&str>,
+    dest: &Path,
+) -> Result<Fetched, BuildError> {
     // Errors are shown to users and stored: never with the URL's password or token.
     let shown = hoist_core::redact_credentials(source);
     let url = if hoist_core::is_remote_source(source) {
@@ -67,18 +79,59 @@ pub async fn fetch(source: &str, branch: Option<&str>, dest: &Path) -> Result<Fe
             message: message.replace(source, &shown),
         });
     }
-    let commit = git(&["rev-parse", "HEAD"], Some(dest))
+    let wanted = commit;
+    // Before a pin detaches HEAD.
+    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(dest))
+        .await
+        .unwrap_or_else(|_| branch.unwrap_or("HEAD").to_string());
+    let mut commit = git(&["rev-parse", "HEAD"], Some(dest))
         .await
         .map_err(|message| BuildError::Fetch {
             source_url: shown.clone(),
             message: format!("the repository has no commits on that branch ({message})"),
         })?;
-    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(dest))
-        .await
-        .unwrap_or_else(|_| branch.unwrap_or("HEAD").to_string());
+    if let Some(wanted) = wanted
+        && !commit.eq_ignore_ascii_case(wanted)
+    {
+        let pinned = async {
+            git(
+                &["fetch", "--quiet", "--depth", "1", "origin", wanted],
+                Some(dest),
+            )
+            .await?;
+            git(
+                &["checkout", "--quiet", "--detach", "FETCH_HEAD"],
+                Some(dest),
+            )
+            .await?;
+            git(&["rev-parse", "HEAD"], Some(dest)).await
+        };
+        commit = pinned.await.map_err(|message| BuildError::Fetch {
+            source_url: shown.clone(),
+            message: format!("commit {wanted} could not be fetched ({message})"),
+        })?;
+    }
     std::fs::remove_dir_all(dest.join(".git"))
         .map_err(BuildError::io("removing .git from the fetched tree"))?;
     Ok(Fetched { commit, branch })
+}
+
+/// The commit `branch` of `source` points at now (`git ls-remote`), without fetching
+/// anything; `None` when the remote has no such branch.
+pub async fn remote_head(source: &str, branch: &str) -> Result<Option<String>, BuildError> {
+    let shown = hoist_core::redact_credentials(source);
+    let reference = format!("refs/heads/{branch}");
+    let out = git(&["ls-remote", "--", source, reference.as_str()], None)
+        .await
+        .map_err(|message| BuildError::Fetch {
+            source_url: shown.clone(),
+            message: message.replace(source, &shown),
+        })?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, r)| *r == reference)
+        .map(|(sha, _)| sha.to_string()))
 }
 
 async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {

@@ -10,7 +10,7 @@ mod runtimes;
 
 pub use builder::{BuildOutput, BuildRequest, Builder};
 pub use error::BuildError;
-pub use fetch::{Fetched, fetch};
+pub use fetch::{Fetched, fetch, fetch_at, remote_head};
 pub use layer::{AppLayer, digest_dir};
 pub use runtimes::{RuntimeImage, RuntimeInfo, Runtimes};
 

@@ -24,4 +24,7 @@ pub enum ControlError {
     NotApplied(String),
     #[error("{0}")]
     Rollback(String),
+    /// A webhook or poll for a service that has no git source to deploy from.
+    #[error("{0}")]
+    NoGitSource(String),
 }

@@ -123,6 +123,8 @@ pub struct Platform {
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) images: Images,
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
+    /// Deploys waiting to start on push or poll, one queue per service.
+    pub(crate) autodeploy: crate::queue::Queues,
 }
 
 impl Platform {
@@ -217,6 +219,7 @@ impl Platform {
                 services,
                 launcher,
                 lifecycle: Default::default(),
+                autodeploy: Default::default(),
             }
         });
         platform
@@ -228,6 +231,9 @@ impl Platform {
         platform
             .tasks
             .spawn("scaler", platform.clone().run_scaler());
+        platform
+            .tasks
+            .spawn("autodeploy-poll", platform.clone().run_poller());
         Ok(platform)
     }
 

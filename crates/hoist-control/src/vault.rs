@@ -93,6 +93,21 @@ impl EnvVault {
         }
     }
 
+    /// Seals another of the service's secrets (its webhook secret) under its own context, so
+    /// a sealed value does not open as anything else.
+    pub(crate) fn seal_secret(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, ControlError> {
+        Ok(self.secrets.seal(context, plain)?)
+    }
+
+    /// Opens what [`EnvVault::seal_secret`] sealed.
+    pub(crate) fn open_secret(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, ControlError> {
+        Ok(self.secrets.open(context, sealed)?)
+    }
+
     /// Seals the plain-text environments that versions before sealing kept in specs, then
     /// removes every plain copy from the database.
     ///

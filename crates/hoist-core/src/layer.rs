@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
+use crate::{AutoDeployLayer, EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
 
 /// One source of service settings (a config file, CLI flags, an API request), every field
 /// optional so layers can be stacked with [`SpecLayer::merge`] before
@@ -22,6 +22,9 @@ pub struct SpecLayer {
     pub env: EnvVars,
     #[serde(skip_serializing_if = "ScalingLayer::is_empty")]
     pub scaling: ScalingLayer,
+    /// `auto_deploy`, `poll_interval`, `watch`.
+    #[serde(skip_serializing_if = "AutoDeployLayer::is_empty")]
+    pub auto_deploy: AutoDeployLayer,
 }
 
 /// Trims a command and treats a blank one as unset, so `buildCommand: ""` in a file (a common
@@ -52,6 +55,7 @@ impl SpecLayer {
             memory: stronger.memory.or(self.memory),
             env,
             scaling: self.scaling.merge(stronger.scaling),
+            auto_deploy: self.auto_deploy.merge(stronger.auto_deploy),
         }
     }
 }
@@ -78,6 +82,7 @@ mod tests {
             memory: None,
             env: env(&[("A", "weak"), ("B", "weak")]),
             scaling: ScalingLayer::default(),
+            auto_deploy: AutoDeployLayer::default(),
         };
         let strong = SpecLayer {
             runtime: None,
@@ -87,6 +92,7 @@ mod tests {
             memory: Some(MemoryMb::new(1024).unwrap()),
             env: env(&[("B", "strong"), ("C", "strong")]),
             scaling: ScalingLayer::default(),
+            auto_deploy: AutoDeployLayer::default(),
         };
         let merged = weak.merge(strong);
         assert_eq!(merged.runtime, Some(Runtime::Python));

@@ -49,6 +49,7 @@ macro_rules! text_enum {
     };
 }
 
+mod autodeploy;
 mod config;
 mod duration;
 mod env;
@@ -68,6 +69,10 @@ mod spec;
 mod state;
 mod variants;
 
+pub use autodeploy::{
+    AutoDeploy, AutoDeployLayer, AutoDeploySettings, DEFAULT_POLL_INTERVAL, DeploymentTrigger,
+    MIN_POLL_INTERVAL,
+};
 pub use config::ConfigWarning;
 pub use duration::{
     MAX_DURATION, duration_text, format_duration, millis, parse_duration, parse_duration_in,

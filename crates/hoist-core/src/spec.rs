@@ -1,7 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError, SpecLayer,
+    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError,
+    SpecLayer,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
@@ -28,6 +29,9 @@ pub struct ServiceSpec {
     pub env: EnvVars,
     #[serde(default)]
     pub scaling: Scaling,
+    /// Deploying again on push or by polling (`auto_deploy`, `poll_interval`, `watch`).
+    #[serde(default)]
+    pub auto_deploy: AutoDeploySettings,
 }
 
 impl ServiceSpec {
@@ -68,6 +72,7 @@ impl ServiceSpec {
         })?;
         layer.env.check_size()?;
         let scaling = scaling.apply(&layer.scaling)?;
+        let auto_deploy = AutoDeploySettings::resolve(&layer.auto_deploy)?;
         Ok(ServiceSpec {
             name,
             source,
@@ -80,6 +85,7 @@ impl ServiceSpec {
             memory: layer.memory.unwrap_or_default(),
             env: layer.env,
             scaling,
+            auto_deploy,
         })
     }
 }
@@ -296,7 +302,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000}}"#
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
     }

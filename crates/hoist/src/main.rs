@@ -10,6 +10,7 @@ mod api;
 mod client;
 mod deploy;
 mod env;
+mod hooks;
 mod observe;
 mod out;
 mod server;
@@ -55,7 +56,7 @@ enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// A service's deployments, newest first: id, commit, state, age, reason.
+    /// A service's deployments, newest first: id, commit, state, trigger, age, reason.
     #[command(visible_alias = "releases")]
     Deployments {
         name: String,
@@ -77,6 +78,8 @@ enum Command {
     /// Environment variables, encrypted at rest; changes apply without a rebuild.
     #[command(subcommand)]
     Env(env::EnvCommand),
+    /// A service's webhook: the URLs to give GitHub, GitLab or Gitea and the secret (--rotate).
+    Hooks(hooks::HooksArgs),
     /// Make an earlier deployment live again from its stored image (no rebuild).
     Rollback(env::RollbackArgs),
     /// Delete a service: its instances, route, images and logs (asks for the name unless --yes).
@@ -129,6 +132,7 @@ fn main() {
             Command::Runtimes { out } => client::runtimes(out).await,
             Command::Env(cmd) => env::env(cmd).await,
             Command::Rollback(args) => env::rollback(args).await,
+            Command::Hooks(args) => hooks::hooks(args).await,
             Command::Open { name } => client::open(&name).await,
             Command::Completions { shell } => completions(shell),
         }
