@@ -166,6 +166,9 @@ impl Modify for Common {
         merge_flattened_scaling(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
             let open = path == "/healthz" || path == "/openapi.json";
+            // Webhooks are authenticated by their signature (their own 401), not a token or
+            // the session cookie.
+            let hook = path.starts_with("/hooks/");
             let ops = [
                 &mut item.get,
                 &mut item.post,
@@ -188,8 +191,10 @@ impl Modify for Common {
                 };
                 if !open {
                     add("400", "BadRequest");
-                    add("401", "Unauthorized");
-                    if changes {
+                    if !hook {
+                        add("401", "Unauthorized");
+                    }
+                    if changes && !hook {
                         add("403", "Forbidden");
                     }
                     if path.contains('{') {

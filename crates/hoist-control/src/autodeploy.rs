@@ -285,13 +285,17 @@ impl Platform {
         job: &Job,
     ) -> Result<(), ControlError> {
         let (basis, spec) = self.deploy_basis(name)?;
-        let mut req: DeployRequest = hoist_api_types::from_json_value(basis.request.clone())
-            .map_err(|e| {
-                ControlError::NoGitSource(format!(
-                    "the request of deployment {} cannot be made again: {e}",
-                    basis.id
-                ))
-            })?;
+        // Requests recorded by older servers list the fields not given as `null`.
+        let mut recorded = basis.request.clone();
+        if let Some(fields) = recorded.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+        let mut req: DeployRequest = hoist_api_types::from_json_value(recorded).map_err(|e| {
+            ControlError::NoGitSource(format!(
+                "the request of deployment {} cannot be made again: {e}",
+                basis.id
+            ))
+        })?;
         req.name = Some(name.to_string());
         req.branch = spec.branch.clone();
         req.env.clear();
