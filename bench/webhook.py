@@ -54,13 +54,23 @@ def wait_deployment(server, name, delivery, until, timeout=120):
     raise SystemExit(f"deployment of {delivery} did not get there within {timeout} s")
 
 
+def build_lines(server, name, deployment):
+    """The deployment's build log lines as (ts, text)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.api_port}/v1/services/{name}/logs?deployment={deployment}&tail=100000",
+        headers={"Authorization": f"Bearer {server.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        lines = [json.loads(l) for l in r.read().decode().splitlines() if l.strip()]
+    return [(l["ts"], l["line"]) for l in lines if l["stream"] == "build"]
+
+
 def main():
     work = git_repo(None, {"app.py": MINIMAL_APP, "hoist.toml": TOML})
     bare = os.path.join(tempfile.mkdtemp(prefix="hoist-bench-bare-"), "remote.git")
     subprocess.run(["git", "clone", "-q", "--bare", work, bare], check=True, capture_output=True)
     git(work, "remote", "add", "hoist", bare)
     server = Server("webhook")
-    to_build, to_answer = [], []
+    to_build, to_answer, to_queued, fetching, to_line, clone = [], [], [], [], [], []
     try:
         server.hoist("deploy", bare, "--name", "hook", "--branch", "main")
         secret = json.loads(server.hoist("hooks", "hook", "--json"))["secret"]
@@ -84,12 +94,21 @@ def main():
             d = wait_deployment(server, "hook", delivery,
                                 lambda d: any(s["step"] == "building" for s in d["steps"]))
             started = next(s["started_at"] for s in d["steps"] if s["step"] == "building")
+            fetched = next(s["started_at"] for s in d["steps"] if s["step"] == "fetching")
             to_build.append(started - t0 * 1000)
+            to_queued.append(d["created_at"] - t0 * 1000)
+            fetching.append(started - fetched)
             to_answer.append((answered - t0) * 1000)
             done = wait_deployment(server, "hook", delivery,
                                    lambda d: d["state"] in ("live", "failed", "cancelled"))
             if done["state"] != "live" or done["commit_sha"] != after:
                 raise SystemExit(f"push {i}: {done['state']} at {done['commit_sha']}")
+            lines = build_lines(server, "hook", d["id"])
+            # `==> fetching …` is the pipeline's first line, `==> commit … on branch …` follows
+            # the clone.
+            to_line.append(lines[0][0] - t0 * 1000)
+            cloned = next(ts for ts, text in lines if text.startswith("==> commit "))
+            clone.append(cloned - lines[0][0])
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -98,6 +117,10 @@ def main():
     print(f"webhook to build started, {RUNS} pushes (medians; min and max in brackets)")
     table([
         ("webhook sent -> 202 answered", f"{median(to_answer):6.1f} ms   [{min(to_answer):.1f}, {max(to_answer):.1f}]"),
+        ("webhook sent -> deployment recorded", f"{median(to_queued):6.1f} ms"),
+        ("webhook sent -> first build log line", f"{median(to_line):6.1f} ms   [{min(to_line):.1f}, {max(to_line):.1f}]"),
+        ("  fetch step", f"{median(fetching):6.1f} ms"),
+        ("    of which git clone (first line to `commit … on branch`)", f"{median(clone):6.1f} ms"),
         ("webhook sent -> build step started", f"{median(to_build):6.1f} ms   [{to_build[0]:.1f}, {to_build[-1]:.1f}]   (target < 100 ms)"),
     ])
 

@@ -37,10 +37,8 @@ pub async fn fetch_at(
         if !path.exists() {
             return Err(BuildError::SourceMissing(source.to_string()));
         }
-        let inside = git(&["-C", source, "rev-parse", "--git-dir"], None).await;
-        if inside.is_err() {
-            return Err(BuildError::NotARepository(source.to_string()));
-        }
+        // A directory that is not a repository is told apart by the clone's own error
+        // (below): a check before it would cost every deploy one more git process.
         // file:// makes git honour --depth for local repositories too.
         let abs =
             std::fs::canonicalize(path).map_err(BuildError::io(format!("resolving {source}")))?;
@@ -80,16 +78,26 @@ pub async fn fetch_at(
         });
     }
     let wanted = commit;
-    // Before a pin detaches HEAD.
-    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(dest))
+    // One process for both (before a pin detaches HEAD): the commit, then the branch.
+    let (mut commit, branch) = match git(&["rev-parse", "HEAD", "--abbrev-ref", "HEAD"], Some(dest))
         .await
-        .unwrap_or_else(|_| branch.unwrap_or("HEAD").to_string());
-    let mut commit = git(&["rev-parse", "HEAD"], Some(dest))
-        .await
-        .map_err(|message| BuildError::Fetch {
-            source_url: shown.clone(),
-            message: format!("the repository has no commits on that branch ({message})"),
-        })?;
+    {
+        Ok(out) => {
+            let mut lines = out.lines();
+            let commit = lines.next().unwrap_or_default().to_string();
+            let name = lines
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| branch.unwrap_or("HEAD").to_string());
+            (commit, name)
+        }
+        Err(message) => {
+            return Err(BuildError::Fetch {
+                source_url: shown.clone(),
+                message: format!("the repository has no commits on that branch ({message})"),
+            });
+        }
+    };
     if let Some(wanted) = wanted
         && !commit.eq_ignore_ascii_case(wanted)
     {
