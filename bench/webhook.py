@@ -109,6 +109,17 @@ def main():
             to_line.append(lines[0][0] - t0 * 1000)
             cloned = next(ts for ts, text in lines if text.startswith("==> commit "))
             clone.append(cloned - lines[0][0])
+        # The same clone the fetch step makes, run here on its own, for comparison.
+        direct = []
+        for i in range(RUNS):
+            dest = tempfile.mkdtemp(prefix="hoist-bench-clone-")
+            shutil.rmtree(dest)
+            t = time.monotonic()
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--no-tags",
+                            "--single-branch", "--branch", "main", "--", "file://" + bare, dest],
+                           check=True, capture_output=True)
+            direct.append((time.monotonic() - t) * 1000)
+            shutil.rmtree(dest, ignore_errors=True)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -121,6 +132,7 @@ def main():
         ("webhook sent -> first build log line", f"{median(to_line):6.1f} ms   [{min(to_line):.1f}, {max(to_line):.1f}]"),
         ("  fetch step", f"{median(fetching):6.1f} ms"),
         ("    of which git clone (first line to `commit … on branch`)", f"{median(clone):6.1f} ms"),
+        ("(the same git clone run on its own, for comparison)", f"{median(direct):6.1f} ms"),
         ("webhook sent -> build step started", f"{median(to_build):6.1f} ms   [{to_build[0]:.1f}, {to_build[-1]:.1f}]   (target < 100 ms)"),
     ])
 
