@@ -210,13 +210,19 @@ pub(crate) fn parse(
         ))
         .with_field(provider.delivery_header()));
     }
-    let payload: PushPayload = serde_json::from_slice(body).map_err(|e| {
-        let error = if e.is_data() {
-            format!("not a push payload: {e}")
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let payload: PushPayload = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let error = ApiError::bad_request(format!("not a push payload: {inner}"));
+            match field.split(['.', '[']).next() {
+                Some(top) if !top.is_empty() && top != "?" => error.with_field(top),
+                _ => error,
+            }
         } else {
-            format!("the body is not JSON: {e}")
-        };
-        ApiError::bad_request(error)
+            ApiError::bad_request(format!("the body is not JSON: {inner}"))
+        }
     })?;
     let after = payload.after.trim().to_ascii_lowercase();
     if !(after.len() == 40 || after.len() == 64) || !after.bytes().all(|b| b.is_ascii_hexdigit()) {

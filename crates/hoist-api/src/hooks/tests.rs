@@ -163,6 +163,20 @@ fn pings_other_events_and_bad_bodies() {
     let e = parse(
         Provider::Github,
         &push,
+        br#"{"ref": "refs/heads/main", "after": 5}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("after"), "{}", e.error);
+    let e = parse(
+        Provider::Github,
+        &push,
+        br#"{"ref": "refs/heads/main", "after": "x", "commits": [{"added": "a.py"}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("commits"), "{}", e.error);
+    let e = parse(
+        Provider::Github,
+        &push,
         br#"{"ref": "refs/heads/main", "after": "not-a-sha"}"#,
     )
     .unwrap_err();
