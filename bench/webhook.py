@@ -19,6 +19,10 @@ import urllib.request
 from common import MINIMAL_APP, Server, git_repo, median, table
 
 RUNS = int(os.environ.get("RUNS", "20"))
+# Seconds between a deploy going live and the next push: the old instance's stop and the new
+# deployment's warm sandbox (crun processes) run right after the switch, and a push that
+# lands on them measures them too. A push to a service at rest is the case measured.
+SETTLE = float(os.environ.get("SETTLE", "2"))
 TOML = 'runtime = "python"\nstart = "python3 app.py"\nmemory = 128\n'
 
 
@@ -103,6 +107,7 @@ def main():
                                    lambda d: d["state"] in ("live", "failed", "cancelled"))
             if done["state"] != "live" or done["commit_sha"] != after:
                 raise SystemExit(f"push {i}: {done['state']} at {done['commit_sha']}")
+            time.sleep(SETTLE)
             lines = build_lines(server, "hook", d["id"])
             # `==> fetching …` is the pipeline's first line, `==> commit … on branch …` follows
             # the clone.
