@@ -1,4 +1,7 @@
-use hoist_core::{DeploymentId, DeploymentState, Runtime, ServiceName, ServiceSpec, UploadId};
+use hoist_core::{
+    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, Runtime, ServiceName,
+    ServiceSpec, UploadId,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -49,6 +52,18 @@ pub struct DeployRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "u-0123456789")]
     pub upload: Option<UploadId>,
+    // ---- deploying again by itself (issue 14: deploy on push) ----
+    /// `off`, `push` (the default: the git host's webhook, `/hooks/NAME/...`, deploys) or
+    /// `poll` (the server asks the remote every `poll_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_deploy: Option<AutoDeploy>,
+    /// How often `poll` asks the remote: a duration from `1s` to `24h` (default `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// Globs of repository paths (`api/**`): a push deploys only when a changed file
+    /// matches one. An empty list: every push to the branch deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Vec<String>>,
 }
 
 /// The fields of [`DeployRequest`] but the scaling ones, decoded on their own: serde's
@@ -81,6 +96,13 @@ struct DeployFields {
     // UPLOAD's field.
     #[serde(default)]
     upload: Option<UploadId>,
+    // ---- deploy on push ----
+    #[serde(default)]
+    auto_deploy: Option<AutoDeploy>,
+    #[serde(default)]
+    poll_interval: Option<String>,
+    #[serde(default)]
+    watch: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for DeployRequest {
@@ -136,6 +158,9 @@ impl<'de> Deserialize<'de> for DeployRequest {
             env: f.env,
             scaling,
             upload: f.upload,
+            auto_deploy: f.auto_deploy,
+            poll_interval: f.poll_interval,
+            watch: f.watch,
         })
     }
 }
@@ -166,7 +191,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 16] = [
+    pub const FIELDS: [&'static str; 19] = [
         "source",
         "name",
         "branch",
@@ -184,6 +209,10 @@ impl DeployRequest {
         "idle_stop",
         // UPLOAD's.
         "upload",
+        // deploy on push
+        "auto_deploy",
+        "poll_interval",
+        "watch",
     ];
 }
 
@@ -237,4 +266,7 @@ pub struct Deployment {
     /// Milliseconds since the Unix epoch; `null` until the pipeline ended.
     pub finished_at: Option<i64>,
     pub steps: Vec<DeploymentStep>,
+    /// What started it: `{"kind": "cli"}`, `api`, `poll`, `rollback`, or
+    /// `{"kind": "push", "delivery": "<the git host's delivery id>"}`.
+    pub trigger: DeploymentTrigger,
 }

@@ -16,6 +16,7 @@ mod cron;
 mod deploy;
 mod env;
 mod error;
+mod hooks;
 mod info;
 mod logs;
 mod observe;
@@ -32,6 +33,7 @@ pub use cron::{CronJob, CronJobRequest, CronRun, CronRunStarted, CronRunsQuery};
 pub use deploy::{DeployRequest, Deployment, DeploymentStep, RollbackRequest};
 pub use env::{EnvApplied, EnvChange, EnvList, EnvQuery};
 pub use error::ApiErrorBody;
+pub use hooks::{WebhookAnswer, WebhookInfo, WebhookOutcome, WebhookUrls};
 pub use info::{MemoryOption, MemoryRange, ServerInfo};
 pub use logs::{
     CommaList, DeploymentEventsQuery, DeploymentOutcome, LogFormat, LogLine, LogStream, LogsQuery,
@@ -49,8 +51,8 @@ pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 /// Re-exported so that users of the wire types need no direct dependency for the domain
 /// types that appear in them.
 pub use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, Runtime, Scaling, ServiceName,
-    ServiceSpec, TokenId, TokenName, TokenRole, UploadId,
+    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState,
+    Runtime, Scaling, ServiceName, ServiceSpec, TokenId, TokenName, TokenRole, UploadId,
 };
 
 #[cfg(test)]

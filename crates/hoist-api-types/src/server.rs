@@ -46,6 +46,7 @@ impl From<hoist_store::DeploymentRecord> for Deployment {
             updated_at: r.updated_at,
             finished_at: r.finished_at,
             steps: r.steps.into_iter().map(Into::into).collect(),
+            trigger: r.trigger,
         }
     }
 }

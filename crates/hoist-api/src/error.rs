@@ -64,7 +64,9 @@ impl From<ControlError> for ApiError {
             ControlError::ServiceNotFound(_)
             | ControlError::DeploymentNotFound(_)
             | ControlError::CronJobNotFound(_) => StatusCode::NOT_FOUND,
-            ControlError::Rollback(_) | ControlError::CronJobExists(_) => StatusCode::CONFLICT,
+            ControlError::Rollback(_)
+            | ControlError::CronJobExists(_)
+            | ControlError::NoGitSource(_) => StatusCode::CONFLICT,
             ControlError::NotApplied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Upload(u) if u.is_bad_bundle() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -31,6 +31,7 @@ pub(crate) async fn security_headers(mut response: Response) -> Response {
 pub(crate) fn is_api_path(path: &str) -> bool {
     path == "/v1"
         || path.starts_with("/v1/")
+        || path.starts_with("/hooks/")
         || ["/openapi.json", "/healthz", "/metrics"].contains(&path)
 }
 

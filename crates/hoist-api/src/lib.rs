@@ -6,6 +6,7 @@ mod cron;
 mod error;
 mod extract;
 mod headers;
+mod hooks;
 mod metrics;
 mod openapi;
 mod permissions;
@@ -44,6 +45,9 @@ pub struct ApiOptions {
     pub domain: String,
     /// The largest upload taken (`POST /v1/services/{name}/uploads`), in bytes.
     pub max_upload: u64,
+    /// The API's address as the git hosts reach it (`hoist server --public-api-url`): the
+    /// base of the webhook URLs `hoist hooks` prints.
+    pub public_url: String,
 }
 
 pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
@@ -57,6 +61,7 @@ pub fn router(platform: Arc<Platform>, options: ApiOptions) -> Router {
         admin_token_file,
         info,
         max_upload: options.max_upload,
+        public_url: options.public_url.clone(),
     });
     authed
         .route_layer(axum::middleware::from_fn_with_state(

@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::cron::*;
+use crate::hooks::*;
 use crate::routes::*;
 use crate::session::*;
 use crate::state::AppState;
@@ -48,6 +49,7 @@ use crate::uploads::*;
         (name = "cron", description = "A service's cron jobs and their runs"),
         (name = "session", description = "Signing in to the dashboard"),
         (name = "tokens", description = "API tokens and their roles (admin tokens only)"),
+        (name = "hooks", description = "Deploy on push: the git hosts' webhooks"),
         (name = "runtimes", description = "The runtime images apps are built on"),
         (name = "server", description = "The server itself")
     )
@@ -83,6 +85,8 @@ fn v1() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create_session, get_session, delete_session))
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))
+        .routes(routes!(service_hooks))
+        .routes(routes!(rotate_service_hooks))
 }
 
 /// The served document, as JSON.
@@ -107,6 +111,8 @@ pub(crate) fn parts() -> (Router<Arc<AppState>>, Router<Arc<AppState>>, Document
     let (open, open_doc) = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
+        // Authenticated by the host's signature with the service's secret, not a token.
+        .routes(routes!(receive_webhook))
         .split_for_parts();
     let mut doc = ApiDoc::openapi();
     doc.merge(authed_doc);
@@ -178,6 +184,9 @@ impl Modify for Common {
         merge_flattened_scaling(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
             let open = path == "/healthz" || path == "/openapi.json";
+            // Webhooks are authenticated by their signature (their own 401), not a token or
+            // the session cookie.
+            let hook = path.starts_with("/hooks/");
             let ops = [
                 &mut item.get,
                 &mut item.post,
@@ -196,10 +205,12 @@ impl Modify for Common {
                 };
                 if !open {
                     add("400", "BadRequest");
-                    add("401", "Unauthorized");
-                    // Any operation may be refused to a token's role (and a change, to a
-                    // cookie without its CSRF token).
-                    add("403", "Forbidden");
+                    // Any operation but a webhook's may be refused to a token's role (and a
+                    // change, to a cookie without its CSRF token); a webhook is signed instead.
+                    if !hook {
+                        add("401", "Unauthorized");
+                        add("403", "Forbidden");
+                    }
                     if path.contains('{') {
                         add("404", "NotFound");
                     }

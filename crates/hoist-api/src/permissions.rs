@@ -66,6 +66,9 @@ pub(crate) const ROUTES: &[Rule] = &[
     ("POST",   "/v1/services/{name}/cron/{job}/pause", Service(Deploy), "pause a cron job of"),
     ("POST",   "/v1/services/{name}/cron/{job}/resume", Service(Deploy), "resume a cron job of"),
     ("GET",    "/v1/services/{name}/cron/runs",   Service(Read),     "read the cron runs of"),
+    // The webhook's secret is shown: as much as a deploy (a push deploys).
+    ("GET",    "/v1/services/{name}/hooks",       Service(Deploy),   "read the webhook of"),
+    ("POST",   "/v1/services/{name}/hooks/rotate", Service(Deploy),  "rotate the webhook secret of"),
     ("GET",    "/v1/services/{name}/uploads",     Service(Read),     "list the uploads of"),
     ("GET",    "/v1/deployments/{id}",            Deployment(Read),  "read a deployment of"),
     ("GET",    "/v1/deployments/{id}/events",     Deployment(Read),  "follow a deployment of"),

@@ -226,14 +226,20 @@ pub(crate) async fn service_usage(
     Ok(Json(rows.into_iter().map(UsageDay::from).collect()))
 }
 
+/// The header with which the CLI says it is the CLI: its deploys are recorded as `cli`.
+pub(crate) const CLIENT_HEADER: &str = "x-hoist-client";
+
 /// Starts a deployment: answers at once with the queued deployment; its progress is at
-/// `/v1/deployments/{id}/events`.
+/// `/v1/deployments/{id}/events`. It is recorded as triggered by `cli` when the request
+/// carries `X-Hoist-Client: cli` (the CLI sends it), by `api` otherwise.
 #[utoipa::path(post, path = "/deployments", operation_id = "createDeployment", tag = "deployments",
+    params(("X-Hoist-Client" = Option<String>, Header, description = "`cli` from the hoist CLI")),
     request_body = DeployRequest,
     responses((status = 201, description = "Queued", body = Deployment)))]
 pub(crate) async fn create_deployment(
     State(s): St,
     Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
     // The route table checked the role; the service is known only now: the upload's (a name
@@ -270,7 +276,11 @@ pub(crate) async fn create_deployment(
             )
             .map_err(forbidden)?;
     }
-    let record = s.platform.deploy(req).await?;
+    let trigger = match headers.get(CLIENT_HEADER).map(|v| v.as_bytes()) {
+        Some(b"cli") => hoist_core::DeploymentTrigger::Cli,
+        _ => hoist_core::DeploymentTrigger::Api,
+    };
+    let record = s.platform.deploy_by(req, trigger, None).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 

@@ -15,4 +15,6 @@ pub struct AppState {
     pub(crate) info: hoist_api_types::ServerInfo,
     /// The largest upload taken, in bytes (`hoist server --max-upload`).
     pub(crate) max_upload: u64,
+    /// The base of the webhook URLs (`hoist server --public-api-url`).
+    pub(crate) public_url: String,
 }

@@ -11,7 +11,7 @@ mod sources;
 
 pub use builder::{BuildOutput, BuildRequest, Builder};
 pub use error::BuildError;
-pub use fetch::{Fetched, fetch};
+pub use fetch::{Fetched, fetch, fetch_at, remote_head};
 pub use layer::{AppLayer, digest_dir};
 pub use runtimes::{RuntimeImage, RuntimeInfo, Runtimes};
 pub use sources::{BundleHeader, Ingested, SourceStore, UploadError, parse_bundle_header};

@@ -22,7 +22,7 @@ impl Platform {
         }
         for _ in 0..2 {
             if let Some(sealed) = self.store.cron_secret(name)? {
-                let plain = self.vault.open_sealed(&context(name), &sealed)?;
+                let plain = self.vault.open_secret(&context(name), &sealed)?;
                 let secret = String::from_utf8(plain)
                     .map_err(|_| ControlError::CorruptEnv(name.to_string()))?;
                 self.logs
@@ -32,7 +32,7 @@ impl Platform {
                 return Ok(secret);
             }
             let secret = hex_secret();
-            let sealed = self.vault.seal_plain(&context(name), secret.as_bytes())?;
+            let sealed = self.vault.seal_secret(&context(name), secret.as_bytes())?;
             // Another maker won the race (or the service is gone): read what is stored.
             self.store.set_cron_secret(name, &sealed)?;
         }

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
 use hoist_core::{
-    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName, ServiceSpec,
-    SpecError, SpecLayer, validate_branch,
+    AutoDeployLayer, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName,
+    ServiceSpec, SpecError, SpecLayer, validate_branch,
 };
 use hoist_store::UploadRecord;
 
@@ -26,6 +26,8 @@ pub(crate) struct Validated {
     /// `--env` assignments: they join the service env when the deployment goes live, and
     /// until then live only in memory (never in plain text in the database).
     pub(crate) env: EnvVars,
+    /// The commit to deploy when it is not the branch's tip at fetch time: a push's `after`.
+    pub(crate) commit: Option<String>,
 }
 
 /// The service a deploy request is for: its `name`, or the one derived from its source. The
@@ -138,6 +140,7 @@ fn finish(
         env: EnvVars::new(),
         scaling: req.scaling.to_layer()?,
         cron: None,
+        auto_deploy: auto_deploy_layer(req)?,
     };
     Ok(Validated {
         name,
@@ -146,7 +149,23 @@ fn finish(
         root,
         flags,
         env,
+        commit: None,
     })
+}
+
+/// The request's `auto_deploy`, `poll_interval` and `watch`, checked.
+fn auto_deploy_layer(req: &DeployRequest) -> Result<AutoDeployLayer, SpecError> {
+    let mut layer = AutoDeployLayer {
+        mode: req.auto_deploy,
+        ..AutoDeployLayer::default()
+    };
+    if let Some(interval) = &req.poll_interval {
+        layer.set_poll_interval(interval)?;
+    }
+    if let Some(watch) = &req.watch {
+        layer.set_watch(watch.clone())?;
+    }
+    Ok(layer)
 }
 
 /// The request as recorded: `--env` values are secrets, so only their names are kept.

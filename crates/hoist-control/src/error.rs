@@ -36,4 +36,7 @@ pub enum ControlError {
         "cron job '{0}' exists already; remove it first or give the new one another id (--job)"
     )]
     CronJobExists(String),
+    /// A webhook or poll for a service that has no git source to deploy from.
+    #[error("{0}")]
+    NoGitSource(String),
 }

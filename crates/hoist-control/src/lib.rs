@@ -3,6 +3,7 @@
 //! (replacing crashed ones), and publishes the gateway's routing table.
 
 mod access;
+mod autodeploy;
 mod config_file;
 mod cron;
 mod cron_parts;
@@ -22,6 +23,8 @@ mod metrics;
 mod observe;
 mod pipeline;
 mod platform;
+mod poll;
+mod queue;
 mod rollout;
 mod scaler;
 mod seams;
@@ -36,6 +39,7 @@ mod vault;
 mod views;
 mod warm;
 
+pub use autodeploy::{AutoDeployView, PushEvent, PushOutcome};
 pub use deploy::target_service;
 pub use error::ControlError;
 pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};

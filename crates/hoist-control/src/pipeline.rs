@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use hoist_build::{BuildError, BuildRequest, LogSink, OutputStream, RuntimeImage, fetch};
+use hoist_build::{BuildError, BuildRequest, LogSink, OutputStream, RuntimeImage, fetch_at};
 use hoist_core::{
-    DeploymentId, DeploymentState, EnvVars, Scaling, ScalingLayer, ServiceName, ServiceSpec,
-    SpecError,
+    DeploymentId, DeploymentState, DeploymentTrigger, EnvVars, Scaling, ScalingLayer, ServiceName,
+    ServiceSpec, SpecError,
 };
 use hoist_store::{DeploymentRecord, NewLogLine, StoreError, now_ms};
 use tokio::sync::SemaphorePermit;
@@ -284,7 +284,7 @@ impl Run {
                         .checkout_upload(commit, &src, v.branch.as_deref())
                         .await
                 }
-                None => fetch(&v.source, v.branch.as_deref(), &src).await,
+                None => fetch_at(&v.source, v.branch.as_deref(), v.commit.as_deref(), &src).await,
             }
         };
         let fetched = tokio::select! {
@@ -517,11 +517,23 @@ impl Platform {
         self: &Arc<Self>,
         req: DeployRequest,
     ) -> Result<DeploymentRecord, ControlError> {
+        self.deploy_by(req, DeploymentTrigger::Api, None).await
+    }
+
+    /// [`Platform::deploy`], recording what started it; `commit` pins the commit deployed
+    /// (a push's), else the branch's tip at fetch time is.
+    pub async fn deploy_by(
+        self: &Arc<Self>,
+        req: DeployRequest,
+        trigger: DeploymentTrigger,
+        commit: Option<String>,
+    ) -> Result<DeploymentRecord, ControlError> {
         let upload = match &req.upload {
             Some(id) => Some(self.find_upload(id).await?),
             None => None,
         };
-        let v = validate(&req, upload.as_ref())?;
+        let mut v = validate(&req, upload.as_ref())?;
+        v.commit = commit;
         let scaling = self
             .store
             .get_service(&v.name)?
@@ -533,8 +545,19 @@ impl Platform {
         let id = DeploymentId::generate();
         let request = redacted(&req);
         self.store.ensure_service(&v.name)?;
-        self.store
-            .insert_deployment(&id, &v.name, &v.source, v.branch.as_deref(), &request)?;
+        self.store.insert_triggered_deployment(
+            &id,
+            &v.name,
+            &v.source,
+            v.branch.as_deref(),
+            &request,
+            &trigger,
+        )?;
+        // The first deploy of a service that redeploys on push makes its webhook secret, so
+        // `hoist hooks NAME` has one to show.
+        if v.flags.auto_deploy.mode.unwrap_or_default() == hoist_core::AutoDeploy::Push {
+            self.ensure_webhook_secret(&v.name)?;
+        }
         let cancel = CancellationToken::new();
         {
             let mut services = self.state();

@@ -130,6 +130,8 @@ pub struct Platform {
     /// The cron scheduler (runs as the task `cron`).
     pub(crate) cron: hoist_cron::Scheduler,
     pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
+    /// Deploys waiting to start on push or poll, one queue per service.
+    pub(crate) autodeploy: crate::queue::Queues,
 }
 
 impl Platform {
@@ -236,6 +238,7 @@ impl Platform {
                 lifecycle: Default::default(),
                 cron,
                 cron_secrets,
+                autodeploy: Default::default(),
             }
         });
         platform
@@ -251,6 +254,9 @@ impl Platform {
         // while the server was down are recorded, the latest within the deadline runs.
         platform.cron.load()?;
         crate::cron_parts::spawn(&platform.tasks, platform.cron.clone());
+        platform
+            .tasks
+            .spawn("autodeploy-poll", platform.clone().run_poller());
         Ok(platform)
     }
 

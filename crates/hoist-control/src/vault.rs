@@ -93,13 +93,14 @@ impl EnvVault {
         }
     }
 
-    /// Seals another secret of a service (its cron secret) under `context`.
-    pub(crate) fn seal_plain(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, ControlError> {
+    /// Seals another of the service's secrets (its webhook secret) under its own context, so
+    /// a sealed value does not open as anything else.
+    pub(crate) fn seal_secret(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, ControlError> {
         Ok(self.secrets.seal(context, plain)?)
     }
 
-    /// Opens what [`EnvVault::seal_plain`] sealed under the same `context`.
-    pub(crate) fn open_sealed(
+    /// Opens what [`EnvVault::seal_secret`] sealed.
+    pub(crate) fn open_secret(
         &self,
         context: &str,
         sealed: &[u8],

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{CronFileJob, EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
+use crate::{AutoDeployLayer, CronFileJob, EnvVars, MemoryMb, Port, Runtime, ScalingLayer};
 
 /// One source of service settings (a config file, CLI flags, an API request), every field
 /// optional so layers can be stacked with [`SpecLayer::merge`] before
@@ -26,6 +26,9 @@ pub struct SpecLayer {
     /// replaces a weaker one's list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<Vec<CronFileJob>>,
+    /// `auto_deploy`, `poll_interval`, `watch`.
+    #[serde(skip_serializing_if = "AutoDeployLayer::is_empty")]
+    pub auto_deploy: AutoDeployLayer,
 }
 
 /// Trims a command and treats a blank one as unset, so `buildCommand: ""` in a file (a common
@@ -57,6 +60,7 @@ impl SpecLayer {
             env,
             scaling: self.scaling.merge(stronger.scaling),
             cron: stronger.cron.or(self.cron),
+            auto_deploy: self.auto_deploy.merge(stronger.auto_deploy),
         }
     }
 }
@@ -84,6 +88,7 @@ mod tests {
             env: env(&[("A", "weak"), ("B", "weak")]),
             scaling: ScalingLayer::default(),
             cron: None,
+            auto_deploy: AutoDeployLayer::default(),
         };
         let strong = SpecLayer {
             runtime: None,
@@ -94,6 +99,7 @@ mod tests {
             env: env(&[("B", "strong"), ("C", "strong")]),
             scaling: ScalingLayer::default(),
             cron: None,
+            auto_deploy: AutoDeployLayer::default(),
         };
         let merged = weak.merge(strong);
         assert_eq!(merged.runtime, Some(Runtime::Python));

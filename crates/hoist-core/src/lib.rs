@@ -49,6 +49,7 @@ macro_rules! text_enum {
     };
 }
 
+mod autodeploy;
 mod config;
 mod cron;
 mod duration;
@@ -70,6 +71,10 @@ mod state;
 mod token;
 mod variants;
 
+pub use autodeploy::{
+    AutoDeploy, AutoDeployLayer, AutoDeploySettings, DEFAULT_POLL_INTERVAL, DeploymentTrigger,
+    MIN_POLL_INTERVAL,
+};
 pub use config::ConfigWarning;
 pub use cron::{
     CRON_RETRIES_MAX, CRON_TIMEOUT_DEFAULT, CRON_TIMEOUT_MAX, CRON_TIMEOUT_MIN, CronConcurrency,

@@ -1,7 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError, SpecLayer,
+    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError,
+    SpecLayer,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
@@ -32,6 +33,9 @@ pub struct ServiceSpec {
     /// the service's hoist.toml jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cron: Vec<crate::CronFileJob>,
+    /// Deploying again on push or by polling (`auto_deploy`, `poll_interval`, `watch`).
+    #[serde(default)]
+    pub auto_deploy: AutoDeploySettings,
 }
 
 impl ServiceSpec {
@@ -72,6 +76,7 @@ impl ServiceSpec {
         })?;
         layer.env.check_size()?;
         let scaling = scaling.apply(&layer.scaling)?;
+        let auto_deploy = AutoDeploySettings::resolve(&layer.auto_deploy)?;
         Ok(ServiceSpec {
             name,
             source,
@@ -85,6 +90,7 @@ impl ServiceSpec {
             env: layer.env,
             scaling,
             cron: layer.cron.unwrap_or_default(),
+            auto_deploy,
         })
     }
 }
@@ -301,7 +307,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000}}"#
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
     }

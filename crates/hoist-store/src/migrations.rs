@@ -241,6 +241,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX cron_runs_scheduled ON cron_runs(scheduled_at);
     ALTER TABLE services ADD COLUMN cron_secret_sealed BLOB;
     "#,
+    // 11: deploy triggers and webhooks. What started each deployment (`cli`, `api`, `push`
+    // with its delivery id, `poll`, `rollback`); older rows were all made through the API.
+    // A service's webhook secret is sealed under the master key like its env; deliveries
+    // seen are kept (a week, like logs) so a redelivery is acknowledged and ignored.
+    r#"
+    ALTER TABLE deployments ADD COLUMN trigger          TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE deployments ADD COLUMN trigger_delivery TEXT;
+    CREATE TABLE webhooks (
+        service       TEXT PRIMARY KEY REFERENCES services(name) ON DELETE CASCADE,
+        secret_sealed BLOB NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+        delivery    TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (service, delivery)
+    );
+    CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -1,5 +1,6 @@
 use hoist_core::{
-    DeploymentId, DeploymentState, InstanceId, InstanceState, Scaling, ServiceName, ServiceSpec,
+    DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState, Scaling,
+    ServiceName, ServiceSpec,
 };
 use serde::Serialize;
 
@@ -41,6 +42,8 @@ pub struct DeploymentRecord {
     pub updated_at: i64,
     pub finished_at: Option<i64>,
     pub steps: Vec<StepRecord>,
+    /// What started it.
+    pub trigger: DeploymentTrigger,
 }
 
 #[derive(Debug, Clone, Serialize)]

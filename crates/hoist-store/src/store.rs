@@ -430,7 +430,7 @@ impl Store {
         Ok(())
     }
 
-    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at";
+    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at, trigger, trigger_delivery";
 
     fn deployment_from(conn: &Connection, row: &Row<'_>) -> Result<DeploymentRecord, StoreError> {
         let id: String = row.get(0)?;
@@ -468,6 +468,11 @@ impl Store {
             updated_at: row.get(12)?,
             finished_at: row.get(13)?,
             steps,
+            trigger: {
+                let kind: String = row.get(14)?;
+                hoist_core::DeploymentTrigger::from_parts(&kind, row.get(15)?)
+                    .ok_or_else(|| corrupt(format!("deployment trigger '{kind}'")))?
+            },
         })
     }
 
@@ -1053,6 +1058,7 @@ impl Store {
     }
 }
 
+mod hooks;
 mod lifecycle;
 pub use lifecycle::StateChange;
 #[cfg(test)]

@@ -44,6 +44,8 @@ impl Api {
         self.http
             .request(method, format!("{}{}", self.base, path))
             .bearer_auth(&self.token)
+            // The server records the deploys the CLI starts as triggered by `cli`.
+            .header("x-hoist-client", "cli")
     }
 
     /// Sends the request; an answer other than 2xx becomes an error whose text is the API's

@@ -66,7 +66,13 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     }
     outln!("service  {}", s.service.name)?;
     outln!("url      {}", s.url)?;
-    outln!("live     {}", or_dash(s.service.live_deployment.as_ref()))?;
+    let live = s.service.live_deployment.as_ref().map(|id| {
+        match s.deployments.iter().find(|d| &d.id == id) {
+            Some(d) => format!("{id} (by {})", d.trigger),
+            None => id.to_string(),
+        }
+    });
+    outln!("live     {}", or_dash(live))?;
     let mode = if s.scaling.min_instances > 0 {
         "persistent"
     } else {
@@ -139,11 +145,14 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     print_table(&t)
 }
 
-/// Deployments newest first: id, commit, state, age, the first line of the reason.
+/// Deployments newest first: id, commit, state, trigger, age, the first line of the reason.
 fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
     let mut list: Vec<&Deployment> = list.iter().collect();
     list.sort_by_key(|d| std::cmp::Reverse(d.created_at));
-    let mut t = table(&["DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"], &[]);
+    let mut t = table(
+        &["DEPLOYMENT", "COMMIT", "STATE", "TRIGGER", "AGE", "REASON"],
+        &[],
+    );
     for d in list {
         t.add_row(vec![
             d.id.to_string(),
@@ -151,6 +160,7 @@ fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
                 .as_deref()
                 .map_or_else(|| "-".to_string(), |c| c.chars().take(8).collect()),
             d.state.to_string(),
+            d.trigger.to_string(),
             age(d.created_at),
             first_line(d.failure_reason.as_deref()).to_string(),
         ]);

@@ -11,7 +11,7 @@ use hoist_api_types::{
     DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, ScalingSettings,
     ServerInfo, ServiceName, StreamEvent,
 };
-use hoist_core::DeploymentState;
+use hoist_core::{AutoDeploy, DeploymentState};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::JsonFlag;
@@ -49,6 +49,16 @@ pub struct DeployArgs {
     env: Vec<String>,
     #[command(flatten)]
     scaling: ScalingSettings,
+    /// Deploy again by itself: `push` (the git host's webhook, see `hoist hooks`), `poll`
+    /// (the server asks the remote every --poll-interval) or `off`.
+    #[arg(long, value_name = "off|push|poll")]
+    auto_deploy: Option<AutoDeploy>,
+    /// How often `--auto-deploy poll` asks the remote, e.g. 1m (1s to 24h).
+    #[arg(long, value_name = "DURATION")]
+    poll_interval: Option<String>,
+    /// Deploy a push only when a changed file matches this glob (repeatable: 'api/**').
+    #[arg(long, value_name = "GLOB")]
+    watch: Vec<String>,
     /// Return once the deployment is accepted instead of following it to the end.
     #[arg(long)]
     no_wait: bool,
@@ -144,6 +154,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         env: args.env,
         scaling: args.scaling,
         upload,
+        auto_deploy: args.auto_deploy,
+        poll_interval: args.poll_interval,
+        watch: (!args.watch.is_empty()).then_some(args.watch),
     };
     let created: Deployment = api
         .call(

@@ -11,6 +11,7 @@ mod client;
 mod cron;
 mod deploy;
 mod env;
+mod hooks;
 mod observe;
 mod out;
 mod server;
@@ -58,7 +59,7 @@ enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// A service's deployments, newest first: id, commit, state, age, reason.
+    /// A service's deployments, newest first: id, commit, state, trigger, age, reason.
     #[command(visible_alias = "releases")]
     Deployments {
         name: String,
@@ -83,6 +84,8 @@ enum Command {
     /// Cron jobs: requests to a service on a schedule (add, ls, rm, run, runs, pause, resume).
     #[command(subcommand)]
     Cron(cron::CronCommand),
+    /// A service's webhook: the URLs to give GitHub, GitLab or Gitea and the secret (--rotate).
+    Hooks(hooks::HooksArgs),
     /// Make an earlier deployment live again from its stored image (no rebuild).
     Rollback(env::RollbackArgs),
     /// API tokens for CI and tools: `admin`, `deploy` or `read`, for every service or one.
@@ -139,6 +142,7 @@ fn main() {
             Command::Env(cmd) => env::env(cmd).await,
             Command::Cron(cmd) => cron::cron(cmd).await,
             Command::Rollback(args) => env::rollback(args).await,
+            Command::Hooks(args) => hooks::hooks(args).await,
             Command::Open { name } => client::open(&name).await,
             Command::Tokens(cmd) => tokens::tokens(cmd).await,
             Command::Completions { shell } => completions(shell),

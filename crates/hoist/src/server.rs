@@ -101,6 +101,31 @@ pub struct ServerArgs {
     /// Does not serve the web dashboard on the API listener (only the API answers there).
     #[arg(long)]
     no_dashboard: bool,
+    /// The API's address as git hosts reach it (a proxy in front, say
+    /// https://hoist.example.com): the base of the webhook URLs `hoist hooks` prints.
+    /// Default: http:// and the --api-listen address (the port bound, for port 0).
+    #[arg(long, value_name = "URL")]
+    public_api_url: Option<String>,
+}
+
+/// The webhook URLs' base: `--public-api-url` (an http or https URL, path kept, no trailing
+/// slash), else the API listener's own address.
+fn public_api_url(given: Option<&str>, api: SocketAddr) -> anyhow::Result<String> {
+    let Some(url) = given else {
+        return Ok(format!("http://{api}"));
+    };
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(url.to_string())
+        }
+        _ => anyhow::bail!(
+            "invalid --public-api-url '{url}': must be an http:// or https:// URL, e.g. https://hoist.example.com"
+        ),
+    }
 }
 
 /// One port of `--host-ports`.
@@ -280,6 +305,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("binding the API to {}", args.api_listen))?;
+    let api_addr = api_listener.local_addr().unwrap_or(args.api_listen);
 
     let gateway = Gateway::new(GatewayConfig {
         // A request may wait out a whole cold start.
@@ -327,6 +353,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             dashboard: !args.no_dashboard,
             domain: args.domain.clone(),
             max_upload: args.max_upload,
+            public_url: public_api_url(args.public_api_url.as_deref(), api_addr)?,
         },
     );
     let api_limit =
@@ -392,6 +419,20 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_api_url_defaults_to_the_listener_and_must_be_http() {
+        let addr: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(public_api_url(None, addr).unwrap(), "http://127.0.0.1:7070");
+        assert_eq!(
+            public_api_url(Some("https://hoist.example.com/"), addr).unwrap(),
+            "https://hoist.example.com"
+        );
+        for bad in ["hoist.example.com", "ftp://x", "https://", "http://a b"] {
+            let e = public_api_url(Some(bad), addr).unwrap_err().to_string();
+            assert!(e.contains("--public-api-url"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn every_duration_option_is_checked_against_its_bounds() {

@@ -312,7 +312,7 @@ fn deployments_lists_newest_first_and_answers_to_releases() {
             .collect();
         assert_eq!(
             header,
-            ["DEPLOYMENT", "COMMIT", "STATE", "AGE", "REASON"],
+            ["DEPLOYMENT", "COMMIT", "STATE", "TRIGGER", "AGE", "REASON"],
             "{out}"
         );
         let newest: Vec<&str> = lines
@@ -331,6 +331,8 @@ fn deployments_lists_newest_first_and_answers_to_releases() {
             p.commit
         );
         assert_eq!(newest[2], "live", "{out}");
+        // Deployed by the CLI, which says so (X-Hoist-Client: cli).
+        assert_eq!(newest[3], "cli", "{out}");
     }
 }
 

@@ -281,6 +281,11 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
     // 400 and a JSON error naming the field.
     let mut with_body = Vec::new();
     for (template, item) in doc["paths"].as_object().expect("paths") {
+        // A webhook takes the git host's payload as the host sends it (any other fields) and
+        // only once signed: its bad input is tested in tests/hooks.rs.
+        if template.starts_with("/hooks/") {
+            continue;
+        }
         for (method, op) in item.as_object().expect("operations") {
             if op.get("requestBody").is_some() {
                 with_body.push((method.to_uppercase(), template.replace("{name}", SERVICE)));

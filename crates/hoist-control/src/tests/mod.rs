@@ -4,6 +4,7 @@
 
 mod deploys;
 mod modules;
+mod pushes;
 mod scaling;
 mod shutdown;
 

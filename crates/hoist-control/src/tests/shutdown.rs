@@ -16,6 +16,7 @@ async fn a_clean_stop_ends_every_background_task_and_waits_for_it() {
         "disk gauge",
         "log index",
         "cron",
+        "autodeploy-poll",
     ] {
         assert!(loops.contains(&name), "{name} is not running: {loops:?}");
     }

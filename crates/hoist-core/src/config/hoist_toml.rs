@@ -11,7 +11,7 @@ const HOIST_TOML: &str = "hoist.toml";
 
 /// The keys of `hoist.toml`, as [`HoistToml`] names its fields: what an unknown key is
 /// compared with for a suggestion. (A test checks each one is a field.)
-const HOIST_TOML_KEYS: [&str; 14] = [
+const HOIST_TOML_KEYS: [&str; 17] = [
     "runtime",
     "build",
     "build_command",
@@ -26,6 +26,9 @@ const HOIST_TOML_KEYS: [&str; 14] = [
     "idle_freeze",
     "idle_stop",
     "cron",
+    "auto_deploy",
+    "poll_interval",
+    "watch",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +48,9 @@ struct HoistToml {
     idle_freeze: Option<toml::Value>,
     idle_stop: Option<toml::Value>,
     cron: Option<toml::Value>,
+    auto_deploy: Option<toml::Value>,
+    poll_interval: Option<toml::Value>,
+    watch: Option<toml::Value>,
     /// Every other key: refused, with the nearest known key as a suggestion.
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
@@ -162,6 +168,33 @@ impl SpecLayer {
         }
         if let Some(value) = &file.cron {
             layer.cron = Some(super::cron_toml::cron_jobs(value)?);
+        }
+        if let Some(value) = &file.auto_deploy {
+            layer.auto_deploy.mode = Some(
+                string("auto_deploy", value)?
+                    .parse()
+                    .map_err(key_error(HOIST_TOML, "auto_deploy"))?,
+            );
+        }
+        if let Some(value) = &file.poll_interval {
+            layer
+                .auto_deploy
+                .set_poll_interval(&string("poll_interval", value)?)
+                .map_err(key_error(HOIST_TOML, "poll_interval"))?;
+        }
+        if let Some(value) = &file.watch {
+            let globs = match value {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| string("watch", v))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Value::String(s) => vec![s.clone()],
+                _ => return Err(type_error("watch", "an array of globs", value)),
+            };
+            layer
+                .auto_deploy
+                .set_watch(globs)
+                .map_err(key_error(HOIST_TOML, "watch"))?;
         }
         Ok(layer)
     }
@@ -372,7 +405,7 @@ DEBUG = false
             .to_string();
         assert_eq!(
             msg,
-            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron"
+            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch"
         );
     }
 
@@ -386,6 +419,15 @@ DEBUG = false
 
     #[test]
     fn a_duration_without_a_unit_in_hoist_toml_is_refused() {
+        let layer = SpecLayer::from_hoist_toml(
+            "auto_deploy = \"poll\"\npoll_interval = \"2s\"\nwatch = [\"api/**\"]\n",
+        )
+        .unwrap();
+        assert_eq!(layer.auto_deploy.mode, Some(crate::AutoDeploy::Poll));
+        assert_eq!(layer.auto_deploy.poll_interval_ms, Some(2000));
+        assert_eq!(layer.auto_deploy.watch, Some(vec!["api/**".to_string()]));
+        let err = SpecLayer::from_hoist_toml("auto_deploy = \"always\"\n").unwrap_err();
+        assert!(err.to_string().contains("auto_deploy"), "{err}");
         let msg = SpecLayer::from_hoist_toml("idle_freeze = 30\n")
             .unwrap_err()
             .to_string();

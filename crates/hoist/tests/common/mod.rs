@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod hooks;
 mod tokens;
 
 use std::io::{Read, Write};
