@@ -119,7 +119,7 @@ test("a first session: deploy, open, configure, redeploy, roll back, logs, delet
     while (Date.now() < deadline) {
       state = await row(page, first).first().innerText().catch(() => "");
       const lines = (await log.innerText().catch(() => "")).split("\n").filter((l) => l.trim()).length;
-      if (/\b(queued|building|starting)\b/.test(state) && lines > streamedWhileRunning) streamedWhileRunning = lines;
+      if (/\b(queued|fetching|building|starting)\b/.test(state) && lines > streamedWhileRunning) streamedWhileRunning = lines;
       if (/\b(live|failed)\b/.test(state)) break;
       await page.waitForTimeout(250);
     }
