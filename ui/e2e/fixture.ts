@@ -165,9 +165,11 @@ export class Watched {
       const left = this.navs > f.started.navs || this.page.url() !== f.started.pageUrl;
       const asked = this.expectedCloses.some((c) => c.url.test(f.url));
       // A stream ends when the page leaves its view (same-document navigations too); a fetch,
-      // or a lazily imported chunk (the Metrics tab's uPlot) or its stylesheet, only when a
-      // new document replaces the one that asked for it.
-      const replaced = ["fetch", "script", "stylesheet"].includes(f.type) && this.loads > f.started.loads;
+      // or a lazily imported chunk (the Metrics tab's uPlot) or its stylesheet, or the
+      // document's icon (which the browser loads for it, type "other"), only when a new
+      // document replaces the one that asked for it.
+      const icon = f.type === "other" && new URL(f.url).pathname === "/favicon.svg";
+      const replaced = (["fetch", "script", "stylesheet"].includes(f.type) || icon) && this.loads > f.started.loads;
       const moved = f.type === "eventsource" ? left : replaced;
       // A deployment's stream that got its last event: the page closes it there and then,
       // which can beat the server's own end of the response.

@@ -38,6 +38,16 @@ pub(crate) enum Auth {
 }
 
 impl Auth {
+    /// Whether the credential is still good: its token not revoked, its session not ended.
+    /// A stream (opened once, kept for hours) asks this from time to time and ends when not;
+    /// a store error counts as no (the client reconnects and is answered afresh).
+    pub(crate) fn still_valid(&self, store: &Store) -> bool {
+        match self {
+            Auth::Bearer(p) => store.token_is_live(&p.token).unwrap_or(false),
+            Auth::Session { id, .. } => store.session(id).ok().flatten().is_some(),
+        }
+    }
+
     /// The token the request is made by: the bearer token, or the one that started the session.
     pub(crate) fn principal(&self) -> &Principal {
         match self {
@@ -200,10 +210,16 @@ impl Target for RequestTarget<'_> {
         self.params?.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    fn deployment_service(&self, id: &str) -> Option<ServiceName> {
-        let id = id.parse().ok()?;
-        // A store error is answered by the handler, which reads the same row.
-        self.store.get_deployment(&id).ok()??.service.into()
+    fn deployment_service(&self, id: &str) -> Result<Option<ServiceName>, ()> {
+        // Not an id at all: no such deployment (the handler says what is wrong with it).
+        let Ok(id) = id.parse() else { return Ok(None) };
+        match self.store.get_deployment(&id) {
+            Ok(d) => Ok(d.map(|d| d.service)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a deployment to check a token");
+                Err(())
+            }
+        }
     }
 }
 

@@ -102,9 +102,9 @@ pub(crate) fn rule(method: &str, route: Option<&str>) -> &'static Rule {
 pub(crate) trait Target {
     /// The path parameter `key` (`name`, `id`), if the route has it.
     fn param(&self, key: &str) -> Option<&str>;
-    /// The service of deployment `id`; `None` when there is no such deployment (the handler
-    /// answers `404` for it).
-    fn deployment_service(&self, id: &str) -> Option<ServiceName>;
+    /// The service of deployment `id`; `Ok(None)` when there is no such deployment (the
+    /// handler answers `404` for it), `Err` when it could not be read.
+    fn deployment_service(&self, id: &str) -> Result<Option<ServiceName>, ()>;
 }
 
 /// The decision of the layer for `principal` on a request `rule` matched: `Ok` lets it
@@ -137,17 +137,23 @@ pub(crate) fn check(principal: &Principal, rule: &Rule, target: &dyn Target) -> 
             if principal.service.is_none() {
                 return principal.may(role, Over::Platform, action);
             }
-            match target
-                .param("id")
-                .and_then(|id| target.deployment_service(id))
-            {
-                Some(service) => principal.may(
+            let found = match target.param("id") {
+                Some(id) => target.deployment_service(id),
+                None => Ok(None),
+            };
+            match found {
+                // Not knowing whose deployment it is, a token for one service is refused.
+                Err(()) => Err(Denied(format!(
+                    "this token ({principal}) cannot {action}: the deployment's service could not \
+                     be read; try again"
+                ))),
+                Ok(Some(service)) => principal.may(
                     role,
                     Over::Service(&service),
                     &format!("{action} service '{service}'"),
                 ),
                 // No such deployment: the role is checked, and the handler answers 404.
-                None => match &principal.service {
+                Ok(None) => match &principal.service {
                     Some(own) => principal.may(role, Over::Service(own), action),
                     None => Ok(()),
                 },
@@ -174,8 +180,12 @@ mod tests {
             self.params.get(key).copied()
         }
 
-        fn deployment_service(&self, id: &str) -> Option<ServiceName> {
-            self.deployments.get(id).map(|s| s.parse().unwrap())
+        fn deployment_service(&self, id: &str) -> Result<Option<ServiceName>, ()> {
+            // "d-broken" stands for a row the store could not read.
+            if id == "d-broken" {
+                return Err(());
+            }
+            Ok(self.deployments.get(id).map(|s| s.parse().unwrap()))
         }
     }
 
@@ -356,5 +366,14 @@ mod tests {
         for (m, r, _, _) in ROUTES {
             assert!(decide(&admin, m, r, params).is_ok(), "{m} {r}");
         }
+    }
+
+    #[test]
+    fn a_deployment_that_cannot_be_read_refuses_a_scoped_token_and_not_an_unscoped_one() {
+        let broken = [("id", "d-broken")];
+        let ci = token(Deploy, Some("web"));
+        let e = decide(&ci, "GET", "/v1/deployments/{id}", &broken).unwrap_err();
+        assert!(e.contains("could not be read"), "{e}");
+        assert!(decide(&token(Read, None), "GET", "/v1/deployments/{id}", &broken).is_ok());
     }
 }

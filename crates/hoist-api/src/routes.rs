@@ -19,6 +19,7 @@ use hoist_control::ControlError;
 use hoist_core::{DeploymentId, Over, Principal, Scaling, ServiceName, TokenRole};
 use hoist_store::LogFilter;
 
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::state::AppState;
@@ -315,6 +316,7 @@ pub(crate) async fn get_deployment(
         (status = 204, description = "A reconnect after the outcome: nothing more will come")))]
 pub(crate) async fn deployment_events(
     State(s): St,
+    Extension(auth): Extension<Auth>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeploymentEventsQuery>,
     headers: HeaderMap,
@@ -326,6 +328,7 @@ pub(crate) async fn deployment_events(
     find_deployment(&s, &id)?;
     Ok(stream::deployment_events(
         s.platform.clone(),
+        auth,
         id,
         format,
         resume,
@@ -341,6 +344,7 @@ pub(crate) async fn deployment_events(
         content((LogLine = "application/x-ndjson"), (LogLine = "text/event-stream")))))]
 pub(crate) async fn service_logs(
     State(s): St,
+    Extension(auth): Extension<Auth>,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
     headers: HeaderMap,
@@ -407,6 +411,7 @@ pub(crate) async fn service_logs(
     };
     Ok(stream::service_logs(
         s.platform.clone(),
+        auth,
         name.to_string(),
         filter,
         stream::Follow {

@@ -21,6 +21,8 @@ use hoist_store::{LogFilter, LogLine};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use crate::auth::Auth;
+
 /// The id of a deployment stream's last event, its outcome.
 const END_ID: &str = "end";
 
@@ -202,6 +204,17 @@ fn respond(rx: mpsc::Receiver<Item>, format: Format) -> Response {
         .unwrap_or_default()
 }
 
+/// How often a stream asks whether its credential is still good (a revoked token or an ended
+/// session ends the streams it opened within this long).
+const RECHECK: Duration = Duration::from_secs(5);
+
+fn recheck_interval() -> tokio::time::Interval {
+    // The first tick is a period away: the request was just authenticated.
+    let mut every = tokio::time::interval_at(Instant::now() + RECHECK, RECHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every
+}
+
 /// Whether the deployment's pipeline is over (its outcome is recorded and nothing more is
 /// written to its log by it).
 fn pipeline_over(platform: &Platform, id: &DeploymentId) -> bool {
@@ -219,6 +232,7 @@ fn pipeline_over(platform: &Platform, id: &DeploymentId) -> bool {
 /// Woken by the log hub's lines and the lifecycle's announcements; never polls.
 pub(crate) fn deployment_events(
     platform: Arc<Platform>,
+    auth: Auth,
     id: DeploymentId,
     format: Format,
     resume: Resume,
@@ -262,8 +276,12 @@ pub(crate) fn deployment_events(
             send_line!(l);
         }
         let mut over = pipeline_over(&platform, &id);
+        let mut recheck = recheck_interval();
         while !over {
             tokio::select! {
+                _ = recheck.tick() => if !auth.still_valid(&store) {
+                    return;
+                },
                 line = lines.recv() => match line {
                     Ok(Event::Log(l)) if l.deployment.as_deref() == Some(id.as_str()) && l.id > last_id => {
                         send_line!(l);
@@ -374,6 +392,7 @@ impl RateLimit {
 /// after it, however many.
 pub(crate) fn service_logs(
     platform: Arc<Platform>,
+    auth: Auth,
     service: String,
     mut filter: LogFilter,
     follow: Follow,
@@ -433,11 +452,18 @@ pub(crate) fn service_logs(
         }
         let mut tell_skipped = tokio::time::interval(SKIPPED_EVERY);
         tell_skipped.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = recheck_interval();
         loop {
             // A follower of a quiet service notices a client that left without waiting for
             // a line to fail to send.
             let received = tokio::select! {
                 r = sub.recv() => r,
+                _ = recheck.tick() => {
+                    if !auth.still_valid(&store) {
+                        return;
+                    }
+                    continue;
+                }
                 _ = tell_skipped.tick(), if limit.is_some() => {
                     let skipped = limit.as_mut().map_or(0, RateLimit::take_skipped);
                     if skipped > 0 {

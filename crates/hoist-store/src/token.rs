@@ -324,6 +324,20 @@ impl Store {
         })
     }
 
+    /// Whether the token with this id exists and is not revoked (a stream opened with it asks
+    /// again from time to time).
+    pub fn token_is_live(&self, id: &TokenId) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL",
+                params![id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Whether `token` is a live token.
     pub fn verify_token(&self, token: &str) -> Result<bool, StoreError> {
         Ok(matches!(self.check_token(token)?, TokenCheck::Valid(_)))

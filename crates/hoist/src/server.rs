@@ -278,9 +278,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let token_file = args.data_dir.join("admin-token");
     // The file holds the token's only plain copy; a copy of a token revoked since (`hoist
     // tokens revoke`) is as good as none.
+    // Only a missing file means the copy is gone: a file that cannot be read (permissions,
+    // I/O) is an error to fix, not a reason to replace the token its clients use.
     let file_live = match std::fs::read_to_string(&token_file) {
         Ok(t) => store.verify_token(t.trim())?,
-        Err(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "reading the admin token in {}",
+                token_file.display()
+            )));
+        }
     };
     let new_token = match store.ensure_admin_token()? {
         Some(t) => Some(t),

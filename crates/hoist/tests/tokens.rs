@@ -324,7 +324,54 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
     );
     assert!(e.contains("it is for service 'web' only"), "{e}");
 
-    // ---- revoked: 401 for the token and its session ---------------------------------------
+    // ---- revoked: 401 for the token and its session, and their open streams end ---------
+    // Followers opened before the revoke, with the token and with its session (NDJSON: no
+    // keep-alive, so a stream the server does not end sits quiet until the read timeout).
+    let follow = "GET /v1/services/web/logs?follow=true&tail=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let (ended_tx, ended) = std::sync::mpsc::channel();
+    for (what, auth) in [
+        (
+            "the token's",
+            format!("Authorization: Bearer {ci_secret}\r\n"),
+        ),
+        ("the session's", cookie.clone()),
+    ] {
+        let head = format!("{follow}{auth}Connection: close\r\n\r\n");
+        let (port, opened_tx, ended_tx) = (server.api_port, opened_tx.clone(), ended_tx.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            socket
+                .set_read_timeout(Some(Duration::from_secs(120)))
+                .expect("a timeout");
+            socket.write_all(head.as_bytes()).expect("send the request");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = opened_tx.send((what, String::from_utf8_lossy(&got).to_string()));
+            // Until the server ends the stream (Ok(0)), or the read times out (Err).
+            let end = loop {
+                match socket.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(e.kind()),
+                }
+            };
+            let _ = ended_tx.send((what, end));
+        });
+    }
+    for _ in 0..2 {
+        let (what, head) = opened
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the follower's answer starts");
+        assert!(head.starts_with("HTTP/1.1 200"), "{what} stream: {head}");
+    }
     let out = server.hoist_ok(&["tokens", "revoke", ci.token.id.as_str()]);
     assert!(out.contains("revoked") && out.contains("ci"), "{out}");
     let e = refused(
@@ -338,6 +385,17 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
             .status,
         401
     );
+    // The server ends them (within its 5 s recheck), long before the readers' timeout.
+    for _ in 0..2 {
+        let (what, end) = ended
+            .recv_timeout(Duration::from_secs(150))
+            .expect("the follower's read ends");
+        assert_eq!(
+            end,
+            Ok(()),
+            "{what} stream was not ended by the server after the revoke"
+        );
+    }
     let out = server.hoist_as(ci_secret, &["deploy", web_src, "--name", "web"]);
     assert!(
         !out.status.success() && stderr(&out).contains("was revoked"),
