@@ -266,7 +266,12 @@ pub struct Deployment {
     /// Milliseconds since the Unix epoch; `null` until the pipeline ended.
     pub finished_at: Option<i64>,
     pub steps: Vec<DeploymentStep>,
-    /// What started it: `{"kind": "cli"}`, `api`, `poll`, `rollback`, or
+    /// What started it: `{"kind": "cli"}`, `api`, `poll`, or
     /// `{"kind": "push", "delivery": "<the git host's delivery id>"}`.
     pub trigger: DeploymentTrigger,
+    /// When a rollback last made this deployment live again (milliseconds since the Unix
+    /// epoch): a rollback starts no deployment of its own, it is recorded on the one it made
+    /// live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<i64>,
 }

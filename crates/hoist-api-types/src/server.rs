@@ -47,6 +47,7 @@ impl From<hoist_store::DeploymentRecord> for Deployment {
             finished_at: r.finished_at,
             steps: r.steps.into_iter().map(Into::into).collect(),
             trigger: r.trigger,
+            rolled_back_at: r.rolled_back_at,
         }
     }
 }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::{SpecError, format_duration, millis, parse_duration_in};
 
 /// What started a deployment. Recorded with it (`deployments.trigger`) and shown by
-/// `hoist status` and `hoist deployments`.
+/// `hoist status` and `hoist deployments`. A rollback starts none: it makes an earlier
+/// deployment live again, which records when (`rolled_back_at`).
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -21,19 +22,16 @@ pub enum DeploymentTrigger {
     Push { delivery: String },
     /// A new commit found by polling the remote (`--auto-deploy poll`).
     Poll,
-    /// A rollback to an earlier deployment.
-    Rollback,
 }
 
 impl DeploymentTrigger {
-    /// The kind as stored and printed: `cli`, `api`, `push`, `poll`, `rollback`.
+    /// The kind as stored and printed: `cli`, `api`, `push`, `poll`.
     pub fn kind(&self) -> &'static str {
         match self {
             DeploymentTrigger::Cli => "cli",
             DeploymentTrigger::Api => "api",
             DeploymentTrigger::Push { .. } => "push",
             DeploymentTrigger::Poll => "poll",
-            DeploymentTrigger::Rollback => "rollback",
         }
     }
 
@@ -54,7 +52,6 @@ impl DeploymentTrigger {
                 delivery: delivery.unwrap_or_default(),
             },
             "poll" => DeploymentTrigger::Poll,
-            "rollback" => DeploymentTrigger::Rollback,
             _ => return None,
         })
     }
@@ -267,7 +264,6 @@ mod tests {
                 delivery: "abc-1".into(),
             },
             DeploymentTrigger::Poll,
-            DeploymentTrigger::Rollback,
         ] {
             let back =
                 DeploymentTrigger::from_parts(t.kind(), t.delivery().map(str::to_string)).unwrap();

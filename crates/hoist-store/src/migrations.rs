@@ -261,6 +261,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
     "#,
+    // 12: when a rollback last made a deployment live again. A rollback starts no deployment
+    // of its own (it makes an earlier one live from its stored image), so this is where it
+    // is recorded; `trigger` stays what started the deployment.
+    r#"
+    ALTER TABLE deployments ADD COLUMN rolled_back_at INTEGER;
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -44,6 +44,8 @@ pub struct DeploymentRecord {
     pub steps: Vec<StepRecord>,
     /// What started it.
     pub trigger: DeploymentTrigger,
+    /// When a rollback last made it live again (epoch ms).
+    pub rolled_back_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -430,7 +430,7 @@ impl Store {
         Ok(())
     }
 
-    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at, trigger, trigger_delivery";
+    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at, trigger, trigger_delivery, rolled_back_at";
 
     fn deployment_from(conn: &Connection, row: &Row<'_>) -> Result<DeploymentRecord, StoreError> {
         let id: String = row.get(0)?;
@@ -473,6 +473,7 @@ impl Store {
                 hoist_core::DeploymentTrigger::from_parts(&kind, row.get(15)?)
                     .ok_or_else(|| corrupt(format!("deployment trigger '{kind}'")))?
             },
+            rolled_back_at: row.get(16)?,
         })
     }
 

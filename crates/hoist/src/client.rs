@@ -68,7 +68,14 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     outln!("url      {}", s.url)?;
     let live = s.service.live_deployment.as_ref().map(|id| {
         match s.deployments.iter().find(|d| &d.id == id) {
-            Some(d) => format!("{id} (by {})", d.trigger),
+            Some(d) => match d.rolled_back_at {
+                Some(at) => format!(
+                    "{id} (by {}; live again by a rollback {} ago)",
+                    d.trigger,
+                    age(at)
+                ),
+                None => format!("{id} (by {})", d.trigger),
+            },
             None => id.to_string(),
         }
     });
@@ -160,7 +167,10 @@ fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
                 .as_deref()
                 .map_or_else(|| "-".to_string(), |c| c.chars().take(8).collect()),
             d.state.to_string(),
-            d.trigger.to_string(),
+            match d.rolled_back_at {
+                Some(_) => format!("{}, rollback", d.trigger),
+                None => d.trigger.to_string(),
+            },
             age(d.created_at),
             first_line(d.failure_reason.as_deref()).to_string(),
         ]);

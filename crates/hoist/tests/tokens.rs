@@ -247,6 +247,25 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
     let out = server.hoist_as(ci_secret, &["rollback", "web"]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.wait_for("web", "/", "probe v1", Duration::from_secs(30));
+    // The rollback is recorded on the deployment it made live, and the CLI shows it.
+    let view = server.service("web");
+    let live_id = view["service"]["live_deployment"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let live = view["deployments"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == live_id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert!(live["rolled_back_at"].is_i64(), "{live}");
+    let listed = stdout(&server.hoist_as(ci_secret, &["deployments", "web"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&live_id) && l.contains("rollback")),
+        "{listed}"
+    );
     // Its secrets too, as its deploys can run code that reads them; not a read token.
     assert_eq!(
         server

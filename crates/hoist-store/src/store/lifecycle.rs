@@ -111,6 +111,13 @@ impl Store {
             "UPDATE services SET live_deployment = ?2, updated_at = ?3 WHERE name = ?1",
             params![name.as_str(), deployment.as_str(), now],
         )?;
+        if from == DeploymentState::Superseded {
+            // Live again: a rollback.
+            tx.execute(
+                "UPDATE deployments SET rolled_back_at = ?2 WHERE id = ?1",
+                params![deployment.as_str(), now],
+            )?;
+        }
         tx.commit()?;
         Ok(changes)
     }

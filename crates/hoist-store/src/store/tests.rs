@@ -703,8 +703,18 @@ fn set_live_supersedes_previous() -> TestResult {
     assert_eq!(deployment(&store, &d2)?.state, DeploymentState::Live);
     assert_eq!(deployment(&store, &d1)?.state, DeploymentState::Superseded);
 
+    // A rollback (superseded to live) is recorded on the deployment it made live; a deploy
+    // going live is not one.
+    assert_eq!(deployment(&store, &d2)?.rolled_back_at, None);
+    store.set_live(&web, &d1, DeploymentState::Superseded)?;
+    let back = deployment(&store, &d1)?;
+    assert_eq!(back.state, DeploymentState::Live);
+    assert!(back.rolled_back_at.is_some());
+    assert_eq!(deployment(&store, &d2)?.rolled_back_at, None);
+
     // Other services are untouched.
     assert_eq!(deployment(&store, &a1)?.state, DeploymentState::Live);
+    assert_eq!(deployment(&store, &a1)?.rolled_back_at, None);
     let svc = store.get_service(&api)?.ok_or("service lost")?;
     assert_eq!(svc.live_deployment.as_ref(), Some(&a1));
     Ok(())
