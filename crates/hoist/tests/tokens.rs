@@ -249,7 +249,7 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
     server.wait_for("web", "/", "probe v1", Duration::from_secs(30));
     // The rollback is recorded on the deployment it made live, and the CLI shows it.
     let view = server.service("web");
-    let live_id = view["service"]["live_deployment"]
+    let live_id = view["live_deployment"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -258,7 +258,7 @@ fn a_deploy_token_deploys_its_service_and_nothing_else() {
         .and_then(|d| d.iter().find(|d| d["id"] == live_id.as_str()))
         .cloned()
         .unwrap_or_default();
-    assert!(live["rolled_back_at"].is_i64(), "{live}");
+    assert!(live["rolled_back_at"].is_i64(), "{live_id}: {live}\n{view}");
     let listed = stdout(&server.hoist_as(ci_secret, &["deployments", "web"]));
     assert!(
         listed
