@@ -52,7 +52,10 @@ def browser(server, *args):
     """The browser half (ui/e2e/bench-pages.ts) as a child with pipes, stdout line-buffered."""
     env = dict(os.environ, HOIST_E2E_API=f"http://127.0.0.1:{server.api_port}",
                HOIST_E2E_TOKEN=server.token)
-    return subprocess.Popen(["node", "--import", "tsx", "e2e/bench-pages.ts", *args], cwd=UI,
+    # FOLLOWER_NICE=19 gives the browser only the CPU the server leaves: a stand-in for the
+    # usual case, a browser on another machine than the server.
+    nice = ["nice", "-n", os.environ["FOLLOWER_NICE"]] if os.environ.get("FOLLOWER_NICE") else []
+    return subprocess.Popen([*nice, "node", "--import", "tsx", "e2e/bench-pages.ts", *args], cwd=UI,
                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -117,6 +120,12 @@ def gateway(server):
                 follower = browser(server, "follow", proxy.NAME)
                 if read_line(follower, 60) != "following":
                     raise SystemExit("the Logs tab did not start following")
+            idle = None
+            if follower and FOLLOWER == "browser":
+                # What the open page costs with nothing to show: the baseline of the figure below.
+                c = tree_cpu_seconds(follower.pid)
+                time.sleep(3)
+                idle = (tree_cpu_seconds(follower.pid) - c) / 3
             cpu0 = tree_cpu_seconds(follower.pid) if follower else 0.0
             res = proxy.wrk(url, 2, 64, DURATION)
             runs[mode].append(res[0])
@@ -140,7 +149,7 @@ def gateway(server):
                 got = json.loads(read_line(follower, 180))
                 follower.wait(timeout=60)
                 followed.append((got, cpu, res[4]))
-                note = (f"  browser CPU {cpu:.1f} s, {got['messages']} log messages streamed "
+                note = (f"  browser CPU {cpu:.1f} s (idle page {idle * DURATION:.1f} s), {got['messages']} log messages streamed "
                         f"to it for {res[4]} requests, {got['shown']} lines on the page")
             print(f"  round {r + 1} {mode:7}: {res[0]:9.0f} req/s  p50 {res[1]:.3f} ms  "
                   f"p99 {res[2]:.3f} ms  errors {res[3]}{note}", flush=True)

@@ -132,7 +132,7 @@ pub struct LogsQuery {
     /// With `follow`: the most new lines a second to send (1 to 100000). Lines that come
     /// faster are not sent; a `LogsSkipped` (an SSE event named `skipped`, or an NDJSON object
     /// with `skipped`) says how many, at most four times a second. The backlog is not limited.
-    /// For a person watching a busy service (the dashboard asks for 200); every line stays
+    /// For a person watching a busy service (the dashboard asks for 100); every line stays
     /// stored and can be read without `follow`.
     #[param(minimum = 1, maximum = 100000)]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -137,7 +137,7 @@ test("a deployment's end: handed on, then the connection closes when the server 
 test("the log stream's address carries only the filters given", () => {
   assert.equal(
     logStreamUrl("my app", { stream: "access", grep: "GET /x", since: "", instance: undefined }),
-    "/v1/services/my%20app/logs?follow=true&format=sse&max_rate=200&stream=access&grep=GET+%2Fx",
+    "/v1/services/my%20app/logs?follow=true&format=sse&max_rate=100&stream=access&grep=GET+%2Fx",
   );
 });
 

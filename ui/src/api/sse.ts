@@ -237,7 +237,7 @@ function refused(r: Response): boolean {
 }
 
 /** How often batched lines reach the page, in ms. */
-const FLUSH_MS = 100;
+const FLUSH_MS = 250;
 
 /** Lines that arrive one by one, handed to the page in batches and capped at `cap`. */
 function useLineBuffer(cap: number) {
@@ -281,7 +281,7 @@ export interface LogStreamView {
 /** The most new lines a second a followed view is sent (the API's `max_rate`): more than a
  * person can read, and few enough that a service answering thousands of requests a second
  * costs the browser, and the server's cores it shares with the gateway, next to nothing. */
-export const FOLLOW_RATE = 200;
+export const FOLLOW_RATE = 100;
 
 /** The count of a `skipped` event (`LogsSkipped`), or 0 when it is not one. */
 export function skippedCount(v: unknown): number {
