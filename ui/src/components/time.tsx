@@ -5,9 +5,11 @@ import { formatDuration } from "./format";
 const subscribers = new Set<(now: number) => void>();
 let clock: ReturnType<typeof setInterval> | undefined;
 
-/** The time now, re-rendering the caller every 5 s (one timer for the whole page). */
+/** The time now, re-rendering the caller every 5 s (one timer for the whole page). Read afresh
+ * at every render: a render for new data (a row that just appeared) must not show the time its
+ * component was mounted at, which is up to 5 s old. */
 export function useNow(): number {
-  const [now, setNow] = useState(Date.now());
+  const [, setNow] = useState(Date.now());
   useEffect(() => {
     subscribers.add(setNow);
     clock ??= setInterval(() => {
@@ -22,7 +24,7 @@ export function useNow(): number {
       }
     };
   }, []);
-  return now;
+  return Date.now();
 }
 
 /** How long ago an instant (epoch ms) was, with the exact time as a tooltip. */
