@@ -182,6 +182,12 @@ fn real_responses_match_the_served_schemas_and_bad_input_gets_400_naming_the_fie
         ("/v1/services/{name}/metrics", "/metrics"),
         ("/v1/services/{name}/env", "/env"),
         ("/v1/services/{name}/env", "/env?reveal=true"),
+        // Issue 14's reads: the webhook (made on first read), the uploads (none here), the
+        // cron jobs and runs.
+        ("/v1/services/{name}/hooks", "/hooks"),
+        ("/v1/services/{name}/uploads", "/uploads"),
+        ("/v1/services/{name}/cron", "/cron"),
+        ("/v1/services/{name}/cron/runs", "/cron/runs"),
     ] {
         check_json(
             &server,
