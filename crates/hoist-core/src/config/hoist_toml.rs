@@ -275,7 +275,7 @@ WORKERS = 4
 DEBUG = false
 "#;
         let layer = SpecLayer::from_hoist_toml(text).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Node));
+        assert_eq!(layer.runtime, Some(Runtime::Node.into()));
         assert_eq!(
             layer.build_command.as_deref(),
             Some("npm ci && npm run build")

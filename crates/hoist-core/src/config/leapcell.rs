@@ -166,7 +166,7 @@ region: us-east-1
 serviceName: whatever
 ";
         let layer = leapcell(yaml).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Python));
+        assert_eq!(layer.runtime, Some("python@3.11".parse().unwrap()));
         assert_eq!(
             layer.build_command.as_deref(),
             Some("pip install -r requirements.txt")
@@ -256,7 +256,7 @@ port: 3000
 1: numbered
 ";
         let (layer, warnings) = SpecLayer::from_leapcell_yaml(yaml).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Node));
+        assert_eq!(layer.runtime, Some(Runtime::Node.into()));
         assert_eq!(layer.port, Some(Port::new(3000).unwrap()));
         let texts: Vec<String> = warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
