@@ -159,8 +159,10 @@ impl Builder {
         upper: &Path,
         log: &LogSink,
     ) -> Result<(), BuildError> {
-        let rt = req.runtime.runtime.as_str();
-        let caches = self.service_caches(&req.service).join(rt);
+        // Per family, not per version: a package cache serves every version of its tool.
+        let caches = self
+            .service_caches(&req.service)
+            .join(req.runtime.entry.family.as_str());
         // Package caches speed up the service's next build but are not part of the image.
         let cache_mounts = [
             ("pip", "/root/.cache/pip"),
@@ -214,7 +216,8 @@ impl Builder {
         log(
             OutputStream::System,
             format!(
-                "running build command on runtime {rt} {}",
+                "running build command on runtime {} {}",
+                req.runtime.entry.name(),
                 req.runtime.version
             ),
         );

@@ -364,6 +364,10 @@ mod tests {
         let node20 = CatalogEntry::named("node@20").unwrap();
         assert!(!node20.is_end_of_life("2026-04-29"));
         assert!(node20.is_end_of_life("2026-04-30"));
-        assert!(!CatalogEntry::named("node@24").unwrap().is_end_of_life("2026-12-02"));
+        assert!(
+            !CatalogEntry::named("node@24")
+                .unwrap()
+                .is_end_of_life("2026-12-02")
+        );
     }
 }

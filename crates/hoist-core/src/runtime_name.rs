@@ -34,7 +34,9 @@ impl RuntimeVersion {
                     .flatten()
             })
             .collect();
-        parts.filter(|p| (1..=3).contains(&p.len())).map(RuntimeVersion)
+        parts
+            .filter(|p| (1..=3).contains(&p.len()))
+            .map(RuntimeVersion)
     }
 
     /// Whether this version names a line `line` belongs to, or a release within `line`:
@@ -54,12 +56,27 @@ impl fmt::Display for RuntimeVersion {
 
 /// A runtime family and maybe a version. A stored spec of a server from before versions
 /// existed holds a bare family (`"node"`): it reads as one with no version.
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema), schema(value_type = String, example = "node@22"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuntimeName {
     pub family: Runtime,
     pub version: Option<RuntimeVersion>,
 }
+
+/// On the wire it is its text form, a string.
+#[cfg(feature = "schema")]
+impl utoipa::PartialSchema for RuntimeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A runtime and maybe its version: `node@22`, `python@3.13`, `go@1.24`, `python+node`, `node`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "schema")]
+impl utoipa::ToSchema for RuntimeName {}
 
 impl RuntimeName {
     pub fn new(family: Runtime, version: Option<RuntimeVersion>) -> RuntimeName {
@@ -191,15 +208,28 @@ mod tests {
     #[test]
     fn bad_names_and_versions_name_the_field() {
         for bad in [
-            "", "ruby", "java@21", "gopher", "rusty", "pyth", "node@", "node@22.1.2.3",
-            "node@abc", "node@-1", "python3.x.1", "node@lts",
+            "",
+            "ruby",
+            "java@21",
+            "gopher",
+            "rusty",
+            "pyth",
+            "node@",
+            "node@22.1.2.3",
+            "node@abc",
+            "node@-1",
+            "python3.x.1",
+            "node@lts",
         ] {
             let err = bad.parse::<RuntimeName>().unwrap_err();
             assert_eq!(err.field(), Some("runtime"), "{bad:?}");
             assert!(err.to_string().starts_with("invalid runtime '"), "{err}");
         }
         let err = "ruby".parse::<RuntimeName>().unwrap_err().to_string();
-        assert!(err.contains("python, node, go, rust, debian, python+node"), "{err}");
+        assert!(
+            err.contains("python, node, go, rust, debian, python+node"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -293,7 +293,9 @@ mod tests {
         assert_eq!(node(".nvmrc", "node"), "node@24");
         assert_eq!(node(".node-version", "24.1.0"), "node@24");
         assert!(parse_pin(".nvmrc", "\n\n").unwrap().is_none());
-        let err = choose(".nvmrc", "17", Runtime::Node).unwrap_err().to_string();
+        let err = choose(".nvmrc", "17", Runtime::Node)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(".nvmrc: pins node \"17\""), "{err}");
         assert!(err.contains("node@22, node@24 (default)"), "{err}");
         let err = parse_pin(".nvmrc", "banana").unwrap_err().to_string();
@@ -318,7 +320,11 @@ mod tests {
         let err = node(">=26").unwrap_err().to_string();
         assert!(err.starts_with("package.json: pins node \">=26\""), "{err}");
         assert!(node("not a range!").is_err());
-        assert!(parse_pin("package.json", r#"{"name":"a"}"#).unwrap().is_none());
+        assert!(
+            parse_pin("package.json", r#"{"name":"a"}"#)
+                .unwrap()
+                .is_none()
+        );
         assert!(parse_pin("package.json", "{oops").is_err());
         let pin = parse_pin("package.json", r#"{"engines":{"node":">=22.30"}}"#)
             .unwrap()
@@ -347,7 +353,10 @@ mod tests {
         let go = |t| choose("go.mod", t, Runtime::Go);
         assert_eq!(go("module x\n\ngo 1.19\n").unwrap(), "go@1.19");
         assert_eq!(go("module x\ngo 1.22.3\n").unwrap(), "go@1.24");
-        assert_eq!(go("module x\ngo 1.19\ntoolchain go1.24.2\n").unwrap(), "go@1.24");
+        assert_eq!(
+            go("module x\ngo 1.19\ntoolchain go1.24.2\n").unwrap(),
+            "go@1.24"
+        );
         assert_eq!(go("module x\ngo 1.24 // comment\n").unwrap(), "go@1.24");
         assert_eq!(go("module x\ngo 1.21rc1\n").unwrap(), "go@1.24");
         let err = go("module x\ngo 1.30\n").unwrap_err().to_string();

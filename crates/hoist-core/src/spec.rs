@@ -1,8 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling, ServiceName,
-    SpecError, SpecLayer,
+    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling,
+    ServiceName, SpecError, SpecLayer,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
