@@ -75,8 +75,14 @@ impl utoipa::PartialSchema for RuntimeName {
     }
 }
 
+/// Named `Runtime` in the document, as the field's type was before it took versions: the
+/// dashboard's types refer to it by that name.
 #[cfg(feature = "schema")]
-impl utoipa::ToSchema for RuntimeName {}
+impl utoipa::ToSchema for RuntimeName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Runtime")
+    }
+}
 
 impl RuntimeName {
     pub fn new(family: Runtime, version: Option<RuntimeVersion>) -> RuntimeName {
