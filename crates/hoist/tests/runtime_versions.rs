@@ -15,12 +15,19 @@ const BUILD: Duration = Duration::from_secs(600);
 #[test]
 fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
     let server = shared_server();
-    let name = unique("nvmrc").replace('-', "").chars().take(20).collect::<String>();
+    let name = unique("nvmrc")
+        .replace('-', "")
+        .chars()
+        .take(20)
+        .collect::<String>();
     let repo = app_repo(
         &name,
         &[
             (".nvmrc", "22\n"),
-            ("package.json", r#"{"name":"pinned","version":"1.0.0","private":true}"#),
+            (
+                "package.json",
+                r#"{"name":"pinned","version":"1.0.0","private":true}"#,
+            ),
             ("server.js", NODE_SERVER),
             (
                 "hoist.toml",
@@ -37,7 +44,10 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
     let body = server.wait_for(&name, "/", "\"node\":\"v22.", BUILD);
     let answer: serde_json::Value = serde_json::from_str(&body).expect("the app's JSON");
     let built = answer["built"].as_str().unwrap_or_default();
-    assert!(built.starts_with("npm 10.") && built.contains(" npx 10."), "{answer}");
+    assert!(
+        built.starts_with("npm 10.") && built.contains(" npx 10."),
+        "{answer}"
+    );
     // The deployment records the exact version, and status shows it.
     let service = server.service(&name);
     let version = service["deployments"][0]["runtime_version"]
@@ -59,14 +69,25 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(node22["installed"], true, "{node22}");
-    assert_eq!(node22["version"].as_str(), Some(version.as_str()), "{node22}");
-    assert!(node22["size_bytes"].as_u64().unwrap_or(0) > 10_000_000, "{node22}");
+    assert_eq!(
+        node22["version"].as_str(),
+        Some(version.as_str()),
+        "{node22}"
+    );
+    assert!(
+        node22["size_bytes"].as_u64().unwrap_or(0) > 10_000_000,
+        "{node22}"
+    );
 }
 
 #[test]
 fn a_python_app_pinned_by_python_version_runs_on_python_3_13() {
     let server = shared_server();
-    let name = unique("pyver").replace('-', "").chars().take(20).collect::<String>();
+    let name = unique("pyver")
+        .replace('-', "")
+        .chars()
+        .take(20)
+        .collect::<String>();
     let repo = app_repo(
         &name,
         &[
@@ -92,7 +113,11 @@ fn a_python_app_pinned_by_python_version_runs_on_python_3_13() {
 #[test]
 fn python_plus_node_has_both_for_a_frontend_build() {
     let server = shared_server();
-    let name = unique("pyjs").replace('-', "").chars().take(20).collect::<String>();
+    let name = unique("pyjs")
+        .replace('-', "")
+        .chars()
+        .take(20)
+        .collect::<String>();
     let repo = app_repo(
         &name,
         &[
@@ -112,7 +137,11 @@ fn python_plus_node_has_both_for_a_frontend_build() {
 #[test]
 fn unknown_versions_and_unsatisfiable_pins_are_refused_with_the_list() {
     let server = shared_server();
-    let name = unique("badver").replace('-', "").chars().take(20).collect::<String>();
+    let name = unique("badver")
+        .replace('-', "")
+        .chars()
+        .take(20)
+        .collect::<String>();
     let repo = app_repo(
         &name,
         &[
@@ -163,8 +192,18 @@ fn hoist_runtimes_lists_every_version_with_source_support_and_default() {
             .unwrap_or_else(|| panic!("{n} is not listed: {list:?}"))
     };
     for n in [
-        "python@3.11", "python@3.13", "node@18", "node@20", "node@22", "node@24", "go@1.19",
-        "go@1.24", "rust", "debian@12", "debian@13", "python+node",
+        "python@3.11",
+        "python@3.13",
+        "node@18",
+        "node@20",
+        "node@22",
+        "node@24",
+        "go@1.19",
+        "go@1.24",
+        "rust",
+        "debian@12",
+        "debian@13",
+        "python+node",
     ] {
         find(n);
     }
@@ -182,7 +221,12 @@ fn hoist_runtimes_lists_every_version_with_source_support_and_default() {
             .starts_with("npm registry"),
     );
     let table = server.hoist_ok(&["runtimes"]);
-    for needle in ["node@20", "end of life since 2026-04-30", "default node", "SOURCE"] {
+    for needle in [
+        "node@20",
+        "end of life since 2026-04-30",
+        "default node",
+        "SOURCE",
+    ] {
         assert!(table.contains(needle), "{needle:?} not in:\n{table}");
     }
 }
