@@ -494,6 +494,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runtime_flags_with_a_version_hoist_lacks_are_refused_with_the_list() {
+        assert_eq!(available_runtime("node@22").unwrap().to_string(), "node@22");
+        assert_eq!(available_runtime("nodejs20").unwrap().to_string(), "node@20");
+        assert_eq!(available_runtime("python").unwrap().to_string(), "python");
+        let err = available_runtime("python@2.7").unwrap_err();
+        assert!(err.contains("available: python@3.11, python@3.13 (default)"), "{err}");
+        assert!(available_runtime("cobol@1").is_err());
+    }
+
+    #[test]
     fn a_step_ends_with_its_duration_and_outcome() {
         assert_eq!(
             step_end("building", "done", "1m51s"),
