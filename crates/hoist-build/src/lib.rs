@@ -10,7 +10,7 @@ mod runtime_build;
 mod runtimes;
 mod sources;
 
-pub use builder::{BuildOutput, BuildRequest, Builder};
+pub use builder::{BuildOutput, BuildRequest, Builder, NODE_EXTRA_CA_CERTS};
 pub use error::BuildError;
 pub use fetch::{Fetched, fetch, fetch_at, remote_head};
 pub use layer::{AppLayer, digest_dir};

@@ -21,10 +21,10 @@ pub(crate) struct RuntimeChoice {
 }
 
 impl RuntimeChoice {
-    /// `==> runtime node@22 (22.23.5), from .nvmrc "22"`.
+    /// `runtime node@22 (22.23.5), from .nvmrc "22"` (the build log adds its `==> `).
     pub(crate) fn line(&self, exact: &str) -> String {
         format!(
-            "==> runtime {} ({}), {}",
+            "runtime {} ({}), {}",
             self.entry.name(),
             hoist_build::upstream_version(exact),
             self.reason
@@ -228,7 +228,7 @@ mod tests {
         assert!(c.check_exact("22.31.0").is_ok());
         assert_eq!(
             c.line("22.23.5"),
-            "==> runtime node@22 (22.23.5), from package.json \">=22.30 <23\""
+            "runtime node@22 (22.23.5), from package.json \">=22.30 <23\""
         );
     }
 }

@@ -496,10 +496,16 @@ mod tests {
     #[test]
     fn runtime_flags_with_a_version_hoist_lacks_are_refused_with_the_list() {
         assert_eq!(available_runtime("node@22").unwrap().to_string(), "node@22");
-        assert_eq!(available_runtime("nodejs20").unwrap().to_string(), "node@20");
+        assert_eq!(
+            available_runtime("nodejs20").unwrap().to_string(),
+            "node@20"
+        );
         assert_eq!(available_runtime("python").unwrap().to_string(), "python");
         let err = available_runtime("python@2.7").unwrap_err();
-        assert!(err.contains("available: python@3.11, python@3.13 (default)"), "{err}");
+        assert!(
+            err.contains("available: python@3.11, python@3.13 (default)"),
+            "{err}"
+        );
         assert!(available_runtime("cobol@1").is_err());
     }
 

@@ -1,7 +1,8 @@
 //! Runtime versions end to end, on one shared server: a project's pin file chooses the
 //! version its app runs on (the app reports it over HTTP), the deploy says which and why,
 //! a version Hoist does not have is refused with the list, and `hoist runtimes` lists them.
-//! The first run builds node@22, python@3.13 and python+node in the shared runtime cache.
+//! The first run builds debian@13, node@22, python@3.13 and python+node in the shared runtime
+//! cache (about 4 minutes); later runs take seconds.
 
 mod common;
 
@@ -26,12 +27,12 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
             (".nvmrc", "22\n"),
             (
                 "package.json",
-                r#"{"name":"pinned","version":"1.0.0","private":true}"#,
+                r#"{"name":"pinned","version":"1.0.0","private":true,"dependencies":{"ms":"2.1.3"}}"#,
             ),
             ("server.js", NODE_SERVER),
             (
                 "hoist.toml",
-                "build = \"echo npm $(npm --version) npx $(npx --version) > built.txt\"\nstart = \"node server.js\"\nmemory = 256\n",
+                "build = \"npm install --no-audit && echo npm $(npm --version) npx $(npx --version) > built.txt\"\nstart = \"node server.js\"\nmemory = 256\n",
             ),
         ],
     );
@@ -48,6 +49,8 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
         built.starts_with("npm 10.") && built.contains(" npx 10."),
         "{answer}"
     );
+    // `npm install` reached the registry (through the host's CA bundle) and node loads it.
+    assert_eq!(answer["dep"], "1m", "{answer}");
     // The deployment records the exact version, and status shows it.
     let service = server.service(&name);
     let version = service["deployments"][0]["runtime_version"]

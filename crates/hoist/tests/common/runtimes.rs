@@ -16,12 +16,15 @@ pub fn app_repo(name: &str, files: &[(&str, &str)]) -> PathBuf {
     repo
 }
 
-/// A Node.js app that answers with `process.version` and what the build left in `built.txt`.
+/// A Node.js app that answers with `process.version`, what the build left in `built.txt` and,
+/// when `npm install` put it there, what the `ms` package makes of a minute.
 pub const NODE_SERVER: &str = r#"const http = require("http");
 const fs = require("fs");
 const built = fs.existsSync("built.txt") ? fs.readFileSync("built.txt", "utf8").trim() : "";
+let dep = "";
+try { dep = require("ms")(60000); } catch (e) { dep = "missing"; }
 http.createServer((req, res) => {
-  res.end(JSON.stringify({ node: process.version, built }));
+  res.end(JSON.stringify({ node: process.version, built, dep }));
 }).listen(Number(process.env.PORT || 8080), "0.0.0.0");
 "#;
 
