@@ -155,6 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn leapcell_runtime_spellings_carry_their_version() {
+        for (text, name) in [
+            ("runtime: nodejs20\n", "node@20"),
+            ("runtime: python3.13\n", "python@3.13"),
+            ("runtime: go1.24\n", "go@1.24"),
+            ("runtime: node\n", "node"),
+        ] {
+            let layer = leapcell(text).unwrap();
+            assert_eq!(layer.runtime.unwrap().to_string(), name);
+        }
+    }
+
+    #[test]
     fn leapcell_full() {
         let yaml = "
 runtime: python3.11
