@@ -378,14 +378,19 @@ pub async fn runtimes(flag: JsonFlag) -> anyhow::Result<()> {
         &[2],
     );
     for r in &list {
-        let mut support = match (&r.end_of_life, r.eol) {
-            (Some(date), true) => format!("end of life since {date}"),
-            (Some(date), false) => format!("until {date}"),
-            (None, _) => "-".to_string(),
+        let mut support: Vec<String> = match (&r.end_of_life, r.eol) {
+            (Some(date), true) => vec![format!("end of life since {date}")],
+            (Some(date), false) => vec![format!("until {date}")],
+            (None, _) => Vec::new(),
         };
         if r.default {
-            support.push_str(&format!(", default {}", r.family));
+            support.push(format!("default {}", r.family));
         }
+        let support = if support.is_empty() {
+            "-".to_string()
+        } else {
+            support.join(", ")
+        };
         t.add_row(vec![
             r.name.clone(),
             or_dash(r.version.as_ref()),
