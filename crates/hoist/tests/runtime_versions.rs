@@ -81,6 +81,19 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
         node22["size_bytes"].as_u64().unwrap_or(0) > 10_000_000,
         "{node22}"
     );
+    // Without the pin, a redeploy keeps the version the service runs on (not the default
+    // node@24): the app is not moved to another Node.js by itself.
+    std::fs::remove_file(repo.join(".nvmrc")).expect("removing .nvmrc");
+    common::git(&repo, &["add", "-A"]);
+    common::commit_all(&repo, "no pin");
+    server.deploy_ok(&[repo.to_str().unwrap(), "--name", &name]);
+    let log = server.hoist_ok(&["logs", &name, "--build"]);
+    assert!(
+        log.contains("runtime node@22 (22.")
+            && log.contains("kept from the service's current deployment"),
+        "{log}"
+    );
+    server.wait_for(&name, "/", "\"node\":\"v22.", BUILD);
 }
 
 #[test]
