@@ -123,6 +123,9 @@ impl Launcher {
             "LANG=C.UTF-8".into(),
             // Python buffers stdout when it is a pipe; logs must show up as they happen.
             "PYTHONUNBUFFERED=1".into(),
+            // Node.js from the npm registry trusts only its own bundled CAs; the host's
+            // bundle (mounted at this path) is what a TLS-inspecting proxy's CA is in.
+            hoist_build::NODE_EXTRA_CA_CERTS.into(),
             format!("PORT={}", spec.port.get()),
             format!("HOIST_SERVICE={}", spec.name),
             format!("HOIST_DEPLOYMENT={}", plan.deployment),

@@ -26,6 +26,7 @@ mod platform;
 mod poll;
 mod queue;
 mod rollout;
+mod runtime_choice;
 mod scaler;
 mod seams;
 mod services;

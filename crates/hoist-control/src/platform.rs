@@ -450,11 +450,10 @@ impl Platform {
         if !layer.is_dir() {
             return Err(collected());
         }
-        let runtime_rootfs = self
-            .config
-            .runtime_cache
-            .join(spec.runtime.as_str())
-            .join("rootfs");
+        // A spec stored before versions existed names a bare family: its old runtime.
+        let entry = hoist_core::runtime_catalog::entry_for(&spec.runtime)
+            .map_err(|e| format!("deployment {}: {e}", d.id))?;
+        let runtime_rootfs = self.runtimes.rootfs(entry);
         if !runtime_rootfs.is_dir() {
             return Err(format!(
                 "runtime {} is not in the runtime cache",

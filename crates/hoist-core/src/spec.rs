@@ -1,8 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError,
-    SpecLayer,
+    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling,
+    ServiceName, SpecError, SpecLayer,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
@@ -17,7 +17,10 @@ pub struct ServiceSpec {
     pub branch: Option<String>,
     #[serde(default)]
     pub root_dir: RootDir,
-    pub runtime: Runtime,
+    /// The runtime version it runs on (`node@24`). A deploy records the catalogued version
+    /// it chose; a spec stored before versions existed holds a bare family (`node`), which
+    /// means what it did then (`runtime_catalog::entry_for`).
+    pub runtime: RuntimeName,
     #[serde(default)]
     pub build_command: Option<String>,
     pub start_command: String,
@@ -65,9 +68,12 @@ impl ServiceSpec {
         }
         // Merging with an empty layer normalizes blank commands to None.
         let layer = SpecLayer::default().merge(layer);
-        let runtime = layer.runtime.or(detected_runtime).ok_or_else(|| SpecError::Missing {
+        let runtime = layer
+            .runtime
+            .or(detected_runtime.map(RuntimeName::from))
+            .ok_or_else(|| SpecError::Missing {
             field: "runtime",
-            hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml"
+            hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml"
                 .into(),
         })?;
         let start_command = layer.start_command.ok_or_else(|| SpecError::Missing {
@@ -179,7 +185,7 @@ mod tests {
         assert_eq!(spec.source, "https://github.com/me/web.git");
         assert_eq!(spec.branch.as_deref(), Some("main"));
         assert_eq!(spec.root_dir.as_str(), "app");
-        assert_eq!(spec.runtime, Runtime::Python);
+        assert_eq!(spec.runtime, Runtime::Python.into());
         assert_eq!(spec.build_command, None);
         assert_eq!(spec.start_command, "python app.py");
         assert_eq!(spec.port, Port::default());
@@ -190,14 +196,14 @@ mod tests {
     #[test]
     fn layer_runtime_beats_detected() {
         let layer = SpecLayer {
-            runtime: Some(Runtime::Debian),
+            runtime: Some(Runtime::Debian.into()),
             build_command: Some("make".into()),
             port: Some(Port::new(3000).unwrap()),
             memory: Some(MemoryMb::new(2048).unwrap()),
             ..start("./server")
         };
         let spec = resolve(layer, Some(Runtime::Go)).unwrap();
-        assert_eq!(spec.runtime, Runtime::Debian);
+        assert_eq!(spec.runtime, Runtime::Debian.into());
         assert_eq!(spec.build_command.as_deref(), Some("make"));
         assert_eq!(spec.port.get(), 3000);
         assert_eq!(spec.memory.get(), 2048);
@@ -210,7 +216,7 @@ mod tests {
             err,
             SpecError::Missing {
                 field: "runtime",
-                hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml".into()
+                hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml".into()
             }
         );
         assert!(err.to_string().starts_with("missing runtime: "));

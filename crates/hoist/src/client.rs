@@ -80,6 +80,20 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
         }
     });
     outln!("live     {}", or_dash(live))?;
+    // The runtime version the live deployment was built on (`node@22 (22.23.5)`).
+    let runtime = s
+        .service
+        .live_deployment
+        .as_ref()
+        .and_then(|id| s.deployments.iter().find(|d| &d.id == id))
+        .and_then(|d| {
+            let name = d.spec.as_ref()?.runtime.to_string();
+            Some(match &d.runtime_version {
+                Some(v) => format!("{name} ({v})"),
+                None => name,
+            })
+        });
+    outln!("runtime  {}", or_dash(runtime))?;
     let mode = if s.scaling.min_instances > 0 {
         "persistent"
     } else {
@@ -359,19 +373,36 @@ pub async fn runtimes(flag: JsonFlag) -> anyhow::Result<()> {
     if flag.json {
         return out::json(&list);
     }
-    let mut t = table(&["NAME", "INSTALLED", "VERSION", "SIZE", "PACKAGES"], &[3]);
+    let mut t = table(
+        &["NAME", "VERSION", "SIZE", "BUILT", "SOURCE", "SUPPORT"],
+        &[2],
+    );
     for r in &list {
+        let mut support: Vec<String> = match (&r.end_of_life, r.eol) {
+            (Some(date), true) => vec![format!("end of life since {date}")],
+            (Some(date), false) => vec![format!("until {date}")],
+            (None, _) => Vec::new(),
+        };
+        if r.default {
+            support.push(format!("default {}", r.family));
+        }
+        let support = if support.is_empty() {
+            "-".to_string()
+        } else {
+            support.join(", ")
+        };
         t.add_row(vec![
             r.name.clone(),
+            or_dash(r.version.as_ref()),
+            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
             if r.installed {
                 "yes"
             } else {
                 "no (built on first use)"
             }
             .to_string(),
-            or_dash(r.version.as_ref()),
-            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
-            r.packages.join(", "),
+            r.source.clone(),
+            support,
         ]);
     }
     print_table(&t)

@@ -81,9 +81,9 @@ impl TestPlatform {
         let data = dir.path().join("data");
         let cache = dir.path().join("runtimes");
         // An installed runtime, as far as the runtime cache can tell.
-        std::fs::create_dir_all(cache.join("debian/rootfs")).expect("seeding the runtime cache");
+        std::fs::create_dir_all(cache.join("debian@13/rootfs")).expect("seeding the runtime cache");
         std::fs::write(
-            cache.join("debian/meta.json"),
+            cache.join("debian@13/meta.json"),
             r#"{"version":"test","size_bytes":0,"build_seconds":0.0}"#,
         )
         .expect("seeding the runtime cache");
@@ -127,7 +127,7 @@ impl TestPlatform {
         DeployRequest {
             source: self.repo.display().to_string(),
             name: Some("app".into()),
-            runtime: Some(hoist_core::Runtime::Debian),
+            runtime: Some(hoist_core::Runtime::Debian.into()),
             start: Some("serve".into()),
             env: env.iter().map(|e| e.to_string()).collect(),
             ..DeployRequest::default()

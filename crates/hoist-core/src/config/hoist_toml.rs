@@ -261,6 +261,20 @@ mod tests {
     }
 
     #[test]
+    fn runtime_versions_in_hoist_toml() {
+        for (text, name) in [
+            ("runtime = \"node@22\"", "node@22"),
+            ("runtime = \"python@3.13\"", "python@3.13"),
+            ("runtime = \"python+node\"", "python+node"),
+        ] {
+            let layer = SpecLayer::from_hoist_toml(text).unwrap();
+            assert_eq!(layer.runtime.unwrap().to_string(), name);
+        }
+        let err = SpecLayer::from_hoist_toml("runtime = \"node@x\"").unwrap_err();
+        assert!(err.to_string().contains("key `runtime`"), "{err}");
+    }
+
+    #[test]
     fn hoist_toml_full() {
         let text = r#"
 runtime = "node"
@@ -275,7 +289,7 @@ WORKERS = 4
 DEBUG = false
 "#;
         let layer = SpecLayer::from_hoist_toml(text).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Node));
+        assert_eq!(layer.runtime, Some(Runtime::Node.into()));
         assert_eq!(
             layer.build_command.as_deref(),
             Some("npm ci && npm run build")

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod hooks;
+pub mod runtimes;
 mod tokens;
 
 use std::io::{Read, Write};
