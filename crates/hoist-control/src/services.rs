@@ -104,6 +104,18 @@ impl Services {
         })
     }
 
+    /// Whether instances of `plan` get the startup boost: for the live deployment, the
+    /// service's setting in force (`hoist scale --startup-boost` changes it without a
+    /// redeploy); for a deployment being made, its own spec's.
+    pub(crate) fn startup_boost(&self, plan: &InstancePlan) -> bool {
+        match self.lock().get(&plan.service) {
+            Some(s) if s.live.as_ref().is_some_and(|l| l.plan.key() == plan.key()) => {
+                s.scaling.startup_boost
+            }
+            _ => plan.spec.scaling.startup_boost,
+        }
+    }
+
     pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
         self.lock().get(name).map(|s| s.pool.clone())
     }
