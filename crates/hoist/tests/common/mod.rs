@@ -6,6 +6,7 @@
 
 pub mod hooks;
 mod tokens;
+pub mod boost;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
