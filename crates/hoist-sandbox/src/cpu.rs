@@ -4,8 +4,9 @@
 //! container's own cgroup, the child `ctr` of the one Hoist owns (`cgroup.rs`). Changing it
 //! later is one write to that same file: `cpu.cfs_quota_us` in the v1 `cpu` hierarchy, or
 //! `cpu.max` ("QUOTA PERIOD") on a v2 host. That is what `crun update --cpu-quota` does too,
-//! after starting a process and reading its state: measured here, the write takes about 10 µs
-//! and `crun update` about 6 ms, and the write is on the path of every start.
+//! after starting a process and reading its state: measured here (2026-12-02, a loaded
+//! machine), the write took 12 µs and `crun update` 23 ms for its process alone, before it
+//! even found a container; the write is on the path of every start.
 
 use std::path::{Path, PathBuf};
 
