@@ -42,7 +42,12 @@ fn shares_give_a_whole_core_in_the_order_instances_began() {
     for normals in [vec![144; 7], vec![72, 2000, 578, 144], vec![1000; 3]] {
         for budget in [1000, 1500, 4000, 16000] {
             let s = shares(budget, &normals);
-            let boosted: u32 = s.iter().zip(&normals).filter(|(g, n)| g > n).map(|(g, _)| g).sum();
+            let boosted: u32 = s
+                .iter()
+                .zip(&normals)
+                .filter(|(g, n)| g > n)
+                .map(|(g, _)| g)
+                .sum();
             assert!(boosted <= budget, "{budget} {normals:?}: {s:?}");
             assert!(s.iter().zip(&normals).all(|(g, n)| g >= n), "{s:?}");
         }

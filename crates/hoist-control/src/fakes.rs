@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::seams::{Created, CpuControl, Host, ImageBuilder, InstanceSandbox, SandboxDriver};
+use crate::seams::{CpuControl, Created, Host, ImageBuilder, InstanceSandbox, SandboxDriver};
 
 /// A fake instance's CPU quota: what was written, in order.
 pub(crate) struct FakeCpu {

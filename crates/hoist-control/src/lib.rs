@@ -49,5 +49,7 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use seams::{Created, CpuControl, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use seams::{
+    CpuControl, Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver,
+};
 pub use uploads::UPLOADS_LISTED;

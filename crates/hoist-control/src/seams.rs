@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use hoist_build::{BuildError, BuildOutput, BuildRequest, Builder, LogSink};
 use hoist_core::ServiceName;
 use hoist_sandbox::{
-    CpuQuota, Freezer, LaunchSpec, LaunchTimings, NetNs, Sandbox, SandboxError, SandboxExit, Sandboxes,
+    CpuQuota, Freezer, LaunchSpec, LaunchTimings, NetNs, Sandbox, SandboxError, SandboxExit,
+    Sandboxes,
 };
 use tokio::io::AsyncRead;
 

@@ -133,7 +133,11 @@ pub fn parse_switch(field: &'static str, value: &str) -> Result<bool, SpecError>
     match value.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" => Ok(true),
         "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(SpecError::invalid(field, value.trim(), "expected on or off")),
+        _ => Err(SpecError::invalid(
+            field,
+            value.trim(),
+            "expected on or off",
+        )),
     }
 }
 

@@ -107,10 +107,7 @@ mod tests {
         // What set_millicores writes for each share of the memory table reads back the same.
         for millicores in [72, 144, 289, 1000, 2000] {
             let quota = cpu_quota_us(millicores, CPU_PERIOD_US);
-            assert_eq!(
-                parse_millicores(&quota.to_string(), true),
-                Some(millicores)
-            );
+            assert_eq!(parse_millicores(&quota.to_string(), true), Some(millicores));
             assert_eq!(
                 parse_millicores(&format!("{quota} {CPU_PERIOD_US}"), false),
                 Some(millicores)

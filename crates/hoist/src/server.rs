@@ -360,9 +360,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 max_bytes_per_service: args.log_max_size,
                 metrics_resolution: args.metrics_resolution,
             },
-            startup_boost: hoist_control::BoostConfig::for_this_machine(
-                args.startup_boost_settle,
-            ),
+            startup_boost: hoist_control::BoostConfig::for_this_machine(args.startup_boost_settle),
         },
         store,
         gateway.clone(),

@@ -113,13 +113,20 @@ fn a_cpu_bound_boot_is_boosted_then_gets_its_memory_share_back() {
         vec![(id.clone(), true, 1000)],
         "status right after the start"
     );
-    assert_eq!(quota_us(&id), Some(100_000), "the cgroup's quota while boosted");
+    assert_eq!(
+        quota_us(&id),
+        Some(100_000),
+        "the cgroup's quota while boosted"
+    );
     let text = server.hoist_ok(&["status", "boost-on"]);
     assert!(text.contains("1000m boosted until"), "{text}");
     // After the settle time: back to 256 MB's share, in the cgroup and in the status.
     let line = ready_line(&server, "boost-on", &id);
     eprintln!("{line}");
-    assert!(line.contains("CPU 1000m (boosted from 144m) for 3s more"), "{line}");
+    assert!(
+        line.contains("CPU 1000m (boosted from 144m) for 3s more"),
+        "{line}"
+    );
     wait_until(
         "the boost to end",
         Duration::from_secs(30),

@@ -80,7 +80,11 @@ async fn startup_boost_off_keeps_the_memory_share_and_scale_turns_it_back_on() {
         instance(&t).filter(|(other, ..)| other != &id)
     })
     .await;
-    let cpu = t.fakes.sandboxes.cpu(&next.0).expect("the new instance's quota");
+    let cpu = t
+        .fakes
+        .sandboxes
+        .cpu(&next.0)
+        .expect("the new instance's quota");
     assert_eq!(cpu.history().first(), Some(&1000));
     eventually("the boost to end", || (cpu.now() == 144).then_some(())).await;
 }

@@ -403,7 +403,10 @@ DEBUG = false
         let on = SpecLayer::from_hoist_toml("startup_boost = \"on\"\n").unwrap();
         assert_eq!(on.scaling.startup_boost, Some(true));
         assert_eq!(
-            SpecLayer::from_hoist_toml("").unwrap().scaling.startup_boost,
+            SpecLayer::from_hoist_toml("")
+                .unwrap()
+                .scaling
+                .startup_boost,
             None
         );
         let msg = SpecLayer::from_hoist_toml("startup_boost = 2\n")

@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod boost;
 pub mod hooks;
 mod tokens;
-pub mod boost;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
