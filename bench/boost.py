@@ -180,6 +180,10 @@ def main():
         ("boosted starts seen by the API (on cases)",
          f"{sum(sum(res[n]['boosted']) for n in ('mini-on', 'flask-on'))} of {2 * RUNS}"),
     ])
+    if os.environ.get("VERBOSE"):
+        print("bare", [round(x) for x in bare_ms])
+        for n, r in res.items():
+            print(n, [round(x) for x in r["ready"]], [round(x) for x in r["first"]], r["boosted"])
 
 
 if __name__ == "__main__":

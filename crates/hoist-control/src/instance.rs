@@ -332,7 +332,10 @@ impl Launcher {
                 "; CPU {m}m (boosted from {normal}m) for {} more",
                 hoist_core::format_duration(self.boost.config().settle)
             ),
-            Some(_) => format!("; CPU {normal}m (no boost budget left)"),
+            Some(_) if normal >= 1000 => format!("; CPU {normal}m (its memory's share, no boost)"),
+            Some(_) => format!(
+                "; CPU {normal}m (the boost budget is taken by other starts; boosted when it frees)"
+            ),
             None => format!("; CPU {normal}m (startup boost off)"),
         };
         self.system_line(
