@@ -120,6 +120,12 @@ fn a_cpu_bound_boot_is_boosted_then_gets_its_memory_share_back() {
     );
     let text = server.hoist_ok(&["status", "boost-on"]);
     assert!(text.contains("1000m boosted until"), "{text}");
+    // The CPU the boosted boot used is counted as the instance's (cpuacct, which billing
+    // reads): the burn alone is about 0.35 s of it.
+    let v: serde_json::Value =
+        serde_json::from_str(&server.hoist_ok(&["status", "boost-on", "--json"])).expect("JSON");
+    let cpu_ms = v["running"][0]["cpu_ms"].as_u64().unwrap_or(0);
+    assert!(cpu_ms >= 200, "cpu_ms {cpu_ms}: {v}");
     // After the settle time: back to 256 MB's share, in the cgroup and in the status.
     let line = ready_line(&server, "boost-on", &id);
     eprintln!("{line}");
