@@ -111,10 +111,9 @@ impl Services {
     pub(crate) fn startup_boost(&self, plan: &InstancePlan) -> bool {
         match self.lock().get(&plan.service) {
             Some(s)
-                if !s
-                    .pending
+                if s.pending
                     .as_ref()
-                    .is_some_and(|(p, _)| p == &plan.deployment) =>
+                    .is_none_or(|(p, _)| p != &plan.deployment) =>
             {
                 s.scaling.startup_boost
             }
