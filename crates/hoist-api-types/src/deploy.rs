@@ -195,7 +195,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 19] = [
+    pub const FIELDS: [&'static str; 20] = [
         "source",
         "name",
         "branch",
@@ -211,6 +211,8 @@ impl DeployRequest {
         "concurrency",
         "idle_freeze",
         "idle_stop",
+        // startup CPU boost (issue 15)
+        "startup_boost",
         // UPLOAD's.
         "upload",
         // deploy on push

@@ -45,6 +45,17 @@ pub struct LiveInstanceView {
     /// cannot be read.
     #[serde(default)]
     pub cpu_ms: Option<u64>,
+    // ---- startup CPU boost (issue 15) ----
+    /// The CPU quota it has now, in thousandths of a core: its memory's share, or more while
+    /// its startup boost lasts.
+    #[serde(default)]
+    pub cpu_millicores: u32,
+    /// Whether its startup boost lasts now (its quota is above its memory's share).
+    #[serde(default)]
+    pub boosted: bool,
+    /// When the boost ends (milliseconds since the Unix epoch); null when it is not boosted.
+    #[serde(default)]
+    pub boosted_until: Option<i64>,
 }
 
 /// What one instance has used over its life so far: absolute totals.

@@ -4,6 +4,7 @@
 
 mod access;
 mod autodeploy;
+mod boost;
 mod config_file;
 mod cron;
 mod cron_parts;
@@ -41,6 +42,7 @@ mod views;
 mod warm;
 
 pub use autodeploy::{AutoDeployView, PushEvent, PushOutcome};
+pub use boost::BoostConfig;
 pub use deploy::target_service;
 pub use error::ControlError;
 pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
@@ -48,5 +50,7 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use seams::{
+    CpuControl, Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver,
+};
 pub use uploads::UPLOADS_LISTED;

@@ -44,6 +44,8 @@ pub struct PlatformConfig {
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
     pub retention: Retention,
+    /// The startup CPU boost's budget and settle time.
+    pub startup_boost: crate::boost::BoostConfig,
 }
 
 /// How long logs and events are kept, how many log bytes per service, and how often the
@@ -213,6 +215,7 @@ impl Platform {
                 stopping: stopping.clone(),
                 shutdown: shutdown.clone(),
                 cron_secrets: cron_secrets.clone(),
+                boost: crate::boost::StartupBoost::new(config.startup_boost),
             }));
             Platform {
                 runtimes: Runtimes::new(config.runtime_cache.clone()),
@@ -250,6 +253,16 @@ impl Platform {
         platform
             .tasks
             .spawn("scaler", platform.clone().run_scaler());
+        // No instance survives a restart (the sandboxes' cleanup above kills every one), so
+        // no quota is left raised by an earlier run: every boost is this timer's.
+        platform.tasks.spawn(
+            "startup-boost",
+            platform
+                .launcher
+                .boost
+                .clone()
+                .run(platform.tasks.stopping().clone()),
+        );
         // After the restore (the pools exist) and before anything is served: runs missed
         // while the server was down are recorded, the latest within the deadline runs.
         platform.cron.load()?;

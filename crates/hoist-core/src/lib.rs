@@ -101,7 +101,7 @@ pub use port::Port;
 pub use root_dir::RootDir;
 pub use runtime::Runtime;
 pub use runtime_name::{RuntimeName, RuntimeVersion};
-pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer};
+pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer, parse_switch};
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
 pub use token::{Denied, Over, Principal, TokenName, TokenRole};

@@ -313,7 +313,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000,"startup_boost":true},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
     }

@@ -31,12 +31,13 @@ fn or_dash<T: ToString>(v: Option<T>) -> String {
 /// The scaling settings in one line: `min 0, max 10, concurrency 80, freeze after 30s, ...`.
 fn scaling_text(sc: &Scaling) -> String {
     format!(
-        "min {}, max {}, concurrency {}, freeze after {}, stop after {}",
+        "min {}, max {}, concurrency {}, freeze after {}, stop after {}, startup boost {}",
         sc.min_instances,
         sc.max_instances,
         sc.concurrency,
         duration(sc.idle_freeze_ms),
         duration(sc.idle_stop_ms),
+        if sc.startup_boost { "on" } else { "off" },
     )
 }
 
@@ -130,10 +131,21 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
             "ACTIVE",
             "FROZEN",
             "REQUESTS",
+            "CPU",
         ],
         &[3, 4, 5, 6, 7],
     );
     for i in &s.running {
+        // `1000m boosted until 2026-12-02T03:12:09.000Z` while the startup boost lasts, else the share.
+        let cpu = match (i.boosted, i.boosted_until) {
+            (true, Some(until)) => format!(
+                "{}m boosted until {}",
+                i.cpu_millicores,
+                out::timestamp(until)
+            ),
+            (true, None) => format!("{}m boosted", i.cpu_millicores),
+            (false, _) => format!("{}m", i.cpu_millicores),
+        };
         t.add_row(vec![
             i.id.to_string(),
             i.deployment.to_string(),
@@ -143,6 +155,7 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
             duration(i.active_ms),
             duration(i.frozen_ms),
             i.requests.to_string(),
+            cpu,
         ]);
     }
     print_table(&t)?;

@@ -2,6 +2,7 @@
 //! and a real git checkout in a temporary directory, fake sandboxes answering HTTP on
 //! loopback, fake builds the test can hold. No root, no crun; each test takes seconds.
 
+mod boost;
 mod deploys;
 mod modules;
 mod pushes;
@@ -21,6 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fakes::Fakes;
 use crate::{DeployRequest, Platform, PlatformConfig, Retention};
+
+/// The startup boost's settle time in these tests.
+/// Long enough that a deploy is live (and its view read) while its first instance is still
+/// boosted, on fakes that start in microseconds.
+pub(crate) const BOOST_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -110,6 +116,10 @@ impl TestPlatform {
             warm_pool: 2,
             keep_images: 5,
             retention: Retention::default(),
+            startup_boost: crate::BoostConfig {
+                budget_millicores: 1000,
+                settle: BOOST_SETTLE,
+            },
         };
         let platform = Platform::start_with(config, store, gateway.clone(), fakes.host())
             .await

@@ -11,7 +11,7 @@ const HOIST_TOML: &str = "hoist.toml";
 
 /// The keys of `hoist.toml`, as [`HoistToml`] names its fields: what an unknown key is
 /// compared with for a suggestion. (A test checks each one is a field.)
-const HOIST_TOML_KEYS: [&str; 17] = [
+const HOIST_TOML_KEYS: [&str; 18] = [
     "runtime",
     "build",
     "build_command",
@@ -29,6 +29,8 @@ const HOIST_TOML_KEYS: [&str; 17] = [
     "auto_deploy",
     "poll_interval",
     "watch",
+    // startup CPU boost (issue 15)
+    "startup_boost",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,8 @@ struct HoistToml {
     auto_deploy: Option<toml::Value>,
     poll_interval: Option<toml::Value>,
     watch: Option<toml::Value>,
+    // ---- startup CPU boost (issue 15) ----
+    startup_boost: Option<toml::Value>,
     /// Every other key: refused, with the nearest known key as a suggestion.
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
@@ -165,6 +169,17 @@ impl SpecLayer {
                 .scaling
                 .set(key, &text)
                 .map_err(key_error(HOIST_TOML, key))?;
+        }
+        if let Some(value) = &file.startup_boost {
+            let text = match value {
+                Value::Boolean(b) => b.to_string(),
+                Value::String(s) => s.clone(),
+                _ => return Err(type_error("startup_boost", "true or false", value)),
+            };
+            layer
+                .scaling
+                .set("startup_boost", &text)
+                .map_err(key_error(HOIST_TOML, "startup_boost"))?;
         }
         if let Some(value) = &file.cron {
             layer.cron = Some(super::cron_toml::cron_jobs(value)?);
@@ -396,6 +411,28 @@ DEBUG = false
     }
 
     #[test]
+    fn hoist_toml_startup_boost() {
+        let off = SpecLayer::from_hoist_toml("startup_boost = false\n").unwrap();
+        assert_eq!(off.scaling.startup_boost, Some(false));
+        let on = SpecLayer::from_hoist_toml("startup_boost = \"on\"\n").unwrap();
+        assert_eq!(on.scaling.startup_boost, Some(true));
+        assert_eq!(
+            SpecLayer::from_hoist_toml("")
+                .unwrap()
+                .scaling
+                .startup_boost,
+            None
+        );
+        let msg = SpecLayer::from_hoist_toml("startup_boost = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "hoist.toml: key `startup_boost`: must be true or false, got integer"
+        );
+    }
+
+    #[test]
     fn an_unknown_hoist_toml_key_names_the_file_the_key_and_the_nearest_known_one() {
         let cases = [
             ("min_instance = 1", "min_instance", "min_instances"),
@@ -419,7 +456,7 @@ DEBUG = false
             .to_string();
         assert_eq!(
             msg,
-            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch"
+            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch, startup_boost"
         );
     }
 

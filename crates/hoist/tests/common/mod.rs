@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod boost;
 pub mod hooks;
 pub mod runtimes;
 mod tokens;
