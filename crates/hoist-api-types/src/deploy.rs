@@ -1,6 +1,6 @@
 use hoist_core::{
     AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, Runtime, ServiceName,
-    ServiceSpec, UploadId,
+    ServiceSpec, StaticFolder, UploadId,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -303,4 +303,9 @@ pub struct Deployment {
     /// live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_at: Option<i64>,
+    // ---- static files (issue 15) ----
+    /// The static folder its deploy took from the build, which the gateway serves while it
+    /// is live (files, bytes, where and how); left out for a deployment without one.
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    pub static_files: Option<StaticFolder>,
 }
