@@ -25,7 +25,10 @@ impl BodyCache {
     pub(crate) fn new(budget: u64) -> BodyCache {
         BodyCache {
             // Unbounded by count: the byte budget decides evictions.
-            inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }),
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
             budget,
         }
     }
@@ -65,4 +68,3 @@ impl BodyCache {
         (inner.lru.len(), inner.bytes)
     }
 }
-

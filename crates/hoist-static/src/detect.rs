@@ -30,8 +30,11 @@ pub struct Detected {
 impl std::fmt::Display for Detected {
     /// The deploy output's line: `static files: dist/ at / (a Vite-style build)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mounts: Vec<String> =
-            self.mounts.iter().map(|m| format!("{}/ at {}", m.dir.display(), m.prefix)).collect();
+        let mounts: Vec<String> = self
+            .mounts
+            .iter()
+            .map(|m| format!("{}/ at {}", m.dir.display(), m.prefix))
+            .collect();
         let what = match self.layout {
             Layout::SpaBuild => "a single-page app build",
             Layout::NextStandalone => "Next.js standalone output",
@@ -47,10 +50,19 @@ pub fn detect(app_root: &Path, has_start_command: bool) -> Option<Detected> {
     if app_root.join(".next/standalone").is_dir() && is_real_dir(app_root, ".next/static") {
         let mut mounts = Vec::new();
         if is_real_dir(app_root, "public") {
-            mounts.push(Mount { dir: PathBuf::from("public"), prefix: "/".into() });
+            mounts.push(Mount {
+                dir: PathBuf::from("public"),
+                prefix: "/".into(),
+            });
         }
-        mounts.push(Mount { dir: PathBuf::from(".next/static"), prefix: "/_next/static".into() });
-        return Some(Detected { layout: Layout::NextStandalone, mounts });
+        mounts.push(Mount {
+            dir: PathBuf::from(".next/static"),
+            prefix: "/_next/static".into(),
+        });
+        return Some(Detected {
+            layout: Layout::NextStandalone,
+            mounts,
+        });
     }
     if has_start_command {
         return None;
@@ -59,7 +71,10 @@ pub fn detect(app_root: &Path, has_start_command: bool) -> Option<Detected> {
         let index = app_root.join(dir).join("index.html");
         (is_real_dir(app_root, dir) && index.is_file()).then(|| Detected {
             layout: Layout::SpaBuild,
-            mounts: vec![Mount { dir: PathBuf::from(dir), prefix: "/".into() }],
+            mounts: vec![Mount {
+                dir: PathBuf::from(dir),
+                prefix: "/".into(),
+            }],
         })
     })
 }

@@ -12,12 +12,20 @@ pub enum StaticError {
         "static folder {} holds {found} bytes, over the limit of {limit} bytes",
         path.display()
     )]
-    TooManyBytes { path: PathBuf, found: u64, limit: u64 },
+    TooManyBytes {
+        path: PathBuf,
+        found: u64,
+        limit: u64,
+    },
     #[error(
         "static folder {} holds {found} files, over the limit of {limit} files",
         path.display()
     )]
-    TooManyFiles { path: PathBuf, found: u64, limit: u64 },
+    TooManyFiles {
+        path: PathBuf,
+        found: u64,
+        limit: u64,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -33,7 +41,10 @@ pub enum StaticError {
     #[error("static manifest id {0:?} is not a manifest id (64 hex digits)")]
     BadManifestId(String),
     #[error("static prefix {prefix:?} {reason}")]
-    BadPrefix { prefix: String, reason: &'static str },
+    BadPrefix {
+        prefix: String,
+        reason: &'static str,
+    },
 }
 
 impl StaticError {

@@ -14,15 +14,18 @@ mod cache;
 mod compress;
 mod detect;
 mod error;
+mod hashed;
 mod manifest;
-mod store;
+mod path;
+mod rules;
 mod site;
+mod store;
 mod walk;
 
 pub use detect::{Detected, Layout, Mount, detect};
 pub use error::StaticError;
 pub use manifest::{Digest, FileEntry, Manifest, ManifestId, SkipReason, Skipped};
-pub use site::{Site, SiteConfig};
+pub use site::{STATIC_HEADER, Site, SiteConfig};
 pub use store::Store;
 
 /// How much one static folder may hold.
@@ -39,6 +42,12 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_bytes: Limits::DEFAULT_MAX_BYTES, max_files: Limits::DEFAULT_MAX_FILES }
+        Limits {
+            max_bytes: Limits::DEFAULT_MAX_BYTES,
+            max_files: Limits::DEFAULT_MAX_FILES,
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

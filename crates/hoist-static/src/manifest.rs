@@ -24,7 +24,9 @@ impl Digest {
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl TryFrom<String> for Digest {
@@ -32,7 +34,11 @@ impl TryFrom<String> for Digest {
     fn try_from(s: String) -> Result<Digest, StaticError> {
         // Checked on load: a digest names a file in the store, so a manifest edited by hand
         // must not smuggle a path (`../x`) in through it.
-        if is_sha256_hex(&s) { Ok(Digest(s)) } else { Err(StaticError::BadManifestId(s)) }
+        if is_sha256_hex(&s) {
+            Ok(Digest(s))
+        } else {
+            Err(StaticError::BadManifestId(s))
+        }
     }
 }
 
@@ -201,7 +207,10 @@ impl Manifest {
         }
         for skipped in other.skipped {
             let path = format!("{}/{}", prefix.trim_start_matches('/'), skipped.path);
-            self.skipped.push(Skipped { path: path.trim_start_matches('/').to_owned(), ..skipped });
+            self.skipped.push(Skipped {
+                path: path.trim_start_matches('/').to_owned(),
+                ..skipped
+            });
         }
     }
 }

@@ -29,7 +29,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,7 +47,11 @@ impl Store {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(StaticError::io(&dir))?;
         }
-        Ok(Store { root, cache: BodyCache::new(cache_bytes), tmp_seq: AtomicU64::new(0) })
+        Ok(Store {
+            root,
+            cache: BodyCache::new(cache_bytes),
+            tmp_seq: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -54,12 +60,18 @@ impl Store {
 
     pub(crate) fn object_path(&self, hash: &Digest, encoding: Encoding) -> PathBuf {
         let h = hash.as_str();
-        self.root.join("objects").join(&h[..2]).join(format!("{h}{}", encoding.suffix()))
+        self.root
+            .join("objects")
+            .join(&h[..2])
+            .join(format!("{h}{}", encoding.suffix()))
     }
 
     fn tmp_file(&self) -> Result<(PathBuf, File), StaticError> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join("tmp").join(format!("{}-{n}", std::process::id()));
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}", std::process::id()));
         let file = File::create(&path).map_err(StaticError::io(&path))?;
         Ok((path, file))
     }
@@ -129,7 +141,10 @@ impl Store {
             // Stored by an earlier ingest: its variants were decided then (they are renamed in
             // before the identity object, so its presence means they are complete).
             std::fs::remove_file(&tmp).map_err(StaticError::io(&tmp))?;
-            (self.variant_size(&hash, Encoding::Gzip), self.variant_size(&hash, Encoding::Brotli))
+            (
+                self.variant_size(&hash, Encoding::Gzip),
+                self.variant_size(&hash, Encoding::Brotli),
+            )
         } else {
             let mut sizes = (None, None);
             if compress::worth_compressing(&content_type) && size > 0 {
@@ -145,11 +160,20 @@ impl Store {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        Ok(FileEntry { hash, size, modified, content_type, gzip, br })
+        Ok(FileEntry {
+            hash,
+            size,
+            modified,
+            content_type,
+            gzip,
+            br,
+        })
     }
 
     fn variant_size(&self, hash: &Digest, encoding: Encoding) -> Option<u64> {
-        std::fs::metadata(self.object_path(hash, encoding)).ok().map(|m| m.len())
+        std::fs::metadata(self.object_path(hash, encoding))
+            .ok()
+            .map(|m| m.len())
     }
 
     /// Compresses the identity bytes at `src`; keeps the result only if smaller.
@@ -162,7 +186,8 @@ impl Store {
     ) -> Result<Option<u64>, StaticError> {
         let input = File::open(src).map_err(StaticError::io(src))?;
         let (tmp, out) = self.tmp_file()?;
-        let compressed = compress::compress(input, out, encoding, size).map_err(StaticError::io(&tmp))?;
+        let compressed =
+            compress::compress(input, out, encoding, size).map_err(StaticError::io(&tmp))?;
         if compressed >= size {
             std::fs::remove_file(&tmp).map_err(StaticError::io(&tmp))?;
             return Ok(None);
@@ -190,8 +215,38 @@ impl Store {
     pub fn load_manifest(&self, id: &ManifestId) -> Result<Manifest, StaticError> {
         let path = self.manifest_path(id);
         let json = std::fs::read(&path).map_err(StaticError::io(&path))?;
-        serde_json::from_slice(&json)
-            .map_err(|source| StaticError::BadManifest { id: id.to_string(), source })
+        serde_json::from_slice(&json).map_err(|source| StaticError::BadManifest {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// A stored representation's bytes, from memory when cached. `len` is the size the
+    /// manifest recorded: an object of another size (a crash before its bytes reached the
+    /// disk) is an error, never served.
+    pub(crate) fn body(
+        &self,
+        hash: &Digest,
+        encoding: Encoding,
+        len: u64,
+    ) -> Result<bytes::Bytes, StaticError> {
+        if let Some(body) = self.cache.get(hash, encoding) {
+            return Ok(body);
+        }
+        let path = self.object_path(hash, encoding);
+        let bytes = std::fs::read(&path).map_err(StaticError::io(&path))?;
+        if bytes.len() as u64 != len {
+            return Err(StaticError::Io {
+                path,
+                source: std::io::Error::other(format!(
+                    "holds {} bytes, the manifest says {len}",
+                    bytes.len()
+                )),
+            });
+        }
+        let body = bytes::Bytes::from(bytes);
+        self.cache.insert(hash, encoding, body.clone());
+        Ok(body)
     }
 
     fn manifest_path(&self, id: &ManifestId) -> PathBuf {

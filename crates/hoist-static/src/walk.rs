@@ -30,17 +30,25 @@ pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
     let meta = match std::fs::metadata(dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StaticError::Missing { path: dir.to_owned() });
+            return Err(StaticError::Missing {
+                path: dir.to_owned(),
+            });
         }
         Err(e) => return Err(StaticError::io(dir)(e)),
     };
     if !meta.is_dir() {
-        return Err(StaticError::NotADirectory { path: dir.to_owned() });
+        return Err(StaticError::NotADirectory {
+            path: dir.to_owned(),
+        });
     }
     // The folder itself may be reached through a symlink (`dist -> build/out`); everything
     // under it is judged against its canonical form.
     let root = dir.canonicalize().map_err(StaticError::io(dir))?;
-    let mut out = Walk { files: Vec::new(), skipped: Vec::new(), bytes: 0 };
+    let mut out = Walk {
+        files: Vec::new(),
+        skipped: Vec::new(),
+        bytes: 0,
+    };
     let mut stack: Vec<(PathBuf, String)> = vec![(root.clone(), String::new())];
     while let Some((path, url)) = stack.pop() {
         let entries = std::fs::read_dir(&path).map_err(StaticError::io(&path))?;
@@ -50,7 +58,10 @@ pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
             let shown = format!("{}/{}", url, name.to_string_lossy());
             let shown = shown.trim_start_matches('/').to_owned();
             let Some(name) = url_segment(&name) else {
-                out.skipped.push(Skipped { path: shown, reason: SkipReason::OddName });
+                out.skipped.push(Skipped {
+                    path: shown,
+                    reason: SkipReason::OddName,
+                });
                 continue;
             };
             let child_url = format!("{url}/{name}");
@@ -61,17 +72,31 @@ pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
                 stack.push((child, child_url));
             } else if kind.is_file() {
                 out.bytes += meta.len();
-                out.files.push(Found { url_path: child_url, source: child, meta });
+                out.files.push(Found {
+                    url_path: child_url,
+                    source: child,
+                    meta,
+                });
             } else if kind.is_symlink() {
                 match resolve_inside(&root, &child) {
                     Ok((target, meta)) => {
                         out.bytes += meta.len();
-                        out.files.push(Found { url_path: child_url, source: target, meta });
+                        out.files.push(Found {
+                            url_path: child_url,
+                            source: target,
+                            meta,
+                        });
                     }
-                    Err(reason) => out.skipped.push(Skipped { path: shown, reason }),
+                    Err(reason) => out.skipped.push(Skipped {
+                        path: shown,
+                        reason,
+                    }),
                 }
             } else {
-                out.skipped.push(Skipped { path: shown, reason: SkipReason::NotAFile });
+                out.skipped.push(Skipped {
+                    path: shown,
+                    reason: SkipReason::NotAFile,
+                });
             }
         }
     }
@@ -85,7 +110,9 @@ fn url_segment(name: &OsStr) -> Option<&str> {
     if name.is_empty()
         || name == "."
         || name == ".."
-        || name.chars().any(|c| c.is_control() || c == '\\' || c == '/')
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c == '/')
     {
         return None;
     }
@@ -94,7 +121,9 @@ fn url_segment(name: &OsStr) -> Option<&str> {
 
 /// The canonical target of a symlink when it is a regular file inside `root`.
 fn resolve_inside(root: &Path, link: &Path) -> Result<(PathBuf, Metadata), SkipReason> {
-    let target = link.canonicalize().map_err(|_| SkipReason::SymlinkOutside)?;
+    let target = link
+        .canonicalize()
+        .map_err(|_| SkipReason::SymlinkOutside)?;
     if !target.starts_with(root) {
         return Err(SkipReason::SymlinkOutside);
     }
