@@ -32,6 +32,7 @@ mod services;
 mod stats;
 // Static files taken at deploy and handed to the gateway (issue 15).
 mod static_site;
+mod static_step;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,6 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use static_site::StaticStepError;
+pub use static_step::StaticStepError;
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
 pub use uploads::UPLOADS_LISTED;

@@ -45,7 +45,7 @@ pub enum DeployError {
     Env(ControlError),
     /// The static folder: missing after the build, over the limits, or not stored.
     #[error(transparent)]
-    Static(#[from] crate::static_site::StaticStepError),
+    Static(#[from] crate::static_step::StaticStepError),
 }
 
 impl From<ControlError> for DeployError {
@@ -98,14 +98,14 @@ struct Fetched<'a> {
 struct Built {
     plan: Arc<InstancePlan>,
     /// The static folder taken from it, if any.
-    taken: Option<crate::static_site::Taken>,
+    taken: Option<crate::static_step::Taken>,
 }
 
 /// Instances of the new deployment that answer (none for a static site).
 struct Started {
     plan: Arc<InstancePlan>,
     handles: Vec<InstanceHandle>,
-    taken: Option<crate::static_site::Taken>,
+    taken: Option<crate::static_step::Taken>,
 }
 
 /// One deployment's pipeline.
@@ -483,7 +483,7 @@ impl Run {
             Ok(site) => site,
             Err(reason) => {
                 self.stop_all(s.handles);
-                return Err(crate::static_site::StaticStepError(reason).into());
+                return Err(crate::static_step::StaticStepError(reason).into());
             }
         };
         let switched = platform

@@ -136,7 +136,7 @@ pub struct Platform {
     /// Deploys waiting to start on push or poll, one queue per service.
     pub(crate) autodeploy: crate::queue::Queues,
     /// The static files' store (`DATA/static`), limits and grace time.
-    pub(crate) static_files: crate::static_site::StaticFiles,
+    pub(crate) static_files: crate::static_step::StaticFiles,
 }
 
 impl Platform {
@@ -192,7 +192,7 @@ impl Platform {
             tasks.clone(),
         ));
         let cron_secrets = Arc::new(crate::cron_parts::CronSecrets::default());
-        let static_files = crate::static_site::StaticFiles {
+        let static_files = crate::static_step::StaticFiles {
             store: Arc::new(hoist_static::Store::open(config.data_dir.join("static"))?),
             limits: hoist_static::Limits::default(),
             grace: config.static_grace,
