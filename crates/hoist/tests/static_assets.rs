@@ -269,12 +269,9 @@ fn static_sites_never_run_an_instance() {
     assert!(page.is_static() && page.text().contains("vite build"), "{page:?}");
     assert_eq!(get(&s, "vite", "/nope", "").status, 404);
     assert_eq!(counts(&s, "vite"), (0, 0, 0, 0));
-    let record = service_json(&s, "vite");
-    let live = record["service"]["live_deployment"].as_str().unwrap_or_default();
-    let d = record["deployments"]
-        .as_array()
-        .and_then(|l| l.iter().find(|d| d["id"] == live).cloned())
-        .unwrap_or_default();
+    let (_, list) = s.api("GET", "/v1/services/vite/deployments", None);
+    let d = list[0].clone();
+    assert_eq!(d["state"], "live", "{list}");
     assert_eq!(d["static"]["files"], 1, "{d}");
     assert_eq!(d["static"]["dir"], "dist", "{d}");
     assert!(d["static"]["detected"].is_string(), "{d}");
