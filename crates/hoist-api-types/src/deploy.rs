@@ -67,11 +67,7 @@ pub struct DeployRequest {
     // ---- static files served by the gateway (issue 15) ----
     /// The folder of the build's output the gateway serves itself, relative to the app's
     /// root directory (`dist`); without it, a common layout is detected.
-    #[serde(
-        rename = "static",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<String>,
     /// Where the folder's files appear in the site (default `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,6 +50,6 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use static_step::StaticStepError;
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use static_step::StaticStepError;
 pub use uploads::UPLOADS_LISTED;

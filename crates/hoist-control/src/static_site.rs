@@ -56,11 +56,10 @@ impl Platform {
                     return Ok(None);
                 };
                 let has_start = spec.start_command.is_some();
-                let found = tokio::task::spawn_blocking(move || {
-                    hoist_static::detect(&app_root, has_start)
-                })
-                .await
-                .map_err(|e| StaticStepError(format!("detecting static files: {e}")))?;
+                let found =
+                    tokio::task::spawn_blocking(move || hoist_static::detect(&app_root, has_start))
+                        .await
+                        .map_err(|e| StaticStepError(format!("detecting static files: {e}")))?;
                 let Some(found) = found else {
                     return Ok(None);
                 };
@@ -78,7 +77,12 @@ impl Platform {
                         mount: m.prefix.clone(),
                     })
                     .collect();
-                (sources, StaticPrefix::default(), false, Some(what.to_string()))
+                (
+                    sources,
+                    StaticPrefix::default(),
+                    false,
+                    Some(what.to_string()),
+                )
             }
         };
         let app_root = spec.root_dir.join_onto(&app_dir);
@@ -110,7 +114,8 @@ impl Platform {
         })
         .await
         .map_err(|e| StaticStepError(format!("saving the static manifest: {e}")))?;
-        let saved = saved.map_err(|e| StaticStepError(format!("saving the static manifest: {e}")))?;
+        let saved =
+            saved.map_err(|e| StaticStepError(format!("saving the static manifest: {e}")))?;
         let dir = sources
             .iter()
             .map(|s| s.label.as_str())
@@ -166,7 +171,9 @@ impl Platform {
         let store = &self.static_files.store;
         let manifest = match current {
             Some(m) => (*m).clone(),
-            None => load(store, &folder.manifest).map_err(|e| format!("deployment {}: {e}", live.id))?,
+            None => {
+                load(store, &folder.manifest).map_err(|e| format!("deployment {}: {e}", live.id))?
+            }
         };
         let has_app = live
             .spec
@@ -261,4 +268,3 @@ impl Platform {
         self.site_for(&live, None, previous.as_ref(), at)
     }
 }
-

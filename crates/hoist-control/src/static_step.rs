@@ -52,7 +52,11 @@ pub(crate) fn load(store: &hoist_static::Store, id: &str) -> Result<Manifest, St
 
 /// `--static dist` must be a real folder of the built app, reached through no symlink: the
 /// ingest reads it on the host, where a link would mean a host path.
-pub(crate) fn check_folder(app_root: &Path, dir: &str, root: &RootDir) -> Result<(), StaticStepError> {
+pub(crate) fn check_folder(
+    app_root: &Path,
+    dir: &str,
+    root: &RootDir,
+) -> Result<(), StaticStepError> {
     let mut path = app_root.to_path_buf();
     let mut walked = Vec::new();
     for part in dir.split('/') {
@@ -194,10 +198,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "hoist-static-step-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("hoist-static-step-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -245,7 +247,9 @@ mod tests {
         };
         let e = ingest_all(&store, &dirs, &bytes).err().unwrap();
         assert!(
-            e.0.starts_with("static folder dist/ holds 200 bytes (200 B), over the limit of 150 bytes"),
+            e.0.starts_with(
+                "static folder dist/ holds 200 bytes (200 B), over the limit of 150 bytes"
+            ),
             "{}",
             e.0
         );
@@ -254,7 +258,11 @@ mod tests {
         assert_eq!((m.files(), m.bytes()), (2, 200));
         assert_eq!(new_to_store(store.root(), &m, started), 2);
         assert_eq!(
-            new_to_store(store.root(), &m, SystemTime::now() + Duration::from_secs(60)),
+            new_to_store(
+                store.root(),
+                &m,
+                SystemTime::now() + Duration::from_secs(60)
+            ),
             0
         );
         let _ = std::fs::remove_dir_all(&app);

@@ -42,11 +42,7 @@ pub struct ServiceSpec {
     // ---- static files (issue 15) ----
     /// The folder of the build's output the gateway serves itself (`--static`, hoist.toml's
     /// `static`); `None` when none is named (one may still be detected at the build).
-    #[serde(
-        rename = "static",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
     pub static_files: Option<StaticSettings>,
 }
 

@@ -254,7 +254,10 @@ mod tests {
     #[test]
     fn folders_are_normalized_and_stay_inside() {
         assert_eq!(StaticDir::new("dist").unwrap().as_str(), "dist");
-        assert_eq!(StaticDir::new("./web//build/").unwrap().as_str(), "web/build");
+        assert_eq!(
+            StaticDir::new("./web//build/").unwrap().as_str(),
+            "web/build"
+        );
         for (bad, rule) in [
             ("../dist", "'..'"),
             ("dist/../../etc", "'..'"),

@@ -1064,7 +1064,7 @@ mod hooks;
 mod lifecycle;
 // Static folders of deployments and the switch they are served across (issue 15).
 mod static_assets;
-pub use static_assets::LastSwitch;
 pub use lifecycle::StateChange;
+pub use static_assets::LastSwitch;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,10 @@ fn nothing_from_outside(r: &Reply, target: &str) {
         !text.contains("root:x:0:0") && !text.contains("SECRET"),
         "{target} served something outside dist/: {r:?}"
     );
-    assert!(!r.is_static(), "{target} was answered from the static files: {r:?}");
+    assert!(
+        !r.is_static(),
+        "{target} was answered from the static files: {r:?}"
+    );
 }
 
 #[test]
@@ -97,7 +100,14 @@ fn assets_of_a_service_at_zero_are_answered_without_an_instance() {
         || s.status("web"),
     );
     let before = counts(&s, "web");
-    let assets = [OLD_BUNDLE, "/", "/index.html", "/style.css", "/big.bin", "/docs/"];
+    let assets = [
+        OLD_BUNDLE,
+        "/",
+        "/index.html",
+        "/style.css",
+        "/big.bin",
+        "/docs/",
+    ];
     let burst: Vec<Reply> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..8)
             .map(|w| {
@@ -150,9 +160,17 @@ fn assets_of_a_service_at_zero_are_answered_without_an_instance() {
 
     // Compressed answers are the file's bytes once decompressed.
     let css = get(&s, "web", "/style.css", "");
-    assert!(css.header("content-type").is_some_and(|t| t.starts_with("text/css")));
+    assert!(
+        css.header("content-type")
+            .is_some_and(|t| t.starts_with("text/css"))
+    );
     let br = get(&s, "web", "/style.css", "Accept-Encoding: br, gzip\r\n");
-    assert_eq!(br.header("content-encoding"), Some("br"), "{:?}", br.headers);
+    assert_eq!(
+        br.header("content-encoding"),
+        Some("br"),
+        "{:?}",
+        br.headers
+    );
     assert_eq!(br.header("vary"), Some("Accept-Encoding"));
     assert!(br.body.len() < css.body.len());
     assert_eq!(unbrotli(&br.body), css.body);
@@ -165,7 +183,10 @@ fn assets_of_a_service_at_zero_are_answered_without_an_instance() {
     assert_eq!(big.body.len(), 1 << 20);
     let part = get(&s, "web", "/big.bin", "Range: bytes=1000-1999\r\n");
     assert_eq!(part.status, 206, "{:?}", part.headers);
-    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/1048576"));
+    assert_eq!(
+        part.header("content-range"),
+        Some("bytes 1000-1999/1048576")
+    );
     assert_eq!(part.body, big.body[1000..2000]);
     let tail = get(&s, "web", "/big.bin", "Range: bytes=-16\r\n");
     assert_eq!(tail.body, big.body[(1 << 20) - 16..]);
@@ -175,7 +196,11 @@ fn assets_of_a_service_at_zero_are_answered_without_an_instance() {
     let api = get(&s, "web", "/api/hello", "");
     assert_eq!((api.status, api.is_static()), (200, false), "{api:?}");
     assert!(api.text().starts_with("api ok"));
-    assert_eq!(counts(&s, "web").0, before.0 + 1, "the API request was a cold start");
+    assert_eq!(
+        counts(&s, "web").0,
+        before.0 + 1,
+        "the API request was a cold start"
+    );
 
     // Nothing outside the folder, whatever the path says (the app answers what is no file).
     for target in [
@@ -218,7 +243,10 @@ fn assets_of_a_service_at_zero_are_answered_without_an_instance() {
         r#"hoist_requests_total{service="web",code="2xx"}"#,
     )
     .unwrap_or(0.0);
-    assert!(served >= burst.len() as f64, "{served} 2xx requests counted");
+    assert!(
+        served >= burst.len() as f64,
+        "{served} 2xx requests counted"
+    );
 }
 
 #[test]
@@ -233,7 +261,10 @@ fn static_sites_never_run_an_instance() {
                 "runtime = \"python\"\n[static]\ndir = \"public\"\nspa = true\n",
             ),
             ("public/index.html", "<h1>spa shell</h1>\n"),
-            ("public/assets/logo.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n"),
+            (
+                "public/assets/logo.svg",
+                "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+            ),
         ],
     );
     let out = s.deploy_ok(&[repo.to_str().unwrap(), "--name", "spa"]);
@@ -241,10 +272,16 @@ fn static_sites_never_run_an_instance() {
     for target in ["/", "/users/42", "/settings/profile"] {
         let r = get(&s, "spa", target, "");
         assert_eq!(r.status, 200, "{target}: {r:?}");
-        assert!(r.is_static() && r.text().contains("spa shell"), "{target}: {r:?}");
+        assert!(
+            r.is_static() && r.text().contains("spa shell"),
+            "{target}: {r:?}"
+        );
     }
     let logo = get(&s, "spa", "/assets/logo.svg", "");
-    assert!(logo.header("content-type").is_some_and(|t| t.starts_with("image/svg+xml")));
+    assert!(
+        logo.header("content-type")
+            .is_some_and(|t| t.starts_with("image/svg+xml"))
+    );
     // A miss that looks like a file, another method, the health check: the gateway's own.
     let miss = get(&s, "spa", "/missing.png", "");
     assert_eq!(miss.status, 404, "{miss:?}");
@@ -266,7 +303,10 @@ fn static_sites_never_run_an_instance() {
     let out = s.deploy_ok(&[repo.to_str().unwrap(), "--name", "vite"]);
     assert!(out.contains("==> static: detected dist/ at /"), "{out}");
     let page = get(&s, "vite", "/", "");
-    assert!(page.is_static() && page.text().contains("vite build"), "{page:?}");
+    assert!(
+        page.is_static() && page.text().contains("vite build"),
+        "{page:?}"
+    );
     assert_eq!(get(&s, "vite", "/nope", "").status, 404);
     assert_eq!(counts(&s, "vite"), (0, 0, 0, 0));
     let (_, list) = s.api("GET", "/v1/services/vite/deployments", None);
@@ -279,7 +319,13 @@ fn static_sites_never_run_an_instance() {
 
 #[test]
 fn a_redeploy_serves_new_files_at_once_and_old_hashed_ones_for_the_grace() {
-    let s = server();
+    // A server of its own: it is restarted within the grace time, which is counted from the
+    // switch on record, not from the start.
+    let grace = GRACE * 2;
+    let mut s = Server::start(
+        "static-grace",
+        &["--static-grace", &format!("{}s", grace.as_secs())],
+    );
     let repo = git_repo(&site_app(), &format!("fresh-{}", s.api_port));
     let path = repo.to_str().unwrap();
     s.deploy_ok(&[path, "--name", "fresh"]);
@@ -290,16 +336,33 @@ fn a_redeploy_serves_new_files_at_once_and_old_hashed_ones_for_the_grace() {
     // Only the changed files were new to the store.
     assert!(out.contains("(2 new to the store)"), "{out}");
     let page = get(&s, "fresh", "/", "");
-    assert!(page.text().contains("site v2"), "the new page at once: {page:?}");
+    assert!(
+        page.text().contains("site v2"),
+        "the new page at once: {page:?}"
+    );
     let new = get(&s, "fresh", NEW_BUNDLE, "");
-    assert!(new.is_static() && new.text().contains("bundle v2"), "{new:?}");
+    assert!(
+        new.is_static() && new.text().contains("bundle v2"),
+        "{new:?}"
+    );
     // A page loaded before the switch still gets its chunk...
     let old = get(&s, "fresh", OLD_BUNDLE, "");
-    assert!(old.is_static() && old.text().contains("bundle v1"), "{old:?}");
+    assert!(
+        old.is_static() && old.text().contains("bundle v1"),
+        "{old:?}"
+    );
+    // Also after a restart of the server (from the switch time in the database).
+    s.restart();
+    let old = get(&s, "fresh", OLD_BUNDLE, "");
+    assert!(
+        old.is_static() && old.text().contains("bundle v1"),
+        "after a restart: {old:?}"
+    );
+    assert!(get(&s, "fresh", "/", "").text().contains("site v2"));
     // ...until the grace time is over; then the path is the app's again.
     let gone = wait_until(
         "the old bundle to stop answering",
-        GRACE + Duration::from_secs(20),
+        grace + Duration::from_secs(20),
         || {
             let r = get(&s, "fresh", OLD_BUNDLE, "");
             (!r.is_static()).then_some(r)
@@ -321,24 +384,40 @@ fn a_static_folder_the_build_did_not_leave_fails_the_deploy_and_the_live_one_ser
         err.contains("--static nope: no such folder after the build"),
         "{err}"
     );
-    assert!(err.contains("dist/") && err.contains("server.py"), "what is there: {err}");
+    assert!(
+        err.contains("dist/") && err.contains("server.py"),
+        "what is there: {err}"
+    );
     assert_eq!(service_json(&s, "keep")["service"]["live_deployment"], live);
     let page = get(&s, "keep", "/", "");
-    assert!(page.is_static() && page.text().contains("site v1"), "{page:?}");
+    assert!(
+        page.is_static() && page.text().contains("site v1"),
+        "{page:?}"
+    );
 
     // Bad settings are refused before anything is built, naming the field.
     let err = s.deploy_err(&[path, "--name", "keep", "--static", "../up"]);
     assert!(err.contains("invalid static '../up'"), "{err}");
     for (body, field) in [
-        (format!(r#"{{"source":"{path}","static":"/srv/dist"}}"#), "static"),
+        (
+            format!(r#"{{"source":"{path}","static":"/srv/dist"}}"#),
+            "static",
+        ),
         (
             format!(r#"{{"source":"{path}","static":"dist","static_prefix":"assets"}}"#),
             "static_prefix",
         ),
-        (format!(r#"{{"source":"{path}","static_spa":"yes"}}"#), "static_spa"),
+        (
+            format!(r#"{{"source":"{path}","static_spa":"yes"}}"#),
+            "static_spa",
+        ),
     ] {
         let (status, v) = s.api("POST", "/v1/deployments", Some(&body));
-        assert_eq!((status, v["field"].as_str()), (400, Some(field)), "{body}: {v}");
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {v}"
+        );
     }
 
     // Neither a start command nor a static folder: refused, and the message says both ways.

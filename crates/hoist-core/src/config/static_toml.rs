@@ -91,11 +91,20 @@ mod tests {
             ("static = \"../x\"", "key `static`: invalid static '../x'"),
             ("static = \"/srv\"", "absolute"),
             ("static = 1", "key `static`: must be a folder"),
-            ("[static]\ndir = \"d\"\nprefix = \"x\"", "key `static.prefix`: invalid static_prefix 'x': must start with '/'"),
-            ("[static]\ndir = \"d\"\nspa = \"yes\"", "key `spa`: must be true or false"),
+            (
+                "[static]\ndir = \"d\"\nprefix = \"x\"",
+                "key `static.prefix`: invalid static_prefix 'x': must start with '/'",
+            ),
+            (
+                "[static]\ndir = \"d\"\nspa = \"yes\"",
+                "key `spa`: must be true or false",
+            ),
             ("[static]\ndir = 3", "key `dir`: must be a string"),
             ("[static]\nspa = true", "key `dir` is missing"),
-            ("[static]\ndir = \"d\"\nfolder = \"x\"", "unknown key `folder`"),
+            (
+                "[static]\ndir = \"d\"\nfolder = \"x\"",
+                "unknown key `folder`",
+            ),
         ] {
             let msg = SpecLayer::from_hoist_toml(text).unwrap_err().to_string();
             assert!(msg.starts_with("hoist.toml: "), "{text}: {msg}");

@@ -142,7 +142,10 @@ mod tests {
                 store.transition_deployment(id, from, to, None).unwrap();
             }
         }
-        assert_eq!(store.get_deployment(&a).unwrap().unwrap().static_folder, None);
+        assert_eq!(
+            store.get_deployment(&a).unwrap().unwrap().static_folder,
+            None
+        );
         let folder = StaticFolder {
             manifest: "m-1".into(),
             files: 42,
@@ -159,10 +162,14 @@ mod tests {
         );
 
         assert_eq!(store.last_switch(&name).unwrap(), None);
-        store.set_live(&name, &a, DeploymentState::Starting).unwrap();
+        store
+            .set_live(&name, &a, DeploymentState::Starting)
+            .unwrap();
         let first = store.last_switch(&name).unwrap().unwrap();
         assert_eq!(first.from, None);
-        store.set_live(&name, &b, DeploymentState::Starting).unwrap();
+        store
+            .set_live(&name, &b, DeploymentState::Starting)
+            .unwrap();
         let second = store.last_switch(&name).unwrap().unwrap();
         assert_eq!(second.from, Some(a.clone()));
         assert!(second.at >= first.at);
