@@ -20,7 +20,7 @@ pub struct ServiceSpec {
     pub runtime: Runtime,
     #[serde(default)]
     pub build_command: Option<String>,
-    /// `None` only for a static site (a static folder, configured or found in the build's
+    /// `null` only for a static site (a static folder, configured or found in the build's
     /// output, and nothing to run): it never runs an instance.
     #[serde(default)]
     pub start_command: Option<String>,
