@@ -370,6 +370,13 @@ fn a_redeploy_serves_new_files_at_once_and_old_hashed_ones_for_the_grace() {
         || format!("{:?}", get(&s, "fresh", OLD_BUNDLE, "").headers),
     );
     assert!(gone.text().contains("app 404"), "{gone:?}");
+    // A rollback serves its deployment's files again, and the ones it replaced for the grace.
+    s.hoist_ok(&["rollback", "fresh"]);
+    let page = get(&s, "fresh", "/", "");
+    assert!(page.is_static() && page.text().contains("site v1"), "{page:?}");
+    assert!(get(&s, "fresh", OLD_BUNDLE, "").is_static());
+    let replaced = get(&s, "fresh", NEW_BUNDLE, "");
+    assert!(replaced.is_static() && replaced.text().contains("bundle v2"), "{replaced:?}");
 }
 
 #[test]
