@@ -59,7 +59,7 @@ impl Store {
     }
 
     pub(crate) fn object_path(&self, hash: &Digest, encoding: Encoding) -> PathBuf {
-        let h = hash.as_str();
+        let h = hash.to_hex();
         self.root
             .join("objects")
             .join(&h[..2])
@@ -134,7 +134,7 @@ impl Store {
             size += n as u64;
         }
         drop(out);
-        let hash = Digest::from_bytes(&hasher.finalize());
+        let hash = Digest::from_bytes(hasher.finalize().into());
         let content_type = compress::content_type(&file.url_path);
         let dest = self.object_path(&hash, Encoding::Identity);
         let (gzip, br) = if dest.exists() {
