@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 use sha2::Digest as _;
@@ -104,12 +104,59 @@ impl Store {
                 limit: limits.max_bytes,
             });
         }
-        let mut entries = BTreeMap::new();
-        for file in found.files {
-            let entry = self.ingest_file(&file)?;
-            entries.insert(file.url_path, entry);
-        }
+        let entries = self.ingest_all(&found.files)?;
         Ok(Manifest::new(entries, found.skipped))
+    }
+
+    /// Hashes, stores and compresses the files on every core: brotli at its best quality
+    /// is the slow part of a deploy with large bundles. The first error stops the others.
+    fn ingest_all(&self, files: &[Found]) -> Result<BTreeMap<String, FileEntry>, StaticError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(files.len())
+            .max(1);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<Vec<(String, FileEntry)>, StaticError>> =
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            while !failed.load(Ordering::Relaxed) {
+                                let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed))
+                                else {
+                                    break;
+                                };
+                                match self.ingest_file(file) {
+                                    Ok(entry) => done.push((file.url_path.clone(), entry)),
+                                    Err(e) => {
+                                        failed.store(true, Ordering::Relaxed);
+                                        return Err(e);
+                                    }
+                                }
+                            }
+                            Ok(done)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| {
+                            Err(StaticError::Io {
+                                path: self.root.clone(),
+                                source: std::io::Error::other("an ingest thread panicked"),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+        let mut entries = BTreeMap::new();
+        for result in results {
+            entries.extend(result?);
+        }
+        Ok(entries)
     }
 
     fn ingest_file(&self, file: &Found) -> Result<FileEntry, StaticError> {
