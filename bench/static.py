@@ -212,6 +212,7 @@ def main():
                                    text=True).stdout
         mode = "server" if "--static" in help_text else "harness"
     work = tempfile.mkdtemp(prefix="hoist-bench-static-")
+    os.chmod(work, 0o755)  # nginx's workers run as nobody
     root = os.path.join(work, "dist")
     write_site(root)
     subprocess.run(["gzip", "-9", "-k", os.path.join(root, SMALL[1:])], check=True)

@@ -161,11 +161,29 @@ pub struct Manifest {
     /// What the ingest that made this manifest left out; not saved.
     #[serde(skip)]
     skipped: Vec<Skipped>,
+    /// Files the ingest that made this manifest stored anew (the rest were in the store
+    /// already, from an earlier deployment or another path with the same bytes); not saved.
+    #[serde(skip)]
+    new_files: u64,
 }
 
 impl Manifest {
-    pub(crate) fn new(files: BTreeMap<String, FileEntry>, skipped: Vec<Skipped>) -> Manifest {
-        Manifest { files, skipped }
+    pub(crate) fn new(
+        files: BTreeMap<String, FileEntry>,
+        skipped: Vec<Skipped>,
+        new_files: u64,
+    ) -> Manifest {
+        Manifest {
+            files,
+            skipped,
+            new_files,
+        }
+    }
+
+    /// How many of the files the ingest had to store (0 for a loaded manifest), for the
+    /// deploy output's "n new to the store".
+    pub fn new_files(&self) -> u64 {
+        self.new_files
     }
 
     pub fn files(&self) -> usize {
@@ -201,6 +219,7 @@ impl Manifest {
         } else {
             format!("/{prefix}")
         };
+        self.new_files += other.new_files;
         for (path, entry) in other.files {
             self.files.insert(format!("{prefix}{path}"), entry);
         }

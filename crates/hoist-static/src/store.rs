@@ -104,13 +104,22 @@ impl Store {
                 limit: limits.max_bytes,
             });
         }
-        let entries = self.ingest_all(&found.files)?;
-        Ok(Manifest::new(entries, found.skipped))
+        let new_files = AtomicU64::new(0);
+        let entries = self.ingest_all(&found.files, &new_files)?;
+        Ok(Manifest::new(
+            entries,
+            found.skipped,
+            new_files.into_inner(),
+        ))
     }
 
     /// Hashes, stores and compresses the files on every core: brotli at its best quality
     /// is the slow part of a deploy with large bundles. The first error stops the others.
-    fn ingest_all(&self, files: &[Found]) -> Result<BTreeMap<String, FileEntry>, StaticError> {
+    fn ingest_all(
+        &self,
+        files: &[Found],
+        new_files: &AtomicU64,
+    ) -> Result<BTreeMap<String, FileEntry>, StaticError> {
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(files.len())
@@ -128,7 +137,7 @@ impl Store {
                                 else {
                                     break;
                                 };
-                                match self.ingest_file(file) {
+                                match self.ingest_file(file, new_files) {
                                     Ok(entry) => done.push((file.url_path.clone(), entry)),
                                     Err(e) => {
                                         failed.store(true, Ordering::Relaxed);
@@ -159,7 +168,7 @@ impl Store {
         Ok(entries)
     }
 
-    fn ingest_file(&self, file: &Found) -> Result<FileEntry, StaticError> {
+    fn ingest_file(&self, file: &Found, new_files: &AtomicU64) -> Result<FileEntry, StaticError> {
         // O_NOFOLLOW: the walk saw a regular file here (or resolved a symlink to one inside
         // the folder); if it has been swapped for a symlink since, refuse to open it.
         let mut src = std::fs::OpenOptions::new()
@@ -199,6 +208,7 @@ impl Store {
                 sizes.1 = self.store_variant(&tmp, &hash, size, Encoding::Brotli)?;
             }
             self.rename_into(&tmp, &dest)?;
+            new_files.fetch_add(1, Ordering::Relaxed);
             sizes
         };
         let modified = file
