@@ -30,6 +30,9 @@ mod scaler;
 mod seams;
 mod services;
 mod stats;
+// Static files taken at deploy and handed to the gateway (issue 15).
+mod static_site;
+mod static_step;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -48,4 +51,5 @@ pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
 pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use static_step::StaticStepError;
 pub use uploads::UPLOADS_LISTED;

@@ -110,6 +110,7 @@ impl TestPlatform {
             warm_pool: 2,
             keep_images: 5,
             retention: Retention::default(),
+            static_grace: Duration::from_secs(600),
         };
         let platform = Platform::start_with(config, store, gateway.clone(), fakes.host())
             .await

@@ -878,4 +878,5 @@ impl Server {
     }
 }
 pub mod cron;
+pub mod staticwire;
 pub mod upload;
