@@ -291,17 +291,24 @@ impl Store {
             return Ok(body);
         }
         let path = self.object_path(hash, encoding);
-        let bytes = std::fs::read(&path).map_err(StaticError::io(&path))?;
-        if bytes.len() as u64 != len {
-            return Err(StaticError::Io {
-                path,
-                source: std::io::Error::other(format!(
-                    "holds {} bytes, the manifest says {len}",
-                    bytes.len()
-                )),
-            });
-        }
-        let body = bytes::Bytes::from(bytes);
+        let mismatch = |found: u64| StaticError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(format!("holds {found} bytes, the manifest says {len}")),
+        };
+        let body = if len >= crate::mapped::MAP_AT {
+            let file = File::open(&path).map_err(StaticError::io(&path))?;
+            let body = crate::mapped::map(file).map_err(StaticError::io(&path))?;
+            if body.len() as u64 != len {
+                return Err(mismatch(body.len() as u64));
+            }
+            body
+        } else {
+            let bytes = std::fs::read(&path).map_err(StaticError::io(&path))?;
+            if bytes.len() as u64 != len {
+                return Err(mismatch(bytes.len() as u64));
+            }
+            bytes::Bytes::from(bytes)
+        };
         self.cache.insert(hash, encoding, body.clone());
         Ok(body)
     }
