@@ -10,7 +10,7 @@ its content-addressed store (and memory), through the gateway, with its access r
 it ships:
 
 - HOIST_STATIC=server (the default when `hoist deploy` has `--static`): a real `hoist server`
-  and `hoist deploy` of a repository holding `dist/` and a hoist.toml with `static = "dist"`
+  and `hoist deploy` of a repository holding `dist/` and a hoist.toml with `runtime = "python"` and `static = "dist"`
   and no start command: a static-only site, so no instance ever runs;
 - HOIST_STATIC=harness: the gateway crate's `static_site` example (the same Gateway, worker
   count, nice value, Site and access records, in a process of its own), built with
@@ -146,7 +146,7 @@ class Deployed:
         self.server = Server("static", (f"--gateway-nice={NICE}",))
         self.port = self.server.gw_port
         self.proc = self.server.proc
-        self.repo = git_repo(None, {"hoist.toml": 'static = "dist"\n'})
+        self.repo = git_repo(None, {"hoist.toml": 'runtime = "python"\nstatic = "dist"\n'})
         shutil.copytree(root, os.path.join(self.repo, "dist"))
         run = lambda *a: subprocess.run(["git", "-C", self.repo, *a], check=True,
                                         capture_output=True)
@@ -212,6 +212,7 @@ def main():
                                    text=True).stdout
         mode = "server" if "--static" in help_text else "harness"
     work = tempfile.mkdtemp(prefix="hoist-bench-static-")
+    os.chmod(work, 0o755)  # nginx's workers run as nobody
     root = os.path.join(work, "dist")
     write_site(root)
     subprocess.run(["gzip", "-9", "-k", os.path.join(root, SMALL[1:])], check=True)

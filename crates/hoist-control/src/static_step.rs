@@ -179,14 +179,14 @@ fn refusal(label: &str, e: StaticError, limits: &Limits) -> StaticStepError {
 /// store (`objects/ab/abcd…`) since then is new.
 pub(crate) fn new_to_store(root: &Path, manifest: &Manifest, started: SystemTime) -> usize {
     use std::collections::HashSet;
-    let hashes: HashSet<&str> = manifest.entries().map(|(_, f)| f.hash.as_str()).collect();
+    let hashes: HashSet<String> = manifest.entries().map(|(_, f)| f.hash.to_hex()).collect();
     hashes
-        .into_iter()
+        .iter()
         .filter(|h| {
             let Some(shard) = h.get(..2) else {
                 return false;
             };
-            std::fs::symlink_metadata(root.join("objects").join(shard).join(h))
+            std::fs::symlink_metadata(root.join("objects").join(shard).join(h.as_str()))
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t >= started)
         })

@@ -42,13 +42,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(hoist_static::Store::open(scratch.join("store"))?);
     let manifest = store.ingest(dir.as_ref(), &hoist_static::Limits::default())?;
     eprintln!("{} files, {} bytes", manifest.files(), manifest.bytes());
-    let config = hoist_static::SiteConfig { has_app: false, ..Default::default() };
+    let config = hoist_static::SiteConfig {
+        has_app: false,
+        ..Default::default()
+    };
     let site = Arc::new(hoist_static::Site::new(store, manifest, config)?);
 
     let (tx, rx) = mpsc::channel::<Vec<AccessRecord>>();
     let log_path = scratch.join("access.log");
     std::thread::spawn(move || {
-        let Ok(file) = std::fs::File::create(&log_path) else { return };
+        let Ok(file) = std::fs::File::create(&log_path) else {
+            return;
+        };
         let mut out = std::io::BufWriter::new(file);
         while let Ok(batch) = rx.recv() {
             for record in batch {
@@ -58,16 +63,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let gw = Gateway::new(GatewayConfig { workers, nice, ..GatewayConfig::new("localhost") });
+    let gw = Gateway::new(GatewayConfig {
+        workers,
+        nice,
+        ..GatewayConfig::new("localhost")
+    });
     gw.set_access_log(Arc::new(LineLog(tx)));
-    let limits = PoolLimits { concurrency: 100, max_instances: 1 };
+    let limits = PoolLimits {
+        concurrency: 100,
+        max_instances: 1,
+    };
     let pool = ServicePool::new("site", limits, Arc::new(NoApp));
     pool.set_static(Some(site));
     let mut table = RoutingTable::new();
     table.insert(pool);
     gw.publish(table);
     let listener = Gateway::bind(format!("127.0.0.1:{port}").parse()?)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
     rt.block_on(async move {

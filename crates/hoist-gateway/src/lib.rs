@@ -9,6 +9,7 @@ mod observe;
 mod proxy;
 #[cfg(test)]
 mod proxy_tests;
+mod sendfile;
 mod static_route;
 #[cfg(test)]
 mod static_tests;

@@ -41,7 +41,7 @@ impl BodyCache {
 
     pub(crate) fn get(&self, hash: &Digest, encoding: Encoding) -> Option<Bytes> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.lru.get(&(hash.clone(), encoding)).cloned()
+        inner.lru.get(&(*hash, encoding)).cloned()
     }
 
     pub(crate) fn insert(&self, hash: &Digest, encoding: Encoding, body: Bytes) {
@@ -50,7 +50,7 @@ impl BodyCache {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = inner.lru.put((hash.clone(), encoding), body) {
+        if let Some(old) = inner.lru.put((*hash, encoding), body) {
             inner.bytes -= old.len() as u64;
         }
         inner.bytes += len;

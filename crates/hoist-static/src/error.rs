@@ -40,6 +40,8 @@ pub enum StaticError {
     },
     #[error("static manifest id {0:?} is not a manifest id (64 hex digits)")]
     BadManifestId(String),
+    #[error("static manifest names object {0:?}, which is not a SHA-256 (64 hex digits)")]
+    BadDigest(String),
     #[error("static prefix {prefix:?} {reason}")]
     BadPrefix {
         prefix: String,

@@ -16,6 +16,7 @@ mod detect;
 mod error;
 mod hashed;
 mod manifest;
+mod mapped;
 mod path;
 mod rules;
 mod site;
@@ -25,6 +26,7 @@ mod walk;
 pub use detect::{Detected, Layout, Mount, detect};
 pub use error::StaticError;
 pub use manifest::{Digest, FileEntry, Manifest, ManifestId, SkipReason, Skipped};
+pub use mapped::mapped_file;
 pub use site::{STATIC_HEADER, Site, SiteConfig};
 pub use store::Store;
 

@@ -8,18 +8,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::StaticError;
 
-/// A SHA-256, in lowercase hex: the name of a stored object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A SHA-256: the name of a stored object. Kept as bytes (a cache key copied per lookup
+/// must not allocate), written as lowercase hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Digest(String);
+pub struct Digest([u8; 32]);
 
 impl Digest {
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Digest {
-        Digest(hex::encode(bytes))
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
     }
 }
 
@@ -32,25 +33,23 @@ fn is_sha256_hex(s: &str) -> bool {
 impl TryFrom<String> for Digest {
     type Error = StaticError;
     fn try_from(s: String) -> Result<Digest, StaticError> {
-        // Checked on load: a digest names a file in the store, so a manifest edited by hand
-        // must not smuggle a path (`../x`) in through it.
-        if is_sha256_hex(&s) {
-            Ok(Digest(s))
-        } else {
-            Err(StaticError::BadManifestId(s))
+        let mut d = [0u8; 32];
+        match hex::decode_to_slice(&s, &mut d) {
+            Ok(()) => Ok(Digest(d)),
+            Err(_) => Err(StaticError::BadDigest(s)),
         }
     }
 }
 
 impl From<Digest> for String {
     fn from(d: Digest) -> String {
-        d.0
+        d.to_hex()
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -162,11 +161,29 @@ pub struct Manifest {
     /// What the ingest that made this manifest left out; not saved.
     #[serde(skip)]
     skipped: Vec<Skipped>,
+    /// Files the ingest that made this manifest stored anew (the rest were in the store
+    /// already, from an earlier deployment or another path with the same bytes); not saved.
+    #[serde(skip)]
+    new_files: u64,
 }
 
 impl Manifest {
-    pub(crate) fn new(files: BTreeMap<String, FileEntry>, skipped: Vec<Skipped>) -> Manifest {
-        Manifest { files, skipped }
+    pub(crate) fn new(
+        files: BTreeMap<String, FileEntry>,
+        skipped: Vec<Skipped>,
+        new_files: u64,
+    ) -> Manifest {
+        Manifest {
+            files,
+            skipped,
+            new_files,
+        }
+    }
+
+    /// How many of the files the ingest had to store (0 for a loaded manifest), for the
+    /// deploy output's "n new to the store".
+    pub fn new_files(&self) -> u64 {
+        self.new_files
     }
 
     pub fn files(&self) -> usize {
@@ -202,6 +219,7 @@ impl Manifest {
         } else {
             format!("/{prefix}")
         };
+        self.new_files += other.new_files;
         for (path, entry) in other.files {
             self.files.insert(format!("{prefix}{path}"), entry);
         }

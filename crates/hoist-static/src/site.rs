@@ -4,7 +4,7 @@
 //! lengths) is made once in [`Site::new`]; a request costs a path decode, one map lookup, a
 //! few header comparisons and a `Bytes` clone of a cached body.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,7 +73,8 @@ impl Served {
     fn new(path: &str, entry: &FileEntry) -> Served {
         // 16 hex digits of the SHA-256 identify the bytes; the suffix tells the encodings
         // apart, since a cache must not take a gzip body for the brotli one.
-        let short = &entry.hash.as_str()[..16];
+        let hex = entry.hash.to_hex();
+        let short = &hex[..16];
         let variant = |encoding: Encoding, len: u64| {
             let etag = match encoding.token() {
                 None => format!("\"{short}\""),
@@ -88,7 +89,7 @@ impl Served {
         };
         let modified = UNIX_EPOCH + Duration::from_secs(entry.modified);
         Served {
-            hash: entry.hash.clone(),
+            hash: entry.hash,
             size: entry.size,
             modified: entry.modified,
             content_type: HeaderValue::from_str(&entry.content_type)
@@ -130,6 +131,10 @@ pub struct Site {
     /// The prefix without its trailing `/` (`""` for the root).
     prefix: String,
     files: Files,
+    /// Paths (`/docs`) of folders with an `index.html`, which redirect to `/docs/`.
+    dirs: HashSet<Box<str>>,
+    /// The root `index.html`, for the SPA fallback.
+    root_index: Option<Arc<Served>>,
     /// The previous deployments' hashed files and when each stops answering.
     earlier: Vec<(Files, SystemTime)>,
 }
@@ -165,10 +170,19 @@ impl Site {
         }
         let prefix = prefix.to_owned();
         let files = served(&current, &prefix, false);
+        let dirs = files
+            .keys()
+            .filter_map(|path| path.strip_suffix("/index.html"))
+            .filter(|dir| !dir.is_empty())
+            .map(Box::from)
+            .collect();
+        let root_index = files.get(format!("{prefix}/index.html").as_str()).cloned();
         Ok(Site {
             store,
             prefix,
             files,
+            dirs,
+            root_index,
             config,
             earlier: Vec::new(),
         })
@@ -204,18 +218,14 @@ impl Site {
         }
         // `/docs` with a `/docs/index.html`: to `/docs/`, as nginx and most hosts do, so the
         // page's relative links resolve against the directory.
-        if !decoded.ends_with('/')
-            && self
-                .files
-                .contains_key(format!("{decoded}/index.html").as_str())
-        {
+        if self.dirs.contains(decoded) {
             return Some(redirect(req));
         }
-        if self.config.spa && !looks_like_a_file(decoded) {
-            let index = format!("{}/index.html", self.prefix);
-            if let Some(file) = self.files.get(index.as_str()) {
-                return Some(self.serve(file, req, head));
-            }
+        if self.config.spa
+            && !looks_like_a_file(decoded)
+            && let Some(file) = &self.root_index
+        {
+            return Some(self.serve(file, req, head));
         }
         self.miss_with(StatusCode::NOT_FOUND)
     }

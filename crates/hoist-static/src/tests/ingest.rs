@@ -87,6 +87,7 @@ fn an_unchanged_file_is_stored_once_across_ingests() {
         two.get("/vendor.js").map(|e| &e.hash)
     );
     assert_eq!(two.get("/vendor.js"), two.get("/copy/vendor.js"));
+    assert_eq!((one.new_files(), two.new_files()), (2, 1));
     // Only the new app.js (identity, .gz, .br) was added by the second ingest.
     assert_eq!(objects(&store), after_one + 3);
     assert!(
