@@ -15,7 +15,7 @@ use hoist_store::DeploymentRecord;
 
 use crate::Platform;
 use crate::static_step::{
-    SKIPS_LISTED, Source, StaticStepError, Taken, check_folder, ingest_all, load, new_to_store,
+    SKIPS_LISTED, Source, StaticStepError, Taken, check_folder, ingest_all, load,
 };
 
 impl Platform {
@@ -88,8 +88,6 @@ impl Platform {
         let app_root = spec.root_dir.join_onto(&app_dir);
         let store = self.static_files.store.clone();
         let limits = self.static_files.limits;
-        // File times come from the kernel's coarse clock, a tick behind this one.
-        let started = SystemTime::now() - Duration::from_millis(100);
         let dirs: Vec<(String, PathBuf, String)> = sources
             .iter()
             .map(|s| (s.label.clone(), app_root.join(&s.rel), s.mount.clone()))
@@ -107,10 +105,10 @@ impl Platform {
             ));
         }
         let store = self.static_files.store.clone();
-        let (manifest, saved, fresh) = tokio::task::spawn_blocking(move || {
+        let fresh = manifest.new_files();
+        let (manifest, saved) = tokio::task::spawn_blocking(move || {
             let saved = store.save_manifest(&manifest);
-            let fresh = new_to_store(store.root(), &manifest, started);
-            (manifest, saved, fresh)
+            (manifest, saved)
         })
         .await
         .map_err(|e| StaticStepError(format!("saving the static manifest: {e}")))?;
