@@ -479,7 +479,13 @@ impl Run {
         let mut scaling = plan.spec.scaling;
         // The site goes live in the same step as the instances; the deployment it replaces
         // keeps its hashed files answering for the grace time.
-        let site = match platform.site_at_switch(&v.name, id, s.taken.map(|t| t.manifest)) {
+        // Off the event loop: the replaced deployment's manifest is read from disk.
+        let (me, name, next) = (platform.clone(), v.name.clone(), id.clone());
+        let manifest = s.taken.map(|t| t.manifest);
+        let site = tokio::task::spawn_blocking(move || me.site_at_switch(&name, &next, manifest))
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing the static files: {e}")));
+        let site = match site {
             Ok(site) => site,
             Err(reason) => {
                 self.stop_all(s.handles);

@@ -7,6 +7,7 @@ mod modules;
 mod pushes;
 mod scaling;
 mod shutdown;
+mod static_sites;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
