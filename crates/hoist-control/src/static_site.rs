@@ -136,11 +136,19 @@ impl Platform {
             .map(|s| format!("{}/", s.label))
             .collect::<Vec<_>>()
             .join(" and ");
+        // Next.js's two folders are mounted at their own paths inside the site.
+        let at = match sources.as_slice() {
+            [_] => folder.prefix.to_string(),
+            many => many
+                .iter()
+                .map(|s| s.mount.as_str())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        };
         log(format!(
-            "static: {} files, {} from {from} ({fresh} new to the store), served by the gateway at {}{}",
+            "static: {} files, {} from {from} ({fresh} new to the store), served by the gateway at {at}{}",
             folder.files,
             size_text(folder.bytes),
-            folder.prefix,
             if spec.is_static_only() {
                 " (a static site: no instance runs)"
             } else {
@@ -168,7 +176,8 @@ impl Platform {
         };
         let store = &self.static_files.store;
         let manifest = match current {
-            Some(m) => (*m).clone(),
+            // The deploy's own: moved, not copied, when nothing else holds it.
+            Some(m) => Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone()),
             None => {
                 load(store, &folder.manifest).map_err(|e| format!("deployment {}: {e}", live.id))?
             }
