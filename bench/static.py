@@ -10,8 +10,8 @@ its content-addressed store (and memory), through the gateway, with its access r
 it ships:
 
 - HOIST_STATIC=server (the default when `hoist deploy` has `--static`): a real `hoist server`
-  and `hoist deploy` of a repository holding `dist/` and a hoist.toml with `runtime = "python"` and `static = "dist"`
-  and no start command: a static-only site, so no instance ever runs;
+  and `hoist deploy` of a repository holding `dist/` and a hoist.toml with `runtime =
+  "python"`, `static = "dist"` and no start command: a static-only site, no instance runs;
 - HOIST_STATIC=harness: the gateway crate's `static_site` example (the same Gateway, worker
   count, nice value, Site and access records, in a process of its own), built with
   `cargo build --release -p hoist-gateway --example static_site`.

@@ -53,6 +53,14 @@ impl Drop for Fixture {
 
 const JS: &str = "console.log('static');\n";
 
+/// 1 MB that no two offsets of share a 4-byte window: a byte sent from the wrong offset of
+/// the file shows.
+fn big() -> Vec<u8> {
+    (0u32..1 << 18)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect()
+}
+
 /// A deployed service with no instance and a static folder (`/index.html`, a hashed bundle).
 fn fixture(test: &str, has_app: bool) -> Fixture {
     let dir = std::env::temp_dir().join(format!("hoist-gw-static-{test}-{}", std::process::id()));
@@ -60,6 +68,7 @@ fn fixture(test: &str, has_app: bool) -> Fixture {
     std::fs::create_dir_all(dir.join("dist/assets")).unwrap();
     std::fs::write(dir.join("dist/index.html"), "<!doctype html><p>home</p>").unwrap();
     std::fs::write(dir.join("dist/assets/app.3f9c1a2b.js"), JS).unwrap();
+    std::fs::write(dir.join("dist/big.bin"), big()).unwrap();
     let store = Arc::new(hoist_static::Store::open(dir.join("store")).unwrap());
     let manifest = store
         .ingest(&dir.join("dist"), &hoist_static::Limits::default())
@@ -110,21 +119,31 @@ fn fixture(test: &str, has_app: bool) -> Fixture {
 impl Fixture {
     /// One request on a new connection: (status, head, body).
     fn exchange(&self, method: &str, path: &str) -> (u16, String, String) {
+        let (status, head, body) = self.exchange_bytes(method, path, "");
+        (status, head, String::from_utf8_lossy(&body).to_string())
+    }
+
+    fn exchange_bytes(&self, method: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let raw =
-            format!("{method} {path} HTTP/1.1\r\nHost: svc.localhost\r\nConnection: close\r\n\r\n");
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: svc.localhost\r\n{extra}Connection: close\r\n\r\n"
+        );
         s.write_all(raw.as_bytes()).unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status = text
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(buf.len());
+        let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+        let body = buf.get(split + 4..).unwrap_or_default().to_vec();
+        let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        (status, head.to_ascii_lowercase(), body.to_string())
+        (status, head, body)
     }
 
     fn records(&self, n: usize) -> Vec<AccessRecord> {
@@ -214,4 +233,36 @@ fn a_static_only_site_answers_misses_itself_and_never_asks_for_an_instance() {
     let (status, _, _) = f.exchange("GET", "/");
     assert_eq!(status, 503);
     assert!(f.starts.0.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn a_large_file_goes_out_whole_and_in_ranges_by_sendfile() {
+    let f = fixture("large", true);
+    let big = big();
+    let sent = crate::sendfile::SENT.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        let (status, head, body) = f.exchange_bytes("GET", "/big.bin", "");
+        assert_eq!(status, 200, "{head}");
+        assert!(body == big, "the 1 MB body differs ({} bytes)", body.len());
+    }
+    let (status, head, body) =
+        f.exchange_bytes("GET", "/big.bin", "Range: bytes=300001-900000\r\n");
+    assert_eq!(status, 206, "{head}");
+    assert!(
+        body[..] == big[300_001..=900_000],
+        "the range differs ({} bytes)",
+        body.len()
+    );
+    let (start, end) = (big.len() - 70_000, big.len());
+    let (status, _, body) = f.exchange_bytes("GET", "/big.bin", "Range: bytes=-70000\r\n");
+    assert_eq!((status, body.len()), (206, end - start));
+    assert!(body[..] == big[start..end]);
+    let by_sendfile = crate::sendfile::SENT.load(Ordering::Relaxed) - sent;
+    assert!(
+        by_sendfile >= 3 << 20,
+        "only {by_sendfile} bytes went by sendfile"
+    );
+    // A small body is written as before.
+    let (status, _, body) = f.exchange("GET", "/assets/app.3f9c1a2b.js");
+    assert_eq!((status, body.as_str()), (200, JS));
 }
