@@ -1,6 +1,6 @@
 use hoist_core::{
     AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, RuntimeName, ServiceName,
-    ServiceSpec, UploadId,
+    ServiceSpec, StaticFolder, UploadId,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -68,6 +68,17 @@ pub struct DeployRequest {
     /// matches one. An empty list: every push to the branch deploys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<Vec<String>>,
+    // ---- static files served by the gateway (issue 15) ----
+    /// The folder of the build's output the gateway serves itself, relative to the app's
+    /// root directory (`dist`); without it, a common layout is detected.
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    pub static_dir: Option<String>,
+    /// Where the folder's files appear in the site (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_prefix: Option<String>,
+    /// A path that matches no file and does not look like one serves the root `index.html`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_spa: Option<bool>,
 }
 
 /// The fields of [`DeployRequest`] but the scaling ones, decoded on their own: serde's
@@ -107,6 +118,13 @@ struct DeployFields {
     poll_interval: Option<String>,
     #[serde(default)]
     watch: Option<Vec<String>>,
+    // ---- static files ----
+    #[serde(default, rename = "static")]
+    static_dir: Option<String>,
+    #[serde(default)]
+    static_prefix: Option<String>,
+    #[serde(default)]
+    static_spa: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for DeployRequest {
@@ -165,6 +183,9 @@ impl<'de> Deserialize<'de> for DeployRequest {
             auto_deploy: f.auto_deploy,
             poll_interval: f.poll_interval,
             watch: f.watch,
+            static_dir: f.static_dir,
+            static_prefix: f.static_prefix,
+            static_spa: f.static_spa,
         })
     }
 }
@@ -195,7 +216,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 20] = [
+    pub const FIELDS: [&'static str; 23] = [
         "source",
         "name",
         "branch",
@@ -219,6 +240,10 @@ impl DeployRequest {
         "auto_deploy",
         "poll_interval",
         "watch",
+        // static files
+        "static",
+        "static_prefix",
+        "static_spa",
     ];
 }
 
@@ -280,4 +305,9 @@ pub struct Deployment {
     /// live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_at: Option<i64>,
+    // ---- static files (issue 15) ----
+    /// The static folder its deploy took from the build, which the gateway serves while it
+    /// is live (files, bytes, where and how); left out for a deployment without one.
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    pub static_files: Option<StaticFolder>,
 }

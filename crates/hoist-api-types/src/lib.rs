@@ -52,7 +52,8 @@ pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 /// types that appear in them.
 pub use hoist_core::{
     AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState,
-    Runtime, RuntimeName, Scaling, ServiceName, ServiceSpec, TokenId, TokenName, TokenRole,
+    Runtime, RuntimeName, Scaling, ServiceName, ServiceSpec, StaticFolder, TokenId, TokenName,
+    TokenRole,
     UploadId,
 };
 

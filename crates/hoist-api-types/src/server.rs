@@ -48,6 +48,7 @@ impl From<hoist_store::DeploymentRecord> for Deployment {
             steps: r.steps.into_iter().map(Into::into).collect(),
             trigger: r.trigger,
             rolled_back_at: r.rolled_back_at,
+            static_files: r.static_folder,
         }
     }
 }

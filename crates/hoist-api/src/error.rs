@@ -92,7 +92,7 @@ pub(crate) fn request_field(e: &hoist_core::SpecError) -> Option<&'static str> {
         f @ ("source" | "name" | "branch" | "runtime" | "port" | "memory" | "env"
         | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop"
         | "startup_boost" | "upload" | "schedule" | "path" | "method" | "timezone"
-        | "timeout" | "retries" | "job") => f,
+        | "timeout" | "retries" | "job" | "static" | "static_prefix") => f,
         _ => return None,
     })
 }

@@ -9,7 +9,8 @@ use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
 use hoist_core::{
     AutoDeployLayer, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling, ScalingLayer,
-    ServiceName, ServiceSpec, SpecError, SpecLayer, validate_branch,
+    ServiceName, ServiceSpec, SpecError, SpecLayer, StaticDir, StaticLayer, StaticPrefix,
+    validate_branch,
 };
 
 use crate::runtime_choice::RuntimeChoice;
@@ -147,6 +148,7 @@ fn finish(
         scaling: req.scaling.to_layer()?,
         cron: None,
         auto_deploy: auto_deploy_layer(req)?,
+        static_files: static_layer(req)?,
     };
     Ok(Validated {
         name,
@@ -172,6 +174,25 @@ fn auto_deploy_layer(req: &DeployRequest) -> Result<AutoDeployLayer, SpecError> 
         layer.set_watch(watch.clone())?;
     }
     Ok(layer)
+}
+
+/// The request's `static`, `static_prefix` and `static_spa`, checked (each error names its
+/// field); a blank folder is "not given", as for the commands.
+fn static_layer(req: &DeployRequest) -> Result<StaticLayer, SpecError> {
+    Ok(StaticLayer {
+        dir: req
+            .static_dir
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(StaticDir::new)
+            .transpose()?,
+        prefix: req
+            .static_prefix
+            .as_deref()
+            .map(StaticPrefix::new)
+            .transpose()?,
+        spa: req.static_spa,
+    })
 }
 
 /// The request as recorded: `--env` values are secrets, so only their names are kept.

@@ -16,6 +16,9 @@ pub enum ControlError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Secrets(#[from] hoist_secrets::SecretsError),
+    /// The static files' store could not be opened.
+    #[error(transparent)]
+    Static(#[from] hoist_static::StaticError),
     #[error("the stored environment of service '{0}' is unreadable")]
     CorruptEnv(String),
     /// The change is stored, but the instances that would carry it did not start; the

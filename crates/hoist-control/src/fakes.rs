@@ -314,7 +314,8 @@ impl InstanceSandbox for FakeSandbox {
     }
 }
 
-/// A build that makes an empty layer. It records the environment it saw and, while the test
+/// A build whose layer is the fetched source as it is (`app/` in it, as a real build's upper
+/// directory holds it), as if the build command changed nothing. It records the environment it saw and, while the test
 /// holds builds, waits (cancellable) until they are released.
 pub(crate) struct FakeBuilder {
     data_dir: PathBuf,
@@ -375,9 +376,11 @@ impl ImageBuilder for Arc<FakeBuilder> {
                     "exit status 1 (the test failed it)".into(),
                 ));
             }
-            std::fs::create_dir_all(&path).map_err(|source| BuildError::Io {
-                context: "making the fake layer".into(),
-                source,
+            copy_tree(&self.source_dir(&req.id), &path.join("app")).map_err(|source| {
+                BuildError::Io {
+                    context: "making the fake layer".into(),
+                    source,
+                }
             })?;
             Ok(BuildOutput {
                 layer: AppLayer { digest, path },
@@ -399,6 +402,25 @@ impl ImageBuilder for Arc<FakeBuilder> {
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// Copies the files and folders of `from` (git's own `.git` left out) into `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() && entry.file_name() != ".git" {
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
 }
 
 /// The fakes, and the `Host` that hands them to a platform.

@@ -146,7 +146,12 @@ impl Launcher {
             layers: plan.layers.clone(),
             upper: None,
             process: ProcessSpec {
-                args: vec!["bash".into(), "-c".into(), spec.start_command.clone()],
+                // A static site has none and never gets here (`launch` refuses it).
+                args: vec![
+                    "bash".into(),
+                    "-c".into(),
+                    spec.start_command.clone().unwrap_or_default(),
+                ],
                 env,
                 cwd: spec
                     .root_dir
@@ -186,6 +191,11 @@ impl Launcher {
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
         let fail = |reason: String| StartFailure { reason };
+        if plan.spec.is_static_only() {
+            return Err(fail(
+                "a static site runs no instance: the gateway serves its files".into(),
+            ));
+        }
         let started = Instant::now();
         let (id, launched, warm) = match self.take_standby(&plan.key()) {
             Some(standby) => (standby.id, standby.launched, true),
@@ -553,7 +563,11 @@ impl Launcher {
     /// Makes a standby for `plan`'s deployment in the background, unless it has one (or one
     /// is being made). Beyond the pool's capacity the least recently used one is removed.
     pub(crate) fn refill_standby(self: &Arc<Self>, plan: Arc<InstancePlan>) {
-        if self.shutdown.is_cancelled() || !self.warm.begin_fill(&plan.key()) {
+        // A static site never starts an instance, so it has no use for a sandbox ahead.
+        if plan.spec.is_static_only()
+            || self.shutdown.is_cancelled()
+            || !self.warm.begin_fill(&plan.key())
+        {
             return;
         }
         let me = self.clone();

@@ -32,6 +32,9 @@ mod scaler;
 mod seams;
 mod services;
 mod stats;
+// Static files taken at deploy and handed to the gateway (issue 15).
+mod static_site;
+mod static_step;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -53,4 +56,5 @@ pub use platform::{Platform, PlatformConfig, Retention};
 pub use seams::{
     CpuControl, Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver,
 };
+pub use static_step::StaticStepError;
 pub use uploads::UPLOADS_LISTED;

@@ -43,6 +43,9 @@ pub enum DeployError {
     /// The service's stored environment could not be read or updated.
     #[error(transparent)]
     Env(ControlError),
+    /// The static folder: missing after the build, over the limits, or not stored.
+    #[error(transparent)]
+    Static(#[from] crate::static_step::StaticStepError),
 }
 
 impl From<ControlError> for DeployError {
@@ -96,12 +99,15 @@ struct Fetched<'a> {
 /// The image built.
 struct Built {
     plan: Arc<InstancePlan>,
+    /// The static folder taken from it, if any.
+    taken: Option<crate::static_step::Taken>,
 }
 
-/// Instances of the new deployment that answer.
+/// Instances of the new deployment that answer (none for a static site).
 struct Started {
     plan: Arc<InstancePlan>,
     handles: Vec<InstanceHandle>,
+    taken: Option<crate::static_step::Taken>,
 }
 
 /// One deployment's pipeline.
@@ -386,7 +392,17 @@ impl Run {
             .set_deployment_image(id, &output.layer.digest, &runtime.version)?;
         // The next deploy may build while this one starts.
         drop(f.slot);
+        let sink = self.sink.clone();
+        let log = move |line: String| sink(OutputStream::System, line);
+        let taken = tokio::select! {
+            t = platform.take_static(id, &f.spec, &output.layer.path, &log) => t?,
+            _ = self.cancel.cancelled() => return Err(self.cancelled()),
+        };
+        if f.spec.is_static_only() && taken.is_none() {
+            return Err(ServiceSpec::nothing_to_run().into());
+        }
         Ok(Built {
+            taken,
             plan: Arc::new(InstancePlan {
                 service: v.name.clone(),
                 deployment: id.clone(),
@@ -401,6 +417,15 @@ impl Run {
     async fn start(&self, b: Built) -> Result<Started, DeployError> {
         let platform = &self.platform;
         let plan = b.plan;
+        let taken = b.taken;
+        if plan.spec.is_static_only() {
+            self.log("a static site: no instance to start, the gateway serves its files".into());
+            return Ok(Started {
+                plan,
+                handles: Vec::new(),
+                taken,
+            });
+        }
         let handle = platform
             .launch(plan.clone(), Some(&self.cancel), false)
             .await
@@ -438,7 +463,11 @@ impl Run {
             self.stop_all(handles);
             return Err(self.cancelled());
         }
-        Ok(Started { plan, handles })
+        Ok(Started {
+            plan,
+            handles,
+            taken,
+        })
     }
 
     fn stop_all(&self, handles: Vec<InstanceHandle>) {
@@ -467,6 +496,21 @@ impl Run {
         let cancel = self.cancel.clone();
         let layer = self.scaling;
         let mut scaling = plan.spec.scaling;
+        // The site goes live in the same step as the instances; the deployment it replaces
+        // keeps its hashed files answering for the grace time.
+        // Off the event loop: the replaced deployment's manifest is read from disk.
+        let (me, name, next) = (platform.clone(), v.name.clone(), id.clone());
+        let manifest = s.taken.map(|t| t.manifest);
+        let site = tokio::task::spawn_blocking(move || me.site_at_switch(&name, &next, manifest))
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing the static files: {e}")));
+        let site = match site {
+            Ok(site) => site,
+            Err(reason) => {
+                self.stop_all(s.handles);
+                return Err(crate::static_step::StaticStepError(reason).into());
+            }
+        };
         let switched = platform
             .switch_live(
                 plan.clone(),
@@ -477,6 +521,7 @@ impl Run {
                         return Err(None::<StoreError>);
                     }
                     platform.go_live(&v.name, id, from).map_err(Some)?;
+                    state.pool.set_static(site);
                     scaling = scaling_over(state.scaling, &layer);
                     state.scaling = scaling;
                     state.pool.set_limits(crate::platform::limits(&scaling));

@@ -46,6 +46,9 @@ pub struct PlatformConfig {
     pub retention: Retention,
     /// The startup CPU boost's budget and settle time.
     pub startup_boost: crate::boost::BoostConfig,
+    /// How long a replaced deployment's static files keep answering after a switch (10
+    /// minutes; shorter for tests, `hoist server --static-grace`).
+    pub static_grace: Duration,
 }
 
 /// How long logs and events are kept, how many log bytes per service, and how often the
@@ -134,6 +137,8 @@ pub struct Platform {
     pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
     /// Deploys waiting to start on push or poll, one queue per service.
     pub(crate) autodeploy: crate::queue::Queues,
+    /// The static files' store (`DATA/static`), limits and grace time.
+    pub(crate) static_files: crate::static_step::StaticFiles,
 }
 
 impl Platform {
@@ -189,6 +194,11 @@ impl Platform {
             tasks.clone(),
         ));
         let cron_secrets = Arc::new(crate::cron_parts::CronSecrets::default());
+        let static_files = crate::static_step::StaticFiles {
+            store: Arc::new(hoist_static::Store::open(config.data_dir.join("static"))?),
+            limits: hoist_static::Limits::default(),
+            grace: config.static_grace,
+        };
         let cron = crate::cron_parts::scheduler(
             store.clone(),
             config.gateway_addr,
@@ -242,6 +252,7 @@ impl Platform {
                 cron,
                 cron_secrets,
                 autodeploy: Default::default(),
+                static_files,
             }
         });
         platform
@@ -296,8 +307,17 @@ impl Platform {
             if let Err(e) = self.ensure_cron_secret(&svc.name) {
                 tracing::warn!(service = %svc.name, error = %e, "reading the cron secret");
             }
+            // The live deployment's files serve from the start, before any instance.
+            let site = match plan {
+                Some(_) => self.stored_site(&svc.name).unwrap_or_else(|reason| {
+                    tracing::error!(service = %svc.name, %reason, "the live deployment's static files");
+                    None
+                }),
+                None => None,
+            };
             let mut services = self.state();
             let state = self.ensure_state(&mut services, &svc.name, scaling);
+            state.pool.set_static(site);
             if let Some(plan) = plan {
                 let plan = Arc::new(plan);
                 state.live = Some(LiveDeployment {
@@ -406,6 +426,8 @@ impl Platform {
             .collect();
         if let Some(state) = state {
             state.pool.set_deployed(false);
+            // Connections still holding the pool get no more files of a deleted service.
+            state.pool.set_static(None);
             state.pool.take_all();
             if let Some((_, cancel)) = state.pending {
                 cancel.cancel();

@@ -141,7 +141,12 @@ impl Platform {
                 .map_or(0, |l| l.instances.len());
             let scaling = state.map_or(next.spec.scaling, |s| s.scaling);
             (
-                scaling.target_instances(running, verify),
+                // A static site runs none: the switch is its files' alone.
+                if next.spec.is_static_only() {
+                    0
+                } else {
+                    scaling.target_instances(running, verify)
+                },
                 state.and_then(|s| s.live.as_ref()).map(|l| l.plan.key()),
             )
         };
@@ -255,6 +260,8 @@ impl Platform {
                     ),
                 })
             })?;
+        // Its static files (and the grace of those it replaced) from the switch on record.
+        self.publish_static(name).await;
         // Scaling is the service's setting, not the code's: it stays as it is now.
         self.store.set_service_spec(name, &plan.spec)?;
         // The code's cron jobs come back with it.

@@ -46,7 +46,7 @@ impl Platform {
         }
     }
 
-    fn scale_once(self: &Arc<Self>) {
+    pub(crate) fn scale_once(self: &Arc<Self>) {
         let mut plan = Plan::default();
         {
             let services = self.state();
@@ -54,6 +54,10 @@ impl Platform {
                 let Some(live) = state.live.as_ref() else {
                     continue;
                 };
+                // A static site: the gateway answers everything, no minimum is kept warm.
+                if live.plan.spec.is_static_only() {
+                    continue;
+                }
                 let scaling = state.scaling;
                 for h in &live.instances {
                     sync_state(&h.shared, &mut plan.states);

@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{AutoDeployLayer, CronFileJob, EnvVars, MemoryMb, Port, RuntimeName, ScalingLayer};
+use crate::{
+    AutoDeployLayer, CronFileJob, EnvVars, MemoryMb, Port, RuntimeName, ScalingLayer, StaticLayer,
+};
 
 /// One source of service settings (a config file, CLI flags, an API request), every field
 /// optional so layers can be stacked with [`SpecLayer::merge`] before
@@ -31,6 +33,11 @@ pub struct SpecLayer {
     /// `auto_deploy`, `poll_interval`, `watch`.
     #[serde(skip_serializing_if = "AutoDeployLayer::is_empty")]
     pub auto_deploy: AutoDeployLayer,
+    // ---- static files (issue 15) ----
+    /// `--static DIR` and hoist.toml's `static` (a folder, or a table with `dir`, `prefix`,
+    /// `spa`), merged setting by setting.
+    #[serde(rename = "static", skip_serializing_if = "StaticLayer::is_empty")]
+    pub static_files: StaticLayer,
 }
 
 /// Trims a command and treats a blank one as unset, so `buildCommand: ""` in a file (a common
@@ -63,6 +70,7 @@ impl SpecLayer {
             scaling: self.scaling.merge(stronger.scaling),
             cron: stronger.cron.or(self.cron),
             auto_deploy: self.auto_deploy.merge(stronger.auto_deploy),
+            static_files: self.static_files.merge(stronger.static_files),
         }
     }
 }
@@ -92,6 +100,7 @@ mod tests {
             scaling: ScalingLayer::default(),
             cron: None,
             auto_deploy: AutoDeployLayer::default(),
+            static_files: StaticLayer::default(),
         };
         let strong = SpecLayer {
             runtime: None,
@@ -103,6 +112,7 @@ mod tests {
             scaling: ScalingLayer::default(),
             cron: None,
             auto_deploy: AutoDeployLayer::default(),
+            static_files: StaticLayer::default(),
         };
         let merged = weak.merge(strong);
         assert_eq!(merged.runtime, Some(Runtime::Python.into()));

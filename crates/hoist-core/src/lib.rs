@@ -71,6 +71,8 @@ pub mod runtime_pin;
 mod scaling;
 mod spec;
 mod state;
+// Static files served by the gateway (issue 15).
+mod static_files;
 mod token;
 mod variants;
 
@@ -104,6 +106,10 @@ pub use runtime_name::{RuntimeName, RuntimeVersion};
 pub use scaling::{CONCURRENCY_LIMIT, MAX_INSTANCES_LIMIT, Scaling, ScalingLayer, parse_switch};
 pub use spec::{ServiceSpec, validate_branch};
 pub use state::{DeploymentState, InstanceState};
+pub use static_files::{
+    STATIC_FIELD, STATIC_PREFIX_FIELD, StaticDir, StaticFolder, StaticLayer, StaticPrefix,
+    StaticSettings,
+};
 pub use token::{Denied, Over, Principal, TokenName, TokenRole};
 pub use variants::{parse_variant, variant_list};
 

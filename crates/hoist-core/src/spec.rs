@@ -2,7 +2,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling,
-    ServiceName, SpecError, SpecLayer,
+    ServiceName, SpecError, SpecLayer, StaticSettings,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
@@ -23,7 +23,10 @@ pub struct ServiceSpec {
     pub runtime: RuntimeName,
     #[serde(default)]
     pub build_command: Option<String>,
-    pub start_command: String,
+    /// `null` only for a static site (a static folder, configured or found in the build's
+    /// output, and nothing to run): it never runs an instance.
+    #[serde(default)]
+    pub start_command: Option<String>,
     #[serde(default)]
     pub port: Port,
     #[serde(default)]
@@ -39,6 +42,11 @@ pub struct ServiceSpec {
     /// Deploying again on push or by polling (`auto_deploy`, `poll_interval`, `watch`).
     #[serde(default)]
     pub auto_deploy: AutoDeploySettings,
+    // ---- static files (issue 15) ----
+    /// The folder of the build's output the gateway serves itself (`--static`, hoist.toml's
+    /// `static`); `None` when none is named (one may still be detected at the build).
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    pub static_files: Option<StaticSettings>,
 }
 
 impl ServiceSpec {
@@ -68,18 +76,23 @@ impl ServiceSpec {
         }
         // Merging with an empty layer normalizes blank commands to None.
         let layer = SpecLayer::default().merge(layer);
+        let static_files = layer.static_files.resolve()?;
+        // A static site with nothing to build or run needs no toolchain: plain Debian is the
+        // smallest image to run its build command (if any) in.
+        let static_only = layer.start_command.is_none() && static_files.is_some();
         let runtime = layer
             .runtime
             .or(detected_runtime.map(RuntimeName::from))
+            .or(static_only.then(|| RuntimeName::from(Runtime::Debian)))
             .ok_or_else(|| SpecError::Missing {
-            field: "runtime",
-            hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml"
-                .into(),
-        })?;
-        let start_command = layer.start_command.ok_or_else(|| SpecError::Missing {
-            field: "start command",
-            hint: "set --start, `startCommand` in leapcell.yaml or `start` in hoist.toml".into(),
-        })?;
+                field: "runtime",
+                hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml"
+                    .into(),
+            })?;
+        // No start command is left for the build to settle: a static folder found in its
+        // output makes a static site, and without one the deploy fails with
+        // [`ServiceSpec::nothing_to_run`].
+        let start_command = layer.start_command;
         layer.env.check_size()?;
         let scaling = scaling.apply(&layer.scaling)?;
         let auto_deploy = AutoDeploySettings::resolve(&layer.auto_deploy)?;
@@ -97,7 +110,22 @@ impl ServiceSpec {
             scaling,
             cron: layer.cron.unwrap_or_default(),
             auto_deploy,
+            static_files,
         })
+    }
+
+    /// A static site: nothing runs, the gateway answers every request from the files.
+    pub fn is_static_only(&self) -> bool {
+        self.start_command.is_none()
+    }
+
+    /// The refusal of a service with neither a start command nor a static folder (none was
+    /// named, and none was found in the build's output).
+    pub fn nothing_to_run() -> SpecError {
+        SpecError::Missing {
+            field: "start command",
+            hint: "set --start, `startCommand` in leapcell.yaml or `start` in hoist.toml; or, for a static site, --static DIR (`static = \"dist\"` in hoist.toml): no static folder was found in the build's output either (a dist/ or build/ holding index.html)".into(),
+        }
     }
 }
 
@@ -187,7 +215,8 @@ mod tests {
         assert_eq!(spec.root_dir.as_str(), "app");
         assert_eq!(spec.runtime, Runtime::Python.into());
         assert_eq!(spec.build_command, None);
-        assert_eq!(spec.start_command, "python app.py");
+        assert_eq!(spec.start_command.as_deref(), Some("python app.py"));
+        assert_eq!(spec.static_files, None);
         assert_eq!(spec.port, Port::default());
         assert_eq!(spec.memory, MemoryMb::default());
         assert!(spec.env.is_empty());
@@ -224,14 +253,47 @@ mod tests {
 
     #[test]
     fn missing_start_command() {
+        // Left for the build to settle (a static folder may turn up in its output).
         for layer in [SpecLayer::default(), start(""), start("   ")] {
-            let err = resolve(layer, Some(Runtime::Node)).unwrap_err();
-            let msg = err.to_string();
-            assert!(msg.starts_with("missing start command: "), "{msg}");
-            assert!(msg.contains("--start"), "{msg}");
-            assert!(msg.contains("startCommand"), "{msg}");
-            assert!(msg.contains("`start`"), "{msg}");
+            let spec = resolve(layer, Some(Runtime::Node)).unwrap();
+            assert!(spec.is_static_only());
         }
+        let err = ServiceSpec::nothing_to_run();
+        let msg = err.to_string();
+        assert!(msg.starts_with("missing start command: "), "{msg}");
+        assert!(msg.contains("--start"), "{msg}");
+        assert!(msg.contains("startCommand"), "{msg}");
+        assert!(msg.contains("`start`"), "{msg}");
+        assert!(msg.contains("--static"), "{msg}");
+    }
+
+    #[test]
+    fn a_static_site_needs_no_runtime_or_start_command() {
+        let layer = SpecLayer {
+            static_files: crate::StaticLayer {
+                dir: Some("dist".parse().unwrap()),
+                ..Default::default()
+            },
+            ..SpecLayer::default()
+        };
+        let spec = resolve(layer.clone(), None).unwrap();
+        assert_eq!(spec.runtime, Runtime::Debian);
+        assert!(spec.is_static_only());
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(
+            json.contains(r#""static":{"dir":"dist","prefix":"/","spa":false}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
+        // With a start command the runtime is the app's, and still required.
+        let with_app = SpecLayer {
+            start_command: Some("node server.js".into()),
+            ..layer
+        };
+        assert_eq!(
+            resolve(with_app, None).unwrap_err().field(),
+            Some("runtime")
+        );
     }
 
     #[test]

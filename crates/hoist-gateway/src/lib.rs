@@ -9,6 +9,10 @@ mod observe;
 mod proxy;
 #[cfg(test)]
 mod proxy_tests;
+mod sendfile;
+mod static_route;
+#[cfg(test)]
+mod static_tests;
 mod table;
 
 pub use observe::{AccessLog, AccessRecord, LATENCY_BOUNDS_S, RequestStats, StatsSnapshot};

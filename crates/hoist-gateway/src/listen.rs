@@ -496,6 +496,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some((_, file, offset)) = crate::sendfile::mapped_in(&[io::IoSlice::new(buf)]) {
+            return crate::sendfile::poll_send(&self.stream, cx, &file, offset, buf.len());
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -504,7 +507,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        // A large static body goes by sendfile; the slices before it (the response head) are
+        // written first, and hyper comes back with the rest.
+        match crate::sendfile::mapped_in(bufs) {
+            Some((0, file, offset)) => {
+                crate::sendfile::poll_send(&self.stream, cx, &file, offset, bufs[0].len())
+            }
+            Some((i, _, _)) => Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i]),
+            None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -137,6 +137,8 @@ pub struct AccessRecord {
     pub instance: Option<Arc<str>>,
     /// The request waited for an instance to start.
     pub cold: bool,
+    /// The gateway answered from the service's static files (no instance involved).
+    pub served_static: bool,
 }
 
 impl AccessRecord {
@@ -146,7 +148,7 @@ impl AccessRecord {
         // a line, and lines come at the gateway's rate.
         let tenths = (self.duration.as_micros() + 50) / 100;
         format!(
-            "{} {} {} {}.{}ms in={} out={} instance={}{}",
+            "{} {} {} {}.{}ms in={} out={} instance={}{}{}",
             self.method,
             self.path,
             self.status,
@@ -155,7 +157,8 @@ impl AccessRecord {
             self.bytes_in,
             self.bytes_out,
             self.instance.as_deref().unwrap_or("-"),
-            if self.cold { " cold" } else { "" }
+            if self.cold { " cold" } else { "" },
+            if self.served_static { " static" } else { "" }
         )
     }
 }
@@ -308,10 +311,22 @@ mod tests {
             bytes_out: 512,
             instance: Some("i-0123456789".into()),
             cold: true,
+            served_static: false,
         };
         assert_eq!(
             r.line(),
             "GET /cart?id=1 200 3.3ms in=0 out=512 instance=i-0123456789 cold"
+        );
+        let r = AccessRecord {
+            path: "/assets/app.3f9c1a2b.js".into(),
+            instance: None,
+            cold: false,
+            served_static: true,
+            ..r
+        };
+        assert_eq!(
+            r.line(),
+            "GET /assets/app.3f9c1a2b.js 200 3.3ms in=0 out=512 instance=- static"
         );
     }
 }

@@ -25,7 +25,7 @@ use crate::table::{InFlight, Rejection, RoutingTable, ServicePool, Traffic};
 /// Response bodies fail with hyper's errors or the gateway's own (a response past the request
 /// timeout); either way the client's connection is closed mid-body.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -445,11 +445,19 @@ impl Worker {
             pool: pool.clone(),
             instance: None,
             cold: false,
+            served_static: false,
             body: Arc::new(BodyCount::default()),
         };
         if let Some(rejected) = self.check_limits(&req) {
             return (rejected, Some(outcome));
         }
+        let req = match crate::static_route::answer(&pool, req) {
+            Ok(resp) => {
+                outcome.served_static = true;
+                return (resp, Some(outcome));
+            }
+            Err(req) => req,
+        };
         let traffic = Traffic::of_request(req.uri().path(), req.headers());
         let admitted = match pool.acquire(self.gw.config.hold_timeout, traffic).await {
             Ok(a) => a,
@@ -751,6 +759,8 @@ struct Outcome {
     pool: Arc<ServicePool>,
     instance: Option<Arc<str>>,
     cold: bool,
+    /// Answered from the service's static files, by the gateway.
+    served_static: bool,
     body: Arc<BodyCount>,
 }
 
@@ -799,6 +809,7 @@ impl Drop for Recorded {
                 bytes_out: self.bytes_out,
                 instance: p.outcome.instance,
                 cold: p.outcome.cold,
+                served_static: p.outcome.served_static,
             };
             p.worker.access.push(record, log.as_ref());
         }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hoist_sandbox::{Freezer, NetNs};
 use tokio::sync::Notify;
 
@@ -459,6 +459,8 @@ pub struct ServicePool {
     next: AtomicU32,
     activator: Arc<dyn Activator>,
     stats: crate::observe::RequestStats,
+    /// The live deployment's static files, answered before any instance is acquired.
+    static_site: ArcSwapOption<hoist_static::Site>,
 }
 
 impl std::fmt::Debug for ServicePool {
@@ -498,7 +500,23 @@ impl ServicePool {
             wanted_at: AtomicU64::new(0),
             next: AtomicU32::new(0),
             activator,
+            static_site: ArcSwapOption::empty(),
         })
+    }
+
+    /// The static files the gateway answers itself for this service (`None`: all requests
+    /// go to the app). Swapped whole when a deployment goes live, read lock-free per request.
+    pub fn set_static(&self, site: Option<Arc<hoist_static::Site>>) {
+        self.static_site.store(site);
+    }
+
+    pub fn static_site(&self) -> Option<Arc<hoist_static::Site>> {
+        self.static_site.load_full()
+    }
+
+    /// The request path's borrow of the site: no reference count touched.
+    pub(crate) fn static_guard(&self) -> arc_swap::Guard<Option<Arc<hoist_static::Site>>> {
+        self.static_site.load()
     }
 
     pub fn name(&self) -> &str {

@@ -22,7 +22,7 @@ pub use records::{
     UsageDelta,
 };
 pub use session::{NewSession, SessionRecord};
-pub use store::{LOG_BYTES_CAP, StateChange, Store};
+pub use store::{LOG_BYTES_CAP, LastSwitch, StateChange, Store};
 pub use token::{NewToken, TokenCheck, TokenRecord, TokenRefused};
 pub use uploads::UploadRecord;
 

@@ -267,6 +267,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deployments ADD COLUMN rolled_back_at INTEGER;
     "#,
+    // 13: static asset manifests (STATICWIRE, issue 15). A deployment's static folder as its
+    // deploy stored it (the manifest's id in DATA/static, its files and bytes, and how it is
+    // served: JSON with dir, prefix, spa and what was detected). A service keeps when its
+    // live deployment last changed and which one it replaced, so the replaced one's hashed
+    // files keep answering for the grace time, also across a restart.
+    r#"
+    ALTER TABLE deployments ADD COLUMN static_manifest TEXT;
+    ALTER TABLE deployments ADD COLUMN static_files    INTEGER;
+    ALTER TABLE deployments ADD COLUMN static_bytes    INTEGER;
+    ALTER TABLE deployments ADD COLUMN static_config   TEXT;
+    ALTER TABLE services ADD COLUMN switched_at   INTEGER;
+    ALTER TABLE services ADD COLUMN switched_from TEXT;
+    "#,
 ];
 
 /// The first schema whose specs no longer hold the service env in plain text.

@@ -1,6 +1,6 @@
 use hoist_core::{
     DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState, Scaling,
-    ServiceName, ServiceSpec,
+    ServiceName, ServiceSpec, StaticFolder,
 };
 use serde::Serialize;
 
@@ -46,6 +46,8 @@ pub struct DeploymentRecord {
     pub trigger: DeploymentTrigger,
     /// When a rollback last made it live again (epoch ms).
     pub rolled_back_at: Option<i64>,
+    /// The static folder its deploy took from the build (migration 13).
+    pub static_folder: Option<StaticFolder>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -430,7 +430,7 @@ impl Store {
         Ok(())
     }
 
-    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at, trigger, trigger_delivery, rolled_back_at";
+    const DEPLOYMENT_COLUMNS: &'static str = "id, service, state, source, branch, commit_sha, request, spec, image, runtime_version, failure_reason, created_at, updated_at, finished_at, trigger, trigger_delivery, rolled_back_at, static_manifest, static_files, static_bytes, static_config";
 
     fn deployment_from(conn: &Connection, row: &Row<'_>) -> Result<DeploymentRecord, StoreError> {
         let id: String = row.get(0)?;
@@ -474,6 +474,7 @@ impl Store {
                     .ok_or_else(|| corrupt(format!("deployment trigger '{kind}'")))?
             },
             rolled_back_at: row.get(16)?,
+            static_folder: static_assets::folder_from(row, 17)?,
         })
     }
 
@@ -1061,6 +1062,9 @@ impl Store {
 
 mod hooks;
 mod lifecycle;
+// Static folders of deployments and the switch they are served across (issue 15).
+mod static_assets;
 pub use lifecycle::StateChange;
+pub use static_assets::LastSwitch;
 #[cfg(test)]
 mod tests;

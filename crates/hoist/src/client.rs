@@ -81,20 +81,35 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
         }
     });
     outln!("live     {}", or_dash(live))?;
-    // The runtime version the live deployment was built on (`node@22 (22.23.5)`).
-    let runtime = s
+    let live_deployment = s
         .service
         .live_deployment
         .as_ref()
-        .and_then(|id| s.deployments.iter().find(|d| &d.id == id))
-        .and_then(|d| {
-            let name = d.spec.as_ref()?.runtime.to_string();
-            Some(match &d.runtime_version {
-                Some(v) => format!("{name} ({v})"),
-                None => name,
-            })
-        });
+        .and_then(|id| s.deployments.iter().find(|d| &d.id == id));
+    // The runtime version the live deployment was built on (`node@22 (22.23.5)`).
+    let runtime = live_deployment.and_then(|d| {
+        let name = d.spec.as_ref()?.runtime.to_string();
+        Some(match &d.runtime_version {
+            Some(v) => format!("{name} ({v})"),
+            None => name,
+        })
+    });
     outln!("runtime  {}", or_dash(runtime))?;
+    let live_static = live_deployment.and_then(|d| d.static_files.as_ref().map(|f| (d, f)));
+    if let Some((d, f)) = live_static {
+        let site = if d.spec.as_ref().is_some_and(|s| s.start_command.is_none()) {
+            "; a static site, no instance runs"
+        } else {
+            ""
+        };
+        outln!(
+            "static   {} at {}: {} (served by the gateway{site}{})",
+            f.dir,
+            f.prefix,
+            static_text(f),
+            if f.spa { ", spa" } else { "" }
+        )?;
+    }
     let mode = if s.scaling.min_instances > 0 {
         "persistent"
     } else {
@@ -179,12 +194,31 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
     print_table(&t)
 }
 
-/// Deployments newest first: id, commit, state, trigger, age, the first line of the reason.
+/// A static folder's size: `42 files, 1.2 MB`.
+fn static_text(f: &hoist_api_types::StaticFolder) -> String {
+    format!(
+        "{} file{}, {}",
+        f.files,
+        if f.files == 1 { "" } else { "s" },
+        hoist_core::size_text(f.bytes)
+    )
+}
+
+/// Deployments newest first: id, commit, state, trigger, age, static folder, the first line
+/// of the reason.
 fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
     let mut list: Vec<&Deployment> = list.iter().collect();
     list.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     let mut t = table(
-        &["DEPLOYMENT", "COMMIT", "STATE", "TRIGGER", "AGE", "REASON"],
+        &[
+            "DEPLOYMENT",
+            "COMMIT",
+            "STATE",
+            "TRIGGER",
+            "AGE",
+            "STATIC",
+            "REASON",
+        ],
         &[],
     );
     for d in list {
@@ -199,6 +233,9 @@ fn deployments_table(list: &[Deployment]) -> comfy_table::Table {
                 None => d.trigger.to_string(),
             },
             age(d.created_at),
+            d.static_files
+                .as_ref()
+                .map_or_else(|| "-".to_string(), static_text),
             first_line(d.failure_reason.as_deref()).to_string(),
         ]);
     }

@@ -62,6 +62,18 @@ pub struct DeployArgs {
     /// Deploy a push only when a changed file matches this glob (repeatable: 'api/**').
     #[arg(long, value_name = "GLOB")]
     watch: Vec<String>,
+    // ---- static files served by the gateway (issue 15) ----
+    /// The folder the build leaves static files in, relative to the app's root directory
+    /// (e.g. dist): the gateway serves them itself, without waking an instance. With no
+    /// --start this is a static site.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<String>,
+    /// Where the static folder's files appear in the site (default /).
+    #[arg(long, value_name = "PATH")]
+    static_prefix: Option<String>,
+    /// A path matching no static file that does not look like a file serves index.html.
+    #[arg(long)]
+    spa: bool,
     /// Return once the deployment is accepted instead of following it to the end.
     #[arg(long)]
     no_wait: bool,
@@ -160,6 +172,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         auto_deploy: args.auto_deploy,
         poll_interval: args.poll_interval,
         watch: (!args.watch.is_empty()).then_some(args.watch),
+        static_dir: args.static_dir,
+        static_prefix: args.static_prefix,
+        static_spa: args.spa.then_some(true),
     };
     let created: Deployment = api
         .call(

@@ -111,6 +111,11 @@ pub struct ServerArgs {
     /// Default: http:// and the --api-listen address (the port bound, for port 0).
     #[arg(long, value_name = "URL")]
     public_api_url: Option<String>,
+    /// How long a replaced deployment's static files keep answering after a deploy or
+    /// rollback switches away from it, so a page loaded before the switch still gets the
+    /// hashed chunks it asks for (0s to 7d).
+    #[arg(long, default_value = "10m", value_parser = parse_static_grace)]
+    static_grace: std::time::Duration,
 }
 
 /// The webhook URLs' base: `--public-api-url` (an http or https URL, path kept, no trailing
@@ -223,6 +228,10 @@ fn parse_build_timeout(s: &str) -> Result<Duration, String> {
 fn parse_log_retention(s: &str) -> Result<Duration, String> {
     // Ten years: logs are not an archive.
     bounded("--log-retention", s, Duration::from_secs(1), 3650 * 86_400)
+}
+
+fn parse_static_grace(s: &str) -> Result<Duration, String> {
+    bounded("--static-grace", s, Duration::ZERO, 7 * 86_400)
 }
 
 fn parse_metrics_resolution(s: &str) -> Result<Duration, String> {
@@ -361,6 +370,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 metrics_resolution: args.metrics_resolution,
             },
             startup_boost: hoist_control::BoostConfig::for_this_machine(args.startup_boost_settle),
+            static_grace: args.static_grace,
         },
         store,
         gateway.clone(),

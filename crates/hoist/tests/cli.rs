@@ -312,7 +312,15 @@ fn deployments_lists_newest_first_and_answers_to_releases() {
             .collect();
         assert_eq!(
             header,
-            ["DEPLOYMENT", "COMMIT", "STATE", "TRIGGER", "AGE", "REASON"],
+            [
+                "DEPLOYMENT",
+                "COMMIT",
+                "STATE",
+                "TRIGGER",
+                "AGE",
+                "STATIC",
+                "REASON"
+            ],
             "{out}"
         );
         let newest: Vec<&str> = lines

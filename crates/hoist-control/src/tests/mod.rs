@@ -8,6 +8,7 @@ mod modules;
 mod pushes;
 mod scaling;
 mod shutdown;
+mod static_sites;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,6 +121,7 @@ impl TestPlatform {
                 budget_millicores: 1000,
                 settle: BOOST_SETTLE,
             },
+            static_grace: Duration::from_secs(600),
         };
         let platform = Platform::start_with(config, store, gateway.clone(), fakes.host())
             .await

@@ -11,7 +11,7 @@ const HOIST_TOML: &str = "hoist.toml";
 
 /// The keys of `hoist.toml`, as [`HoistToml`] names its fields: what an unknown key is
 /// compared with for a suggestion. (A test checks each one is a field.)
-const HOIST_TOML_KEYS: [&str; 18] = [
+const HOIST_TOML_KEYS: [&str; 19] = [
     "runtime",
     "build",
     "build_command",
@@ -31,6 +31,8 @@ const HOIST_TOML_KEYS: [&str; 18] = [
     "watch",
     // startup CPU boost (issue 15)
     "startup_boost",
+    // static files (issue 15)
+    "static",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +57,9 @@ struct HoistToml {
     watch: Option<toml::Value>,
     // ---- startup CPU boost (issue 15) ----
     startup_boost: Option<toml::Value>,
+    /// `static = "dist"`, or a `[static]` table with `dir`, `prefix`, `spa`.
+    #[serde(rename = "static")]
+    static_files: Option<toml::Value>,
     /// Every other key: refused, with the nearest known key as a suggestion.
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
@@ -210,6 +215,9 @@ impl SpecLayer {
                 .auto_deploy
                 .set_watch(globs)
                 .map_err(key_error(HOIST_TOML, "watch"))?;
+        }
+        if let Some(value) = &file.static_files {
+            layer.static_files = super::static_toml::static_layer(value)?;
         }
         Ok(layer)
     }
@@ -456,7 +464,7 @@ DEBUG = false
             .to_string();
         assert_eq!(
             msg,
-            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch, startup_boost"
+            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch, startup_boost, static"
         );
     }
 

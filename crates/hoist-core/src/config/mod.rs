@@ -11,6 +11,8 @@
 mod cron_toml;
 mod hoist_toml;
 mod leapcell;
+// hoist.toml's `static` (issue 15).
+mod static_toml;
 
 use std::fmt;
 

@@ -88,7 +88,14 @@ impl Store {
             .optional()?
             .flatten();
         let mut changes = Vec::with_capacity(2);
-        if let Some(prev) = previous.filter(|p| p != deployment.as_str()) {
+        let replaced = previous.filter(|p| p != deployment.as_str());
+        // When and from what the service switched: the replaced deployment's hashed static
+        // files keep answering for a while after this moment (migration 13).
+        tx.execute(
+            "UPDATE services SET switched_at = ?2, switched_from = ?3 WHERE name = ?1",
+            params![name.as_str(), now, replaced.as_deref()],
+        )?;
+        if let Some(prev) = replaced {
             let prev: DeploymentId = parse(prev, "deployment id")?;
             changes.push(transition(
                 &tx,

@@ -880,4 +880,5 @@ impl Server {
     }
 }
 pub mod cron;
+pub mod staticwire;
 pub mod upload;
