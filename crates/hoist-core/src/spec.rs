@@ -277,7 +277,7 @@ mod tests {
             ..SpecLayer::default()
         };
         let spec = resolve(layer.clone(), None).unwrap();
-        assert_eq!(spec.runtime, Runtime::Debian);
+        assert_eq!(spec.runtime, RuntimeName::from(Runtime::Debian));
         assert!(spec.is_static_only());
         let json = serde_json::to_string(&spec).unwrap();
         assert!(
