@@ -60,6 +60,8 @@ CASES = [
 CASES = [c for c in CASES if os.environ.get("ONLY", "") in c[0]]
 # GATEWAY_WORKERS=N runs the server with --gateway-workers N instead of its default.
 WORKERS = os.environ.get("GATEWAY_WORKERS")
+# REQUEST_LOGGING=off runs the server with --no-request-logging (nginx keeps its access log).
+LOGGING_OFF = os.environ.get("REQUEST_LOGGING") == "off"
 
 NGINX_CONF = '''worker_processes 2;
 worker_priority {nice};
@@ -147,7 +149,8 @@ class Harness:
 class Deployed:
     """A real `hoist server` with the folder deployed as a static-only site."""
     def __init__(self, root):
-        extra = (f"--gateway-nice={NICE}",) + ((f"--gateway-workers={WORKERS}",) if WORKERS else ())
+        extra = (f"--gateway-nice={NICE}",) + ((f"--gateway-workers={WORKERS}",) if WORKERS else ()) \
+            + (("--no-request-logging",) if LOGGING_OFF else ())
         self.server = Server("static", extra)
         self.port = self.server.gw_port
         self.proc = self.server.proc
