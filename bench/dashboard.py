@@ -71,17 +71,55 @@ def read_line(proc, timeout):
     return line.strip()
 
 
-def tree_cpu_seconds(pid):
-    """User + system CPU time of a process and all its descendants (Chromium is many)."""
-    procs = proc_table()
-    tree, frontier = {pid}, [pid]
+def tree(pid, procs):
+    """A process and all its descendants (Chromium is many)."""
+    found, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()
         for child, (_, ppid, _) in procs.items():
-            if ppid == parent and child not in tree:
-                tree.add(child)
+            if ppid == parent and child not in found:
+                found.add(child)
                 frontier.append(child)
-    return sum(procs[p][2] for p in tree if p in procs)
+    return found
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU time of a process and all its descendants."""
+    procs = proc_table()
+    return sum(procs[p][2] for p in tree(pid, procs) if p in procs)
+
+
+def kind_of(pid):
+    """What a process of the browser's tree is: node (Playwright), or Chromium's browser,
+    renderer, gpu-process, utility... (its `--type=`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # Chromium rewrites its children's command lines into one space-separated string.
+            args = f.read().replace(b"\0", b" ").split()
+    except OSError:
+        return "gone"
+    if args and args[0].endswith(b"node"):
+        return "node"
+    for a in args:
+        if a.startswith(b"--type="):
+            return a[7:].decode(errors="replace")
+    return "browser"
+
+
+def cpu_by_kind(pid):
+    """CPU seconds of the tree per process kind (see `kind_of`)."""
+    procs = proc_table()
+    out = {}
+    for p in tree(pid, procs):
+        if p in procs:
+            k = kind_of(p)
+            out[k] = out.get(k, 0.0) + procs[p][2]
+    return out
+
+
+def kinds_since(before, after):
+    return ", ".join(f"{k} {after[k] - before.get(k, 0.0):.2f}" for k in sorted(after)
+                     if after[k] - before.get(k, 0.0) >= 0.01)
 
 
 def first_page(server):
@@ -127,6 +165,7 @@ def gateway(server):
                 time.sleep(3)
                 idle = (tree_cpu_seconds(follower.pid) - c) / 3
             cpu0 = tree_cpu_seconds(follower.pid) if follower else 0.0
+            kinds0 = cpu_by_kind(follower.pid) if follower else {}
             res = proxy.wrk(url, 2, 64, DURATION)
             runs[mode].append(res[0])
             note = ""
@@ -141,6 +180,7 @@ def gateway(server):
                 note = f"  curl CPU {cpu:.2f} s, {messages} log messages streamed to it for {res[4]} requests"
             elif follower:
                 cpu = tree_cpu_seconds(follower.pid) - cpu0
+                kinds = kinds_since(kinds0, cpu_by_kind(follower.pid))
                 # Let the last lines reach the page, then ask what it got.
                 time.sleep(1)
                 follower.stdin.write("stop\n")
@@ -150,7 +190,7 @@ def gateway(server):
                 follower.wait(timeout=60)
                 followed.append((got, cpu, res[4]))
                 note = (f"  browser CPU {cpu:.1f} s (idle page {idle * DURATION:.1f} s), {got['messages']} log messages streamed "
-                        f"to it for {res[4]} requests, {got['shown']} lines on the page")
+                        f"to it for {res[4]} requests, {got['shown']} lines on the page; CPU s by process: {kinds}")
             print(f"  round {r + 1} {mode:7}: {res[0]:9.0f} req/s  p50 {res[1]:.3f} ms  "
                   f"p99 {res[2]:.3f} ms  errors {res[3]}{note}", flush=True)
     return runs, followed

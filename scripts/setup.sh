@@ -42,7 +42,8 @@ fi
 
 # The dashboard (ui/) is built with Node.js and npm and embedded in the hoist binary, so it is
 # built here, before the cargo build that follows. Debian 12's nodejs is 18.20: the UI's
-# toolchain is pinned to versions that run on it.
+# toolchain is pinned to versions that run on it. The server's npm also fetches the npm
+# registry's Node.js for the node@22, node@24 and python+node runtimes.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "==> installing Node.js and npm (Debian's nodejs, npm)"
   apt-get update -qq

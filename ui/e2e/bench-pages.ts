@@ -5,12 +5,16 @@
 //     the time from navigation start to performance.mark("hoist:services-interactive"), and
 //     the JS and CSS the first load fetched. Prints one JSON line.
 //   node --import tsx e2e/bench-pages.ts follow SERVICE
-//     Opens SERVICE's Logs tab and follows it; prints "following" once the page says so, then
-//     counts the log messages its EventSource gets until stdin says "stop" (or closes); prints
-//     one JSON line.
+//     Opens SERVICE's Logs tab in a Chromium of its own and follows it; prints "following" once
+//     the page says so and DevTools is detached, then counts the log messages its EventSource
+//     got once stdin says "stop" (or closes); prints one JSON line.
 //
 // Environment: HOIST_E2E_API and HOIST_E2E_TOKEN (and HOIST_E2E_CHROMIUM), as for the suite.
 
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium, type Browser, type Page } from "playwright-core";
 
@@ -18,10 +22,13 @@ const api = process.env.HOIST_E2E_API ?? "";
 const token = process.env.HOIST_E2E_TOKEN ?? "";
 const MARK = "hoist:services-interactive";
 
+/** As the suite runs it: no GPU here, and no network beyond loopback to reach. */
+const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
 function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: process.env.HOIST_E2E_CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: FLAGS,
   });
 }
 
@@ -98,24 +105,72 @@ async function interactive(n: number): Promise<void> {
   console.log(JSON.stringify({ cold, warm, resources, phases }));
 }
 
+/** A Chromium of its own (a child of this process), with a DevTools port to attach to. */
+async function spawnChromium(): Promise<{ child: ChildProcess; endpoint: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "hoist-bench-chromium-"));
+  const child = spawn(
+    process.env.HOIST_E2E_CHROMIUM ?? "/usr/bin/chromium",
+    ["--headless", "--remote-debugging-port=0", `--user-data-dir=${dir}`, ...FLAGS, "about:blank"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let text = "";
+    const timer = setTimeout(() => reject(new Error(`chromium gave no DevTools address: ${text}`)), 20_000);
+    child.stderr?.on("data", (d: Buffer) => {
+      text += d.toString();
+      const m = /DevTools listening on (ws:\/\/\S+)/.exec(text);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`chromium exited (${code}): ${text}`)));
+  });
+  return { child, endpoint };
+}
+
+/**
+ * Opens SERVICE's Logs tab and leaves it following with **no DevTools client attached**: a
+ * person's browser has none, and Playwright's would cost the page more than the page itself
+ * (it enables the Network domain, which reports every EventSource message to this process).
+ * So: a Chromium of its own, attached to over CDP to sign in and open the tab, then detached
+ * until stdin says "stop"; then attached again to read what the page got.
+ */
 async function follow(service: string): Promise<void> {
-  const browser = await launch();
-  const page = await (await browser.newContext()).newPage();
+  const { child, endpoint } = await spawnChromium();
+  let browser = await chromium.connectOverCDP(endpoint);
+  const page = await (browser.contexts()[0] ?? (await browser.newContext())).newPage();
+  // Messages are counted in the page, by one listener more on its EventSource. A string, not a
+  // function: tsx would compile a function with helpers the page lacks.
+  await page.addInitScript(`
+    window.__messages = 0;
+    const Base = window.EventSource;
+    window.EventSource = class extends Base {
+      constructor(url, init) {
+        super(url, init);
+        const count = () => window.__messages++;
+        this.addEventListener("message", count);
+        this.addEventListener("skipped", count);
+      }
+    };`);
   await signIn(page);
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("Network.enable");
-  let messages = 0;
-  cdp.on("Network.eventSourceMessageReceived", () => messages++);
   await page.goto(new URL(`/services/${service}/logs`, api).toString());
   await page.getByRole("status").filter({ hasText: "Following" }).waitFor({ timeout: 20_000 });
+  // Detach (for a browser from connectOverCDP, close() disconnects and leaves it running).
+  await browser.close();
   console.log("following");
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     if (line.trim() === "stop") break;
   }
-  const shown = await page.locator(".log-line").count();
-  const status = await page.getByRole("status").filter({ hasText: /Following|Paused|Reconnecting/ }).first().innerText({ timeout: 5000 }).catch(() => "?");
+  browser = await chromium.connectOverCDP(endpoint);
+  const again = browser.contexts().flatMap((c) => c.pages()).find((p) => p.url().includes("/logs"));
+  if (!again) throw new Error("the Logs page is gone");
+  const messages = (await again.evaluate("window.__messages")) as number;
+  const shown = await again.locator(".log-line").count();
+  const status = await again.getByRole("status").filter({ hasText: /Following|Paused|Reconnecting/ }).first().innerText({ timeout: 5000 }).catch(() => "?");
   await browser.close();
+  child.kill();
   console.log(JSON.stringify({ messages, shown, status }));
   // stdin's reader would keep the process alive.
   process.exit(0);

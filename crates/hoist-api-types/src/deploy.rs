@@ -1,5 +1,5 @@
 use hoist_core::{
-    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, Runtime, ServiceName,
+    AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, RuntimeName, ServiceName,
     ServiceSpec, StaticFolder, UploadId,
 };
 use serde::{Deserialize, Deserializer, Serialize};
@@ -24,10 +24,14 @@ pub struct DeployRequest {
     /// The app's directory inside the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
-    /// Detected from the app's files when not given; a version suffix (`python3.12`) is
-    /// accepted and ignored.
+    /// A runtime and maybe its version: `node@22`, `python@3.13`, `go@1.24`, `python+node`,
+    /// or Leapcell's `nodejs20`, `python3.13`. Detected from the app's files when not given;
+    /// with no version, the project's pin (`.nvmrc`, `package.json` `engines.node`,
+    /// `.python-version`, `runtime.txt`, `go.mod`) chooses it, else the service keeps the one
+    /// it runs on, else the family's default. A version not available is refused (400,
+    /// field `runtime`) with the list of those that are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<Runtime>,
+    pub runtime: Option<RuntimeName>,
     /// The build command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
@@ -93,7 +97,7 @@ struct DeployFields {
     #[serde(default)]
     root: Option<String>,
     #[serde(default)]
-    runtime: Option<Runtime>,
+    runtime: Option<RuntimeName>,
     #[serde(default)]
     build: Option<String>,
     #[serde(default)]
@@ -212,7 +216,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 impl DeployRequest {
     /// Every JSON field a deploy request may have.
-    pub const FIELDS: [&'static str; 22] = [
+    pub const FIELDS: [&'static str; 23] = [
         "source",
         "name",
         "branch",
@@ -228,6 +232,8 @@ impl DeployRequest {
         "concurrency",
         "idle_freeze",
         "idle_stop",
+        // startup CPU boost (issue 15)
+        "startup_boost",
         // UPLOAD's.
         "upload",
         // deploy on push

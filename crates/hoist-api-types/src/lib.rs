@@ -52,8 +52,8 @@ pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 /// types that appear in them.
 pub use hoist_core::{
     AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState,
-    Runtime, Scaling, ServiceName, ServiceSpec, StaticFolder, TokenId, TokenName, TokenRole,
-    UploadId,
+    Runtime, RuntimeName, Scaling, ServiceName, ServiceSpec, StaticFolder, TokenId, TokenName,
+    TokenRole, UploadId,
 };
 
 #[cfg(test)]

@@ -30,16 +30,31 @@ pub struct ScalingSettings {
     #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_stop: Option<String>,
+    // ---- startup CPU boost (issue 15) ----
+    /// A starting instance gets at least a whole core until it is ready and for a settle time
+    /// after, then its memory's share (on by default; `--startup-boost off`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "on|off", value_parser = parse_switch_arg)
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_boost: Option<bool>,
+}
+
+#[cfg(feature = "cli")]
+fn parse_switch_arg(s: &str) -> Result<bool, String> {
+    hoist_core::parse_switch("--startup-boost", s).map_err(|e| e.to_string())
 }
 
 impl ScalingSettings {
     /// The JSON names of the fields, for bodies that flatten these settings.
-    pub const FIELDS: [&'static str; 5] = [
+    pub const FIELDS: [&'static str; 6] = [
         "min_instances",
         "max_instances",
         "concurrency",
         "idle_freeze",
         "idle_stop",
+        "startup_boost",
     ];
 
     pub fn is_empty(&self) -> bool {
@@ -53,6 +68,7 @@ impl ScalingSettings {
             min_instances: self.min_instances,
             max_instances: self.max_instances,
             concurrency: self.concurrency,
+            startup_boost: self.startup_boost,
             ..ScalingLayer::default()
         };
         if let Some(d) = &self.idle_freeze {

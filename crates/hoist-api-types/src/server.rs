@@ -172,10 +172,16 @@ impl From<hoist_build::RuntimeInfo> for RuntimeInfo {
     fn from(r: hoist_build::RuntimeInfo) -> Self {
         RuntimeInfo {
             name: r.name,
+            family: r.family,
             installed: r.installed,
             version: r.version,
             size_bytes: r.size_bytes,
             packages: r.packages,
+            source: r.source,
+            end_of_life: r.end_of_life,
+            eol: r.eol,
+            default: r.default,
+            build_seconds: r.build_seconds,
         }
     }
 }

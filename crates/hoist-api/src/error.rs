@@ -91,8 +91,8 @@ pub(crate) fn request_field(e: &hoist_core::SpecError) -> Option<&'static str> {
         "start command" => "start",
         f @ ("source" | "name" | "branch" | "runtime" | "port" | "memory" | "env"
         | "min_instances" | "max_instances" | "concurrency" | "idle_freeze" | "idle_stop"
-        | "upload" | "schedule" | "path" | "method" | "timezone" | "timeout" | "retries"
-        | "job" | "static" | "static_prefix") => f,
+        | "startup_boost" | "upload" | "schedule" | "path" | "method" | "timezone"
+        | "timeout" | "retries" | "job" | "static" | "static_prefix") => f,
         _ => return None,
     })
 }

@@ -151,13 +151,18 @@ impl Item {
 /// followers then cost the server a write (and the client a wake-up) per batch of lines, not
 /// per line. An event after a quiet spell is written at once.
 const LINGER: Duration = Duration::from_millis(25);
+/// The same for a follower that asked for at most `max_rate` lines a second (a dashboard): it
+/// is told of skipped lines this often anyway, and redraws about once a second, so a write
+/// every 25 ms would only wake it (and its network process) ten times for nothing.
+const LIMITED_LINGER: Duration = SKIPPED_EVERY;
 /// The most events in one write.
 const BATCH: usize = 1024;
 /// An idle SSE stream sends a comment this often, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The response: the events of `rx`, as they come, batched (see [`LINGER`]).
-fn respond(rx: mpsc::Receiver<Item>, format: Format) -> Response {
+/// The response: the events of `rx`, as they come, at most one write per `linger` (see
+/// [`LINGER`]).
+fn respond(rx: mpsc::Receiver<Item>, format: Format, linger: Duration) -> Response {
     struct Writer {
         rx: mpsc::Receiver<Item>,
         batch: Vec<Item>,
@@ -178,7 +183,7 @@ fn respond(rx: mpsc::Receiver<Item>, format: Format) -> Response {
         };
         w.batch.push(first);
         if let Some(at) = w.last_write {
-            tokio::time::sleep_until(at + LINGER).await;
+            tokio::time::sleep_until(at + linger).await;
         }
         while w.batch.len() < BATCH {
             match w.rx.try_recv() {
@@ -334,7 +339,7 @@ pub(crate) fn deployment_events(
         });
         let _ = tx.send(Item::new(END_ID, &outcome)).await;
     });
-    respond(rx, format)
+    respond(rx, format, LINGER)
 }
 
 /// Whether a log stream goes on after the backlog, and how fast.
@@ -498,7 +503,12 @@ pub(crate) fn service_logs(
             }
         }
     });
-    respond(rx, format)
+    let linger = if follow.max_rate.is_some() {
+        LIMITED_LINGER
+    } else {
+        LINGER
+    };
+    respond(rx, format, linger)
 }
 
 #[cfg(test)]

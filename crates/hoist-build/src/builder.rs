@@ -13,6 +13,9 @@ use crate::layer::{AppLayer, store_layer};
 use crate::runtimes::RuntimeImage;
 use crate::{BuildError, LogSink, OutputStream, merge_lines};
 
+/// The CA bundle every sandbox has (the host's), for Node.js builds that bundle their own.
+pub const NODE_EXTRA_CA_CERTS: &str = "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt";
+
 /// Builds get the reference platform's "Hobby" build worker: 2 vCPUs and 4 GB.
 const BUILD_MEMORY_MB: u64 = 4096;
 const BUILD_MILLICORES: u32 = 2000;
@@ -159,8 +162,10 @@ impl Builder {
         upper: &Path,
         log: &LogSink,
     ) -> Result<(), BuildError> {
-        let rt = req.runtime.runtime.as_str();
-        let caches = self.service_caches(&req.service).join(rt);
+        // Per family, not per version: a package cache serves every version of its tool.
+        let caches = self
+            .service_caches(&req.service)
+            .join(req.runtime.entry.family.as_str());
         // Package caches speed up the service's next build but are not part of the image.
         let cache_mounts = [
             ("pip", "/root/.cache/pip"),
@@ -191,6 +196,10 @@ impl Builder {
             "PIP_DISABLE_PIP_VERSION_CHECK=1".into(),
             "npm_config_update_notifier=false".into(),
             "npm_config_fund=false".into(),
+            // Node.js from the npm registry trusts only its own bundled CAs, so `npm install`
+            // behind a TLS-inspecting proxy would fail where Debian's node (which reads the
+            // system store) works: give it the host's bundle, mounted at this path.
+            NODE_EXTRA_CA_CERTS.into(),
         ];
         env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
         let work = self.work_dir.join(&req.id).join("work");
@@ -214,7 +223,8 @@ impl Builder {
         log(
             OutputStream::System,
             format!(
-                "running build command on runtime {rt} {}",
+                "running build command on runtime {} {}",
+                req.runtime.entry.name(),
                 req.runtime.version
             ),
         );

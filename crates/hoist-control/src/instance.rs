@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::boost::{BoostGuard, StartupBoost};
 use crate::events::Events;
 pub(crate) use crate::handle::{InstanceHandle, InstancePlan, InstanceShared};
 use crate::handle::{UsageMark, record_usage};
@@ -54,6 +55,8 @@ pub(crate) struct Launcher {
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     cron_secrets: Arc<crate::cron_parts::CronSecrets>,
+    /// Raises a starting instance's CPU quota until it has settled.
+    pub(crate) boost: Arc<StartupBoost>,
 }
 
 /// What a [`Launcher`] is made of.
@@ -68,6 +71,7 @@ pub(crate) struct LauncherParts {
     pub(crate) stopping: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     pub(crate) cron_secrets: Arc<crate::cron_parts::CronSecrets>,
+    pub(crate) boost: Arc<StartupBoost>,
 }
 
 impl Launcher {
@@ -83,6 +87,7 @@ impl Launcher {
             stopping: p.stopping,
             shutdown: p.shutdown,
             cron_secrets: p.cron_secrets,
+            boost: p.boost,
         }
     }
 
@@ -123,6 +128,9 @@ impl Launcher {
             "LANG=C.UTF-8".into(),
             // Python buffers stdout when it is a pipe; logs must show up as they happen.
             "PYTHONUNBUFFERED=1".into(),
+            // Node.js from the npm registry trusts only its own bundled CAs; the host's
+            // bundle (mounted at this path) is what a TLS-inspecting proxy's CA is in.
+            hoist_build::NODE_EXTRA_CA_CERTS.into(),
             format!("PORT={}", spec.port.get()),
             format!("HOIST_SERVICE={}", spec.name),
             format!("HOIST_DEPLOYMENT={}", plan.deployment),
@@ -202,6 +210,13 @@ impl Launcher {
         let timings = launched.timings;
         let netns = launched.netns.clone();
         let mut sandbox = launched.sandbox;
+        // The quota is raised before the app's first instruction (its process waits in the
+        // created sandbox), so the whole boot runs boosted: one cgroup file write.
+        let normal = plan.spec.memory.cpu_millicores();
+        let boost = self
+            .services
+            .startup_boost(&plan)
+            .then(|| self.boost.begin(id.clone(), normal, sandbox.cpu()));
         // The app runs first; recording it (a database write) overlaps with its boot.
         let t = Instant::now();
         let started_ok = sandbox.start().await;
@@ -301,6 +316,12 @@ impl Launcher {
             return Err(fail(reason));
         }
         let total = started.elapsed();
+        // The settle time starts now: the app answers, but its first requests often still
+        // load code (lazy imports, template caches).
+        let boosted = boost.as_ref().map(|g| {
+            g.ready();
+            g.millicores().unwrap_or(normal)
+        });
         // The next start of this deployment gets a sandbox made ahead of time; made only now,
         // so that making it (crun, mounts) does not compete with this app's boot for the CPU.
         self.refill_standby(plan.clone());
@@ -319,11 +340,22 @@ impl Launcher {
                 ms(timings.crun_spawn)
             )
         };
+        let cpu = match boosted {
+            Some(m) if m > normal => format!(
+                "; CPU {m}m (boosted from {normal}m) for {} more",
+                hoist_core::format_duration(self.boost.config().settle)
+            ),
+            Some(_) if normal >= 1000 => format!("; CPU {normal}m (its memory's share, no boost)"),
+            Some(_) => format!(
+                "; CPU {normal}m (the boost budget is taken by other starts; boosted when it frees)"
+            ),
+            None => format!("; CPU {normal}m (startup boost off)"),
+        };
         self.system_line(
             &plan,
             Some(&id),
             format!(
-                "instance {id} ready in {:.1} ms ({prepared}, start {:.1} ms, boot and readiness {:.1} ms)",
+                "instance {id} ready in {:.1} ms ({prepared}, start {:.1} ms, boot and readiness {:.1} ms){cpu}",
                 ms(total),
                 ms(start_call),
                 ms(booted)
@@ -341,11 +373,14 @@ impl Launcher {
             recorded_state: Mutex::new(InstanceState::Ready),
         });
         let stop = CancellationToken::new();
-        let task =
-            tokio::spawn(
-                self.clone()
-                    .supervise(plan, shared.clone(), sandbox, stop.clone(), pump),
-            );
+        let task = tokio::spawn(self.clone().supervise(
+            plan,
+            shared.clone(),
+            sandbox,
+            stop.clone(),
+            pump,
+            boost,
+        ));
         Ok(InstanceHandle::new(shared, stop, task))
     }
 
@@ -410,12 +445,15 @@ impl Launcher {
         mut sandbox: Box<dyn InstanceSandbox>,
         stop: CancellationToken,
         pump: JoinHandle<()>,
+        boost: Option<BoostGuard>,
     ) {
         let id = shared.id.clone();
         let exit = tokio::select! {
             exit = sandbox.wait() => Some(exit),
             _ = stop.cancelled() => None,
         };
+        // A boost still running ends with the instance: its budget goes to other starts.
+        drop(boost);
         match exit {
             None => {
                 let _ = self

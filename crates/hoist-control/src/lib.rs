@@ -4,6 +4,7 @@
 
 mod access;
 mod autodeploy;
+mod boost;
 mod config_file;
 mod cron;
 mod cron_parts;
@@ -26,6 +27,7 @@ mod platform;
 mod poll;
 mod queue;
 mod rollout;
+mod runtime_choice;
 mod scaler;
 mod seams;
 mod services;
@@ -43,6 +45,7 @@ mod views;
 mod warm;
 
 pub use autodeploy::{AutoDeployView, PushEvent, PushOutcome};
+pub use boost::BoostConfig;
 pub use deploy::target_service;
 pub use error::ControlError;
 pub use hoist_api_types::{DeployRequest, EnvApplied, EnvChange, LiveInstanceView, ServiceView};
@@ -50,6 +53,8 @@ pub use lifecycle::{CancelReason, Change};
 pub use logs::{Event, LogHub};
 pub use pipeline::DeployError;
 pub use platform::{Platform, PlatformConfig, Retention};
-pub use seams::{Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver};
+pub use seams::{
+    CpuControl, Created, Host, ImageBuilder, InstanceSandbox, OutputPipe, SandboxDriver,
+};
 pub use static_step::StaticStepError;
 pub use uploads::UPLOADS_LISTED;

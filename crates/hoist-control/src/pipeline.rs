@@ -92,6 +92,8 @@ struct Fetched<'a> {
     revision: u64,
     /// The scaling settings the deploy names (see [`Run::scaling`]).
     scaling: ScalingLayer,
+    /// The runtime version chosen, and why.
+    runtime: crate::runtime_choice::RuntimeChoice,
 }
 
 /// The image built.
@@ -308,12 +310,23 @@ impl Run {
         // Component by component, never through a symlink: the repository decides what its
         // tree holds, and a link must not make the server read a host directory.
         let app_root = v.root.resolve_in(&src)?;
-        let base = platform
+        let (base, current_runtime) = platform
             .state()
             .get(&v.name)
-            .map(|s| s.scaling)
+            .map(|s| {
+                let live = s.live.as_ref().map(|l| l.plan.spec.runtime.clone());
+                (s.scaling, live)
+            })
             .unwrap_or_default();
-        let (spec, scaling) = resolve_spec(&app_root, v, &fetched.branch, base, &self.sink)?;
+        let resolved = resolve_spec(
+            &app_root,
+            v,
+            &fetched.branch,
+            base,
+            current_runtime.as_ref(),
+            &self.sink,
+        )?;
+        let (spec, scaling, runtime) = (resolved.spec, resolved.scaling, resolved.runtime);
         platform.store.set_deployment_spec(id, &spec)?;
         // Made before the first instance starts: it gets the secret as HOIST_CRON_SECRET.
         platform.ensure_cron_secret(&v.name)?;
@@ -328,6 +341,7 @@ impl Run {
             env,
             revision,
             scaling,
+            runtime,
         })
     }
 
@@ -335,9 +349,14 @@ impl Run {
         let (platform, v, id) = (&self.platform, &self.v, &self.id);
         let runtime: RuntimeImage = platform
             .runtimes
-            .ensure(f.spec.runtime, &self.sink)
+            .ensure(f.runtime.entry, &self.sink)
             .await
             .map_err(DeployError::Build)?;
+        self.log(f.runtime.line(&runtime.version));
+        if let Some(warning) = f.runtime.warning() {
+            self.log(warning);
+        }
+        f.runtime.check_exact(&runtime.version)?;
         let build_started = std::time::Instant::now();
         let output = platform
             .builder
@@ -479,7 +498,13 @@ impl Run {
         let mut scaling = plan.spec.scaling;
         // The site goes live in the same step as the instances; the deployment it replaces
         // keeps its hashed files answering for the grace time.
-        let site = match platform.site_at_switch(&v.name, id, s.taken.map(|t| t.manifest)) {
+        // Off the event loop: the replaced deployment's manifest is read from disk.
+        let (me, name, next) = (platform.clone(), v.name.clone(), id.clone());
+        let manifest = s.taken.map(|t| t.manifest);
+        let site = tokio::task::spawn_blocking(move || me.site_at_switch(&name, &next, manifest))
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing the static files: {e}")));
+        let site = match site {
             Ok(site) => site,
             Err(reason) => {
                 self.stop_all(s.handles);

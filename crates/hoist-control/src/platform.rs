@@ -44,6 +44,8 @@ pub struct PlatformConfig {
     /// Images kept per service: those of the most recent deployments that went live.
     pub keep_images: usize,
     pub retention: Retention,
+    /// The startup CPU boost's budget and settle time.
+    pub startup_boost: crate::boost::BoostConfig,
     /// How long a replaced deployment's static files keep answering after a switch (10
     /// minutes; shorter for tests, `hoist server --static-grace`).
     pub static_grace: Duration,
@@ -223,6 +225,7 @@ impl Platform {
                 stopping: stopping.clone(),
                 shutdown: shutdown.clone(),
                 cron_secrets: cron_secrets.clone(),
+                boost: crate::boost::StartupBoost::new(config.startup_boost),
             }));
             Platform {
                 runtimes: Runtimes::new(config.runtime_cache.clone()),
@@ -261,6 +264,16 @@ impl Platform {
         platform
             .tasks
             .spawn("scaler", platform.clone().run_scaler());
+        // No instance survives a restart (the sandboxes' cleanup above kills every one), so
+        // no quota is left raised by an earlier run: every boost is this timer's.
+        platform.tasks.spawn(
+            "startup-boost",
+            platform
+                .launcher
+                .boost
+                .clone()
+                .run(platform.tasks.stopping().clone()),
+        );
         // After the restore (the pools exist) and before anything is served: runs missed
         // while the server was down are recorded, the latest within the deadline runs.
         platform.cron.load()?;
@@ -472,11 +485,10 @@ impl Platform {
         if !layer.is_dir() {
             return Err(collected());
         }
-        let runtime_rootfs = self
-            .config
-            .runtime_cache
-            .join(spec.runtime.as_str())
-            .join("rootfs");
+        // A spec stored before versions existed names a bare family: its old runtime.
+        let entry = hoist_core::runtime_catalog::entry_for(&spec.runtime)
+            .map_err(|e| format!("deployment {}: {e}", d.id))?;
+        let runtime_rootfs = self.runtimes.rootfs(entry);
         if !runtime_rootfs.is_dir() {
             return Err(format!(
                 "runtime {} is not in the runtime cache",

@@ -46,7 +46,7 @@ impl Platform {
         }
     }
 
-    fn scale_once(self: &Arc<Self>) {
+    pub(crate) fn scale_once(self: &Arc<Self>) {
         let mut plan = Plan::default();
         {
             let services = self.state();

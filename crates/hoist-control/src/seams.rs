@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use hoist_build::{BuildError, BuildOutput, BuildRequest, Builder, LogSink};
 use hoist_core::ServiceName;
 use hoist_sandbox::{
-    Freezer, LaunchSpec, LaunchTimings, NetNs, Sandbox, SandboxError, SandboxExit, Sandboxes,
+    CpuQuota, Freezer, LaunchSpec, LaunchTimings, NetNs, Sandbox, SandboxError, SandboxExit,
+    Sandboxes,
 };
 use tokio::io::AsyncRead;
 
@@ -55,6 +56,20 @@ pub trait InstanceSandbox: Send {
     fn destroy(self: Box<Self>) -> BoxFuture<'static, ()>;
     /// Freezes and thaws it, and reads its usage; `None` when it cannot be frozen.
     fn freezer(&self) -> Option<Freezer>;
+    /// Its CPU quota, which the startup boost changes while it runs.
+    fn cpu(&self) -> Arc<dyn CpuControl>;
+}
+
+/// Sets one instance's CPU quota while it runs (the startup boost, `boost.rs`).
+pub trait CpuControl: Send + Sync {
+    /// `millicores` of a core per period from now on.
+    fn set_millicores(&self, millicores: u32) -> std::io::Result<()>;
+}
+
+impl CpuControl for CpuQuota {
+    fn set_millicores(&self, millicores: u32) -> std::io::Result<()> {
+        CpuQuota::set_millicores(self, millicores)
+    }
 }
 
 /// Turns a fetched source into an image.
@@ -124,6 +139,10 @@ impl InstanceSandbox for Sandbox {
 
     fn freezer(&self) -> Option<Freezer> {
         Some(Sandbox::freezer(self))
+    }
+
+    fn cpu(&self) -> Arc<dyn CpuControl> {
+        Arc::new(Sandbox::cpu_quota(self))
     }
 }
 

@@ -104,6 +104,23 @@ impl Services {
         })
     }
 
+    /// Whether instances of `plan` get the startup boost: for a deployment being made, its
+    /// own spec's (resolved from the service's settings and the deploy's flags); otherwise
+    /// (the live deployment, an env change's or a rollback's instances) the service's setting
+    /// in force, which `hoist scale --startup-boost` changes without a redeploy.
+    pub(crate) fn startup_boost(&self, plan: &InstancePlan) -> bool {
+        match self.lock().get(&plan.service) {
+            Some(s)
+                if s.pending
+                    .as_ref()
+                    .is_none_or(|(p, _)| p != &plan.deployment) =>
+            {
+                s.scaling.startup_boost
+            }
+            _ => plan.spec.scaling.startup_boost,
+        }
+    }
+
     pub(crate) fn pool(&self, name: &ServiceName) -> Option<Arc<ServicePool>> {
         self.lock().get(name).map(|s| s.pool.clone())
     }

@@ -15,7 +15,7 @@ use hoist_store::DeploymentRecord;
 
 use crate::Platform;
 use crate::static_step::{
-    SKIPS_LISTED, Source, StaticStepError, Taken, check_folder, ingest_all, load, new_to_store,
+    SKIPS_LISTED, Source, StaticStepError, Taken, check_folder, ingest_all, load,
 };
 
 impl Platform {
@@ -88,8 +88,6 @@ impl Platform {
         let app_root = spec.root_dir.join_onto(&app_dir);
         let store = self.static_files.store.clone();
         let limits = self.static_files.limits;
-        // File times come from the kernel's coarse clock, a tick behind this one.
-        let started = SystemTime::now() - Duration::from_millis(100);
         let dirs: Vec<(String, PathBuf, String)> = sources
             .iter()
             .map(|s| (s.label.clone(), app_root.join(&s.rel), s.mount.clone()))
@@ -107,10 +105,10 @@ impl Platform {
             ));
         }
         let store = self.static_files.store.clone();
-        let (manifest, saved, fresh) = tokio::task::spawn_blocking(move || {
+        let fresh = manifest.new_files();
+        let (manifest, saved) = tokio::task::spawn_blocking(move || {
             let saved = store.save_manifest(&manifest);
-            let fresh = new_to_store(store.root(), &manifest, started);
-            (manifest, saved, fresh)
+            (manifest, saved)
         })
         .await
         .map_err(|e| StaticStepError(format!("saving the static manifest: {e}")))?;
@@ -138,11 +136,19 @@ impl Platform {
             .map(|s| format!("{}/", s.label))
             .collect::<Vec<_>>()
             .join(" and ");
+        // Next.js's two folders are mounted at their own paths inside the site.
+        let at = match sources.as_slice() {
+            [_] => folder.prefix.to_string(),
+            many => many
+                .iter()
+                .map(|s| s.mount.as_str())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        };
         log(format!(
-            "static: {} files, {} from {from} ({fresh} new to the store), served by the gateway at {}{}",
+            "static: {} files, {} from {from} ({fresh} new to the store), served by the gateway at {at}{}",
             folder.files,
             size_text(folder.bytes),
-            folder.prefix,
             if spec.is_static_only() {
                 " (a static site: no instance runs)"
             } else {
@@ -170,7 +176,8 @@ impl Platform {
         };
         let store = &self.static_files.store;
         let manifest = match current {
-            Some(m) => (*m).clone(),
+            // The deploy's own: moved, not copied, when nothing else holds it.
+            Some(m) => Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone()),
             None => {
                 load(store, &folder.manifest).map_err(|e| format!("deployment {}: {e}", live.id))?
             }

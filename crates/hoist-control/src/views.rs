@@ -4,6 +4,7 @@
 use hoist_core::{DeploymentId, ServiceName};
 use hoist_gateway::UpstreamState;
 
+use crate::boost::StartupBoost;
 use crate::error::ControlError;
 use crate::handle::InstanceShared;
 use hoist_api_types::{LiveInstanceView, ServiceView};
@@ -47,9 +48,10 @@ impl Platform {
                 None => (Vec::new(), 0, 0, service.scaling.unwrap_or_default(), 0),
             }
         };
+        let boost = &self.launcher.boost;
         let running = running
             .iter()
-            .map(|(d, shared)| live_view(d, shared, true))
+            .map(|(d, shared)| live_view(d, shared, true, boost))
             .collect();
         Ok(ServiceView {
             url: self.url(name),
@@ -84,7 +86,7 @@ impl Platform {
                             .iter()
                             .flat_map(|l| l.instances.iter().map(move |i| (l, i)))
                             // The list shows states and counts, not usage: no cgroup is read.
-                            .map(|(l, i)| live_view(&l.id, &i.shared, false))
+                            .map(|(l, i)| live_view(&l.id, &i.shared, false, &self.launcher.boost))
                             .collect(),
                         s.scaling,
                     ),
@@ -132,7 +134,10 @@ fn live_view(
     deployment: &DeploymentId,
     shared: &InstanceShared,
     read_cgroup: bool,
+    boost: &StartupBoost,
 ) -> LiveInstanceView {
+    let normal = hoist_core::MemoryMb::new(shared.memory_mb).map_or(0, |m| m.cpu_millicores());
+    let boosted = boost.status(&shared.id).filter(|b| b.boosted);
     let up = &shared.upstream;
     let usage = up.usage();
     // The same reading as `/metrics` takes. No cgroup (a fake sandbox), or none that could be
@@ -159,5 +164,8 @@ fn live_view(
         requests: usage.requests,
         memory_bytes: cgroup.map(|c| c.memory_bytes),
         cpu_ms: cgroup.map(|c| c.cpu_usage_ns / 1_000_000),
+        cpu_millicores: boosted.map_or(normal, |b| b.millicores),
+        boosted: boosted.is_some(),
+        boosted_until: boosted.and_then(|b| b.until_ms),
     }
 }

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AutoDeployLayer, CronFileJob, EnvVars, MemoryMb, Port, Runtime, ScalingLayer, StaticLayer,
+    AutoDeployLayer, CronFileJob, EnvVars, MemoryMb, Port, RuntimeName, ScalingLayer, StaticLayer,
 };
 
 /// One source of service settings (a config file, CLI flags, an API request), every field
@@ -11,7 +11,9 @@ use crate::{
 #[serde(default, deny_unknown_fields)]
 pub struct SpecLayer {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<Runtime>,
+    /// A family and maybe a version (`node@22`); which version it becomes is chosen at
+    /// deploy (`runtime_catalog`, `runtime_pin`).
+    pub runtime: Option<RuntimeName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_command: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +78,7 @@ impl SpecLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Runtime;
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         let mut env = EnvVars::new();
@@ -88,7 +91,7 @@ mod tests {
     #[test]
     fn merge_stronger_wins() {
         let weak = SpecLayer {
-            runtime: Some(Runtime::Python),
+            runtime: Some(Runtime::Python.into()),
             build_command: Some("pip install".into()),
             start_command: Some("python app.py".into()),
             port: Some(Port::new(5000).unwrap()),
@@ -112,7 +115,7 @@ mod tests {
             static_files: StaticLayer::default(),
         };
         let merged = weak.merge(strong);
-        assert_eq!(merged.runtime, Some(Runtime::Python));
+        assert_eq!(merged.runtime, Some(Runtime::Python.into()));
         // An empty command in the stronger layer means "unset", not "no build".
         assert_eq!(merged.build_command.as_deref(), Some("pip install"));
         assert_eq!(merged.start_command.as_deref(), Some("gunicorn app:app"));
@@ -127,7 +130,7 @@ mod tests {
     #[test]
     fn merge_with_defaults_is_identity() {
         let layer = SpecLayer {
-            runtime: Some(Runtime::Go),
+            runtime: Some(Runtime::Go.into()),
             port: Some(Port::new(1234).unwrap()),
             ..SpecLayer::default()
         };
@@ -138,7 +141,7 @@ mod tests {
     #[test]
     fn serde_roundtrip() {
         let layer = SpecLayer {
-            runtime: Some(Runtime::Rust),
+            runtime: Some(Runtime::Rust.into()),
             memory: Some(MemoryMb::new(256).unwrap()),
             env: env(&[("X", "1")]),
             ..SpecLayer::default()

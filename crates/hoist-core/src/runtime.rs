@@ -30,6 +30,9 @@ pub enum Runtime {
     Rust,
     /// Plain Debian: for static binaries or anything that brings its own toolchain.
     Debian,
+    /// Python with Node.js beside it: a backend that builds its own frontend.
+    #[strum(serialize = "python+node")]
+    PythonNode,
 }
 
 impl Runtime {
@@ -75,7 +78,10 @@ impl FromStr for Runtime {
     /// the base image, not by the user.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
-        let runtime = if lower.starts_with("python") {
+        // Before the `python` prefix, which it starts with.
+        let runtime = if lower == "python+node" {
+            Some(Runtime::PythonNode)
+        } else if lower.starts_with("python") {
             Some(Runtime::Python)
         } else if lower.starts_with("node") {
             Some(Runtime::Node)

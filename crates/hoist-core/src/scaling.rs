@@ -22,6 +22,16 @@ pub struct Scaling {
     pub idle_freeze_ms: u64,
     /// Idle time after which a frozen instance is stopped and its memory released.
     pub idle_stop_ms: u64,
+    // ---- startup CPU boost (issue 15) ----
+    /// Whether a starting instance gets at least a whole core until it is ready and for a
+    /// settle time after (the server's `--startup-boost-settle`), then its memory's share.
+    /// Settings stored before the boost existed have no such field and load as on.
+    #[serde(default = "boost_on")]
+    pub startup_boost: bool,
+}
+
+fn boost_on() -> bool {
+    true
 }
 
 impl Default for Scaling {
@@ -32,6 +42,7 @@ impl Default for Scaling {
             concurrency: 80,
             idle_freeze_ms: 30_000,
             idle_stop_ms: 15 * 60_000,
+            startup_boost: true,
         }
     }
 }
@@ -51,6 +62,9 @@ pub struct ScalingLayer {
     pub idle_freeze_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_stop_ms: Option<u64>,
+    // ---- startup CPU boost (issue 15) ----
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_boost: Option<bool>,
 }
 
 /// Upper bounds that keep one service from taking the whole machine by a typo.
@@ -77,6 +91,7 @@ impl ScalingLayer {
             concurrency: stronger.concurrency.or(self.concurrency),
             idle_freeze_ms: stronger.idle_freeze_ms.or(self.idle_freeze_ms),
             idle_stop_ms: stronger.idle_stop_ms.or(self.idle_stop_ms),
+            startup_boost: stronger.startup_boost.or(self.startup_boost),
         }
     }
 
@@ -100,15 +115,29 @@ impl ScalingLayer {
             "concurrency" => self.concurrency = Some(count("concurrency")?),
             "idle_freeze" => self.idle_freeze_ms = Some(duration("idle_freeze")?),
             "idle_stop" => self.idle_stop_ms = Some(duration("idle_stop")?),
+            "startup_boost" => self.startup_boost = Some(parse_switch("startup_boost", value)?),
             _ => {
                 return Err(SpecError::invalid(
                     "scaling setting",
                     key,
-                    "expected one of min_instances, max_instances, concurrency, idle_freeze, idle_stop",
+                    "expected one of min_instances, max_instances, concurrency, idle_freeze, idle_stop, startup_boost",
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// `on`/`off` (also `true`/`false`, `yes`/`no`, `1`/`0`), as a flag or a key's text gives it.
+pub fn parse_switch(field: &'static str, value: &str) -> Result<bool, SpecError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(SpecError::invalid(
+            field,
+            value.trim(),
+            "expected on or off",
+        )),
     }
 }
 
@@ -121,6 +150,7 @@ impl Scaling {
             concurrency: layer.concurrency.unwrap_or(self.concurrency),
             idle_freeze_ms: layer.idle_freeze_ms.unwrap_or(self.idle_freeze_ms),
             idle_stop_ms: layer.idle_stop_ms.unwrap_or(self.idle_stop_ms),
+            startup_boost: layer.startup_boost.unwrap_or(self.startup_boost),
         };
         next.validate()?;
         Ok(next)
@@ -246,7 +276,8 @@ mod tests {
                 max_instances: 3,
                 concurrency: 5,
                 idle_freeze_ms: 500,
-                idle_stop_ms: 900_000
+                idle_stop_ms: 900_000,
+                startup_boost: true,
             }
         );
         assert!(s.is_persistent());
@@ -374,6 +405,28 @@ mod tests {
         let m = weak.merge(strong);
         assert_eq!(m.min_instances, Some(1));
         assert_eq!(m.concurrency, Some(20));
+    }
+
+    #[test]
+    fn startup_boost_is_on_by_default_and_a_switch() {
+        assert!(Scaling::default().startup_boost);
+        // Settings stored before the boost existed: every field but it.
+        let stored: Scaling = serde_json::from_str(
+            r#"{"min_instances":0,"max_instances":3,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000}"#,
+        )
+        .unwrap();
+        assert!(stored.startup_boost);
+        assert_eq!(stored.max_instances, 3);
+        let mut l = ScalingLayer::default();
+        l.set("startup-boost", "off").unwrap();
+        let off = Scaling::default().apply(&l).unwrap();
+        assert!(!off.startup_boost);
+        // A later layer that does not name it keeps it off.
+        assert!(!off.apply(&ScalingLayer::default()).unwrap().startup_boost);
+        l.set("startup_boost", "ON").unwrap();
+        assert!(Scaling::default().apply(&l).unwrap().startup_boost);
+        let err = l.set("startup_boost", "maybe").unwrap_err().to_string();
+        assert_eq!(err, "invalid startup_boost 'maybe': expected on or off");
     }
 
     #[test]

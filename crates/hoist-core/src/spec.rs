@@ -1,8 +1,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, Scaling, ServiceName, SpecError,
-    SpecLayer, StaticSettings,
+    AutoDeploySettings, EnvVars, MemoryMb, Port, RootDir, Runtime, RuntimeName, Scaling,
+    ServiceName, SpecError, SpecLayer, StaticSettings,
 };
 
 /// Everything needed to build and run one service, fully resolved and validated.
@@ -17,10 +17,13 @@ pub struct ServiceSpec {
     pub branch: Option<String>,
     #[serde(default)]
     pub root_dir: RootDir,
-    pub runtime: Runtime,
+    /// The runtime version it runs on (`node@24`). A deploy records the catalogued version
+    /// it chose; a spec stored before versions existed holds a bare family (`node`), which
+    /// means what it did then (`runtime_catalog::entry_for`).
+    pub runtime: RuntimeName,
     #[serde(default)]
     pub build_command: Option<String>,
-    /// `None` only for a static site (a static folder, configured or found in the build's
+    /// `null` only for a static site (a static folder, configured or found in the build's
     /// output, and nothing to run): it never runs an instance.
     #[serde(default)]
     pub start_command: Option<String>,
@@ -79,11 +82,11 @@ impl ServiceSpec {
         let static_only = layer.start_command.is_none() && static_files.is_some();
         let runtime = layer
             .runtime
-            .or(detected_runtime)
-            .or(static_only.then_some(Runtime::Debian))
+            .or(detected_runtime.map(RuntimeName::from))
+            .or(static_only.then(|| RuntimeName::from(Runtime::Debian)))
             .ok_or_else(|| SpecError::Missing {
                 field: "runtime",
-                hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml"
+                hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml"
                     .into(),
             })?;
         // No start command is left for the build to settle: a static folder found in its
@@ -210,7 +213,7 @@ mod tests {
         assert_eq!(spec.source, "https://github.com/me/web.git");
         assert_eq!(spec.branch.as_deref(), Some("main"));
         assert_eq!(spec.root_dir.as_str(), "app");
-        assert_eq!(spec.runtime, Runtime::Python);
+        assert_eq!(spec.runtime, Runtime::Python.into());
         assert_eq!(spec.build_command, None);
         assert_eq!(spec.start_command.as_deref(), Some("python app.py"));
         assert_eq!(spec.static_files, None);
@@ -222,14 +225,14 @@ mod tests {
     #[test]
     fn layer_runtime_beats_detected() {
         let layer = SpecLayer {
-            runtime: Some(Runtime::Debian),
+            runtime: Some(Runtime::Debian.into()),
             build_command: Some("make".into()),
             port: Some(Port::new(3000).unwrap()),
             memory: Some(MemoryMb::new(2048).unwrap()),
             ..start("./server")
         };
         let spec = resolve(layer, Some(Runtime::Go)).unwrap();
-        assert_eq!(spec.runtime, Runtime::Debian);
+        assert_eq!(spec.runtime, Runtime::Debian.into());
         assert_eq!(spec.build_command.as_deref(), Some("make"));
         assert_eq!(spec.port.get(), 3000);
         assert_eq!(spec.memory.get(), 2048);
@@ -242,7 +245,7 @@ mod tests {
             err,
             SpecError::Missing {
                 field: "runtime",
-                hint: "set --runtime (python, node, go, rust, debian) or `runtime` in hoist.toml/leapcell.yaml".into()
+                hint: "set --runtime (python, node, go, rust, debian, python+node, each with an optional @version such as node@22) or `runtime` in hoist.toml/leapcell.yaml".into()
             }
         );
         assert!(err.to_string().starts_with("missing runtime: "));
@@ -274,7 +277,7 @@ mod tests {
             ..SpecLayer::default()
         };
         let spec = resolve(layer.clone(), None).unwrap();
-        assert_eq!(spec.runtime, Runtime::Debian);
+        assert_eq!(spec.runtime, RuntimeName::from(Runtime::Debian));
         assert!(spec.is_static_only());
         let json = serde_json::to_string(&spec).unwrap();
         assert!(
@@ -372,7 +375,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
+            r#"{"name":"web","source":"https://github.com/me/web.git","branch":"main","root_dir":"app","runtime":"rust","build_command":"make","start_command":"./app","port":8080,"memory":512,"env":{"K":"v"},"scaling":{"min_instances":0,"max_instances":10,"concurrency":80,"idle_freeze_ms":30000,"idle_stop_ms":900000,"startup_boost":true},"auto_deploy":{"mode":"push","poll_interval_ms":60000,"watch":[]}}"#
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
     }

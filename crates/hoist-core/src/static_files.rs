@@ -183,8 +183,8 @@ pub struct StaticFolder {
     #[cfg_attr(feature = "schema", schema(value_type = String, example = "/"))]
     pub prefix: StaticPrefix,
     pub spa: bool,
-    /// What was recognised when nothing named a folder (`Vite or Create React App build`);
-    /// `null` for a configured one.
+    /// What was recognised when nothing named a folder (`a dist/ or build/ folder holding
+    /// index.html`, `Next.js standalone output`); `null` for a configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected: Option<String>,
 }

@@ -118,6 +118,11 @@ impl OwnedCgroup {
         }
     }
 
+    /// A handle on the container's CPU quota, to change it while it runs.
+    pub fn cpu_quota(&self) -> crate::CpuQuota {
+        crate::CpuQuota::new(&self.rel)
+    }
+
     /// Thaws whatever is left at `rel` (after a `kill -9` of the server): frozen processes
     /// cannot act on SIGKILL, so cleanup must thaw first.
     pub fn thaw_stale(rel: &str) {

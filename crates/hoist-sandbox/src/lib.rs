@@ -4,6 +4,7 @@
 
 mod bundle;
 mod cgroup;
+mod cpu;
 mod crun;
 mod error;
 mod host;
@@ -15,6 +16,7 @@ mod seccomp;
 
 pub use bundle::{BindMount, Network, Privileges, ProcessSpec, SandboxSpec, write_bundle};
 pub use cgroup::{CgroupStats, Freezer, OwnedCgroup};
+pub use cpu::CpuQuota;
 pub use crun::{Crun, ExitStatus};
 pub use error::SandboxError;
 pub use host::{HostInput, HostNet, prepare_host, runtime_dir};

@@ -467,6 +467,11 @@ impl Sandbox {
         self.cgroup.freezer()
     }
 
+    /// Its CPU quota, which the startup boost raises while the app boots.
+    pub fn cpu_quota(&self) -> crate::CpuQuota {
+        self.cgroup.cpu_quota()
+    }
+
     /// The container's init as the host sees it (adopted sandboxes only).
     pub fn pid(&self) -> Option<i32> {
         match &self.process {

@@ -31,12 +31,13 @@ fn or_dash<T: ToString>(v: Option<T>) -> String {
 /// The scaling settings in one line: `min 0, max 10, concurrency 80, freeze after 30s, ...`.
 fn scaling_text(sc: &Scaling) -> String {
     format!(
-        "min {}, max {}, concurrency {}, freeze after {}, stop after {}",
+        "min {}, max {}, concurrency {}, freeze after {}, stop after {}, startup boost {}",
         sc.min_instances,
         sc.max_instances,
         sc.concurrency,
         duration(sc.idle_freeze_ms),
         duration(sc.idle_stop_ms),
+        if sc.startup_boost { "on" } else { "off" },
     )
 }
 
@@ -80,12 +81,21 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
         }
     });
     outln!("live     {}", or_dash(live))?;
-    let live_static = s
+    let live_deployment = s
         .service
         .live_deployment
         .as_ref()
-        .and_then(|id| s.deployments.iter().find(|d| &d.id == id))
-        .and_then(|d| d.static_files.as_ref().map(|f| (d, f)));
+        .and_then(|id| s.deployments.iter().find(|d| &d.id == id));
+    // The runtime version the live deployment was built on (`node@22 (22.23.5)`).
+    let runtime = live_deployment.and_then(|d| {
+        let name = d.spec.as_ref()?.runtime.to_string();
+        Some(match &d.runtime_version {
+            Some(v) => format!("{name} ({v})"),
+            None => name,
+        })
+    });
+    outln!("runtime  {}", or_dash(runtime))?;
+    let live_static = live_deployment.and_then(|d| d.static_files.as_ref().map(|f| (d, f)));
     if let Some((d, f)) = live_static {
         let site = if d.spec.as_ref().is_some_and(|s| s.start_command.is_none()) {
             "; a static site, no instance runs"
@@ -136,10 +146,21 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
             "ACTIVE",
             "FROZEN",
             "REQUESTS",
+            "CPU",
         ],
         &[3, 4, 5, 6, 7],
     );
     for i in &s.running {
+        // `1000m boosted until 2026-12-02T03:12:09.000Z` while the startup boost lasts, else the share.
+        let cpu = match (i.boosted, i.boosted_until) {
+            (true, Some(until)) => format!(
+                "{}m boosted until {}",
+                i.cpu_millicores,
+                out::timestamp(until)
+            ),
+            (true, None) => format!("{}m boosted", i.cpu_millicores),
+            (false, _) => format!("{}m", i.cpu_millicores),
+        };
         t.add_row(vec![
             i.id.to_string(),
             i.deployment.to_string(),
@@ -149,6 +170,7 @@ pub async fn status(name: &str, flag: JsonFlag) -> anyhow::Result<()> {
             duration(i.active_ms),
             duration(i.frozen_ms),
             i.requests.to_string(),
+            cpu,
         ]);
     }
     print_table(&t)?;
@@ -401,19 +423,36 @@ pub async fn runtimes(flag: JsonFlag) -> anyhow::Result<()> {
     if flag.json {
         return out::json(&list);
     }
-    let mut t = table(&["NAME", "INSTALLED", "VERSION", "SIZE", "PACKAGES"], &[3]);
+    let mut t = table(
+        &["NAME", "VERSION", "SIZE", "BUILT", "SOURCE", "SUPPORT"],
+        &[2],
+    );
     for r in &list {
+        let mut support: Vec<String> = match (&r.end_of_life, r.eol) {
+            (Some(date), true) => vec![format!("end of life since {date}")],
+            (Some(date), false) => vec![format!("until {date}")],
+            (None, _) => Vec::new(),
+        };
+        if r.default {
+            support.push(format!("default {}", r.family));
+        }
+        let support = if support.is_empty() {
+            "-".to_string()
+        } else {
+            support.join(", ")
+        };
         t.add_row(vec![
             r.name.clone(),
+            or_dash(r.version.as_ref()),
+            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
             if r.installed {
                 "yes"
             } else {
                 "no (built on first use)"
             }
             .to_string(),
-            or_dash(r.version.as_ref()),
-            or_dash(r.size_bytes.map(|b| format!("{} MB", b / 1_000_000))),
-            r.packages.join(", "),
+            r.source.clone(),
+            support,
         ]);
     }
     print_table(&t)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist_api_types::{
-    DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, Runtime, ScalingSettings,
+    DeployRequest, Deployment, DeploymentOutcome, DeploymentStep, RuntimeName, ScalingSettings,
     ServerInfo, ServiceName, StreamEvent,
 };
 use hoist_core::{AutoDeploy, DeploymentState};
@@ -29,10 +29,13 @@ pub struct DeployArgs {
     /// The app's directory inside the repository.
     #[arg(long)]
     root: Option<String>,
-    /// python, node, go, rust or debian (checked by the rule the API applies: aliases such as
-    /// python3.12 are accepted).
-    #[arg(long)]
-    runtime: Option<Runtime>,
+    // ---- runtime versions ----
+    /// python, node, go, rust, debian or python+node, with an optional version: node@22,
+    /// python@3.13, go@1.24 (Leapcell's nodejs20, python3.13 too). Without a version the
+    /// project's pin (.nvmrc, package.json engines.node, .python-version, runtime.txt, go.mod)
+    /// chooses. A version Hoist does not have is refused here, with the list (`hoist runtimes`).
+    #[arg(long, value_parser = available_runtime)]
+    runtime: Option<RuntimeName>,
     /// Build command (bash).
     #[arg(long)]
     build: Option<String>,
@@ -158,7 +161,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         name,
         branch,
         root,
-        runtime: args.runtime,
+        runtime: args.runtime.clone(),
         build: args.build,
         start: args.start,
         port: args.port,
@@ -492,9 +495,34 @@ fn describe_uncommitted(changed: &[&str], branch: &str, head: &str) -> String {
     text
 }
 
+/// `--runtime`: the name, and a version the catalogue has (the server checks it again).
+fn available_runtime(text: &str) -> Result<RuntimeName, String> {
+    let name: RuntimeName = text
+        .parse()
+        .map_err(|e: hoist_core::SpecError| e.to_string())?;
+    hoist_core::runtime_catalog::select(&name).map_err(|e| e.to_string())?;
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_flags_with_a_version_hoist_lacks_are_refused_with_the_list() {
+        assert_eq!(available_runtime("node@22").unwrap().to_string(), "node@22");
+        assert_eq!(
+            available_runtime("nodejs20").unwrap().to_string(),
+            "node@20"
+        );
+        assert_eq!(available_runtime("python").unwrap().to_string(), "python");
+        let err = available_runtime("python@2.7").unwrap_err();
+        assert!(
+            err.contains("available: python@3.11, python@3.13 (default)"),
+            "{err}"
+        );
+        assert!(available_runtime("cobol@1").is_err());
+    }
 
     #[test]
     fn a_step_ends_with_its_duration_and_outcome() {

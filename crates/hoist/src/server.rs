@@ -32,6 +32,11 @@ pub struct ServerArgs {
     /// How long an instance may take to answer HTTP after its start command runs.
     #[arg(long, default_value = "60s", value_parser = parse_start_timeout)]
     start_timeout: std::time::Duration,
+    /// How long a starting instance keeps its startup CPU boost after it first answered
+    /// (services with `startup_boost` on, the default): its first requests often still load
+    /// code. Then its quota goes back to its memory's share.
+    #[arg(long, default_value = "10s", value_parser = parse_boost_settle)]
+    startup_boost_settle: std::time::Duration,
     /// How long a request may take, from when it reaches the instance to the end of its
     /// response: `504` if the answer has not begun by then, and a response still streaming is
     /// cut. Upgraded connections (WebSocket) are not limited.
@@ -200,6 +205,16 @@ fn parse_start_timeout(s: &str) -> Result<Duration, String> {
     bounded("--start-timeout", s, Duration::from_secs(1), 3600)
 }
 
+fn parse_boost_settle(s: &str) -> Result<Duration, String> {
+    // An hour of boost is no longer a start's: that is what a larger memory size buys.
+    bounded(
+        "--startup-boost-settle",
+        s,
+        Duration::from_millis(100),
+        3600,
+    )
+}
+
 fn parse_request_timeout(s: &str) -> Result<Duration, String> {
     // A day: longer requests are jobs, not requests (WebSocket connections are not limited).
     bounded("--request-timeout", s, Duration::from_secs(1), 24 * 3600)
@@ -354,6 +369,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 max_bytes_per_service: args.log_max_size,
                 metrics_resolution: args.metrics_resolution,
             },
+            startup_boost: hoist_control::BoostConfig::for_this_machine(args.startup_boost_settle),
             static_grace: args.static_grace,
         },
         store,
@@ -455,8 +471,9 @@ mod tests {
     #[test]
     fn every_duration_option_is_checked_against_its_bounds() {
         type Parse = fn(&str) -> Result<Duration, String>;
-        let options: [(&str, Parse, &str, &str); 5] = [
+        let options: [(&str, Parse, &str, &str); 6] = [
             ("--start-timeout", parse_start_timeout, "1s", "1h"),
+            ("--startup-boost-settle", parse_boost_settle, "100ms", "1h"),
             ("--request-timeout", parse_request_timeout, "1s", "24h"),
             ("--build-timeout", parse_build_timeout, "1s", "24h"),
             ("--log-retention", parse_log_retention, "1s", "3650d"),

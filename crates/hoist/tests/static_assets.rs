@@ -370,6 +370,19 @@ fn a_redeploy_serves_new_files_at_once_and_old_hashed_ones_for_the_grace() {
         || format!("{:?}", get(&s, "fresh", OLD_BUNDLE, "").headers),
     );
     assert!(gone.text().contains("app 404"), "{gone:?}");
+    // A rollback serves its deployment's files again, and the ones it replaced for the grace.
+    s.hoist_ok(&["rollback", "fresh"]);
+    let page = get(&s, "fresh", "/", "");
+    assert!(
+        page.is_static() && page.text().contains("site v1"),
+        "{page:?}"
+    );
+    assert!(get(&s, "fresh", OLD_BUNDLE, "").is_static());
+    let replaced = get(&s, "fresh", NEW_BUNDLE, "");
+    assert!(
+        replaced.is_static() && replaced.text().contains("bundle v2"),
+        "{replaced:?}"
+    );
 }
 
 #[test]
@@ -430,4 +443,41 @@ fn a_static_folder_the_build_did_not_leave_fails_the_deploy_and_the_live_one_ser
         err.contains("missing start command") && err.contains("--static DIR"),
         "{err}"
     );
+}
+
+#[test]
+fn a_next_js_standalone_build_is_detected_and_the_app_serves_the_rest() {
+    let s = server();
+    let build = "mkdir -p .next/standalone .next/static/chunks public && \
+                 printf 'server' > .next/standalone/server.js && \
+                 printf 'chunk();' > .next/static/chunks/main-3f9c1a2b.js && \
+                 printf 'User-agent: *' > public/robots.txt";
+    let repo = repo_of(
+        &format!("next-{}", s.api_port),
+        &[(
+            "hoist.toml",
+            &format!(
+                "runtime = \"python\"\nbuild = \"{build}\"\nstart = \"python3 -m http.server $PORT\"\n"
+            ),
+        )],
+    );
+    let out = s.deploy_ok(&[repo.to_str().unwrap(), "--name", "next"]);
+    assert!(
+        out.contains("==> static: detected") && out.contains("/_next/static"),
+        "{out}"
+    );
+    let chunk = get(&s, "next", "/_next/static/chunks/main-3f9c1a2b.js", "");
+    assert!(chunk.is_static() && chunk.text() == "chunk();", "{chunk:?}");
+    assert_eq!(
+        chunk.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let robots = get(&s, "next", "/robots.txt", "");
+    assert!(
+        robots.is_static() && robots.text().contains("User-agent"),
+        "{robots:?}"
+    );
+    // Everything else is the app's (here Python's directory listing).
+    let page = get(&s, "next", "/", "");
+    assert_eq!((page.status, page.is_static()), (200, false), "{page:?}");
 }

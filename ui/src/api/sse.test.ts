@@ -3,7 +3,7 @@
 // `npx tsx --test src/api/sse.test.ts`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { asLogLine, EventStream, logStreamUrl, skippedCount, type LogLine, type StreamState } from "./sse";
+import { asLogLine, EventStream, logStreamUrl, redrawWait, REDRAW_MS, skippedCount, type LogLine, type StreamState } from "./sse";
 
 /** Plays the browser's part: what it would deliver, when. */
 class FakeSource {
@@ -155,4 +155,11 @@ test("a `skipped` event is counted once and moves the resume point past the line
   assert.deepEqual(got, [1, 41, 42]);
   assert.equal(skipped, 39);
   assert.equal(skippedCount({ skipped: "3" }), 0, "not a LogsSkipped");
+});
+
+test("a quiet stream's line is drawn at once, a busy stream's at most once per REDRAW_MS", () => {
+  assert.equal(redrawWait(Number.NEGATIVE_INFINITY, 5), 0, "the first line of a view");
+  assert.equal(redrawWait(1000, 1000 + REDRAW_MS + 1), 0, "after a quiet spell");
+  assert.equal(redrawWait(1000, 1100), REDRAW_MS - 100, "100 ms after a redraw");
+  assert.ok(redrawWait(1000, 1000) <= REDRAW_MS);
 });

@@ -236,37 +236,66 @@ function refused(r: Response): boolean {
   return r.status >= 400 && r.status < 500;
 }
 
-/** How often batched lines reach the page, in ms. */
-const FLUSH_MS = 250;
+/** The least time between two redraws of a stream's lines, in ms. A quiet service's line shows
+ * at the next frame; a busy one's are redrawn once a second at most, since each redraw (style,
+ * layout, paint and, without a GPU, raster of the whole view) costs about what a hundred
+ * lines' parsing does, on a machine whose cores the server may share. */
+export const REDRAW_MS = 1000;
 
-/** Lines that arrive one by one, handed to the page in batches and capped at `cap`. */
+/** How long a batch that just got its first line waits before it is drawn, given when the
+ * last redraw was (ms, -Infinity for never) and now: at once (a task away, so that lines
+ * arriving together are one redraw) after a quiet spell, else until REDRAW_MS have passed. */
+export function redrawWait(last: number, now: number): number {
+  return Math.max(0, last + REDRAW_MS - now);
+}
+
+/** Lines that arrive one by one, handed to the page in batches and capped at `cap`, with the
+ * count of the lines the server left out (`skipped`) updated in the same redraw. */
 function useLineBuffer(cap: number) {
-  const [lines, setLines] = useState<LogLine[]>([]);
+  const [view, setView] = useState<{ lines: LogLine[]; skipped: number }>({ lines: [], skipped: 0 });
   const pending = useRef<LogLine[]>([]);
+  const pendingSkipped = useRef(0);
   const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  /** When the last redraw was asked for (performance.now()), or -Infinity. */
+  const last = useRef(Number.NEGATIVE_INFINITY);
   const flush = () => {
+    clearTimeout(timer.current);
     timer.current = undefined;
     const add = pending.current;
+    const skipped = pendingSkipped.current;
     pending.current = [];
-    if (add.length === 0) return;
-    setLines((old) => {
-      const all = old.length === 0 ? add : old.concat(add);
-      return all.length > cap ? all.slice(all.length - cap) : all;
+    pendingSkipped.current = 0;
+    if (add.length === 0 && skipped === 0) return;
+    last.current = performance.now();
+    setView((old) => {
+      const all = add.length === 0 ? old.lines : old.lines.length === 0 ? add : old.lines.concat(add);
+      return { lines: all.length > cap ? all.slice(all.length - cap) : all, skipped: old.skipped + skipped };
     });
+  };
+  const schedule = () => {
+    if (timer.current !== undefined) return;
+    timer.current = setTimeout(flush, redrawWait(last.current, performance.now()));
   };
   const push = (l: LogLine) => {
     pending.current.push(l);
     if (pending.current.length > cap) pending.current.splice(0, pending.current.length - cap);
-    if (timer.current === undefined) timer.current = setTimeout(flush, FLUSH_MS);
+    schedule();
+  };
+  const skip = (n: number) => {
+    if (n <= 0) return;
+    pendingSkipped.current += n;
+    schedule();
   };
   const reset = () => {
     clearTimeout(timer.current);
     timer.current = undefined;
     pending.current = [];
-    setLines([]);
+    pendingSkipped.current = 0;
+    last.current = Number.NEGATIVE_INFINITY;
+    setView({ lines: [], skipped: 0 });
   };
   useEffect(() => () => clearTimeout(timer.current), []);
-  return { lines, push, reset, flush };
+  return { lines: view.lines, skipped: view.skipped, push, skip, reset, flush };
 }
 
 export interface LogStreamView {
@@ -295,11 +324,9 @@ export function skippedCount(v: unknown): number {
 export function useLogStream(name: string, filters: LogFilters | null, cap = KEEP_LINES): LogStreamView {
   const buf = useLineBuffer(cap);
   const [state, setState] = useState<StreamState>({ kind: "connecting" });
-  const [skipped, setSkipped] = useState(0);
   const url = filters ? logStreamUrl(name, filters) : null;
   useEffect(() => {
     buf.reset();
-    setSkipped(0);
     if (!url || !filters) {
       setState({ kind: "closed", why: "stopped" });
       return;
@@ -308,7 +335,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
       url,
       parse: asLogLine,
       onEvent: buf.push,
-      named: { skipped: (json) => setSkipped((n) => n + skippedCount(json)) },
+      named: { skipped: (json) => buf.skip(skippedCount(json)) },
       onState: setState,
       // The same request without follow answers the API's error (e.g. a bad `since`) as JSON.
       diagnose: async () => {
@@ -321,7 +348,7 @@ export function useLogStream(name: string, filters: LogFilters | null, cap = KEE
     });
     return () => stream.close();
   }, [url]);
-  return { lines: buf.lines, state, skipped };
+  return { lines: buf.lines, state, skipped: buf.skipped };
 }
 
 export interface DeploymentEventsView {

@@ -58,9 +58,9 @@ function lineElement(l: LogLine, today: string, showInstance: boolean): HTMLDivE
   return el;
 }
 
-/** Lines per block of the view. Lines sit in blocks that each lay out on their own (CSS
- * `contain`), so dropping the oldest line or adding a new one re-lays-out one block, not the
- * thousands of lines above it. */
+/** Lines per block of the view. Lines sit in blocks that each lay out on their own, and are
+ * skipped while out of view (CSS `content-visibility`), so dropping the oldest line or adding a
+ * new one re-lays-out one block, not the thousands of lines above it. */
 const CHUNK = 200;
 
 /** Removes the first `n` lines of the view, and the blocks they leave empty. */

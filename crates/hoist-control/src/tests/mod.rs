@@ -2,11 +2,13 @@
 //! and a real git checkout in a temporary directory, fake sandboxes answering HTTP on
 //! loopback, fake builds the test can hold. No root, no crun; each test takes seconds.
 
+mod boost;
 mod deploys;
 mod modules;
 mod pushes;
 mod scaling;
 mod shutdown;
+mod static_sites;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +23,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fakes::Fakes;
 use crate::{DeployRequest, Platform, PlatformConfig, Retention};
+
+/// The startup boost's settle time in these tests.
+/// Long enough that a deploy is live (and its view read) while its first instance is still
+/// boosted, on fakes that start in microseconds.
+pub(crate) const BOOST_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -81,9 +88,9 @@ impl TestPlatform {
         let data = dir.path().join("data");
         let cache = dir.path().join("runtimes");
         // An installed runtime, as far as the runtime cache can tell.
-        std::fs::create_dir_all(cache.join("debian/rootfs")).expect("seeding the runtime cache");
+        std::fs::create_dir_all(cache.join("debian@13/rootfs")).expect("seeding the runtime cache");
         std::fs::write(
-            cache.join("debian/meta.json"),
+            cache.join("debian@13/meta.json"),
             r#"{"version":"test","size_bytes":0,"build_seconds":0.0}"#,
         )
         .expect("seeding the runtime cache");
@@ -110,6 +117,10 @@ impl TestPlatform {
             warm_pool: 2,
             keep_images: 5,
             retention: Retention::default(),
+            startup_boost: crate::BoostConfig {
+                budget_millicores: 1000,
+                settle: BOOST_SETTLE,
+            },
             static_grace: Duration::from_secs(600),
         };
         let platform = Platform::start_with(config, store, gateway.clone(), fakes.host())
@@ -128,7 +139,7 @@ impl TestPlatform {
         DeployRequest {
             source: self.repo.display().to_string(),
             name: Some("app".into()),
-            runtime: Some(hoist_core::Runtime::Debian),
+            runtime: Some(hoist_core::Runtime::Debian.into()),
             start: Some("serve".into()),
             env: env.iter().map(|e| e.to_string()).collect(),
             ..DeployRequest::default()

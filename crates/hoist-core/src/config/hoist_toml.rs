@@ -11,7 +11,7 @@ const HOIST_TOML: &str = "hoist.toml";
 
 /// The keys of `hoist.toml`, as [`HoistToml`] names its fields: what an unknown key is
 /// compared with for a suggestion. (A test checks each one is a field.)
-const HOIST_TOML_KEYS: [&str; 18] = [
+const HOIST_TOML_KEYS: [&str; 19] = [
     "runtime",
     "build",
     "build_command",
@@ -29,6 +29,8 @@ const HOIST_TOML_KEYS: [&str; 18] = [
     "auto_deploy",
     "poll_interval",
     "watch",
+    // startup CPU boost (issue 15)
+    "startup_boost",
     // static files (issue 15)
     "static",
 ];
@@ -53,6 +55,8 @@ struct HoistToml {
     auto_deploy: Option<toml::Value>,
     poll_interval: Option<toml::Value>,
     watch: Option<toml::Value>,
+    // ---- startup CPU boost (issue 15) ----
+    startup_boost: Option<toml::Value>,
     /// `static = "dist"`, or a `[static]` table with `dir`, `prefix`, `spa`.
     #[serde(rename = "static")]
     static_files: Option<toml::Value>,
@@ -171,6 +175,17 @@ impl SpecLayer {
                 .set(key, &text)
                 .map_err(key_error(HOIST_TOML, key))?;
         }
+        if let Some(value) = &file.startup_boost {
+            let text = match value {
+                Value::Boolean(b) => b.to_string(),
+                Value::String(s) => s.clone(),
+                _ => return Err(type_error("startup_boost", "true or false", value)),
+            };
+            layer
+                .scaling
+                .set("startup_boost", &text)
+                .map_err(key_error(HOIST_TOML, "startup_boost"))?;
+        }
         if let Some(value) = &file.cron {
             layer.cron = Some(super::cron_toml::cron_jobs(value)?);
         }
@@ -269,6 +284,20 @@ mod tests {
     }
 
     #[test]
+    fn runtime_versions_in_hoist_toml() {
+        for (text, name) in [
+            ("runtime = \"node@22\"", "node@22"),
+            ("runtime = \"python@3.13\"", "python@3.13"),
+            ("runtime = \"python+node\"", "python+node"),
+        ] {
+            let layer = SpecLayer::from_hoist_toml(text).unwrap();
+            assert_eq!(layer.runtime.unwrap().to_string(), name);
+        }
+        let err = SpecLayer::from_hoist_toml("runtime = \"node@x\"").unwrap_err();
+        assert!(err.to_string().contains("key `runtime`"), "{err}");
+    }
+
+    #[test]
     fn hoist_toml_full() {
         let text = r#"
 runtime = "node"
@@ -283,7 +312,7 @@ WORKERS = 4
 DEBUG = false
 "#;
         let layer = SpecLayer::from_hoist_toml(text).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Node));
+        assert_eq!(layer.runtime, Some(Runtime::Node.into()));
         assert_eq!(
             layer.build_command.as_deref(),
             Some("npm ci && npm run build")
@@ -390,6 +419,28 @@ DEBUG = false
     }
 
     #[test]
+    fn hoist_toml_startup_boost() {
+        let off = SpecLayer::from_hoist_toml("startup_boost = false\n").unwrap();
+        assert_eq!(off.scaling.startup_boost, Some(false));
+        let on = SpecLayer::from_hoist_toml("startup_boost = \"on\"\n").unwrap();
+        assert_eq!(on.scaling.startup_boost, Some(true));
+        assert_eq!(
+            SpecLayer::from_hoist_toml("")
+                .unwrap()
+                .scaling
+                .startup_boost,
+            None
+        );
+        let msg = SpecLayer::from_hoist_toml("startup_boost = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "hoist.toml: key `startup_boost`: must be true or false, got integer"
+        );
+    }
+
+    #[test]
     fn an_unknown_hoist_toml_key_names_the_file_the_key_and_the_nearest_known_one() {
         let cases = [
             ("min_instance = 1", "min_instance", "min_instances"),
@@ -413,7 +464,7 @@ DEBUG = false
             .to_string();
         assert_eq!(
             msg,
-            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch, static"
+            "hoist.toml: unknown key `region`; expected one of runtime, build, build_command, start, start_command, port, memory, env, min_instances, max_instances, concurrency, idle_freeze, idle_stop, cron, auto_deploy, poll_interval, watch, startup_boost, static"
         );
     }
 

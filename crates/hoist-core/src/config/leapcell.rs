@@ -155,6 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn leapcell_runtime_spellings_carry_their_version() {
+        for (text, name) in [
+            ("runtime: nodejs20\n", "node@20"),
+            ("runtime: python3.13\n", "python@3.13"),
+            ("runtime: go1.24\n", "go@1.24"),
+            ("runtime: node\n", "node"),
+        ] {
+            let layer = leapcell(text).unwrap();
+            assert_eq!(layer.runtime.unwrap().to_string(), name);
+        }
+    }
+
+    #[test]
     fn leapcell_full() {
         let yaml = "
 runtime: python3.11
@@ -166,7 +179,7 @@ region: us-east-1
 serviceName: whatever
 ";
         let layer = leapcell(yaml).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Python));
+        assert_eq!(layer.runtime, Some("python@3.11".parse().unwrap()));
         assert_eq!(
             layer.build_command.as_deref(),
             Some("pip install -r requirements.txt")
@@ -256,7 +269,7 @@ port: 3000
 1: numbered
 ";
         let (layer, warnings) = SpecLayer::from_leapcell_yaml(yaml).unwrap();
-        assert_eq!(layer.runtime, Some(Runtime::Node));
+        assert_eq!(layer.runtime, Some(Runtime::Node.into()));
         assert_eq!(layer.port, Some(Port::new(3000).unwrap()));
         let texts: Vec<String> = warnings.iter().map(ToString::to_string).collect();
         assert_eq!(

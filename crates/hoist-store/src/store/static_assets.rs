@@ -153,7 +153,7 @@ mod tests {
             dir: "dist".into(),
             prefix: StaticPrefix::default(),
             spa: true,
-            detected: Some("Vite or Create React App build".into()),
+            detected: Some("a dist/ or build/ folder holding index.html".into()),
         };
         store.set_deployment_static(&a, &folder).unwrap();
         assert_eq!(

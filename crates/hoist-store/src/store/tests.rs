@@ -509,6 +509,7 @@ fn service_scaling_roundtrip() -> TestResult {
         concurrency: 10,
         idle_freeze_ms: 500,
         idle_stop_ms: 60_000,
+        startup_boost: false,
     };
     std::thread::sleep(Duration::from_millis(5));
     store.set_service_scaling(&web, &scaling)?;

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod boost;
 pub mod hooks;
+pub mod runtimes;
 mod tokens;
 
 use std::io::{Read, Write};
