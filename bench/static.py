@@ -56,6 +56,12 @@ CASES = [
     ("2 KB .js, Accept-Encoding: gzip", SMALL, ("Accept-Encoding: gzip",)),
     ("1 MB file, identity", LARGE, ()),
 ]
+# ONLY=1MB (a substring of the labels) runs only the matching cases.
+CASES = [c for c in CASES if os.environ.get("ONLY", "") in c[0]]
+# GATEWAY_WORKERS=N runs the server with --gateway-workers N instead of its default.
+WORKERS = os.environ.get("GATEWAY_WORKERS")
+# REQUEST_LOGGING=off runs the server with --no-request-logging (nginx keeps its access log).
+LOGGING_OFF = os.environ.get("REQUEST_LOGGING") == "off"
 
 NGINX_CONF = '''worker_processes 2;
 worker_priority {nice};
@@ -143,7 +149,9 @@ class Harness:
 class Deployed:
     """A real `hoist server` with the folder deployed as a static-only site."""
     def __init__(self, root):
-        self.server = Server("static", (f"--gateway-nice={NICE}",))
+        extra = (f"--gateway-nice={NICE}",) + ((f"--gateway-workers={WORKERS}",) if WORKERS else ()) \
+            + (("--no-request-logging",) if LOGGING_OFF else ())
+        self.server = Server("static", extra)
         self.port = self.server.gw_port
         self.proc = self.server.proc
         self.repo = git_repo(None, {"hoist.toml": 'runtime = "python"\nstatic = "dist"\n'})
@@ -223,7 +231,8 @@ def main():
     idle = []
     try:
         nginx = Nginx(root)
-        hoist = Deployed(root) if mode == "server" else Harness(root, max(1, cores // 2))
+        workers = int(WORKERS) if WORKERS else max(1, cores // 2)
+        hoist = Deployed(root) if mode == "server" else Harness(root, workers)
         check_same(hoist.port, nginx.port, root)
         ports = {"hoist": hoist.port, "nginx": nginx.port}
         pids = {"hoist": hoist.proc.pid, "nginx": nginx.proc.pid}
@@ -253,7 +262,7 @@ def main():
 
     print()
     print("machine idle before each round: " + ", ".join(f"{i:.0%}" for i in idle))
-    print(f"static files, hoist ({mode}) vs nginx (sendfile, gzip_static, keep-alive), "
+    print(f"static files, hoist ({mode}, {WORKERS or 'default'} gateway workers) vs nginx (sendfile, gzip_static, keep-alive), "
           f"wrk -t{THREADS} -c{CONNS} -d{DURATION}s on loopback, {ROUNDS} rounds (medians)")
     rows = []
     for label, _, _ in CASES:

@@ -53,8 +53,7 @@ pub use upload::{BUNDLE_CONTENT_TYPE, Upload, UploadQuery};
 pub use hoist_core::{
     AutoDeploy, DeploymentId, DeploymentState, DeploymentTrigger, InstanceId, InstanceState,
     Runtime, RuntimeName, Scaling, ServiceName, ServiceSpec, StaticFolder, TokenId, TokenName,
-    TokenRole,
-    UploadId,
+    TokenRole, UploadId,
 };
 
 #[cfg(test)]

@@ -513,6 +513,7 @@ impl AsyncWrite for Conn {
             Some((0, file, offset)) => {
                 crate::sendfile::poll_send(&self.stream, cx, &file, offset, bufs[0].len())
             }
+            Some((1, _, _)) => crate::sendfile::poll_send_head(&self.stream, cx, &bufs[0]),
             Some((i, _, _)) => Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i]),
             None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
         }

@@ -34,6 +34,28 @@ pub(crate) fn mapped_in(bufs: &[io::IoSlice<'_>]) -> Option<(usize, std::sync::A
     })
 }
 
+/// Writes the response head before a sendfile'd body with `MSG_MORE`: the kernel holds it
+/// to leave in the same segment as the body's first bytes (nginx's `tcp_nopush`), instead of
+/// a packet of its own that wakes the client for a few hundred bytes.
+pub(crate) fn poll_send_head(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    head: &[u8],
+) -> Poll<io::Result<usize>> {
+    use std::os::fd::AsRawFd;
+    let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match stream.try_io(Interest::WRITABLE, || {
+            nix::sys::socket::send(stream.as_raw_fd(), head, more).map_err(io::Error::from)
+        }) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
 /// Sends `len` bytes of `file` from `offset` to the socket; how many went.
 pub(crate) fn poll_send(
     stream: &TcpStream,

@@ -92,3 +92,66 @@ fn is_real_dir(root: &Path, rel: &str) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::Scratch;
+
+    #[test]
+    fn spa_builds_are_found_only_without_a_start_command() {
+        let s = Scratch::new("detect-spa");
+        s.write("dist/index.html", "<p>");
+        let found = detect(s.path(), false).expect("dist");
+        assert_eq!(found.layout, Layout::SpaBuild);
+        assert_eq!(
+            found.mounts,
+            [Mount {
+                dir: "dist".into(),
+                prefix: "/".into()
+            }]
+        );
+        assert_eq!(found.to_string(), "dist/ at / (a single-page app build)");
+        assert_eq!(detect(s.path(), true), None, "an app that serves itself");
+        let cra = Scratch::new("detect-cra");
+        cra.write("build/index.html", "<p>");
+        assert_eq!(
+            detect(cra.path(), false).expect("build").mounts[0].dir,
+            PathBuf::from("build")
+        );
+        let none = Scratch::new("detect-none");
+        none.write("dist/app.js", "x");
+        assert_eq!(detect(none.path(), false), None, "no index.html");
+    }
+
+    #[test]
+    fn next_standalone_mounts_its_static_folder_and_public() {
+        let s = Scratch::new("detect-next");
+        s.write(".next/standalone/server.js", "x");
+        s.write(".next/static/chunks/main-8e3f1c2a5b6d7e8f.js", "x");
+        s.write("public/favicon.ico", "x");
+        let found = detect(s.path(), true).expect("next");
+        assert_eq!(found.layout, Layout::NextStandalone);
+        assert_eq!(
+            found.mounts,
+            [
+                Mount {
+                    dir: "public".into(),
+                    prefix: "/".into()
+                },
+                Mount {
+                    dir: ".next/static".into(),
+                    prefix: "/_next/static".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_symlinked_folder_is_not_detected() {
+        let s = Scratch::new("detect-link");
+        s.write("elsewhere/index.html", "<p>");
+        std::os::unix::fs::symlink(s.path().join("elsewhere"), s.path().join("dist")).unwrap();
+        assert_eq!(detect(s.path(), false), None);
+    }
+}

@@ -221,8 +221,11 @@ impl Site {
         if self.dirs.contains(decoded) {
             return Some(redirect(req));
         }
+        // With an app behind the site, only a browser's navigation (it asks for HTML) gets the
+        // page: `fetch('/api/users')` must still reach the app.
         if self.config.spa
             && !looks_like_a_file(decoded)
+            && (!self.config.has_app || wants_html(&req.headers))
             && let Some(file) = &self.root_index
         {
             return Some(self.serve(file, req, head));
@@ -398,6 +401,15 @@ fn if_range_holds(file: &Served, headers: &HeaderMap) -> bool {
         None => true,
         Some(v) => v == file.identity.etag || v == file.last_modified,
     }
+}
+
+/// A browser navigating sends `Accept: text/html,...`; API clients send `*/*` or JSON.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    })
 }
 
 /// The last segment has an extension (`/app.js`, not `/users/42`).

@@ -350,6 +350,7 @@ fn spa_serves_the_root_index_for_paths_that_do_not_look_like_files() {
         &f,
         SiteConfig {
             spa: true,
+            has_app: false,
             ..SiteConfig::default()
         },
     );
@@ -357,11 +358,30 @@ fn spa_serves_the_root_index_for_paths_that_do_not_look_like_files() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.body().starts_with(b"<!doctype html><title>home"));
     assert_eq!(hdr(&r, "cache-control"), Some("no-cache"));
-    assert!(
-        get(&spa, "/assets/missing-AbC123.js", &[]).is_none(),
+    let miss = get(&spa, "/assets/missing-AbC123.js", &[]).expect("answered");
+    assert_eq!(
+        miss.status(),
+        StatusCode::NOT_FOUND,
         "a missing file is a miss"
     );
-    assert!(spa.respond(&req("POST", "/users/42", &[])).is_none());
+    // With an app: a browser's navigation gets the page, an API call goes to the app.
+    let with_app = site(
+        &f,
+        SiteConfig {
+            spa: true,
+            ..SiteConfig::default()
+        },
+    );
+    let html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = get(&with_app, "/users/42", &[("accept", html)]).expect("navigation");
+    assert!(r.body().starts_with(b"<!doctype html><title>home"));
+    assert!(get(&with_app, "/api/users", &[]).is_none());
+    assert!(get(&with_app, "/api/users", &[("accept", "application/json")]).is_none());
+    assert!(
+        with_app
+            .respond(&req("POST", "/users/42", &[("accept", html)]))
+            .is_none()
+    );
 }
 
 #[test]
