@@ -8,13 +8,18 @@
 //!   (webpack, Parcel, Next.js, older Vite);
 //! - a last `-`-separated part of 6 to 16 base64url-ish characters mixing cases with a
 //!   digit (`index-BcD3fG.js`, esbuild's `chunk-5VWKYHIZ.js`), or exactly 8 letters that are
-//!   not all lowercase (Rollup/Vite 5's `index-DiwrgTda.css`);
+//!   not all lowercase (Rollup/Vite 5's `index-DiwrgTda.css`) in an `assets/` folder (Vite's
+//!   `build.assetsDir`), so that a font of `public/` named `Inter-SemiBold.woff2` is not
+//!   cached for a year;
+//! - Rollup's 8-character base64url hash after the last-but-eight `-`, which may itself hold a
+//!   `-` (`index-CnAq-3Zb.js`);
 //! - anything under `/_next/static/`, which Next.js itself versions by build id.
 //!
 //! Words are not hashes: `jquery-ui.js`, `polyfills-es2015.js`, `logo-dark.svg`,
 //! `report-20240101.pdf`, `bootstrap.min.css`. The one known false positive is an 8-letter
-//! CamelCase word after a dash (`theme-DarkMode.css`), which Rollup's hashes cannot be told
-//! from; a miss only costs revalidation (`no-cache`), so the rules lean to missing.
+//! CamelCase word after a dash in an `assets/` folder (`assets/theme-DarkMode.css`), which
+//! Rollup's hashes cannot be told from; a miss only costs revalidation (`no-cache`), so the
+//! rules lean to missing.
 
 /// Whether the url path's file name carries a content hash.
 pub(crate) fn is_hashed(path: &str) -> bool {
@@ -32,10 +37,21 @@ pub(crate) fn is_hashed(path: &str) -> bool {
     if stem.split(['.', '-', '_']).any(is_hex_hash) {
         return true;
     }
+    let in_assets = path.split('/').any(|segment| segment == "assets");
+    // Rollup's `[name]-[hash]`: the hash is 8 characters of base64url, `-` among them.
+    if let Some(at) = stem.len().checked_sub(9)
+        && at > 0
+        && stem.as_bytes().get(at) == Some(&b'-')
+        && let Some(hash) = stem.get(at + 1..)
+        && hash.contains('-')
+        && is_base64_hash(&hash.replace('-', "_"), in_assets)
+    {
+        return true;
+    }
     // The last part after a dash, for base64url hashes; a `.`-separated one of those
     // (`app.BcD3fG.js`) is not a layout any bundler writes.
     match stem.rsplit_once('-') {
-        Some((head, tail)) if !head.is_empty() => is_base64_hash(tail),
+        Some((head, tail)) if !head.is_empty() => is_base64_hash(tail, in_assets),
         _ => false,
     }
 }
@@ -47,7 +63,9 @@ fn is_hex_hash(part: &str) -> bool {
         && part.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
-fn is_base64_hash(part: &str) -> bool {
+/// `in_assets`: whether the file is in an `assets/` folder, where a digit-free 8-letter part
+/// is taken for Rollup's hash rather than for a word.
+fn is_base64_hash(part: &str, in_assets: bool) -> bool {
     if !(6..=16).contains(&part.len())
         || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
@@ -61,7 +79,8 @@ fn is_base64_hash(part: &str) -> bool {
         // `es2015`, `v2` are lowercase words with a version: a hash has a capital too.
         letters && upper
     } else {
-        part.len() == 8 && upper
+        // esbuild's base32 (`chunk-ABCDEFGH.js`) is all capitals, which words seldom are.
+        part.len() == 8 && upper && (in_assets || !lower)
     }
 }
 
@@ -79,6 +98,8 @@ mod tests {
             "/assets/index-DiwrgTda.css",
             "/assets/index-3f9c1a2b.js",
             "/assets/vendor-B-x1Yz_q.js",
+            "/assets/index-CnAq-3Zb.js",
+            "/assets/index-Cn-q3Zbx.css",
             "/chunk-5VWKYHIZ.js",
             "/chunk-ABCDEFGH.js",
             "/main-8e3f1c2a5b6d7e8f.js",
@@ -111,6 +132,12 @@ mod tests {
             "/data-12345678.json",
             "/assets/.3f9c1a2b",
             "/v2-beta.js",
+            "/Inter-SemiBold.woff2",
+            "/fonts/OpenSans-SemiBold.ttf",
+            "/btn-Download.png",
+            "/react-dom.production.min.js",
+            "/jquery-3.7.1.min.js",
+            "/assets/my-long-name.js",
         ] {
             assert!(!is_hashed(path), "{path} should not count as hashed");
         }

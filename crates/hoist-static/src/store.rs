@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
@@ -88,8 +88,8 @@ impl Store {
     /// smaller), and returns the manifest. Refuses a folder over `limits` with the numbers
     /// found, before storing anything.
     pub fn ingest(&self, dir: &Path, limits: &Limits) -> Result<Manifest, StaticError> {
-        let found = walk(dir)?;
-        let files = found.files.len() as u64;
+        let found = walk(dir, limits.max_files)?;
+        let files = found.count;
         if files > limits.max_files {
             return Err(StaticError::TooManyFiles {
                 path: dir.to_owned(),
@@ -171,11 +171,24 @@ impl Store {
     fn ingest_file(&self, file: &Found, new_files: &AtomicU64) -> Result<FileEntry, StaticError> {
         // O_NOFOLLOW: the walk saw a regular file here (or resolved a symlink to one inside
         // the folder); if it has been swapped for a symlink since, refuse to open it.
-        let mut src = std::fs::OpenOptions::new()
+        // O_NONBLOCK: if it was swapped for a FIFO, opening must not wait for a writer.
+        let src = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
             .open(&file.source)
             .map_err(StaticError::io(&file.source))?;
+        // And it must still be the very file the walk measured (the limits were checked on
+        // those sizes): read no more than that, and refuse a file that changed meanwhile.
+        let now = src.metadata().map_err(StaticError::io(&file.source))?;
+        let changed = || {
+            StaticError::io(&file.source)(std::io::Error::other(
+                "the file changed while the static folder was taken (is the build still running?)",
+            ))
+        };
+        if !now.is_file() || now.dev() != file.meta.dev() || now.ino() != file.meta.ino() {
+            return Err(changed());
+        }
+        let mut src = src.take(file.meta.len() + 1);
         let (tmp, mut out) = self.tmp_file()?;
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
@@ -190,6 +203,10 @@ impl Store {
             size += n as u64;
         }
         drop(out);
+        if size != file.meta.len() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(changed());
+        }
         let hash = Digest::from_bytes(hasher.finalize().into());
         let content_type = compress::content_type(&file.url_path);
         let dest = self.object_path(&hash, Encoding::Identity);

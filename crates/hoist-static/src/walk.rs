@@ -16,7 +16,10 @@ pub(crate) struct Found {
 }
 
 pub(crate) struct Walk {
+    /// The files found, up to the walk's `keep` (past it they are counted, not kept).
     pub files: Vec<Found>,
+    /// How many regular files the folder holds (also past `keep`).
+    pub count: u64,
     pub skipped: Vec<Skipped>,
     pub bytes: u64,
 }
@@ -26,7 +29,10 @@ pub(crate) struct Walk {
 /// link `index.html` to a variant, pnpm links assets); one pointing outside, dangling, or to a
 /// directory is skipped and reported. Names that are not UTF-8 or hold a control byte or a
 /// backslash are skipped and reported: no url path could name them unambiguously.
-pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
+///
+/// At most `keep` files are kept in memory: a folder of millions of files (over any limit)
+/// is counted, so that its refusal can say how many, without holding a record of each.
+pub(crate) fn walk(dir: &Path, keep: u64) -> Result<Walk, StaticError> {
     let meta = match std::fs::metadata(dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -46,8 +52,16 @@ pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
     let root = dir.canonicalize().map_err(StaticError::io(dir))?;
     let mut out = Walk {
         files: Vec::new(),
+        count: 0,
         skipped: Vec::new(),
         bytes: 0,
+    };
+    let found = |out: &mut Walk, file: Found| {
+        out.count += 1;
+        out.bytes += file.meta.len();
+        if out.count <= keep {
+            out.files.push(file);
+        }
     };
     let mut stack: Vec<(PathBuf, String)> = vec![(root.clone(), String::new())];
     while let Some((path, url)) = stack.pop() {
@@ -71,22 +85,24 @@ pub(crate) fn walk(dir: &Path) -> Result<Walk, StaticError> {
             if kind.is_dir() {
                 stack.push((child, child_url));
             } else if kind.is_file() {
-                out.bytes += meta.len();
-                out.files.push(Found {
-                    url_path: child_url,
-                    source: child,
-                    meta,
-                });
+                found(
+                    &mut out,
+                    Found {
+                        url_path: child_url,
+                        source: child,
+                        meta,
+                    },
+                );
             } else if kind.is_symlink() {
                 match resolve_inside(&root, &child) {
-                    Ok((target, meta)) => {
-                        out.bytes += meta.len();
-                        out.files.push(Found {
+                    Ok((target, meta)) => found(
+                        &mut out,
+                        Found {
                             url_path: child_url,
                             source: target,
                             meta,
-                        });
-                    }
+                        },
+                    ),
                     Err(reason) => out.skipped.push(Skipped {
                         path: shown,
                         reason,

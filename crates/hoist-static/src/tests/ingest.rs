@@ -315,3 +315,15 @@ fn the_body_cache_keeps_to_its_budget() {
     }
     assert_eq!(small.cache.held(), (0, 0));
 }
+
+#[test]
+fn a_folder_over_the_file_limit_is_counted_not_held_in_memory() {
+    let s = Scratch::new("keep");
+    for i in 0..5 {
+        s.write(&format!("site/d{}/f{i}.txt", i % 2), vec![b'x'; 10]);
+    }
+    let walked = crate::walk::walk(&s.path().join("site"), 2).expect("walk");
+    assert_eq!(walked.count, 5, "every file counted");
+    assert_eq!(walked.files.len(), 2, "only `keep` of them kept");
+    assert_eq!(walked.bytes, 50, "and every byte");
+}
