@@ -74,10 +74,10 @@ pub(crate) fn worth_compressing(content_type: &str) -> bool {
         )
 }
 
-/// Brotli's best quality is slow (about 1 MB/s); large files get a quality close in ratio at
-/// tens of MB/s, so a deploy with big bundles does not take minutes.
+/// Brotli's best quality is slow (about 1 MB/s); files past 256 KB get a quality close in
+/// ratio at tens of MB/s, so a deploy with big bundles does not take minutes.
 fn brotli_quality(size: u64) -> u32 {
-    if size <= 1 << 20 { 11 } else { 9 }
+    if size <= 256 << 10 { 11 } else { 9 }
 }
 
 /// Compresses `input` into `output`; returns the compressed size.

@@ -87,8 +87,10 @@ pub(crate) enum Range {
 }
 
 pub(crate) fn parse_range(header: &[u8], size: u64) -> Range {
-    let Some(spec) = header.strip_prefix(b"bytes=") else {
-        return Range::Ignore;
+    // The range unit is case-insensitive (RFC 9110, 14.1).
+    let spec = match header.split_at_checked(6) {
+        Some((unit, spec)) if unit.eq_ignore_ascii_case(b"bytes=") => spec,
+        _ => return Range::Ignore,
     };
     let spec = trim(spec);
     if spec.contains(&b',') {
@@ -191,7 +193,7 @@ mod tests {
             Satisfiable { start: 0, end: 99 }
         );
         assert_eq!(
-            parse_range(b"bytes=900-", 1000),
+            parse_range(b"Bytes=900-", 1000),
             Satisfiable {
                 start: 900,
                 end: 999
