@@ -197,6 +197,10 @@ test("a first session: deploy, open, configure, redeploy, roll back, logs, delet
       .locator(".log-line")
       .filter({ hasText: `GET /?e2e=${probe} 200` })
       .waitFor({ timeout: 30_000 });
+    // A view that follows shows its newest line: it is scrolled to the end (a full-page
+    // screenshot draws inner scrollers from their top, so the picture cannot tell).
+    const [top, height, client] = await page.getByLabel("Log lines").evaluate((e) => [e.scrollTop, e.scrollHeight, e.clientHeight]);
+    assert.ok(height - top - client <= 24, `the followed view is scrolled to its end (${top} + ${client} of ${height})`);
   });
 
   await steps.step("every page has no horizontal overflow at 390 px", async () => {

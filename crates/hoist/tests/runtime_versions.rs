@@ -13,14 +13,16 @@ use common::{shared_server, unique};
 
 const BUILD: Duration = Duration::from_secs(600);
 
+/// A service name unique to this run, short and without dashes, as these tests have always
+/// named their services.
+fn short_name(prefix: &str) -> String {
+    unique(prefix).replace('-', "").chars().take(20).collect()
+}
+
 #[test]
 fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
     let server = shared_server();
-    let name = unique("nvmrc")
-        .replace('-', "")
-        .chars()
-        .take(20)
-        .collect::<String>();
+    let name = short_name("nvmrc");
     let repo = app_repo(
         &name,
         &[
@@ -99,11 +101,7 @@ fn a_node_app_pinned_by_nvmrc_runs_on_node_22_with_npm_on_path() {
 #[test]
 fn a_python_app_pinned_by_python_version_runs_on_python_3_13() {
     let server = shared_server();
-    let name = unique("pyver")
-        .replace('-', "")
-        .chars()
-        .take(20)
-        .collect::<String>();
+    let name = short_name("pyver");
     let repo = app_repo(
         &name,
         &[
@@ -129,11 +127,7 @@ fn a_python_app_pinned_by_python_version_runs_on_python_3_13() {
 #[test]
 fn python_plus_node_has_both_for_a_frontend_build() {
     let server = shared_server();
-    let name = unique("pyjs")
-        .replace('-', "")
-        .chars()
-        .take(20)
-        .collect::<String>();
+    let name = short_name("pyjs");
     let repo = app_repo(
         &name,
         &[
@@ -153,11 +147,7 @@ fn python_plus_node_has_both_for_a_frontend_build() {
 #[test]
 fn unknown_versions_and_unsatisfiable_pins_are_refused_with_the_list() {
     let server = shared_server();
-    let name = unique("badver")
-        .replace('-', "")
-        .chars()
-        .take(20)
-        .collect::<String>();
+    let name = short_name("badver");
     let repo = app_repo(
         &name,
         &[
