@@ -463,6 +463,8 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 pub struct Conn {
     stream: TcpStream,
     slot: Slot,
+    /// A large static body being sent from a sender thread.
+    sending: Option<crate::sendfile::InFlight>,
 }
 
 impl Conn {
@@ -497,7 +499,15 @@ impl AsyncWrite for Conn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if let Some((_, file, offset)) = crate::sendfile::mapped_in(&[io::IoSlice::new(buf)]) {
-            return crate::sendfile::poll_send(&self.stream, cx, &file, offset, buf.len());
+            let this = &mut *self;
+            return crate::sendfile::poll_send_off(
+                &this.stream,
+                &mut this.sending,
+                cx,
+                file,
+                offset,
+                buf.len(),
+            );
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -511,7 +521,15 @@ impl AsyncWrite for Conn {
         // written first, and hyper comes back with the rest.
         match crate::sendfile::mapped_in(bufs) {
             Some((0, file, offset)) => {
-                crate::sendfile::poll_send(&self.stream, cx, &file, offset, bufs[0].len())
+                let this = &mut *self;
+                crate::sendfile::poll_send_off(
+                    &this.stream,
+                    &mut this.sending,
+                    cx,
+                    file,
+                    offset,
+                    bufs[0].len(),
+                )
             }
             Some((1, _, _)) => crate::sendfile::poll_send_head(&self.stream, cx, &bufs[0]),
             Some((i, _, _)) => Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i]),
@@ -593,7 +611,14 @@ impl Acceptor {
             match conn {
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
-                    return Some((Conn { stream, slot }, peer));
+                    return Some((
+                        Conn {
+                            stream,
+                            slot,
+                            sending: None,
+                        },
+                        peer,
+                    ));
                 }
                 // The peer's doing (it reset before we took the connection): the next one
                 // is unaffected.

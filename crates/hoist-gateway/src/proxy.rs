@@ -130,6 +130,9 @@ impl Gateway {
         let addr = listener.local_addr()?;
         // One cap for the whole gateway: the descriptors it guards are the process's.
         let limit = ConnLimit::new(self.config.max_connections, "gateway", shutdown.clone());
+        if let Err(e) = crate::sendfile::start_senders(self.config.nice) {
+            tracing::warn!(error = %e, "large static bodies are sent by the gateway workers");
+        }
         let mut listeners = vec![listener];
         for _ in 1..self.config.workers.max(1) {
             listeners.push(reuseport_listener(addr)?);
@@ -182,7 +185,7 @@ impl Gateway {
 
 /// Sets the calling thread's nice value (on Linux, `setpriority` on a thread id applies to
 /// that thread alone).
-fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+pub(crate) fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     let tid = nix::unistd::gettid().as_raw();
     // SAFETY: setpriority takes plain integers and touches no memory of ours.
     let rc =

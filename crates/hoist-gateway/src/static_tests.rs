@@ -69,6 +69,10 @@ fn fixture(test: &str, has_app: bool) -> Fixture {
     std::fs::write(dir.join("dist/index.html"), "<!doctype html><p>home</p>").unwrap();
     std::fs::write(dir.join("dist/assets/app.3f9c1a2b.js"), JS).unwrap();
     std::fs::write(dir.join("dist/big.bin"), big()).unwrap();
+    if test == "large" {
+        // More than loopback's socket buffers take from a client that reads nothing.
+        std::fs::write(dir.join("dist/huge.bin"), big().repeat(32)).unwrap();
+    }
     let store = Arc::new(hoist_static::Store::open(dir.join("store")).unwrap());
     let manifest = store
         .ingest(&dir.join("dist"), &hoist_static::Limits::default())
@@ -235,11 +239,44 @@ fn a_static_only_site_answers_misses_itself_and_never_asks_for_an_instance() {
     assert!(f.starts.0.load(Ordering::SeqCst) >= 1);
 }
 
+/// A client whose receive buffer is a few KB: loopback's default would take a 1 MB body
+/// whole without the client reading any of it.
+fn small_window_client(port: u16) -> TcpStream {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, port),
+    )
+    .unwrap();
+    TcpStream::from(fd)
+}
+
+/// Waits up to 10 s for `cond`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// One test for everything that reads the sendfile counters, which are the process's.
 #[test]
-fn a_large_file_goes_out_whole_and_in_ranges_by_sendfile() {
+fn a_large_file_goes_out_whole_and_in_ranges_by_sendfile_from_the_sender_threads() {
     let f = fixture("large", true);
     let big = big();
     let sent = crate::sendfile::SENT.load(Ordering::Relaxed);
+    let sent_off = crate::sendfile::SENT_OFF.load(Ordering::Relaxed);
     for _ in 0..3 {
         let (status, head, body) = f.exchange_bytes("GET", "/big.bin", "");
         assert_eq!(status, 200, "{head}");
@@ -262,7 +299,29 @@ fn a_large_file_goes_out_whole_and_in_ranges_by_sendfile() {
         by_sendfile >= 3 << 20,
         "only {by_sendfile} bytes went by sendfile"
     );
+    // Sent from the sender threads, not by the worker that parsed the request.
+    let by_senders = crate::sendfile::SENT_OFF.load(Ordering::Relaxed) - sent_off;
+    assert!(
+        by_senders >= 3 << 20,
+        "only {by_senders} bytes went from the sender threads"
+    );
     // A small body is written as before.
     let (status, _, body) = f.exchange("GET", "/assets/app.3f9c1a2b.js");
     assert_eq!((status, body.as_str()), (200, JS));
+
+    // A client that stops reading holds a sender, and the worker goes on answering others;
+    // once it hangs up, the sender lets go of the socket.
+    let mut stuck = small_window_client(f.port);
+    stuck
+        .write_all(b"GET /huge.bin HTTP/1.1\r\nHost: svc.localhost\r\n\r\n")
+        .unwrap();
+    eventually("a sender holding the stuck client's body", || {
+        crate::sendfile::SENDING.load(Ordering::Relaxed) >= 1
+    });
+    let (status, _, body) = f.exchange("GET", "/assets/app.3f9c1a2b.js");
+    assert_eq!((status, body.as_str()), (200, JS));
+    drop(stuck);
+    eventually("the sender to let go of the closed connection", || {
+        crate::sendfile::SENDING.load(Ordering::Relaxed) == 0
+    });
 }
