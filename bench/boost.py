@@ -30,6 +30,7 @@ from common import Server, git_repo, median, table
 
 RUNS = int(os.environ.get("RUNS", "7"))
 FLASK = os.path.join(common.ROOT, "examples", "flask-hello")
+RUNTIME = "python@3.13"
 
 
 def wait_http(port, deadline_s=60):
@@ -124,8 +125,10 @@ def cold_start(server, name, expect):
 
 
 def main():
+    # The version named, so that the bare boot below uses the very root filesystem the
+    # deployment runs on.
     mini = git_repo(None, {"app.py": common.MINIMAL_APP,
-                           "hoist.toml": 'runtime = "python"\nstart = "python3 app.py"\n'})
+                           "hoist.toml": f'runtime = "{RUNTIME}"\nstart = "python3 app.py"\n'})
     flask = git_repo(FLASK)
     server = Server("boost")
     bare = None
@@ -147,7 +150,7 @@ def main():
         # the budget when the rounds begin.
         for name, *_ in cases:
             server.hoist("stop", name)
-        rootfs = os.path.join(server.env["HOIST_RUNTIME_CACHE"], "python", "rootfs")
+        rootfs = os.path.join(server.env["HOIST_RUNTIME_CACHE"], RUNTIME, "rootfs")
         bare = Bare(mini, rootfs)
         for _ in range(RUNS):
             load.append(os.getloadavg()[0])
