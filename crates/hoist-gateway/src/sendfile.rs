@@ -143,8 +143,11 @@ pub(crate) fn poll_send_off(
                 return poll_send(stream, cx, &file, offset, len);
             };
             // A duplicate keeps the socket open while the sender holds it, even if the
-            // connection is dropped meanwhile (the sender then stops; see `send_all`).
-            let fd = stream.as_fd().try_clone_to_owned()?;
+            // connection is dropped meanwhile (the sender then stops; see `send_all`). Out of
+            // descriptors, the worker sends the body itself rather than failing the answer.
+            let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
+                return poll_send(stream, cx, &file, offset, len);
+            };
             let (tx, done) = oneshot::channel();
             senders.spawn(send_all(fd, file, offset, len, tx));
             flight.insert(InFlight { key, done })
