@@ -435,14 +435,33 @@ fn the_api_needs_a_token_and_describes_itself() {
     }
 }
 
-/// The nice value of each of the server's threads named `gateway-N`.
-fn gateway_thread_nice(pid: u32) -> Vec<i64> {
+/// The gateway's threads: its workers (`gateway-N`) and its sender threads (`gateway-send`,
+/// which send large static bodies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GatewayThreads {
+    Workers,
+    Senders,
+}
+
+/// The nice value of each of the server's gateway threads of `kind`.
+fn gateway_thread_nice(pid: u32, kind: GatewayThreads) -> Vec<i64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
     let mut nice = Vec::new();
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.starts_with("gateway-") {
+        let comm = comm.trim_end();
+        let Some(rest) = comm.strip_prefix("gateway-") else {
+            continue;
+        };
+        let is = if rest == "send" {
+            GatewayThreads::Senders
+        } else if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            GatewayThreads::Workers
+        } else {
+            continue;
+        };
+        if is != kind {
             continue;
         }
         let stat = std::fs::read_to_string(path.join("stat")).expect("thread stat");
@@ -459,13 +478,18 @@ fn gateway_thread_nice(pid: u32) -> Vec<i64> {
 }
 
 /// The gateway's threads are started by a task after the API answers, and each sets its own
-/// priority once it runs: wait (bounded) until there are `workers` of them, all at `nice`,
+/// priority once it runs: wait (bounded) until there are `count` of `kind`, all at `nice`,
 /// before comparing.
-fn settled_gateway_thread_nice(pid: u32, workers: usize, nice: i64) -> Vec<i64> {
+fn settled_gateway_thread_nice(
+    pid: u32,
+    kind: GatewayThreads,
+    count: usize,
+    nice: i64,
+) -> Vec<i64> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let seen = gateway_thread_nice(pid);
-        if (seen.len() == workers && seen.iter().all(|n| *n == nice))
+        let seen = gateway_thread_nice(pid, kind);
+        if (seen.len() == count && seen.iter().all(|n| *n == nice))
             || std::time::Instant::now() > deadline
         {
             return seen;
@@ -482,9 +506,15 @@ fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
     let default = Server::start("nice-default", &[]);
     let pid = default.pid().expect("server running");
     assert_eq!(
-        settled_gateway_thread_nice(pid, workers, -5),
+        settled_gateway_thread_nice(pid, GatewayThreads::Workers, workers, -5),
         vec![-5; workers],
         "default --gateway-nice on {workers} gateway thread(s) for {cores} cores"
+    );
+    // One sender thread per core, at the workers' priority.
+    assert_eq!(
+        settled_gateway_thread_nice(pid, GatewayThreads::Senders, cores, -5),
+        vec![-5; cores],
+        "sender threads for {cores} cores"
     );
 
     let chosen = Server::start(
@@ -492,7 +522,14 @@ fn gateway_threads_run_at_the_configured_priority_and_bad_values_are_refused() {
         &["--gateway-nice", "-2", "--gateway-workers", "3"],
     );
     let pid = chosen.pid().expect("server running");
-    assert_eq!(settled_gateway_thread_nice(pid, 3, -2), vec![-2, -2, -2]);
+    assert_eq!(
+        settled_gateway_thread_nice(pid, GatewayThreads::Workers, 3, -2),
+        vec![-2, -2, -2]
+    );
+    assert_eq!(
+        settled_gateway_thread_nice(pid, GatewayThreads::Senders, cores, -2),
+        vec![-2; cores]
+    );
     // The rest of the server keeps its own priority.
     let main: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .unwrap()
