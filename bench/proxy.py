@@ -235,13 +235,15 @@ class Nginx:
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def wrk(url, threads, conns, seconds, host=HOST, headers=()):
-    """Runs wrk against url (with the service's Host header unless host is None, and any
-    other `headers`); returns (requests/s, p50 ms, p99 ms, socket errors + non-2xx responses,
-    requests)."""
+def wrk(url, threads, conns, seconds, host=HOST, headers=(), script=None):
+    """Runs wrk against url (with the service's Host header unless host is None, any other
+    `headers`, and the Lua `script` if given); returns (requests/s, p50 ms, p99 ms, socket
+    errors + non-2xx responses, requests)."""
     header = ["-H", f"Host: {host}"] if host else []
     for h in headers:
         header += ["-H", h]
+    if script:
+        header += ["-s", script]
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", *header, url],
         check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
