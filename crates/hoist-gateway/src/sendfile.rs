@@ -112,8 +112,12 @@ pub(crate) fn start_senders(nice: i32) -> io::Result<()> {
         })
         .enable_io()
         .build()?;
-    // Two racing callers: the loser's runtime is dropped here, before it ran anything.
-    let _ = SENDERS.set(rt);
+    // Two racing callers (gateways started at once in one process): the loser's runtime ran
+    // nothing, and is shut down without waiting, since a plain drop inside the caller's async
+    // context panics.
+    if let Err(loser) = SENDERS.set(rt) {
+        loser.shutdown_background();
+    }
     Ok(())
 }
 
